@@ -1,0 +1,56 @@
+"""Settings, read once from the environment (and `.env`) by pydantic-settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "claude-sonnet-4-5"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(default=Path(".chatbot"), alias="CHATBOT_DATA_DIR")
+
+    convex_url: str | None = Field(default=None, alias="CONVEX_URL")
+    convex_service_secret: SecretStr | None = Field(default=None, alias="CONVEX_SERVICE_SECRET")
+
+    weaviate_url: str | None = Field(default=None, alias="WEAVIATE_URL")
+    weaviate_grpc_port: int = Field(default=50051, alias="WEAVIATE_GRPC_PORT")
+    weaviate_api_key: SecretStr | None = Field(default=None, alias="WEAVIATE_API_KEY")
+    embedder: str = Field(default="local", alias="CHATBOT_EMBEDDER")
+    embeddings_url: str | None = Field(default=None, alias="CHATBOT_EMBEDDINGS_URL")
+    embeddings_api_key: SecretStr | None = Field(default=None, alias="CHATBOT_EMBEDDINGS_API_KEY")
+
+    anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
+    model: str = Field(default=DEFAULT_MODEL, alias="CHATBOT_MODEL")
+    max_answer_tokens: int = Field(default=1024, alias="CHATBOT_MAX_ANSWER_TOKENS")
+    context_token_budget: int = Field(default=6000, alias="CHATBOT_CONTEXT_TOKENS")
+
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")
+
+    discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")
+    discord_api_url: str | None = Field(default=None, alias="DISCORD_API_URL")
+    discord_gateway_url: str | None = Field(default=None, alias="DISCORD_GATEWAY_URL")
+
+    port: int = Field(default=3000, alias="PORT")
+    log_level: str = Field(default="INFO", alias="CHATBOT_LOG_LEVEL")
+
+
+class MissingSetting(Exception):
+    """A required variable is unset; str() is the one clear line to show."""
+
+    def __init__(self, *names: str, purpose: str) -> None:
+        super().__init__(f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} not set ({purpose})")
+        self.names = names
+
+
+def secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None

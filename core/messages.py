@@ -1,0 +1,102 @@
+"""The normalized model every adapter speaks: one shape for Slack, Discord and the shell."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Platform(StrEnum):
+    SLACK = "slack"
+    DISCORD = "discord"
+    SHELL = "shell"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceRef:
+    """A Slack team, a Discord guild, or the local shell's single workspace."""
+
+    platform: Platform
+    external_id: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.platform.value}:{self.external_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformFacts:
+    """What the platform itself says about the author; mapped to bot roles by `core.roles`."""
+
+    is_owner: bool = False  # Slack primary owner / owner, Discord guild owner
+    is_admin: bool = False  # Slack admin, Discord Administrator or Manage Guild
+    role_ids: tuple[str, ...] = ()  # Discord role ids, for admin-defined role mappings
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is asking or acting, with the facts the role model needs."""
+
+    user_id: str
+    facts: PlatformFacts = field(default_factory=PlatformFacts)
+    display_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    workspace: WorkspaceRef
+    channel_id: str
+    thread_id: str  # the platform's thread key; the message id itself when it starts a thread
+    message_id: str
+    author: Actor
+    text: str  # bot mention already stripped
+    is_dm: bool = False
+    mentioned: bool = True  # False for follow-ups in a thread the bot is in
+
+    @property
+    def event_key(self) -> str:
+        """The dedup key: one reply per platform message, however often it is delivered."""
+        return f"{self.workspace.key}:{self.channel_id}:{self.message_id}"
+
+
+class MessageRole(StrEnum):
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class ReplyStatus(StrEnum):
+    STREAMING = "streaming"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A retrieved passage shown to the LLM as [index] and listed under the reply."""
+
+    index: int
+    title: str
+    uri: str
+    text: str
+    score: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: str
+    thread_id: str
+    role: MessageRole
+    text: str
+    status: ReplyStatus
+    author_id: str = ""
+    created_at: float = 0.0
+    sources: tuple[Source, ...] = ()
+    usage: Usage = Usage()
+    platform_message_id: str = ""

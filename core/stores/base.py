@@ -1,0 +1,221 @@
+"""The store ports. One implementation (SQLite or Convex) serves them all; each port stays small.
+
+Every mutation that changes roles, settings, knowledge or reads the audit takes the acting
+`Actor` and re-checks the actor's effective role *inside its own write*, so a bug or a forged
+command on the Python side can never grant a power the actor does not hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Generic, Protocol, TypeVar
+
+from core.messages import (
+    Actor,
+    MessageRole,
+    ReplyStatus,
+    Source,
+    StoredMessage,
+    Usage,
+    WorkspaceRef,
+)
+from core.roles import Membership, Role
+
+
+class StoreError(Exception):
+    """A store call failed; `code` is stable across implementations (and Convex's ConvexError)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PermissionDenied(StoreError):
+    """The actor's effective role does not allow this; message is safe to show the user."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached; the caller may retry or degrade."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("unavailable", message)
+
+
+class ChannelMode(StrEnum):
+    DEFAULT = "default"  # answer when mentioned
+    ALLOW = "allow"  # listed as allowed (when any channel is allowed, only allowed ones are served)
+    DENY = "deny"  # never answer here
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRule:
+    channel_id: str
+    mode: ChannelMode = ChannelMode.DEFAULT
+    answer_without_mention: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceSettings:
+    system_prompt: str = ""
+    default_role: Role = Role.MEMBER
+    guests_may_ask: bool = False
+    answer_without_mention: bool = False
+    model: str = ""  # empty: the configured default
+    # questions per user per hour, by role label; a missing role means unlimited
+    quotas: dict[str, int] = field(default_factory=lambda: {"guest": 20, "member": 100})
+    auto_thread: bool = False  # Discord: open a thread per question
+
+
+SETTING_FIELDS = frozenset(WorkspaceSettings.__dataclass_fields__)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    cursor: str | None  # pass back to get the next page; None at the end
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: float
+    actor_id: str
+    action: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentRecord:
+    """Metadata and pointers only; chunks and vectors live in the retriever."""
+
+    source_uri: str
+    title: str
+    content_hash: str
+    chunk_count: int
+    status: str  # "ingesting" | "ready" | "failed"
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    message_id: str
+    seq: int
+    text: str  # the text appended since the previous delta
+
+
+class EventClaims(Protocol):
+    async def claim_event(self, key: str) -> bool:
+        """Atomically claim `key`; True for the first caller only, across processes."""
+        ...
+
+
+class RoleStore(Protocol):
+    async def settings(self, ws: WorkspaceRef) -> WorkspaceSettings: ...
+
+    async def update_settings(
+        self, ws: WorkspaceRef, actor: Actor, changes: dict[str, object]
+    ) -> WorkspaceSettings: ...
+
+    async def membership(self, ws: WorkspaceRef, user_id: str) -> Membership | None: ...
+
+    async def members(self, ws: WorkspaceRef) -> Sequence[Membership]: ...
+
+    async def role_mappings(self, ws: WorkspaceRef) -> dict[str, Role]: ...
+
+    async def set_role(self, ws: WorkspaceRef, actor: Actor, user_id: str, role: Role | None) -> None:
+        """Set (or with None, clear) a user's explicit role; audited; PermissionDenied on refusal."""
+        ...
+
+    async def set_blocked(self, ws: WorkspaceRef, actor: Actor, user_id: str, blocked: bool) -> None: ...
+
+    async def set_role_mapping(
+        self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None
+    ) -> None: ...
+
+    async def channel_rule(self, ws: WorkspaceRef, channel_id: str) -> ChannelRule | None: ...
+
+    async def channel_rules(self, ws: WorkspaceRef) -> Sequence[ChannelRule]: ...
+
+    async def set_channel_rule(self, ws: WorkspaceRef, actor: Actor, rule: ChannelRule) -> None: ...
+
+    async def consume_quota(self, ws: WorkspaceRef, user_id: str, window: str, limit: int) -> bool:
+        """Count one question in `window`; False (and nothing counted) once `limit` is reached."""
+        ...
+
+
+class ThreadStore(Protocol):
+    async def thread_for(self, ws: WorkspaceRef, channel_id: str, external_thread: str) -> str:
+        """Find or create the thread; returns its store id."""
+        ...
+
+    async def add_message(
+        self,
+        thread_id: str,
+        role: MessageRole,
+        text: str,
+        *,
+        author_id: str = "",
+        status: ReplyStatus = ReplyStatus.COMPLETE,
+        idempotency_key: str = "",
+    ) -> str:
+        """Append a message; the same idempotency key returns the same id instead of a duplicate."""
+        ...
+
+    async def messages(
+        self, thread_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[StoredMessage]:
+        """Newest first."""
+        ...
+
+    async def message(self, message_id: str) -> StoredMessage | None:
+        """A message with its text so far (the deltas joined while it is still streaming)."""
+        ...
+
+    async def append_deltas(self, deltas: Sequence[Delta]) -> None:
+        """Append the deltas of many live replies in one write."""
+        ...
+
+    async def complete_message(
+        self,
+        message_id: str,
+        *,
+        text: str,
+        status: ReplyStatus,
+        sources: Sequence[Source] = (),
+        usage: Usage | None = None,
+        platform_message_id: str = "",
+    ) -> None: ...
+
+    async def stale_streaming(self, older_than_s: float) -> Sequence[StoredMessage]:
+        """Replies still `streaming` with no delta for `older_than_s` (crashed mid-stream)."""
+        ...
+
+
+class DocumentStore(Protocol):
+    async def document(self, ws: WorkspaceRef, source_uri: str) -> DocumentRecord | None: ...
+
+    async def documents(self, ws: WorkspaceRef) -> Sequence[DocumentRecord]: ...
+
+    async def put_document(self, ws: WorkspaceRef, actor: Actor, record: DocumentRecord) -> None:
+        """Create or replace the record; needs manage_knowledge."""
+        ...
+
+    async def delete_document(self, ws: WorkspaceRef, actor: Actor, source_uri: str) -> None: ...
+
+
+class AuditLog(Protocol):
+    async def audit(self, ws: WorkspaceRef, actor_id: str, action: str, detail: str = "") -> None: ...
+
+    async def audit_entries(self, ws: WorkspaceRef, actor: Actor, *, limit: int = 50) -> Sequence[AuditEntry]:
+        """Newest first; needs view_audit."""
+        ...
+
+
+class Store(EventClaims, RoleStore, ThreadStore, DocumentStore, AuditLog, Protocol):
+    """Everything the bot remembers; SQLite by default, Convex when CONVEX_URL is set."""
+
+    async def close(self) -> None: ...

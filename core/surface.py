@@ -1,0 +1,58 @@
+"""The Surface port: where one reply appears on a platform (a channel, a thread, a terminal).
+
+Adapters implement it; the streaming engine drives it. A surface knows its platform's
+format and length limit and names the rate-limit scopes each call spends from; it knows
+nothing of pacing, which lives in `core.streaming`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from core.messages import Source
+
+Operation = Literal["post", "edit"]
+
+
+@dataclass(frozen=True, slots=True)
+class RateScope:
+    """A platform rate-limit bucket: e.g. ("slack:T1:chat.update", 50/60 per second, burst 3)."""
+
+    key: str
+    per_second: float
+    burst: float = 1.0
+
+
+class RateLimited(Exception):
+    """The platform answered 429; the scheduler waits `retry_after` and slows the scope down."""
+
+    def __init__(self, retry_after: float, scope_key: str | None = None) -> None:
+        super().__init__(f"rate limited for {retry_after:.2f}s ({scope_key or 'unknown scope'})")
+        self.retry_after = retry_after
+        self.scope_key = scope_key
+
+
+class Surface(Protocol):
+    max_chars: int  # the most Markdown text one platform message holds (sources excluded)
+
+    def scopes(self, operation: Operation) -> Sequence[RateScope]:
+        """The rate-limit scopes one call of `operation` spends from, narrowest first."""
+        ...
+
+    async def post(self, text: str, *, sources: Sequence[Source] = ()) -> str:
+        """Post a new message in the reply's place; returns its platform message id."""
+        ...
+
+    async def edit(self, message_id: str, text: str, *, sources: Sequence[Source] = ()) -> None:
+        """Replace the message's whole text (Markdown; the surface converts it)."""
+        ...
+
+    async def thinking(self) -> None:
+        """Show that an answer is coming (typing indicator, assistant status); best effort."""
+        ...
+
+    async def notice(self, text: str) -> None:
+        """A short message for the author only (ephemeral where the platform has it)."""
+        ...
