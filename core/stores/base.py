@@ -148,6 +148,10 @@ class RoleStore(Protocol):
 
 
 class ThreadStore(Protocol):
+    async def find_thread(self, ws: WorkspaceRef, channel_id: str, external_thread: str) -> str | None:
+        """The thread's store id if the bot has a conversation there, without creating one."""
+        ...
+
     async def thread_for(self, ws: WorkspaceRef, channel_id: str, external_thread: str) -> str:
         """Find or create the thread; returns its store id."""
         ...
