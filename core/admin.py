@@ -1,0 +1,254 @@
+"""Admin commands: one grammar for Slack's /chatbot, Discord's app commands and `chatbot roles`.
+
+Each command is checked here (RoleService) for a fast, friendly refusal, and again by the
+store inside its own write, which is the check that counts.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from core.access import RoleService
+from core.messages import Actor, WorkspaceRef
+from core.roles import Permission, Role
+from core.stores.base import SETTING_FIELDS, ChannelMode, ChannelRule, PermissionDenied, Store, StoreError
+
+_USER = re.compile(r"^<@!?([A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
+_CHANNEL = re.compile(r"^<#([A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
+_ROLE_REF = re.compile(r"^<@&([0-9]+)>$")
+
+HELP = """\
+*Commands*
+• `role set <user> <guest|member|curator|admin|owner>` · `role remove <user>` · `role block|unblock <user>`
+• `role list` · `rolemap <platform-role> <role|none>`
+• `channel allow|deny|default <channel> [mention|nomention]`
+• `settings` · `settings set <key> <value>`
+• `ingest <url>` · `audit [n]` · `help`"""
+
+
+class UrlIngestor(Protocol):
+    async def ingest_url(self, ws: WorkspaceRef, actor: Actor, url: str) -> str:
+        """Ingest one URL for the workspace; returns a one-line summary."""
+        ...
+
+
+class CommandError(Exception):
+    """A malformed command; the message says how to write it."""
+
+
+def parse_user(token: str) -> str:
+    match = _USER.match(token)
+    return match.group(1) if match else token.lstrip("@")
+
+
+def parse_channel(token: str) -> str:
+    match = _CHANNEL.match(token)
+    return match.group(1) if match else token.lstrip("#")
+
+
+def parse_platform_role(token: str) -> str:
+    match = _ROLE_REF.match(token)
+    return match.group(1) if match else token
+
+
+class AdminCommands:
+    def __init__(self, store: Store, ingestor: UrlIngestor | None = None) -> None:
+        self.store = store
+        self.roles = RoleService(store)
+        self.ingestor = ingestor
+
+    async def run(self, ws: WorkspaceRef, actor: Actor, command: str) -> str:
+        """Run one command line; always returns Markdown to show the actor (ephemerally)."""
+        try:
+            words = shlex.split(command.strip())
+        except ValueError as exc:
+            return f"I couldn't read that command: {exc}."
+        if not words or words[0] in {"help", "-h", "--help"}:
+            return HELP
+        handler = self._dispatch(words)
+        if handler is None:
+            return f"Unknown command `{command.strip()[:80]}`.\n\n{HELP}"
+        try:
+            return await handler(ws, actor, words)
+        except CommandError as exc:
+            return f"{exc}\n\n{HELP}"
+        except PermissionDenied as exc:
+            await self.store.audit(ws, actor.user_id, "refused", f"{exc.code}: {command[:200]}")
+            return f"Not allowed: {exc}"
+        except (StoreError, ValueError) as exc:
+            return f"That didn't work: {exc}"
+
+    def _dispatch(self, words: list[str]) -> Callable[[WorkspaceRef, Actor, list[str]], Awaitable[str]] | None:
+        head = words[0].lower()
+        sub = words[1].lower() if len(words) > 1 else ""
+        table: dict[tuple[str, str], Callable[[WorkspaceRef, Actor, list[str]], Awaitable[str]]] = {
+            ("role", "set"): self._cmd_role_set,
+            ("role", "remove"): self._cmd_role_remove,
+            ("role", "block"): self._cmd_block,
+            ("role", "unblock"): self._cmd_block,
+            ("role", "list"): self._cmd_role_list,
+            ("rolemap", ""): self._cmd_rolemap,
+            ("channel", ""): self._cmd_channel,
+            ("settings", ""): self._cmd_settings,
+            ("ingest", ""): self._cmd_ingest,
+            ("audit", ""): self._cmd_audit,
+        }
+        return table.get((head, sub)) or table.get((head, ""))
+
+    # -- typed operations (Discord's app commands call these directly) --------------------------
+    async def set_role(self, ws: WorkspaceRef, actor: Actor, user_id: str, role: Role | None) -> str:
+        await self.roles.require(ws, actor, Permission.MANAGE_ROLES)
+        await self.store.set_role(ws, actor, user_id, role)
+        return f"<@{user_id}> is now {role.label if role else 'back to the default role'}."
+
+    async def set_blocked(self, ws: WorkspaceRef, actor: Actor, user_id: str, blocked: bool) -> str:
+        await self.roles.require(ws, actor, Permission.MANAGE_ROLES)
+        await self.store.set_blocked(ws, actor, user_id, blocked)
+        return f"<@{user_id}> is {'blocked' if blocked else 'no longer blocked'}."
+
+    async def list_roles(self, ws: WorkspaceRef, actor: Actor) -> str:
+        await self.roles.require(ws, actor, Permission.MANAGE_ROLES)
+        members = await self.store.members(ws)
+        mappings = await self.store.role_mappings(ws)
+        settings = await self.store.settings(ws)
+        lines = [f"*Roles* (default: {settings.default_role.label})"]
+        for m in sorted(members, key=lambda m: (-(m.role or 0), m.user_id)):
+            state = " (blocked)" if m.blocked else ""
+            lines.append(f"• <@{m.user_id}>: {m.role.label if m.role else 'default'}{state}")
+        lines.extend(f"• role `{key}` → {role.label}" for key, role in sorted(mappings.items()))
+        if len(lines) == 1:
+            lines.append("No explicit roles yet; platform owners and admins map to owner and admin.")
+        return "\n".join(lines)
+
+    async def set_role_mapping(self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None) -> str:
+        await self.roles.require(ws, actor, Permission.MANAGE_ROLES)
+        await self.store.set_role_mapping(ws, actor, platform_role, role)
+        target = role.label if role else "nothing (mapping removed)"
+        return f"Platform role `{platform_role}` now maps to {target}."
+
+    async def set_channel(
+        self, ws: WorkspaceRef, actor: Actor, channel_id: str, mode: ChannelMode, without_mention: bool = False
+    ) -> str:
+        await self.roles.require(ws, actor, Permission.MANAGE_SETTINGS)
+        await self.store.set_channel_rule(ws, actor, ChannelRule(channel_id, mode, without_mention))
+        extra = " I'll answer there without a mention." if without_mention else ""
+        return f"<#{channel_id}> is now `{mode.value}`.{extra}"
+
+    async def update_settings(self, ws: WorkspaceRef, actor: Actor, key: str, value: str) -> str:
+        await self.roles.require(ws, actor, Permission.MANAGE_SETTINGS)
+        changes = _setting_change(key, value, await self.store.settings(ws))
+        await self.store.update_settings(ws, actor, changes)
+        return f"Setting `{key}` updated."
+
+    async def show_settings(self, ws: WorkspaceRef, actor: Actor) -> str:
+        await self.roles.require(ws, actor, Permission.MANAGE_SETTINGS)
+        s = await self.store.settings(ws)
+        quotas = ", ".join(f"{k}: {v}/h" for k, v in sorted(s.quotas.items())) or "none"
+        rules = await self.store.channel_rules(ws)
+        channels = ", ".join(f"<#{r.channel_id}> {r.mode.value}" for r in rules) or "no channel rules"
+        return "\n".join(
+            [
+                "*Settings*",
+                f"• system_prompt: {s.system_prompt[:200] or '(none)'}",
+                f"• default_role: {s.default_role.label} · guests_may_ask: {s.guests_may_ask}",
+                f"• answer_without_mention: {s.answer_without_mention} · auto_thread: {s.auto_thread}",
+                f"• model: {s.model or '(default)'} · quotas: {quotas}",
+                f"• channels: {channels}",
+            ]
+        )
+
+    async def ingest_url(self, ws: WorkspaceRef, actor: Actor, url: str) -> str:
+        await self.roles.require(ws, actor, Permission.MANAGE_KNOWLEDGE)
+        if self.ingestor is None:
+            return "Ingestion is not available in this process."
+        if not re.match(r"^https?://", url):
+            raise CommandError("`ingest` takes an http(s) URL.")
+        return await self.ingestor.ingest_url(ws, actor, url)
+
+    async def audit(self, ws: WorkspaceRef, actor: Actor, limit: int = 20) -> str:
+        await self.roles.require(ws, actor, Permission.VIEW_AUDIT)
+        entries = await self.store.audit_entries(ws, actor, limit=max(1, min(limit, 100)))
+        if not entries:
+            return "The audit log is empty."
+        lines = ["*Audit log* (newest first)"]
+        for e in entries:
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.at))
+            lines.append(f"• {when} <@{e.actor_id}> `{e.action}` {e.detail[:200]}")
+        return "\n".join(lines)
+
+    # -- text command handlers -----------------------------------------------------------------
+    async def _cmd_role_set(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        if len(words) != 4:
+            raise CommandError("Usage: `role set <user> <role>`")
+        return await self.set_role(ws, actor, parse_user(words[2]), Role.parse(words[3]))
+
+    async def _cmd_role_remove(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        if len(words) != 3:
+            raise CommandError("Usage: `role remove <user>`")
+        return await self.set_role(ws, actor, parse_user(words[2]), None)
+
+    async def _cmd_block(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        if len(words) != 3:
+            raise CommandError(f"Usage: `role {words[1]} <user>`")
+        return await self.set_blocked(ws, actor, parse_user(words[2]), words[1].lower() == "block")
+
+    async def _cmd_role_list(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        return await self.list_roles(ws, actor)
+
+    async def _cmd_rolemap(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        if len(words) != 3:
+            raise CommandError("Usage: `rolemap <platform-role> <role|none>`")
+        role = None if words[2].lower() == "none" else Role.parse(words[2])
+        return await self.set_role_mapping(ws, actor, parse_platform_role(words[1]), role)
+
+    async def _cmd_channel(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        if len(words) not in (3, 4) or words[1].lower() not in {"allow", "deny", "default"}:
+            raise CommandError("Usage: `channel allow|deny|default <channel> [mention|nomention]`")
+        without_mention = len(words) == 4 and words[3].lower() in {"nomention", "no-mention", "--no-mention"}
+        return await self.set_channel(
+            ws, actor, parse_channel(words[2]), ChannelMode(words[1].lower()), without_mention
+        )
+
+    async def _cmd_settings(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        if len(words) == 1:
+            return await self.show_settings(ws, actor)
+        if len(words) >= 4 and words[1].lower() == "set":
+            return await self.update_settings(ws, actor, words[2], " ".join(words[3:]))
+        raise CommandError("Usage: `settings` or `settings set <key> <value>`")
+
+    async def _cmd_ingest(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        if len(words) != 2:
+            raise CommandError("Usage: `ingest <url>`")
+        return await self.ingest_url(ws, actor, words[1].strip("<>"))
+
+    async def _cmd_audit(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        limit = int(words[1]) if len(words) > 1 and words[1].isdigit() else 20
+        return await self.audit(ws, actor, limit)
+
+
+def _setting_change(key: str, value: str, current: object) -> dict[str, object]:
+    key = key.strip().lower()
+    if key.startswith("quota."):
+        role = Role.parse(key.removeprefix("quota.")).label
+        quotas = dict(getattr(current, "quotas", {}))
+        if value.lower() in {"none", "unlimited", "off"}:
+            quotas.pop(role, None)
+        elif value.isdigit():
+            quotas[role] = int(value)
+        else:
+            raise CommandError("A quota is a whole number of questions an hour, or `none`.")
+        return {"quotas": quotas}
+    if key not in SETTING_FIELDS or key == "quotas":
+        keys = ", ".join(sorted((SETTING_FIELDS - {"quotas"}) | {"quota.<role>"}))
+        raise CommandError(f"Unknown setting `{key}`. Settings: {keys}.")
+    if key == "default_role":
+        return {key: Role.parse(value)}
+    if key in {"guests_may_ask", "answer_without_mention", "auto_thread"}:
+        if value.lower() not in {"true", "false", "on", "off", "yes", "no"}:
+            raise CommandError(f"`{key}` is on or off.")
+        return {key: value.lower() in {"true", "on", "yes"}}
+    return {key: value}

@@ -1,0 +1,163 @@
+"""The one place where the parts are wired, from Settings. Adapters ask here for the core."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from core.admin import AdminCommands
+from core.config import MissingSetting, Settings, secret
+from core.ingest import Ingestor, ProgressCallback
+from core.llm.base import LLM
+from core.messages import Actor, IncomingMessage, Platform, WorkspaceRef
+from core.pipeline import Outcome, Pipeline
+from core.retrieval.base import Retriever
+from core.stores.base import Store
+from core.streaming import DeltaWriter, EditScheduler
+from core.surface import Surface
+
+log = structlog.get_logger(__name__)
+
+
+class ConfigError(Exception):
+    """The configuration cannot work; str() is one clear line for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+class ChatCore:
+    """Everything an adapter needs: answer a message, run an admin command, ingest knowledge."""
+
+    def __init__(self, settings: Settings, store: Store, retriever: Retriever, llm: LLM) -> None:
+        self.settings = settings
+        self.store = store
+        self.retriever = retriever
+        self.llm = llm
+        self.deltas = DeltaWriter(store)
+        self.pipeline = Pipeline(
+            store=store,
+            retriever=retriever,
+            llm=llm,
+            deltas=self.deltas,
+            model=settings.model,
+            max_answer_tokens=settings.max_answer_tokens,
+            context_tokens=settings.context_token_budget,
+        )
+        self.ingestor = Ingestor(store, retriever)
+        self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor))
+
+    async def answer(self, message: IncomingMessage, surface: Surface, scheduler: EditScheduler) -> Outcome:
+        return await self.pipeline.answer(message, surface, scheduler)
+
+    async def ingest(
+        self, ws: WorkspaceRef, actor: Actor, sources: Sequence[str], progress: ProgressCallback | None = None
+    ) -> Any:
+        return await self.ingestor.ingest(ws, actor, sources, progress)
+
+    async def doctor(self) -> list[Check]:
+        """Check each configured service and say what is wrong."""
+        checks: list[Check] = []
+        probe = WorkspaceRef(Platform.SHELL, "doctor")
+        try:
+            await self.store.settings(probe)
+            checks.append(Check("store", True, type(self.store).__name__))
+        except Exception as exc:
+            checks.append(Check("store", False, f"{type(self.store).__name__}: {exc}"))
+        try:
+            await self.retriever.search(probe, "doctor check", k=1)
+            checks.append(Check("retriever", True, type(self.retriever).__name__))
+        except Exception as exc:
+            checks.append(Check("retriever", False, f"{type(self.retriever).__name__}: {exc}"))
+        checks.append(Check("llm", True, self.llm.name))
+        return checks
+
+    async def close(self) -> None:
+        await self.pipeline.drain(timeout_s=5)
+        await self.deltas.close()
+        await self.retriever.close()
+        closer = getattr(self.llm, "close", None)
+        if closer is not None:
+            await closer()
+        await self.store.close()
+
+
+class _UrlIngestor:
+    def __init__(self, ingestor: Ingestor) -> None:
+        self.ingestor = ingestor
+
+    async def ingest_url(self, ws: WorkspaceRef, actor: Actor, url: str) -> str:
+        report = await self.ingestor.ingest(ws, actor, [url], None)
+        return str(report.summary())
+
+
+def data_dir(settings: Settings) -> Path:
+    path = settings.data_dir
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"CHATBOT_DATA_DIR {path} is not a directory")
+    if not path.exists():
+        if "data_dir" in settings.model_fields_set:
+            raise ConfigError(f"CHATBOT_DATA_DIR {path} does not exist; create it or unset CHATBOT_DATA_DIR")
+        path.mkdir(parents=True)
+    return path
+
+
+async def build_store(settings: Settings) -> Store:
+    if settings.convex_url:
+        from core.stores.convex import ConvexStore
+
+        key = secret(settings.convex_service_secret)
+        if not key:
+            raise MissingSetting("CONVEX_SERVICE_SECRET", purpose="needed with CONVEX_URL")
+        return ConvexStore(settings.convex_url, key)
+    from core.stores.sqlite import SqliteStore
+
+    return await SqliteStore.open(data_dir(settings) / "chatbot.sqlite")
+
+
+async def build_retriever(settings: Settings) -> Retriever:
+    if settings.weaviate_url:
+        from core.retrieval.embedders import build_embedder
+        from core.retrieval.weaviate import WeaviateRetriever
+
+        return WeaviateRetriever(
+            url=settings.weaviate_url,
+            grpc_port=settings.weaviate_grpc_port,
+            api_key=secret(settings.weaviate_api_key),
+            embedder=build_embedder(settings),
+        )
+    from core.retrieval.fts import FtsRetriever
+
+    return await FtsRetriever.open(data_dir(settings) / "knowledge.sqlite")
+
+
+def build_llm(settings: Settings) -> LLM:
+    key = secret(settings.anthropic_api_key)
+    if key:
+        from core.llm.anthropic import AnthropicLLM
+
+        return AnthropicLLM(api_key=key, model=settings.model, base_url=settings.anthropic_base_url)
+    from core.llm.extractive import ExtractiveLLM
+
+    return ExtractiveLLM()
+
+
+async def build_core(settings: Settings | None = None) -> ChatCore:
+    settings = settings or Settings()
+    store = await build_store(settings)
+    try:
+        retriever = await build_retriever(settings)
+    except BaseException:
+        await store.close()
+        raise
+    llm = build_llm(settings)
+    log.info("core.ready", store=type(store).__name__, retriever=type(retriever).__name__, llm=llm.name)
+    return ChatCore(settings, store, retriever, llm)

@@ -1,0 +1,289 @@
+"""One pipeline for every platform: dedup -> authorize -> thread -> retrieve -> prompt -> stream -> persist."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import structlog
+
+from core.access import RoleService
+from core.llm.base import LLM, LLMError
+from core.messages import IncomingMessage, MessageRole, ReplyStatus, Source, Usage
+from core.prompt import build_prompt, cited_sources, sources_from_hits
+from core.retrieval.base import Hit, Retriever, RetrieverUnavailable
+from core.stores.base import Store, StoreUnavailable
+from core.streaming import EditScheduler, ReplyStreamer
+from core.surface import Surface
+
+log = structlog.get_logger(__name__)
+
+MAX_QUESTION_CHARS = 4000
+HISTORY_PAGE = 30
+NO_KNOWLEDGE_NOTE = "_I can't reach the knowledge base right now, so this answer does not use it._\n\n"
+STORE_DOWN_NOTICE = "I can't reach my memory right now. I've kept your question and will answer when I can."
+
+OutcomeStatus = Literal["answered", "failed", "duplicate", "refused", "ignored", "queued"]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: OutcomeStatus
+    text: str = ""
+    reason: str = ""
+    reply_id: str = ""
+    sources: tuple[Source, ...] = ()
+
+
+class DeltaSink(Protocol):
+    """Where reply deltas go while streaming (throttled store writes); see core.streaming."""
+
+    def add(self, message_id: str, text: str) -> None: ...
+
+    async def flush_message(self, message_id: str) -> None: ...
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        retriever: Retriever,
+        llm: LLM,
+        deltas: DeltaSink | None = None,
+        model: str = "",
+        max_answer_tokens: int = 1024,
+        context_tokens: int = 6000,
+        retrieve_k: int = 5,
+        store_retry_s: tuple[float, ...] = (2, 5, 15, 30, 60, 120, 300),
+    ) -> None:
+        self.store = store
+        self.retriever = retriever
+        self.llm = llm
+        self.deltas = deltas
+        self.roles = RoleService(store)
+        self.model = model
+        self.max_answer_tokens = max_answer_tokens
+        self.context_tokens = context_tokens
+        self.retrieve_k = retrieve_k
+        self.store_retry_s = store_retry_s
+        self._pending: set[asyncio.Task[Outcome]] = set()
+
+    async def answer(self, message: IncomingMessage, surface: Surface, scheduler: EditScheduler) -> Outcome:
+        question = message.text.strip()
+        if not question:
+            if message.mentioned or message.is_dm:
+                await surface.notice("Ask me a question after the mention, and I'll answer in this thread.")
+            return Outcome("ignored", reason="empty")
+        if len(question) > MAX_QUESTION_CHARS:
+            await surface.notice(
+                f"That question is too long ({len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,})."
+                " Please shorten it or ask about one part at a time."
+            )
+            return Outcome("refused", reason="too_long")
+        try:
+            return await self._answer(message, question, surface, scheduler)
+        except StoreUnavailable as exc:
+            # Nothing has been shown yet: keep the question and answer once the store is back.
+            log.error("pipeline.store_unavailable", key=message.event_key, error=str(exc))
+            if not message.mentioned and not message.is_dm:
+                return Outcome("ignored", reason="store_unavailable")
+            await _quietly(surface.notice(STORE_DOWN_NOTICE))
+            self._retry_later(message, question, surface, scheduler)
+            return Outcome("queued", reason="store_unavailable")
+
+    async def _answer(
+        self, message: IncomingMessage, question: str, surface: Surface, scheduler: EditScheduler
+    ) -> Outcome:
+        ws = message.workspace
+        known_thread = None
+        if not message.mentioned and not message.is_dm:
+            # A cheap look before claiming: most unaddressed channel chatter is none of our business.
+            known_thread = await self.store.find_thread(ws, message.channel_id, message.thread_id)
+            settings = await self.store.settings(ws)
+            if known_thread is None and not settings.answer_without_mention:
+                rule = await self.store.channel_rule(ws, message.channel_id)
+                if rule is None or not rule.answer_without_mention:
+                    return Outcome("ignored", reason="not_addressed")
+
+        if not await self.store.claim_event(message.event_key):
+            log.info("pipeline.duplicate", key=message.event_key)
+            return Outcome("duplicate")
+
+        settings = await self.store.settings(ws)
+        decision = await self.roles.authorize_question(message, settings, in_known_thread=known_thread is not None)
+        if not decision.allowed:
+            if decision.silent:
+                return Outcome("ignored", reason=decision.code)
+            await self.store.audit(ws, message.author.user_id, "refused", f"{decision.code}: {message.channel_id}")
+            await _quietly(surface.notice(decision.reason))
+            log.info("pipeline.refused", key=message.event_key, code=decision.code)
+            return Outcome("refused", reason=decision.code)
+
+        thread_id = await self.store.thread_for(ws, message.channel_id, message.thread_id)
+        page = await self.store.messages(thread_id, limit=HISTORY_PAGE)
+        # The user's message is saved before the model is called, so nothing the user said is lost.
+        await self.store.add_message(
+            thread_id,
+            MessageRole.USER,
+            question,
+            author_id=message.author.user_id,
+            idempotency_key=f"{message.event_key}:q",
+        )
+        await _quietly(surface.thinking())
+
+        hits, degraded = await self._retrieve(message, question)
+        sources = sources_from_hits(hits)
+        prompt = build_prompt(
+            question=question,
+            history=page.items,
+            sources=sources,
+            workspace_prompt=settings.system_prompt,
+            budget_tokens=self.context_tokens,
+            model=settings.model or self.model,
+            max_tokens=self.max_answer_tokens,
+        )
+        reply_id = await self.store.add_message(
+            thread_id,
+            MessageRole.ASSISTANT,
+            "",
+            status=ReplyStatus.STREAMING,
+            idempotency_key=f"{message.event_key}:a",
+        )
+        return await self._stream(
+            reply_id,
+            prompt_sources=list(prompt.sources),
+            surface=surface,
+            scheduler=scheduler,
+            degraded=degraded,
+            stream=self.llm.stream(prompt),
+        )
+
+    async def _retrieve(self, message: IncomingMessage, question: str) -> tuple[list[Hit], bool]:
+        try:
+            return list(await self.retriever.search(message.workspace, question, k=self.retrieve_k)), False
+        except RetrieverUnavailable as exc:
+            log.warning("pipeline.retriever_unavailable", error=str(exc))
+            return [], True
+
+    async def _stream(
+        self,
+        reply_id: str,
+        *,
+        prompt_sources: list[Source],
+        surface: Surface,
+        scheduler: EditScheduler,
+        degraded: bool,
+        stream: AsyncIterator[str | Usage],
+    ) -> Outcome:
+        streamer = ReplyStreamer(surface, scheduler)
+        await streamer.start()
+        status, reason, usage = ReplyStatus.COMPLETE, "", Usage()
+
+        def feed(text: str) -> None:
+            streamer.feed(text)
+            if self.deltas is not None:
+                self.deltas.add(reply_id, text)
+
+        if degraded:
+            feed(NO_KNOWLEDGE_NOTE)
+        try:
+            async for item in stream:
+                if isinstance(item, Usage):
+                    usage = item
+                else:
+                    feed(item)
+        except LLMError as exc:
+            status, reason = ReplyStatus.FAILED, str(exc)
+            log.warning("pipeline.llm_failed", reply=reply_id, error=reason)
+        except asyncio.CancelledError:
+            status, reason = ReplyStatus.CANCELLED, "cancelled"
+            await asyncio.shield(self._finish(reply_id, streamer, status, reason, [], usage))
+            raise
+        sources = cited_sources(streamer.text, prompt_sources)
+        final = await self._finish(reply_id, streamer, status, reason, sources, usage)
+        return Outcome(
+            "answered" if status is ReplyStatus.COMPLETE else "failed",
+            text=final,
+            reason=reason,
+            reply_id=reply_id,
+            sources=tuple(sources),
+        )
+
+    async def _finish(
+        self,
+        reply_id: str,
+        streamer: ReplyStreamer,
+        status: ReplyStatus,
+        reason: str,
+        sources: list[Source],
+        usage: Usage,
+    ) -> str:
+        try:
+            final = await streamer.finish(status, sources=sources, reason=reason)
+        except Exception as exc:  # the platform refused even the retried final edit: still persist
+            log.error("pipeline.final_edit_failed", reply=reply_id, error=repr(exc))
+            final = streamer.text
+        if self.deltas is not None:
+            await _quietly(self.deltas.flush_message(reply_id))
+        await self._persist(
+            lambda: self.store.complete_message(
+                reply_id,
+                text=final,
+                status=status,
+                sources=sources,
+                usage=usage,
+                platform_message_id=streamer.message_ids[0] if streamer.message_ids else "",
+            )
+        )
+        return final
+
+    async def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Write now, or keep retrying in the background: a dead store must not lose the reply."""
+        try:
+            await write()
+        except StoreUnavailable:
+            task = asyncio.create_task(self._retry_write(write))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _retry_write(self, write: Callable[[], Awaitable[None]]) -> Outcome:
+        for delay in self.store_retry_s:
+            await asyncio.sleep(delay)
+            try:
+                await write()
+                return Outcome("answered")
+            except StoreUnavailable:
+                continue
+        log.error("pipeline.write_lost_after_retries")
+        return Outcome("failed", reason="store_unavailable")
+
+    def _retry_later(self, message: IncomingMessage, question: str, surface: Surface, scheduler: EditScheduler) -> None:
+        async def retry() -> Outcome:
+            for delay in self.store_retry_s:
+                await asyncio.sleep(delay)
+                try:
+                    return await self._answer(message, question, surface, scheduler)
+                except StoreUnavailable:
+                    continue
+            await _quietly(surface.notice("Sorry, I still can't reach my memory. Please ask again later."))
+            return Outcome("failed", reason="store_unavailable")
+
+        task = asyncio.create_task(retry())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait for queued retries (at shutdown, and in tests)."""
+        if self._pending:
+            await asyncio.wait(list(self._pending), timeout=timeout_s)
+
+
+async def _quietly(call: Awaitable[object]) -> None:
+    """Best-effort platform niceties (typing, notices) must never break the answer."""
+    try:
+        await call
+    except Exception as exc:
+        log.warning("pipeline.best_effort_failed", error=repr(exc))

@@ -1,0 +1,104 @@
+"""Prompt assembly within a token budget: system prompt, numbered context, history, question."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from core.llm.base import Prompt, Turn
+from core.messages import MessageRole, ReplyStatus, Source, StoredMessage
+from core.retrieval.base import Hit
+
+BASE_SYSTEM = (
+    "You are the team's assistant in a chat workspace. Answer the latest question helpfully and concisely, "
+    "in Markdown. When the numbered context passages below are relevant, base your answer on them and cite "
+    "them inline like [1] or [2][3]. If they do not contain the answer, say so briefly and answer from "
+    "general knowledge only if you are confident, saying that you are doing so. Never invent citations."
+)
+_CITATION = re.compile(r"\[(\d{1,2})\]")
+
+
+def estimate_tokens(text: str) -> int:
+    """A cheap, conservative estimate (about four characters a token for English text)."""
+    return len(text) // 4 + 1
+
+
+def sources_from_hits(hits: Sequence[Hit]) -> list[Source]:
+    return [
+        Source(
+            index=i,
+            title=hit.chunk.title + (f" › {hit.chunk.heading}" if hit.chunk.heading else ""),
+            uri=hit.chunk.document_uri,
+            text=hit.chunk.text,
+            score=hit.score,
+        )
+        for i, hit in enumerate(hits, start=1)
+    ]
+
+
+def build_prompt(
+    *,
+    question: str,
+    history: Sequence[StoredMessage],
+    sources: Sequence[Source],
+    workspace_prompt: str = "",
+    budget_tokens: int = 6000,
+    model: str = "",
+    max_tokens: int = 1024,
+) -> Prompt:
+    """Fit the question, then context, then as much recent history as the budget allows.
+
+    `history` is newest first (as the store pages it). Context passages that do not fit are
+    dropped whole, lowest-ranked first, so citations stay numbered 1..n without gaps.
+    """
+    system = BASE_SYSTEM + (f"\n\nWorkspace instructions:\n{workspace_prompt.strip()}" if workspace_prompt else "")
+    remaining = budget_tokens - estimate_tokens(system) - estimate_tokens(question)
+
+    kept_sources: list[Source] = []
+    context_budget = max(0, int(remaining * 0.7))
+    for source in sources:
+        block = _context_block(source)
+        if estimate_tokens(block) > context_budget:
+            break
+        kept_sources.append(source)
+        context_budget -= estimate_tokens(block)
+        remaining -= estimate_tokens(block)
+    if kept_sources:
+        system += "\n\nContext passages:\n\n" + "\n\n".join(_context_block(s) for s in kept_sources)
+
+    turns: list[Turn] = []
+    for message in history:
+        if message.status is ReplyStatus.STREAMING or not message.text.strip():
+            continue
+        cost = estimate_tokens(message.text)
+        if cost > remaining:
+            break
+        remaining -= cost
+        role: MessageRole = message.role
+        turns.append(Turn("user" if role is MessageRole.USER else "assistant", message.text))
+    turns.reverse()
+    turns = _alternating([*turns, Turn("user", question)])
+    return Prompt(system=system, turns=turns, sources=kept_sources, model=model, max_tokens=max_tokens)
+
+
+def _context_block(source: Source) -> str:
+    return f"[{source.index}] {source.title} ({source.uri})\n{source.text}"
+
+
+def _alternating(turns: list[Turn]) -> list[Turn]:
+    """The Messages API wants user/assistant alternation starting with the user: merge runs."""
+    merged: list[Turn] = []
+    for turn in turns:
+        if merged and merged[-1].role == turn.role:
+            merged[-1] = Turn(turn.role, merged[-1].content + "\n\n" + turn.content)
+        else:
+            merged.append(turn)
+    while merged and merged[0].role != "user":
+        merged.pop(0)
+    return merged
+
+
+def cited_sources(answer: str, sources: Sequence[Source]) -> list[Source]:
+    """The sources the answer actually cites, in citation-number order."""
+    cited = {int(n) for n in _CITATION.findall(answer)}
+    return [s for s in sources if s.index in cited]

@@ -1,0 +1,198 @@
+"""A loopback Anthropic Messages API server speaking the real SSE wire format.
+
+The real `anthropic` SDK is pointed at it with ANTHROPIC_BASE_URL (or base_url=), so the
+streaming code path is exercised end to end. Tests script the next answers and faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+
+FailMode = Literal["error_event", "disconnect"]
+
+
+@dataclass
+class ScriptedAnswer:
+    text: str
+    chunk_chars: int = 6
+    delay_s: float = 0.0  # between deltas
+    fail_after_chars: int | None = None
+    fail_mode: FailMode = "error_event"
+    stall_s: float = 0.0  # before the first delta
+    http_status: int = 200  # non-200: answer with an API error before streaming
+
+
+class FakeAnthropic:
+    """`async with FakeAnthropic() as fake:` then `fake.url`, `fake.script(...)`, `fake.requests`."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._queue: deque[ScriptedAnswer] = deque()
+        self.default_chunk_chars = 6
+        self.default_delay_s = 0.0
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # -- scripting -------------------------------------------------------------------------
+    def script(self, text: str, **options: Any) -> ScriptedAnswer:
+        answer = ScriptedAnswer(text=text, **options)
+        self._queue.append(answer)
+        return answer
+
+    def fail_after(self, n_chars: int, text: str = "", *, mode: FailMode = "error_event") -> ScriptedAnswer:
+        body = text or "This answer will be cut off somewhere in the middle of this sentence. " * 4
+        return self.script(body, fail_after_chars=n_chars, fail_mode=mode)
+
+    def stall(self, seconds: float, text: str = "Eventually, an answer.") -> ScriptedAnswer:
+        return self.script(text, stall_s=seconds)
+
+    def http_error(self, status: int) -> ScriptedAnswer:
+        return self.script("", http_status=status)
+
+    @property
+    def last_request(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+    # -- server ----------------------------------------------------------------------------
+    async def __aenter__(self) -> FakeAnthropic:
+        app = web.Application()
+        app.router.add_post("/v1/messages", self._messages)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _default_answer(self, body: dict[str, Any]) -> ScriptedAnswer:
+        question = _last_user_text(body)
+        has_context = "[1]" in json.dumps(body.get("system", ""))
+        cite = " [1]" if has_context else ""
+        return ScriptedAnswer(
+            text=f"Here is what I found about: {question.strip()[:200]}{cite}",
+            chunk_chars=self.default_chunk_chars,
+            delay_s=self.default_delay_s,
+        )
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.requests.append(body)
+        self.headers.append(dict(request.headers))
+        if not request.headers.get("x-api-key"):
+            return _api_error(401, "authentication_error", "x-api-key header is required")
+        answer = self._queue.popleft() if self._queue else self._default_answer(body)
+        if answer.http_status != 200:
+            kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(answer.http_status, "api_error")
+            return _api_error(answer.http_status, kind, f"scripted {answer.http_status}")
+        if not body.get("stream"):
+            return _api_error(400, "invalid_request_error", "the fake only streams")
+
+        response = web.StreamResponse(headers={"content-type": "text/event-stream", "request-id": "req_fake"})
+        await response.prepare(request)
+        model = body.get("model", "fake")
+        await _event(
+            response,
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": f"msg_fake_{len(self.requests)}",
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "model": model,
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": _count_words(body), "output_tokens": 1},
+                },
+            },
+        )
+        await _event(
+            response,
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        )
+        if answer.stall_s:
+            await asyncio.sleep(answer.stall_s)
+        sent = 0
+        text = answer.text
+        while sent < len(text):
+            piece = text[sent : sent + answer.chunk_chars]
+            if answer.fail_after_chars is not None and sent >= answer.fail_after_chars:
+                if answer.fail_mode == "disconnect":
+                    # Cut the TCP connection mid-stream: the SDK sees a transport error.
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
+                await _event(
+                    response,
+                    "error",
+                    {
+                        "type": "error",
+                        "error": {"type": "overloaded_error", "message": "Overloaded"},
+                    },
+                )
+                return response
+            await _event(
+                response,
+                "content_block_delta",
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": piece},
+                },
+            )
+            sent += len(piece)
+            if answer.delay_s:
+                await asyncio.sleep(answer.delay_s)
+        await _event(response, "content_block_stop", {"type": "content_block_stop", "index": 0})
+        await _event(
+            response,
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": max(1, len(text.split()))},
+            },
+        )
+        await _event(response, "message_stop", {"type": "message_stop"})
+        await response.write_eof()
+        return response
+
+
+async def _event(response: web.StreamResponse, name: str, data: dict[str, Any]) -> None:
+    await response.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+
+
+def _api_error(status: int, kind: str, message: str) -> web.Response:
+    return web.json_response({"type": "error", "error": {"type": kind, "message": message}}, status=status)
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+def _count_words(body: dict[str, Any]) -> int:
+    return len(json.dumps(body).split())
