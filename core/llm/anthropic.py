@@ -15,6 +15,22 @@ from core.messages import Usage
 log = structlog.get_logger(__name__)
 
 
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions a dropped connection raises mid-stream. Newer SDKs bundle their own
+    httpx fork, whose errors are not httpx's, so both are caught."""
+    errors: list[type[BaseException]] = [httpx.TransportError, anthropic.APIError]
+    try:
+        import httpx2  # type: ignore[import-not-found,unused-ignore]
+
+        errors.append(httpx2.TransportError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
+
+
 class AnthropicLLM:
     name = "anthropic"
 
@@ -60,7 +76,7 @@ class AnthropicLLM:
             raise LLMError("the model took too long to answer") from exc
         except anthropic.APIConnectionError as exc:
             raise LLMError(f"could not reach the model at {self.base_url}") from exc
-        except (httpx.TransportError, anthropic.APIError) as exc:
+        except _TRANSPORT_ERRORS as exc:
             # A connection dropped mid-stream surfaces as a raw transport error, not an APIError.
             log.warning("llm.stream_broken", error=repr(exc))
             raise LLMError("the connection to the model dropped") from exc

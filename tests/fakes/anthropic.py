@@ -56,6 +56,11 @@ class FakeAnthropic:
     def http_error(self, status: int) -> ScriptedAnswer:
         return self.script("", http_status=status)
 
+    def api_key(self, index: int = -1) -> str:
+        """The key the SDK sent (newer SDKs use a bearer token, older ones x-api-key)."""
+        headers = self.headers[index]
+        return headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ")
+
     @property
     def last_request(self) -> dict[str, Any]:
         return self.requests[-1]
@@ -89,9 +94,9 @@ class FakeAnthropic:
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(body)
-        self.headers.append(dict(request.headers))
-        if not request.headers.get("x-api-key"):
-            return _api_error(401, "authentication_error", "x-api-key header is required")
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
+        if not (request.headers.get("x-api-key") or request.headers.get("authorization", "").startswith("Bearer ")):
+            return _api_error(401, "authentication_error", "an API key is required")
         answer = self._queue.popleft() if self._queue else self._default_answer(body)
         if answer.http_status != 200:
             kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(answer.http_status, "api_error")
