@@ -129,9 +129,7 @@ def check_role_change(
         raise RoleChangeDenied("self_change", "nobody can change their own role")
     is_owner = actor_role is Role.OWNER
     if new_role is not None and new_role >= actor_role and not is_owner:
-        raise RoleChangeDenied(
-            "escalation", f"an {actor_role.label} can only grant roles below {actor_role.label}"
-        )
+        raise RoleChangeDenied("escalation", f"an {actor_role.label} can only grant roles below {actor_role.label}")
     if target_current is not None and target_current >= actor_role and not is_owner:
         raise RoleChangeDenied(
             "peer_or_higher", f"an {actor_role.label} cannot change the role of a {target_current.label}"

@@ -132,9 +132,7 @@ class RoleStore(Protocol):
 
     async def set_blocked(self, ws: WorkspaceRef, actor: Actor, user_id: str, blocked: bool) -> None: ...
 
-    async def set_role_mapping(
-        self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None
-    ) -> None: ...
+    async def set_role_mapping(self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None) -> None: ...
 
     async def channel_rule(self, ws: WorkspaceRef, channel_id: str) -> ChannelRule | None: ...
 
@@ -169,9 +167,7 @@ class ThreadStore(Protocol):
         """Append a message; the same idempotency key returns the same id instead of a duplicate."""
         ...
 
-    async def messages(
-        self, thread_id: str, *, limit: int = 50, cursor: str | None = None
-    ) -> Page[StoredMessage]:
+    async def messages(self, thread_id: str, *, limit: int = 50, cursor: str | None = None) -> Page[StoredMessage]:
         """Newest first."""
         ...
 
