@@ -1,0 +1,282 @@
+"""The Slack app: a slack-bolt AsyncApp that turns Slack events into IncomingMessages for the core.
+
+Events are acknowledged at once (Bolt answers 200 before any listener work) and answered in
+tracked background tasks. Dedup is the core's: the message id is the event's `ts`, so a retried
+delivery (X-Slack-Retry-Num) and the app_mention + message pair of one message share one key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bots.slack.mrkdwn import to_mrkdwn
+from bots.slack.surface import SlackSurface
+from bots.slack.users import UserDirectory
+from core.messages import IncomingMessage, Platform, WorkspaceRef
+from core.streaming import EditScheduler
+
+if TYPE_CHECKING:
+    from core.app import ChatCore
+
+log = structlog.get_logger(__name__)
+
+EVENTS_PATH = "/slack/events"
+SIGNATURE_WINDOW_S = 60 * 5  # Bolt refuses older timestamps; a replay guard needs to remember this long
+# Message subtypes that are still a person writing to the bot; all others (edits, deletions,
+# joins, bot messages, ...) are ignored.
+USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+ASSISTANT_GREETING = "Hi! Ask me anything about this team's knowledge, and I'll answer with sources."
+SUGGESTED_PROMPTS: list[dict[str, str]] = [
+    {"title": "What can you do?", "message": "What can you help me with, and where does your knowledge come from?"},
+    {"title": "Find a how-to", "message": "How do I get started as a new member of this team?"},
+]
+
+
+def strip_mention(text: str, bot_user_id: str | None) -> tuple[str, bool]:
+    """The text without the bot's mention tokens, and whether the bot was mentioned."""
+    if not bot_user_id:
+        return text.strip(), False
+    pattern = re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>")
+    stripped, count = pattern.subn("", text)
+    return re.sub(r"[ \t]{2,}", " ", stripped).strip(), count > 0
+
+
+class ReplayGuard(AsyncMiddleware):
+    """Refuse a signed request seen before (same signature) within the signature window, with 401.
+
+    Bolt checks the signature and the 5-minute timestamp window; this closes the window itself:
+    an identical signed request (captured and replayed) is refused. Slash commands have no
+    other dedup, so a replayed `/chatbot role ...` would otherwise run twice. A request that
+    failed with a 5xx is forgotten, so Slack's own retry of it still gets through.
+    """
+
+    def __init__(self, *, window_s: float = SIGNATURE_WINDOW_S, max_entries: int = 100_000) -> None:
+        self.window_s = window_s
+        self.max_entries = max_entries
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    async def async_process(
+        self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse | None:
+        signature = (req.headers.get("x-slack-signature") or [None])[0]
+        if req.mode == "socket_mode" or not signature:
+            return await next()
+        now = time.monotonic()
+        self._expire(now)
+        if signature in self._seen:
+            log.warning("slack.replay_refused")
+            return BoltResponse(status=401, body='{"error":"replayed request"}')
+        self._seen[signature] = now + self.window_s
+        result = await next()
+        if result is not None and result.status >= 500:
+            self._seen.pop(signature, None)
+        return result
+
+    def _expire(self, now: float) -> None:
+        # Entries are kept in arrival order with one window, so the oldest expire first.
+        while self._seen:
+            oldest, expires = next(iter(self._seen.items()))
+            if expires > now and len(self._seen) <= self.max_entries:
+                return
+            del self._seen[oldest]
+
+
+class SlackBot:
+    """One Slack app process: the Bolt app, the Web API client, the user cache, the edit budgets."""
+
+    def __init__(
+        self,
+        core: ChatCore,
+        *,
+        token: str,
+        signing_secret: str | None,
+        api_url: str | None = None,
+        scheduler: EditScheduler | None = None,
+        users_ttl_s: float = 600.0,
+    ) -> None:
+        self.core = core
+        client_args: dict[str, Any] = {}
+        if api_url:
+            client_args["base_url"] = api_url if api_url.endswith("/") else api_url + "/"
+        # No RateLimitErrorRetryHandler: a 429 must reach the EditScheduler, which decides who waits.
+        self.client = AsyncWebClient(
+            token=token, retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=1)], **client_args
+        )
+        self.scheduler = scheduler or EditScheduler()
+        self.users = UserDirectory(self.client, ttl_s=users_ttl_s)
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=signing_secret or "",
+            # Socket Mode has no signatures to check; over HTTP the secret is required (see run_slack).
+            request_verification_enabled=bool(signing_secret),
+            before_authorize=ReplayGuard(),
+            process_before_response=False,
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.errors: deque[BaseException] = deque(maxlen=100)  # recent failures of background work
+        self._register()
+
+    # -- wiring -------------------------------------------------------------------------------
+    def _register(self) -> None:
+        app = self.app
+        assistant = AsyncAssistant()
+        assistant.thread_started(self._on_assistant_started)
+        assistant.thread_context_changed(self._on_assistant_context_changed)
+        assistant.user_message(self._on_assistant_message)
+        app.assistant(assistant)
+        app.event("app_mention")(self._on_app_mention)
+        app.event("message")(self._on_message)
+        app.command("/chatbot")(self._on_command)
+
+    def web_app(self) -> web.Application:
+        """The aiohttp application serving the Events API at /slack/events (and /healthz)."""
+        web_app = web.Application()
+        web_app.router.add_post(EVENTS_PATH, self._handle_http)
+        web_app.router.add_get("/healthz", self._health)
+        return web_app
+
+    async def _handle_http(self, request: web.Request) -> web.Response:
+        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        """Run after the ack, tracked so shutdown (and tests) can wait for the replies in flight."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self.errors.append(error)
+            log.error("slack.task_failed", task=task.get_name(), error=repr(error))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    async def drain(self, timeout_s: float = 30.0) -> None:
+        """Wait for the replies in flight (at shutdown, and in tests)."""
+        deadline = time.monotonic() + timeout_s
+        while self._tasks and time.monotonic() < deadline:
+            await asyncio.wait(list(self._tasks), timeout=max(0.0, deadline - time.monotonic()))
+
+    async def close(self) -> None:
+        await self.drain(timeout_s=10.0)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+
+    # -- listeners (run after Bolt's ack) -------------------------------------------------------
+    async def _on_app_mention(self, event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+        self._accept(event, body, context, via="app_mention")
+
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+        self._accept(event, body, context, via="message")
+
+    async def _on_assistant_message(self, payload: dict[str, Any], body: dict[str, Any], context: Any) -> None:
+        self._accept(payload, body, context, via="assistant")
+
+    async def _on_assistant_started(self, say: Any, set_suggested_prompts: Any) -> None:
+        await say(ASSISTANT_GREETING)
+        await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
+
+    async def _on_assistant_context_changed(self) -> None:
+        # Bolt's default saves the context into message metadata (extra scopes and calls); the
+        # answer does not depend on which channel the user is looking at, so nothing to do.
+        return None
+
+    async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+        await ack()
+        self.spawn(self._admin(command, respond), name=f"slack-admin-{command.get('trigger_id', '')}")
+
+    # -- work ----------------------------------------------------------------------------------
+    def _accept(self, event: dict[str, Any], body: dict[str, Any], context: Any, *, via: str) -> None:
+        if event.get("subtype") not in USER_SUBTYPES or event.get("bot_id") or not event.get("user"):
+            return
+        bot_user_id = getattr(context, "bot_user_id", None) or body.get("authorizations", [{}])[0].get("user_id")
+        if event.get("user") == bot_user_id:
+            return
+        team_id = getattr(context, "team_id", None) or body.get("team_id") or event.get("team") or ""
+        self.spawn(self._answer(event, team_id, bot_user_id, via=via), name=f"slack-{via}-{event.get('ts', '')}")
+
+    async def _answer(self, event: dict[str, Any], team_id: str, bot_user_id: str | None, *, via: str) -> None:
+        channel = str(event["channel"])
+        ts = str(event["ts"])
+        thread_ts = event.get("thread_ts")
+        is_dm = event.get("channel_type") == "im" or channel.startswith("D")
+        text, mentioned = strip_mention(str(event.get("text") or ""), bot_user_id)
+        mentioned = mentioned or via == "app_mention"
+        if is_dm:
+            # A plain DM is one running conversation answered at the top level; threads in a DM
+            # (and assistant threads) are their own conversations, answered in the thread.
+            reply_thread, conversation = thread_ts, thread_ts or channel
+        else:
+            reply_thread = conversation = thread_ts or ts
+        user = await self.users.get(team_id, str(event["user"]))
+        if user.is_bot:
+            return
+        ws = WorkspaceRef(Platform.SLACK, team_id)
+        message = IncomingMessage(
+            workspace=ws,
+            channel_id=channel,
+            thread_id=str(conversation),
+            message_id=ts,
+            author=user.actor(),
+            text=text,
+            is_dm=is_dm,
+            mentioned=mentioned,
+        )
+        surface = SlackSurface(
+            self.client,
+            team_id=team_id,
+            channel_id=channel,
+            user_id=user.user_id,
+            thread_ts=reply_thread,
+            assistant_thread=via == "assistant",
+        )
+        if via == "assistant":
+            await self._title_new_assistant_thread(ws, channel, str(conversation), text)
+        outcome = await self.core.answer(message, surface, self.scheduler)
+        log.info("slack.answered", via=via, key=message.event_key, status=outcome.status, reason=outcome.reason)
+
+    async def _title_new_assistant_thread(self, ws: WorkspaceRef, channel: str, thread_ts: str, text: str) -> None:
+        """Name an assistant thread after its first question (best effort)."""
+        try:
+            if text and await self.core.store.find_thread(ws, channel, thread_ts) is None:
+                title = text if len(text) <= 60 else text[:59] + "…"
+                await self.client.assistant_threads_setTitle(channel_id=channel, thread_ts=thread_ts, title=title)
+        except Exception as exc:
+            log.warning("slack.set_title_failed", error=repr(exc))
+
+    async def _admin(self, command: dict[str, Any], respond: Any) -> None:
+        team_id = str(command.get("team_id") or "")
+        ws = WorkspaceRef(Platform.SLACK, team_id)
+        try:
+            actor = await self.users.actor(team_id, str(command["user_id"]))
+            text = await self.core.admin.run(ws, actor, str(command.get("text") or ""))
+        except Exception as exc:
+            log.error("slack.admin_failed", error=repr(exc))
+            text = "Sorry, that command failed on my side. Please try again."
+        await respond(text=to_mrkdwn(text), response_type="ephemeral")

@@ -1,0 +1,405 @@
+"""A loopback Slack Web API server, plus signed Events API / slash command requests.
+
+The real slack-sdk AsyncWebClient is pointed at it with base_url (SLACK_API_URL, ending in
+'/'), so the adapter runs its real client code. The fake keeps messages per channel, records
+every call, enforces per-method rate limits (HTTP 429 + Retry-After, as Slack does), and can be
+told to fail or rate-limit the next calls of a method. Response URLs of slash commands point
+here too (`fake.response_url()`), so `respond()` lands in `fake.responses`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+BOT_TOKEN = "xoxb-fake-token"
+SIGNING_SECRET = "fake-signing-secret"
+TEAM_ID = "T0FAKE"
+BOT_USER_ID = "UBOT"
+BOT_ID = "BBOT"
+
+
+@dataclass
+class Call:
+    method: str
+    args: dict[str, Any]
+    at: float
+    status: int = 200  # what the fake answered: 200 or 429/5xx
+    error: str = ""  # Slack's `error` when ok is false
+
+
+@dataclass
+class Limit:
+    """A token bucket for one method: `per_minute` calls, `burst` at once, then 429 + Retry-After."""
+
+    per_minute: float
+    burst: float
+    tokens: float = 0.0
+    updated: float = 0.0
+
+    def take(self, now: float) -> float:
+        """0 if allowed, else the seconds until a call would be."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_minute / 60)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) * 60 / self.per_minute
+
+
+@dataclass
+class Fault:
+    times: int
+    status: int = 200  # 200 with ok=false, 429, or a 5xx
+    error: str = "internal_error"
+    retry_after: float = 1.0
+
+
+@dataclass
+class FakeMessage:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    thread_ts: str | None = None
+    user: str = BOT_USER_ID
+    edits: int = 0
+
+
+class FakeSlack:
+    """`async with FakeSlack() as slack:` then `slack.api_url`, `slack.calls`, `slack.messages`."""
+
+    def __init__(self, *, token: str = BOT_TOKEN, team_id: str = TEAM_ID) -> None:
+        self.token = token
+        self.team_id = team_id
+        self.calls: list[Call] = []
+        self.messages: dict[tuple[str, str], FakeMessage] = {}
+        self.ephemerals: list[dict[str, Any]] = []
+        self.responses: list[dict[str, Any]] = []  # bodies POSTed to response URLs
+        self.users: dict[str, dict[str, Any]] = {}
+        self.limits: dict[str, Limit] = {}
+        self.faults: dict[str, list[Fault]] = defaultdict(list)
+        self.latency_s = 0.0
+        self._ts = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.add_user(BOT_USER_ID, name="chatbot", is_bot=True)
+
+    # -- setup ---------------------------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        """The AsyncWebClient base_url (Slack's ends with /api/)."""
+        return f"{self.url}/api/"
+
+    def add_user(
+        self,
+        user_id: str,
+        *,
+        name: str = "",
+        is_owner: bool = False,
+        is_primary_owner: bool = False,
+        is_admin: bool = False,
+        is_restricted: bool = False,
+        is_bot: bool = False,
+    ) -> None:
+        self.users[user_id] = {
+            "id": user_id,
+            "team_id": self.team_id,
+            "name": name or user_id.lower(),
+            "is_owner": is_owner,
+            "is_primary_owner": is_primary_owner,
+            "is_admin": is_admin or is_owner or is_primary_owner,
+            "is_restricted": is_restricted,
+            "is_ultra_restricted": False,
+            "is_bot": is_bot,
+            "profile": {"display_name": name or user_id.lower(), "real_name": name or user_id.lower()},
+        }
+
+    def rate_limit(self, method: str, *, per_minute: float, burst: float = 1.0) -> None:
+        """Enforce a real limit on `method` from now on (429 + Retry-After beyond it)."""
+        self.limits[method] = Limit(per_minute, burst, tokens=burst, updated=time.monotonic())
+
+    def fail(self, method: str, *, times: int = 1, status: int = 200, error: str = "internal_error") -> None:
+        """The next `times` calls of `method` fail (ok=false with `error`, or HTTP `status`)."""
+        self.faults[method].append(Fault(times, status, error))
+
+    def storm(self, method: str, *, times: int, retry_after: float = 1.0) -> None:
+        """The next `times` calls of `method` answer 429 with Retry-After: `retry_after`."""
+        self.faults[method].append(Fault(times, 429, "ratelimited", retry_after))
+
+    def response_url(self, name: str = "cmd") -> str:
+        return f"{self.url}/response/{name}"
+
+    # -- inspection ----------------------------------------------------------------------------
+    def calls_to(self, method: str, *, ok_only: bool = True) -> list[Call]:
+        return [c for c in self.calls if c.method == method and (not ok_only or (c.status == 200 and not c.error))]
+
+    def replies_in(self, channel: str, thread_ts: str | None = None) -> list[FakeMessage]:
+        """The bot's messages in a channel (optionally one thread), oldest first."""
+        return [
+            m
+            for m in self.messages.values()
+            if m.channel == channel and m.user == BOT_USER_ID and (thread_ts is None or m.thread_ts == thread_ts)
+        ]
+
+    def shown_text(self, message: FakeMessage) -> str:
+        """What Slack would show: the section blocks' text (the `text` field is only the notification)."""
+        return (
+            "\n".join(b["text"]["text"] for b in message.blocks if b.get("type") == "section" and "text" in b)
+            or message.text
+        )
+
+    # -- server --------------------------------------------------------------------------------
+    async def __aenter__(self) -> FakeSlack:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/response/{name}", self._response_url)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        return web.Response(text="ok")
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args = await _arguments(request)
+        now = time.monotonic()
+        call = Call(method, args, now)
+        self.calls.append(call)
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s)
+        auth = request.headers.get("Authorization", "")
+        token = auth.removeprefix("Bearer ").strip() or str(args.get("token", ""))
+        if token != self.token:
+            call.error = "invalid_auth"
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        faults = self.faults.get(method)
+        if faults:
+            fault = faults[0]
+            fault.times -= 1
+            if fault.times <= 0:
+                faults.pop(0)
+            call.status, call.error = fault.status, fault.error
+            if fault.status == 429:
+                return _ratelimited(fault.retry_after)
+            return web.json_response({"ok": False, "error": fault.error}, status=fault.status)
+        limit = self.limits.get(method)
+        if limit is not None:
+            wait = limit.take(now)
+            if wait > 0:
+                call.status, call.error = 429, "ratelimited"
+                return _ratelimited(wait)
+        handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+        if handler is None:
+            call.error = "unknown_method"
+            return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+        body: dict[str, Any] = handler(args)
+        if not body.get("ok", True):
+            call.error = str(body.get("error"))
+        return web.json_response({"ok": True, **body} if body.get("ok", True) else body)
+
+    # -- methods -------------------------------------------------------------------------------
+    def _next_ts(self) -> str:
+        return f"{1_700_000_000 + next(self._ts)}.000100"
+
+    def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": "https://fake.slack.test/",
+            "team": "Fake Team",
+            "user": "chatbot",
+            "team_id": self.team_id,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(str(args.get("user")))
+        return {"user": user} if user else {"ok": False, "error": "user_not_found"}
+
+    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = str(args.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        blocks = _json_field(args.get("blocks"))
+        text = str(args.get("text") or "")
+        if not text and not blocks:
+            return {"ok": False, "error": "no_text"}
+        error = _check_blocks(blocks)
+        if error:
+            return {"ok": False, "error": error}
+        ts = self._next_ts()
+        thread_ts = args.get("thread_ts") or None
+        self.messages[(channel, ts)] = FakeMessage(channel, ts, text, blocks, thread_ts)
+        return {"channel": channel, "ts": ts, "message": {"text": text, "ts": ts, "user": BOT_USER_ID}}
+
+    def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        key = (str(args.get("channel")), str(args.get("ts")))
+        message = self.messages.get(key)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        blocks = _json_field(args.get("blocks"))
+        error = _check_blocks(blocks)
+        if error:
+            return {"ok": False, "error": error}
+        message.text = str(args.get("text") or "")
+        message.blocks = blocks
+        message.edits += 1
+        return {"channel": key[0], "ts": key[1], "text": message.text}
+
+    def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("user") or not args.get("channel"):
+            return {"ok": False, "error": "user_not_in_channel"}
+        self.ephemerals.append(dict(args))
+        return {"message_ts": self._next_ts()}
+
+    def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, thread = str(args.get("channel")), str(args.get("ts"))
+        found = [
+            {"ts": m.ts, "text": m.text, "user": m.user, "thread_ts": m.thread_ts}
+            for m in self.messages.values()
+            if m.channel == channel and (m.ts == thread or m.thread_ts == thread)
+        ]
+        return {"messages": found, "has_more": False}
+
+    def _m_assistant_threads_setStatus(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def _m_assistant_threads_setSuggestedPrompts(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def _m_assistant_threads_setTitle(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+
+def _ratelimited(retry_after: float) -> web.Response:
+    # Slack sends whole seconds; the fake allows fractions so tests stay fast (the SDK passes them through).
+    value = f"{retry_after:.3f}".rstrip("0").rstrip(".") or "0"
+    return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": value})
+
+
+async def _arguments(request: web.Request) -> dict[str, Any]:
+    args: dict[str, Any] = dict(request.query)
+    if request.method == "POST" and request.can_read_body:
+        if request.content_type == "application/json":
+            args.update(await request.json())
+        else:
+            args.update(dict(await request.post()))
+    return args
+
+
+def _json_field(value: Any) -> list[dict[str, Any]]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return list(json.loads(value))
+    return list(value)
+
+
+def _check_blocks(blocks: list[dict[str, Any]]) -> str:
+    """The limits Slack enforces that matter here: 50 blocks, 3,000 characters of section text, 10 context items."""
+    if len(blocks) > 50:
+        return "invalid_blocks"
+    for block in blocks:
+        if block.get("type") == "section" and len(block.get("text", {}).get("text", "")) > 3000:
+            return "invalid_blocks"
+        if block.get("type") == "context" and len(block.get("elements", [])) > 10:
+            return "invalid_blocks"
+    return ""
+
+
+# -- signed requests, as Slack sends them --------------------------------------------------------
+
+
+def sign(body: str, timestamp: int | str, secret: str = SIGNING_SECRET) -> str:
+    """Slack's v0 signature: HMAC-SHA256 over "v0:{timestamp}:{body}" with the signing secret."""
+    base = f"v0:{timestamp}:{body}".encode()
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+def signed_headers(
+    body: str,
+    *,
+    content_type: str,
+    timestamp: int | None = None,
+    secret: str = SIGNING_SECRET,
+    retry_num: int | None = None,
+) -> dict[str, str]:
+    ts = int(time.time()) if timestamp is None else timestamp
+    headers = {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": str(ts),
+        "X-Slack-Signature": sign(body, ts, secret),
+    }
+    if retry_num is not None:
+        headers["X-Slack-Retry-Num"] = str(retry_num)
+        headers["X-Slack-Retry-Reason"] = "http_timeout"
+    return headers
+
+
+_event_ids = itertools.count(1)
+
+
+def event_body(event: dict[str, Any], *, team_id: str = TEAM_ID, event_id: str | None = None) -> str:
+    """An Events API `event_callback` envelope around `event`, as JSON text."""
+    return json.dumps(
+        {
+            "token": "verification-token-unused",
+            "team_id": team_id,
+            "api_app_id": "AFAKE",
+            "event": {"event_ts": event.get("ts", "0"), **event},
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{next(_event_ids):08d}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {"team_id": team_id, "user_id": BOT_USER_ID, "is_bot": True, "is_enterprise_install": False}
+            ],
+            "is_ext_shared_channel": False,
+        }
+    )
+
+
+def url_verification_body(challenge: str) -> str:
+    return json.dumps({"token": "verification-token-unused", "challenge": challenge, "type": "url_verification"})
+
+
+def command_body(
+    text: str, *, user_id: str, response_url: str, team_id: str = TEAM_ID, channel_id: str = "C0GENERAL"
+) -> str:
+    """A slash command's form-encoded body, as Slack POSTs it."""
+    return urlencode(
+        {
+            "token": "verification-token-unused",
+            "team_id": team_id,
+            "team_domain": "fake",
+            "channel_id": channel_id,
+            "channel_name": "general",
+            "user_id": user_id,
+            "user_name": user_id.lower(),
+            "command": "/chatbot",
+            "text": text,
+            "api_app_id": "AFAKE",
+            "response_url": response_url,
+            "trigger_id": f"trigger.{next(_event_ids)}",
+        }
+    )

@@ -1,0 +1,114 @@
+"""Fixtures for the Slack adapter: the loopback Slack Web API, the Bolt app served on loopback, the real core."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bots.slack.app import EVENTS_PATH, SlackBot
+from core.config import Settings
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.slack import (
+    BOT_TOKEN,
+    SIGNING_SECRET,
+    FakeSlack,
+    command_body,
+    event_body,
+    signed_headers,
+)
+
+if TYPE_CHECKING:
+    from core.app import ChatCore
+
+
+@dataclass
+class Reply:
+    status: int
+    text: str
+
+
+@dataclass
+class Harness:
+    """A SlackBot served over real HTTP on loopback, talking to the fake Slack Web API."""
+
+    bot: SlackBot
+    slack: FakeSlack
+    url: str
+    http: aiohttp.ClientSession
+
+    async def post(self, body: str, headers: dict[str, str]) -> Reply:
+        async with self.http.post(self.url, data=body.encode(), headers=headers) as response:
+            return Reply(response.status, await response.text())
+
+    async def event(self, event: dict[str, Any], *, retry_num: int | None = None, **envelope: Any) -> Reply:
+        body = event_body(event, **envelope)
+        return await self.post(body, signed_headers(body, content_type="application/json", retry_num=retry_num))
+
+    async def command(self, text: str, *, user_id: str) -> Reply:
+        body = command_body(text, user_id=user_id, response_url=self.slack.response_url())
+        return await self.post(body, signed_headers(body, content_type="application/x-www-form-urlencoded"))
+
+    async def settle(self) -> None:
+        await self.bot.drain(timeout_s=30)
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def core(data_dir: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[ChatCore]:
+    from core.app import build_core
+
+    settings = Settings(CHATBOT_DATA_DIR=data_dir, ANTHROPIC_API_KEY="test", ANTHROPIC_BASE_URL=fake_anthropic.url)
+    chat_core = await build_core(settings)
+    try:
+        yield chat_core
+    finally:
+        await chat_core.close()
+
+
+async def serve(bot: SlackBot, slack: FakeSlack) -> AsyncIterator[Harness]:
+    runner = web.AppRunner(bot.web_app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Harness(bot, slack, f"http://127.0.0.1:{port}{EVENTS_PATH}", http)
+    finally:
+        await bot.close()
+        await runner.cleanup()
+
+
+def make_bot(core: Any, slack: FakeSlack) -> SlackBot:
+    return SlackBot(core, token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url)
+
+
+@pytest.fixture
+async def harness(core: ChatCore, slack: FakeSlack) -> AsyncIterator[Harness]:
+    async for h in serve(make_bot(core, slack), slack):
+        yield h
+
+
+class NoCore:
+    """Stands in for the core where a request must never reach it: any use fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the core was used ({name}) by a request that should have been refused")
+
+
+@pytest.fixture
+async def bare(slack: FakeSlack) -> AsyncIterator[Harness]:
+    """The Bolt app without a core: for requests that must be refused (or answered) before any work."""
+    async for h in serve(make_bot(NoCore(), slack), slack):
+        yield h
