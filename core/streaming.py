@@ -833,7 +833,13 @@ class DeltaWriter:
             task.cancel()
             await asyncio.wait([task])
         if self._buffer or self._retry:
+            flush = asyncio.ensure_future(self._flush_once())
+            timer = asyncio.ensure_future(self.clock.sleep(timeout_s))
             try:
-                await asyncio.wait_for(self._flush_once(), timeout_s)
-            except (TimeoutError, Exception) as exc:
-                log.warning("deltas.close_lost", error=repr(exc))
+                await asyncio.wait([flush, timer], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
+                if not flush.done():
+                    flush.cancel()
+                    log.warning("deltas.close_lost", deltas=len(self._retry) + len(self._buffer))
+                    await asyncio.wait([flush])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -107,7 +108,7 @@ async def test_edits_are_paced_by_the_scope_and_carry_all_text_so_far() -> None:
 
     assert final == "".join(tokens)
     times = [c.at for c in surface.calls]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 1.0 - 1e-9  # never faster than the scope allows
     assert 5 <= len(surface.calls) <= 8  # ...and not much slower either (coalesced, not one per token)
     for call in surface.calls[1:]:
