@@ -199,6 +199,9 @@ class SlackBot:
         self._accept(payload, body, context, via="assistant")
 
     async def _on_assistant_started(self, say: Any, set_suggested_prompts: Any) -> None:
+        self.spawn(self._greet(say, set_suggested_prompts), name="slack-assistant-greeting")
+
+    async def _greet(self, say: Any, set_suggested_prompts: Any) -> None:
         await say(ASSISTANT_GREETING)
         await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
 

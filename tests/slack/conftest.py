@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bots.slack.app import EVENTS_PATH, SlackBot
 from core.config import Settings
+from core.streaming import EditScheduler
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import (
     BOT_TOKEN,
@@ -109,13 +110,21 @@ async def serve(bot: SlackBot, slack: FakeSlack) -> AsyncIterator[Harness]:
         await runner.cleanup()
 
 
-def make_bot(core: Any, slack: FakeSlack) -> SlackBot:
-    return SlackBot(core, token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url)
+def make_bot(core: Any, slack: FakeSlack, scheduler: EditScheduler | None = None) -> SlackBot:
+    return SlackBot(core, token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url, scheduler=scheduler)
 
 
 @pytest.fixture
 async def harness(core: ChatCore, slack: FakeSlack) -> AsyncIterator[Harness]:
+    """The real core behind the Bolt app, paced in real time."""
     async for h in serve(make_bot(core, slack), slack):
+        yield h
+
+
+@pytest.fixture
+async def fast_harness(core: ChatCore, slack: FakeSlack) -> AsyncIterator[Harness]:
+    """As `harness`, with the edit budgets on a 20x clock (for long rate-limit scenarios)."""
+    async for h in serve(make_bot(core, slack, EditScheduler(FastClock())), slack):
         yield h
 
 
