@@ -502,13 +502,19 @@ def _choose_cut(text: str, start: int, budget: int, fences: _FenceMap) -> int:
         return line + 1
     space = text.rfind(" ", start, end)
     cut = space + 1 if space >= 0 and space + 1 - start > budget // 4 else end
-    # Never cut inside a fence line: a half fence line would render as a stray fence.
+    # A mid-line cut must not leave either half looking like a fence line on its own message:
+    # never cut inside a fence line, and never so that the rest of the line starts like one.
     index = fences.line_of(cut)
     line_start = fences.starts[index]
-    if line_start < cut and line_start > start:
+    if line_start < cut:
         line_end = text.find("\n", line_start)
-        if _is_fence_line(text[line_start : len(text) if line_end < 0 else line_end]):
-            return line_start
+        line_end = len(text) if line_end < 0 else line_end
+        if _is_fence_line(text[line_start:line_end]):
+            if line_start > start:
+                return line_start
+        else:
+            while cut > start + 1 and cut > line_start and _is_fence_line(text[cut:line_end]):
+                cut -= 1
     return cut
 
 
