@@ -234,7 +234,10 @@ class FakeSlack:
         }
 
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
-        user = self.users.get(str(args.get("user")))
+        user_id = str(args.get("user") or "")
+        if user_id not in self.users and user_id[:1] in {"U", "W"}:
+            self.add_user(user_id)  # anyone not set up otherwise is a plain full member
+        user = self.users.get(user_id)
         return {"user": user} if user else {"ok": False, "error": "user_not_found"}
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
