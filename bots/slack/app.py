@@ -74,7 +74,8 @@ class ReplayGuard(AsyncMiddleware):
     async def async_process(
         self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
     ) -> BoltResponse | None:
-        signature = (req.headers.get("x-slack-signature") or [None])[0]
+        values = req.headers.get("x-slack-signature") or []
+        signature = str(values[0]) if values else ""  # (`next` here is Bolt's, not the builtin)
         if req.mode == "socket_mode" or not signature:
             return await next()
         now = time.monotonic()

@@ -100,14 +100,14 @@ async def run_slack(
     try:
         if socket:
             handler = AsyncSocketModeHandler(bot.app, app_token, web_client=bot.client)
-            await handler.connect_async()
+            await handler.connect_async()  # type: ignore[no-untyped-call]
             where = "Socket Mode"
         else:
             runner = web.AppRunner(bot.web_app(), access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, host, settings.port if port is None else port)
             await site.start()
-            bound = site._server.sockets[0].getsockname()[1] if site._server and site._server.sockets else port  # type: ignore[union-attr]
+            bound = runner.addresses[0][1] if runner.addresses else port  # the real port when asked for 0
             where = f"http://{host}:{bound}{EVENTS_PATH}"
         print(f"chatbot: Slack app ready on {where} ({who})", file=sys.stderr, flush=True)
         log.info("slack.ready", where=where, team=identity.get("team_id"))
@@ -119,7 +119,7 @@ async def run_slack(
         for sig in handled:
             loop.remove_signal_handler(sig)
         if handler is not None:
-            await handler.close_async()
+            await handler.close_async()  # type: ignore[no-untyped-call]
         if runner is not None:
             await runner.cleanup()
         await bot.close()
