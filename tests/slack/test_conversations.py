@@ -292,3 +292,24 @@ def _last_user_text(fake: FakeAnthropic) -> str:
     if isinstance(content, str):
         return content
     return " ".join(part.get("text", "") for part in content)
+
+
+async def test_long_answer_continues_in_follow_up_messages_without_breaking_code(
+    fast_harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    h = fast_harness
+    code = "\n".join(f"step_{i}()  # {'x' * 60}" for i in range(60))
+    long_answer = "Intro paragraph.\n\n" + "Some prose. " * 200 + "\n\n```python\n" + code + "\n```\n\nThe end."
+    fake_anthropic.script(long_answer, chunk_chars=200)
+    event = mention("give me the whole script")
+    await answered(h, event)
+    replies = h.slack.replies_in("C1", event["ts"])
+    assert len(replies) >= 2
+    for reply in replies:
+        for block in reply.blocks:
+            if block["type"] == "section":
+                assert len(block["text"]["text"]) <= 3000
+                assert block["text"]["text"].count("```") % 2 == 0, "every section closes the fences it opens"
+    shown = "\n".join(h.slack.shown_text(r) for r in replies)
+    assert all(f"step_{i}()" in shown for i in range(60))
+    assert shown.rstrip().endswith("The end.")
