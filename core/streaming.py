@@ -179,7 +179,7 @@ class TokenBucket:
             at = max(at, min(two, reserved + 1e-6))
         best = self._best_parked()
         if best is not None and best is not ticket and best.key < ticket.key:
-            at = max(at, self.wake_at if self.wake_at > now else now + 1e-6)
+            at = max(at, self.wake_at if now < self.wake_at < float("inf") else now + 1e-6)
         return at
 
     def take(self, now: float) -> None:
@@ -284,6 +284,16 @@ class EditScheduler:
             return  # an earlier wake is already due; it will re-plan
         bucket.wake_at = at
         heapq.heappush(self._timers, (at, next(self._order), bucket))
+        self._arm()
+
+    def _arm(self) -> None:
+        """Keep exactly one clock timer, set for the earliest planned bucket wake."""
+        timers = self._timers
+        while timers and timers[0][2].wake_at != timers[0][0]:
+            heapq.heappop(timers)  # superseded plans
+        if not timers:
+            return
+        at = timers[0][0]
         if at < self._timer_at:
             if self._timer is not None:
                 self._timer.cancel()
@@ -301,10 +311,7 @@ class EditScheduler:
                 continue  # superseded by a later plan
             bucket.wake_at = float("inf")
             self._serve(bucket, now)
-        if timers:
-            at = timers[0][0]
-            self._timer_at = at
-            self._timer = self.clock.call_at(at, self._on_timer)
+        self._arm()
 
     def _serve(self, bucket: TokenBucket, now: float) -> None:
         """Hand this bucket's budget to its parked tickets, best first, until it runs dry."""
