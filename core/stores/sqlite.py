@@ -1,0 +1,683 @@
+"""The embedded default store: one SQLite file in WAL mode, used from one worker thread.
+
+Every call runs on a single dedicated thread (sqlite3 connections are not shareable), so the event
+loop never blocks on disk. Checks that guard a write run inside the same `BEGIN IMMEDIATE`
+transaction as the write, exactly as the Convex mutations do.
+
+What the store cannot know: a target user's platform facts (only the actor's arrive with a call),
+so a role change compares against the target's explicit role or the workspace default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core.messages import Actor, MessageRole, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
+from core.roles import Membership, Permission, Role, RoleChangeDenied, allows, check_role_change, effective_role
+from core.stores.base import (
+    SETTING_FIELDS,
+    AuditEntry,
+    ChannelMode,
+    ChannelRule,
+    Delta,
+    DocumentRecord,
+    Page,
+    PermissionDenied,
+    StoreError,
+    WorkspaceSettings,
+)
+
+T = TypeVar("T")
+
+MAX_TEXT = 40_000
+MAX_ID = 200
+MAX_DETAIL = 2_000
+MAX_PROMPT = 8_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS workspaces (key TEXT PRIMARY KEY, settings TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members (
+    ws TEXT NOT NULL, user_id TEXT NOT NULL, role INTEGER, blocked INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (ws, user_id));
+CREATE TABLE IF NOT EXISTS role_mappings (
+    ws TEXT NOT NULL, platform_role TEXT NOT NULL, role INTEGER NOT NULL, PRIMARY KEY (ws, platform_role));
+CREATE TABLE IF NOT EXISTS channel_rules (
+    ws TEXT NOT NULL, channel_id TEXT NOT NULL, mode TEXT NOT NULL, without_mention INTEGER NOT NULL,
+    PRIMARY KEY (ws, channel_id));
+CREATE TABLE IF NOT EXISTS usage (
+    ws TEXT NOT NULL, user_id TEXT NOT NULL, window TEXT NOT NULL, count INTEGER NOT NULL,
+    PRIMARY KEY (ws, user_id, window));
+CREATE TABLE IF NOT EXISTS event_claims (key TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS threads (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ws TEXT NOT NULL, channel_id TEXT NOT NULL,
+    external TEXT NOT NULL, created_at REAL NOT NULL, UNIQUE (ws, channel_id, external));
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, thread_id INTEGER NOT NULL REFERENCES threads(id),
+    role TEXT NOT NULL, text TEXT NOT NULL, status TEXT NOT NULL, author_id TEXT NOT NULL,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, sources TEXT NOT NULL DEFAULT '[]',
+    input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
+    platform_message_id TEXT NOT NULL DEFAULT '', idempotency_key TEXT UNIQUE);
+CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (thread_id, id);
+CREATE INDEX IF NOT EXISTS messages_by_status ON messages (status, updated_at);
+CREATE TABLE IF NOT EXISTS deltas (
+    message_id INTEGER NOT NULL, seq INTEGER NOT NULL, text TEXT NOT NULL, PRIMARY KEY (message_id, seq));
+CREATE TABLE IF NOT EXISTS documents (
+    ws TEXT NOT NULL, source_uri TEXT NOT NULL, title TEXT NOT NULL, content_hash TEXT NOT NULL,
+    chunk_count INTEGER NOT NULL, status TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (ws, source_uri));
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ws TEXT NOT NULL, at REAL NOT NULL, actor_id TEXT NOT NULL,
+    action TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_ws ON audit (ws, id);
+"""
+
+
+def _check(value: str, name: str, limit: int = MAX_ID, *, allow_empty: bool = False) -> str:
+    if not isinstance(value, str):
+        raise StoreError("invalid", f"{name} must be text")
+    if not value and not allow_empty:
+        raise StoreError("invalid", f"{name} must not be empty")
+    if len(value) > limit:
+        raise StoreError("invalid", f"{name} is too long ({len(value):,} characters; the limit is {limit:,})")
+    return value
+
+
+def _settings_from_json(raw: str | None) -> WorkspaceSettings:
+    if not raw:
+        return WorkspaceSettings()
+    data = json.loads(raw)
+    data["default_role"] = Role(data.get("default_role", Role.MEMBER))
+    return WorkspaceSettings(**{k: v for k, v in data.items() if k in SETTING_FIELDS})
+
+
+def _settings_to_json(settings: WorkspaceSettings) -> str:
+    data = asdict(settings)
+    data["default_role"] = int(settings.default_role)
+    return json.dumps(data)
+
+
+def _validate_changes(changes: dict[str, object], current: WorkspaceSettings) -> WorkspaceSettings:
+    unknown = set(changes) - SETTING_FIELDS
+    if unknown:
+        raise StoreError("invalid", f"unknown settings: {', '.join(sorted(unknown))}")
+    checked: dict[str, Any] = {}
+    for key, value in changes.items():
+        expected = type(getattr(current, key))
+        if key == "default_role":
+            if not isinstance(value, int) or value not in {int(r) for r in Role}:
+                raise StoreError("invalid", "default_role must be a role")
+            value = Role(value)
+        elif key == "quotas":
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1_000_000
+                for k, v in value.items()
+            ):
+                raise StoreError("invalid", "quotas map role names to whole numbers")
+            if not set(value) <= {r.label for r in Role}:
+                raise StoreError("invalid", "quotas name unknown roles")
+        elif not isinstance(value, expected):
+            raise StoreError("invalid", f"{key} must be {expected.__name__}")
+        if isinstance(value, str):
+            _check(value, key, MAX_PROMPT, allow_empty=True)
+        checked[key] = value
+    return replace(current, **checked)
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._db: sqlite3.Connection | None = None
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStore:
+        store = cls(path)
+        await store._run(store._connect)
+        return store
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(SCHEMA)
+        self._db = db
+
+    async def _run(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one write transaction; checks inside it see and guard exactly what is written."""
+
+        def run() -> T:
+            db = self._db
+            assert db is not None, "SqliteStore.open() was not awaited"
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return await self._run(run)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            assert self._db is not None, "SqliteStore.open() was not awaited"
+            return fn(self._db)
+
+        return await self._run(run)
+
+    async def close(self) -> None:
+        def shut() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await self._run(shut)
+        self._executor.shutdown(wait=True)
+
+    # -- shared checks (called inside transactions) ---------------------------------------------
+    @staticmethod
+    def _settings(db: sqlite3.Connection, ws: str) -> WorkspaceSettings:
+        row = db.execute("SELECT settings FROM workspaces WHERE key = ?", (ws,)).fetchone()
+        return _settings_from_json(row[0] if row else None)
+
+    @staticmethod
+    def _membership(db: sqlite3.Connection, ws: str, user_id: str) -> Membership | None:
+        row = db.execute("SELECT role, blocked FROM members WHERE ws = ? AND user_id = ?", (ws, user_id)).fetchone()
+        if row is None:
+            return None
+        return Membership(user_id, Role(row[0]) if row[0] is not None else None, bool(row[1]))
+
+    @staticmethod
+    def _mappings(db: sqlite3.Connection, ws: str) -> dict[str, Role]:
+        rows = db.execute("SELECT platform_role, role FROM role_mappings WHERE ws = ?", (ws,)).fetchall()
+        return {r[0]: Role(r[1]) for r in rows}
+
+    def _actor_role(self, db: sqlite3.Connection, ws: str, actor: Actor) -> Role | None:
+        _check(actor.user_id, "actor id")
+        return effective_role(
+            self._membership(db, ws, actor.user_id),
+            actor.facts,
+            self._mappings(db, ws),
+            self._settings(db, ws).default_role,
+        )
+
+    def _require(self, db: sqlite3.Connection, ws: str, actor: Actor, permission: Permission) -> Role:
+        role = self._actor_role(db, ws, actor)
+        if role is None:
+            raise PermissionDenied("blocked", "you are blocked in this workspace")
+        if not allows(role, permission):
+            raise PermissionDenied("forbidden", f"{permission.value} needs a higher role than {role.label}")
+        return role
+
+    @staticmethod
+    def _audit(db: sqlite3.Connection, ws: str, actor_id: str, action: str, detail: str) -> None:
+        db.execute(
+            "INSERT INTO audit (ws, at, actor_id, action, detail) VALUES (?, ?, ?, ?, ?)",
+            (ws, time.time(), actor_id, action, detail[:MAX_DETAIL]),
+        )
+
+    # -- EventClaims ----------------------------------------------------------------------------
+    async def claim_event(self, key: str) -> bool:
+        _check(key, "event key", 600)
+
+        def claim(db: sqlite3.Connection) -> bool:
+            cur = db.execute("INSERT OR IGNORE INTO event_claims (key, at) VALUES (?, ?)", (key, time.time()))
+            return cur.rowcount == 1
+
+        return await self._tx(claim)
+
+    # -- RoleStore ------------------------------------------------------------------------------
+    async def settings(self, ws: WorkspaceRef) -> WorkspaceSettings:
+        return await self._read(lambda db: self._settings(db, ws.key))
+
+    async def update_settings(self, ws: WorkspaceRef, actor: Actor, changes: dict[str, object]) -> WorkspaceSettings:
+        def update(db: sqlite3.Connection) -> WorkspaceSettings:
+            self._require(db, ws.key, actor, Permission.MANAGE_SETTINGS)
+            new = _validate_changes(changes, self._settings(db, ws.key))
+            db.execute(
+                "INSERT INTO workspaces (key, settings) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET settings = excluded.settings",
+                (ws.key, _settings_to_json(new)),
+            )
+            self._audit(db, ws.key, actor.user_id, "settings.update", ", ".join(sorted(changes)))
+            return new
+
+        return await self._tx(update)
+
+    async def membership(self, ws: WorkspaceRef, user_id: str) -> Membership | None:
+        return await self._read(lambda db: self._membership(db, ws.key, user_id))
+
+    async def members(self, ws: WorkspaceRef) -> Sequence[Membership]:
+        def read(db: sqlite3.Connection) -> list[Membership]:
+            rows = db.execute("SELECT user_id, role, blocked FROM members WHERE ws = ? ORDER BY user_id", (ws.key,))
+            return [Membership(r[0], Role(r[1]) if r[1] is not None else None, bool(r[2])) for r in rows]
+
+        return await self._read(read)
+
+    async def role_mappings(self, ws: WorkspaceRef) -> dict[str, Role]:
+        return await self._read(lambda db: self._mappings(db, ws.key))
+
+    async def set_role(self, ws: WorkspaceRef, actor: Actor, user_id: str, role: Role | None) -> None:
+        _check(user_id, "user id")
+
+        def change(db: sqlite3.Connection) -> None:
+            actor_role = self._actor_role(db, ws.key, actor)
+            if actor_role is None:
+                raise PermissionDenied("blocked", "you are blocked in this workspace")
+            target = self._membership(db, ws.key, user_id)
+            current = target.role if target and target.role is not None else self._settings(db, ws.key).default_role
+            owners = db.execute(
+                "SELECT COUNT(*) FROM members WHERE ws = ? AND role = ? AND blocked = 0", (ws.key, int(Role.OWNER))
+            ).fetchone()[0]
+            try:
+                check_role_change(
+                    actor_id=actor.user_id,
+                    actor_role=actor_role,
+                    target_id=user_id,
+                    target_current=current,
+                    new_role=role,
+                    owner_count=owners,
+                )
+            except RoleChangeDenied as exc:
+                raise PermissionDenied(exc.code, str(exc)) from None
+            db.execute(
+                "INSERT INTO members (ws, user_id, role, blocked) VALUES (?, ?, ?, 0) "
+                "ON CONFLICT (ws, user_id) DO UPDATE SET role = excluded.role",
+                (ws.key, user_id, int(role) if role is not None else None),
+            )
+            self._audit(db, ws.key, actor.user_id, "role.set", f"{user_id}: {role.label if role else 'default'}")
+
+        await self._tx(change)
+
+    async def set_blocked(self, ws: WorkspaceRef, actor: Actor, user_id: str, blocked: bool) -> None:
+        _check(user_id, "user id")
+
+        def change(db: sqlite3.Connection) -> None:
+            actor_role = self._require(db, ws.key, actor, Permission.MANAGE_ROLES)
+            if user_id == actor.user_id:
+                raise PermissionDenied("self_change", "nobody can block or unblock themselves")
+            target = self._membership(db, ws.key, user_id)
+            current = target.role if target and target.role is not None else self._settings(db, ws.key).default_role
+            if current >= actor_role and actor_role is not Role.OWNER:
+                raise PermissionDenied("peer_or_higher", f"an {actor_role.label} cannot block a {current.label}")
+            if blocked and current is Role.OWNER:
+                owners = db.execute(
+                    "SELECT COUNT(*) FROM members WHERE ws = ? AND role = ? AND blocked = 0",
+                    (ws.key, int(Role.OWNER)),
+                ).fetchone()[0]
+                if owners <= 1:
+                    raise PermissionDenied("last_owner", "the last owner cannot be blocked")
+            db.execute(
+                "INSERT INTO members (ws, user_id, role, blocked) VALUES (?, ?, NULL, ?) "
+                "ON CONFLICT (ws, user_id) DO UPDATE SET blocked = excluded.blocked",
+                (ws.key, user_id, int(blocked)),
+            )
+            self._audit(db, ws.key, actor.user_id, "role.block" if blocked else "role.unblock", user_id)
+
+        await self._tx(change)
+
+    async def set_role_mapping(self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None) -> None:
+        _check(platform_role, "platform role")
+
+        def change(db: sqlite3.Connection) -> None:
+            actor_role = self._require(db, ws.key, actor, Permission.MANAGE_ROLES)
+            if role is not None and role >= actor_role and actor_role is not Role.OWNER:
+                raise PermissionDenied(
+                    "escalation", f"an {actor_role.label} can only map roles below {actor_role.label}"
+                )
+            existing = self._mappings(db, ws.key).get(platform_role)
+            if existing is not None and existing >= actor_role and actor_role is not Role.OWNER:
+                raise PermissionDenied(
+                    "peer_or_higher", f"an {actor_role.label} cannot change a {existing.label} mapping"
+                )
+            if role is None:
+                db.execute("DELETE FROM role_mappings WHERE ws = ? AND platform_role = ?", (ws.key, platform_role))
+            else:
+                db.execute(
+                    "INSERT INTO role_mappings (ws, platform_role, role) VALUES (?, ?, ?) "
+                    "ON CONFLICT (ws, platform_role) DO UPDATE SET role = excluded.role",
+                    (ws.key, platform_role, int(role)),
+                )
+            self._audit(db, ws.key, actor.user_id, "rolemap.set", f"{platform_role}: {role.label if role else 'none'}")
+
+        await self._tx(change)
+
+    async def channel_rule(self, ws: WorkspaceRef, channel_id: str) -> ChannelRule | None:
+        def read(db: sqlite3.Connection) -> ChannelRule | None:
+            row = db.execute(
+                "SELECT mode, without_mention FROM channel_rules WHERE ws = ? AND channel_id = ?", (ws.key, channel_id)
+            ).fetchone()
+            return ChannelRule(channel_id, ChannelMode(row[0]), bool(row[1])) if row else None
+
+        return await self._read(read)
+
+    async def channel_rules(self, ws: WorkspaceRef) -> Sequence[ChannelRule]:
+        def read(db: sqlite3.Connection) -> list[ChannelRule]:
+            rows = db.execute(
+                "SELECT channel_id, mode, without_mention FROM channel_rules WHERE ws = ? ORDER BY channel_id",
+                (ws.key,),
+            )
+            return [ChannelRule(r[0], ChannelMode(r[1]), bool(r[2])) for r in rows]
+
+        return await self._read(read)
+
+    async def set_channel_rule(self, ws: WorkspaceRef, actor: Actor, rule: ChannelRule) -> None:
+        _check(rule.channel_id, "channel id")
+        mode = ChannelMode(rule.mode)
+
+        def change(db: sqlite3.Connection) -> None:
+            self._require(db, ws.key, actor, Permission.MANAGE_SETTINGS)
+            if mode is ChannelMode.DEFAULT and not rule.answer_without_mention:
+                db.execute("DELETE FROM channel_rules WHERE ws = ? AND channel_id = ?", (ws.key, rule.channel_id))
+            else:
+                db.execute(
+                    "INSERT INTO channel_rules (ws, channel_id, mode, without_mention) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (ws, channel_id) DO UPDATE SET mode = excluded.mode, "
+                    "without_mention = excluded.without_mention",
+                    (ws.key, rule.channel_id, mode.value, int(rule.answer_without_mention)),
+                )
+            self._audit(db, ws.key, actor.user_id, "channel.set", f"{rule.channel_id}: {mode.value}")
+
+        await self._tx(change)
+
+    async def consume_quota(self, ws: WorkspaceRef, user_id: str, window: str, limit: int) -> bool:
+        _check(user_id, "user id")
+        _check(window, "window", 40)
+
+        def consume(db: sqlite3.Connection) -> bool:
+            row = db.execute(
+                "SELECT count FROM usage WHERE ws = ? AND user_id = ? AND window = ?", (ws.key, user_id, window)
+            ).fetchone()
+            used = row[0] if row else 0
+            if used >= limit:
+                return False
+            db.execute(
+                "INSERT INTO usage (ws, user_id, window, count) VALUES (?, ?, ?, 1) "
+                "ON CONFLICT (ws, user_id, window) DO UPDATE SET count = count + 1",
+                (ws.key, user_id, window),
+            )
+            return True
+
+        return await self._tx(consume)
+
+    # -- ThreadStore ----------------------------------------------------------------------------
+    async def find_thread(self, ws: WorkspaceRef, channel_id: str, external_thread: str) -> str | None:
+        def read(db: sqlite3.Connection) -> str | None:
+            row = db.execute(
+                "SELECT id FROM threads WHERE ws = ? AND channel_id = ? AND external = ?",
+                (ws.key, channel_id, external_thread),
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return await self._read(read)
+
+    async def thread_for(self, ws: WorkspaceRef, channel_id: str, external_thread: str) -> str:
+        _check(channel_id, "channel id")
+        _check(external_thread, "thread id")
+
+        def upsert(db: sqlite3.Connection) -> str:
+            db.execute(
+                "INSERT OR IGNORE INTO threads (ws, channel_id, external, created_at) VALUES (?, ?, ?, ?)",
+                (ws.key, channel_id, external_thread, time.time()),
+            )
+            row = db.execute(
+                "SELECT id FROM threads WHERE ws = ? AND channel_id = ? AND external = ?",
+                (ws.key, channel_id, external_thread),
+            ).fetchone()
+            return str(row[0])
+
+        return await self._tx(upsert)
+
+    async def add_message(
+        self,
+        thread_id: str,
+        role: MessageRole,
+        text: str,
+        *,
+        author_id: str = "",
+        status: ReplyStatus = ReplyStatus.COMPLETE,
+        idempotency_key: str = "",
+    ) -> str:
+        _check(text, "message text", MAX_TEXT, allow_empty=True)
+        _check(author_id, "author id", allow_empty=True)
+        _check(idempotency_key, "idempotency key", 600, allow_empty=True)
+        role, status = MessageRole(role), ReplyStatus(status)
+        thread = _int_id(thread_id, "thread id")
+
+        def add(db: sqlite3.Connection) -> str:
+            if idempotency_key:
+                row = db.execute("SELECT id FROM messages WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+                if row:
+                    return str(row[0])
+            if db.execute("SELECT 1 FROM threads WHERE id = ?", (thread,)).fetchone() is None:
+                raise StoreError("not_found", f"no thread {thread_id}")
+            now = time.time()
+            cur = db.execute(
+                "INSERT INTO messages (thread_id, role, text, status, author_id, created_at, updated_at, "
+                "idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (thread, role.value, text, status.value, author_id, now, now, idempotency_key or None),
+            )
+            return str(cur.lastrowid)
+
+        return await self._tx(add)
+
+    @staticmethod
+    def _message_row(db: sqlite3.Connection, row: sqlite3.Row | tuple[Any, ...]) -> StoredMessage:
+        (mid, thread_id, role, text, status, author_id, created_at, sources, tin, tout, pmid) = row
+        if status == ReplyStatus.STREAMING.value:
+            parts = db.execute("SELECT text FROM deltas WHERE message_id = ? ORDER BY seq", (mid,)).fetchall()
+            text = text + "".join(p[0] for p in parts)
+        return StoredMessage(
+            id=str(mid),
+            thread_id=str(thread_id),
+            role=MessageRole(role),
+            text=text,
+            status=ReplyStatus(status),
+            author_id=author_id,
+            created_at=created_at,
+            sources=tuple(Source(**s) for s in json.loads(sources)),
+            usage=Usage(tin, tout),
+            platform_message_id=pmid,
+        )
+
+    _COLUMNS = (
+        "id, thread_id, role, text, status, author_id, created_at, sources, input_tokens, output_tokens, "
+        "platform_message_id"
+    )
+
+    async def messages(self, thread_id: str, *, limit: int = 50, cursor: str | None = None) -> Page[StoredMessage]:
+        thread = _int_id(thread_id, "thread id")
+        if not 1 <= limit <= 200:
+            raise StoreError("invalid", "limit must be between 1 and 200")
+        before = _int_id(cursor, "cursor") if cursor else None
+
+        def read(db: sqlite3.Connection) -> Page[StoredMessage]:
+            rows = db.execute(
+                f"SELECT {self._COLUMNS} FROM messages WHERE thread_id = ? AND (? IS NULL OR id < ?) "
+                "ORDER BY id DESC LIMIT ?",
+                (thread, before, before, limit + 1),
+            ).fetchall()
+            items = [self._message_row(db, r) for r in rows[:limit]]
+            return Page(items, items[-1].id if len(rows) > limit else None)
+
+        return await self._read(read)
+
+    async def message(self, message_id: str) -> StoredMessage | None:
+        mid = _int_id(message_id, "message id")
+
+        def read(db: sqlite3.Connection) -> StoredMessage | None:
+            row = db.execute(f"SELECT {self._COLUMNS} FROM messages WHERE id = ?", (mid,)).fetchone()
+            return self._message_row(db, row) if row else None
+
+        return await self._read(read)
+
+    async def append_deltas(self, deltas: Sequence[Delta]) -> None:
+        rows = [(_int_id(d.message_id, "message id"), d.seq, _check(d.text, "delta", MAX_TEXT)) for d in deltas]
+        now = time.time()
+
+        def append(db: sqlite3.Connection) -> None:
+            # OR IGNORE: a retried batch that did land once is not appended twice (same seq).
+            db.executemany("INSERT OR IGNORE INTO deltas (message_id, seq, text) VALUES (?, ?, ?)", rows)
+            db.executemany(
+                "UPDATE messages SET updated_at = ? WHERE id = ? AND status = 'streaming'",
+                [(now, r[0]) for r in rows],
+            )
+
+        await self._tx(append)
+
+    async def complete_message(
+        self,
+        message_id: str,
+        *,
+        text: str,
+        status: ReplyStatus,
+        sources: Sequence[Source] = (),
+        usage: Usage | None = None,
+        platform_message_id: str = "",
+    ) -> None:
+        mid = _int_id(message_id, "message id")
+        _check(text, "message text", MAX_TEXT, allow_empty=True)
+        _check(platform_message_id, "platform message id", allow_empty=True)
+        usage = usage or Usage()
+        encoded = json.dumps([asdict(s) for s in sources])
+
+        def complete(db: sqlite3.Connection) -> None:
+            cur = db.execute(
+                "UPDATE messages SET text = ?, status = ?, sources = ?, input_tokens = ?, output_tokens = ?, "
+                "platform_message_id = ?, updated_at = ? WHERE id = ?",
+                (
+                    text,
+                    ReplyStatus(status).value,
+                    encoded,
+                    usage.input_tokens,
+                    usage.output_tokens,
+                    platform_message_id,
+                    time.time(),
+                    mid,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise StoreError("not_found", f"no message {message_id}")
+            # The final text lives in the row; the deltas were only for watching it grow.
+            db.execute("DELETE FROM deltas WHERE message_id = ?", (mid,))
+
+        await self._tx(complete)
+
+    async def stale_streaming(self, older_than_s: float) -> Sequence[StoredMessage]:
+        cutoff = time.time() - older_than_s
+
+        def read(db: sqlite3.Connection) -> list[StoredMessage]:
+            rows = db.execute(
+                f"SELECT {self._COLUMNS} FROM messages WHERE status = 'streaming' AND updated_at < ? ORDER BY id",
+                (cutoff,),
+            ).fetchall()
+            return [self._message_row(db, r) for r in rows]
+
+        return await self._read(read)
+
+    # -- DocumentStore --------------------------------------------------------------------------
+    @staticmethod
+    def _document(row: tuple[Any, ...]) -> DocumentRecord:
+        return DocumentRecord(row[0], row[1], row[2], row[3], row[4], row[5])
+
+    async def document(self, ws: WorkspaceRef, source_uri: str) -> DocumentRecord | None:
+        def read(db: sqlite3.Connection) -> DocumentRecord | None:
+            row = db.execute(
+                "SELECT source_uri, title, content_hash, chunk_count, status, updated_at FROM documents "
+                "WHERE ws = ? AND source_uri = ?",
+                (ws.key, source_uri),
+            ).fetchone()
+            return self._document(row) if row else None
+
+        return await self._read(read)
+
+    async def documents(self, ws: WorkspaceRef) -> Sequence[DocumentRecord]:
+        def read(db: sqlite3.Connection) -> list[DocumentRecord]:
+            rows = db.execute(
+                "SELECT source_uri, title, content_hash, chunk_count, status, updated_at FROM documents "
+                "WHERE ws = ? ORDER BY source_uri",
+                (ws.key,),
+            ).fetchall()
+            return [self._document(r) for r in rows]
+
+        return await self._read(read)
+
+    async def put_document(self, ws: WorkspaceRef, actor: Actor, record: DocumentRecord) -> None:
+        _check(record.source_uri, "source uri", 2_000)
+        _check(record.title, "title", 500, allow_empty=True)
+        _check(record.content_hash, "content hash", 128, allow_empty=True)
+        if record.status not in {"ingesting", "ready", "failed"}:
+            raise StoreError("invalid", "document status must be ingesting, ready or failed")
+        if not 0 <= record.chunk_count <= 100_000:
+            raise StoreError("invalid", "chunk count out of range")
+
+        def put(db: sqlite3.Connection) -> None:
+            self._require(db, ws.key, actor, Permission.MANAGE_KNOWLEDGE)
+            db.execute(
+                "INSERT INTO documents (ws, source_uri, title, content_hash, chunk_count, status, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ws, source_uri) DO UPDATE SET title = excluded.title, "
+                "content_hash = excluded.content_hash, chunk_count = excluded.chunk_count, "
+                "status = excluded.status, updated_at = excluded.updated_at",
+                (
+                    ws.key,
+                    record.source_uri,
+                    record.title,
+                    record.content_hash,
+                    record.chunk_count,
+                    record.status,
+                    time.time(),
+                ),
+            )
+            if record.status != "ingesting":
+                self._audit(db, ws.key, actor.user_id, f"document.{record.status}", record.source_uri)
+
+        await self._tx(put)
+
+    async def delete_document(self, ws: WorkspaceRef, actor: Actor, source_uri: str) -> None:
+        def delete(db: sqlite3.Connection) -> None:
+            self._require(db, ws.key, actor, Permission.MANAGE_KNOWLEDGE)
+            db.execute("DELETE FROM documents WHERE ws = ? AND source_uri = ?", (ws.key, source_uri))
+            self._audit(db, ws.key, actor.user_id, "document.delete", source_uri)
+
+        await self._tx(delete)
+
+    # -- AuditLog -------------------------------------------------------------------------------
+    async def audit(self, ws: WorkspaceRef, actor_id: str, action: str, detail: str = "") -> None:
+        _check(actor_id, "actor id")
+        _check(action, "action", 100)
+        await self._tx(lambda db: self._audit(db, ws.key, actor_id, action, detail))
+
+    async def audit_entries(self, ws: WorkspaceRef, actor: Actor, *, limit: int = 50) -> Sequence[AuditEntry]:
+        if not 1 <= limit <= 500:
+            raise StoreError("invalid", "limit must be between 1 and 500")
+
+        def read(db: sqlite3.Connection) -> list[AuditEntry]:
+            self._require(db, ws.key, actor, Permission.VIEW_AUDIT)
+            rows = db.execute(
+                "SELECT at, actor_id, action, detail FROM audit WHERE ws = ? ORDER BY id DESC LIMIT ?",
+                (ws.key, limit),
+            ).fetchall()
+            return [AuditEntry(*r) for r in rows]
+
+        return await self._tx(read)
+
+
+def _int_id(value: str | None, name: str) -> int:
+    try:
+        return int(value or "")
+    except ValueError:
+        raise StoreError("invalid", f"{name} {value!r} is not an id of this store") from None
