@@ -198,6 +198,29 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def locate(answer: str, shown: str, lower: int) -> tuple[int, int] | None:
+    """Where the slice of the answer that a message shows lies in the answer: (start, end)."""
+    candidates = [shown]
+    lines = shown.split("\n")
+    if len(lines) > 1 and lines[0].lstrip()[:3] in ("```", "~~~"):
+        candidates.append("\n".join(lines[1:]))  # a reopened fence
+    for body in list(candidates):
+        tail = body.rsplit("\n", 1)
+        if len(tail) == 2 and tail[1] and set(tail[1]) <= {"`", "~"}:
+            candidates.append(tail[0])  # a closed fence (the newline may be the answer's own)
+            candidates.append(tail[0] + "\n")
+        elif body and set(body.rsplit("\n", 1)[-1]) <= {"`", "~"}:
+            candidates.append(body.rstrip("`~"))
+    best: tuple[int, int] | None = None
+    for body in candidates:
+        if not body:
+            continue
+        start = answer.find(body, lower)
+        if start >= 0 and (best is None or start + len(body) > best[1]):
+            best = (start, start + len(body))
+    return best
+
+
 def common_prefix(a: str, b: str) -> int:
     lo, hi = 0, min(len(a), len(b))
     if a[:hi] == b[:hi]:
@@ -260,28 +283,23 @@ def analyze(conversations: list[Conversation], server_log: list[list[Any]]) -> d
             finals = [events[k][-1][1] if k in events else None for k in keys]
             if not conv.error and finals == [p.text for p in parts]:
                 equal += 1
-            # Visible prefix of the answer over time, as the fake servers saw it.
-            offsets = [0]
-            for part in parts:
-                offsets.append(offsets[-1] + len(part.body))
+            # Visible prefix of the answer over time, as the fake servers saw it: each message shows
+            # one slice of the answer (plus the fence lines the splitter added); the visible prefix is
+            # how far those slices cover the answer without a gap.
             timeline = sorted((at, keys.index(key), text) for key in keys for at, text in events.get(key, []))
-            shown: dict[int, str] = {}
+            spans: dict[int, tuple[int, int]] = {}
             visible: list[tuple[float, int]] = []
             for at, index, text in timeline:
-                shown[index] = text
-                length = 0
-                for i in range(len(parts)):
-                    if i not in shown:
+                lower = spans[index - 1][0] if index > 0 and index - 1 in spans else 0
+                span = locate(conv.text, text, lower)
+                if span is not None:
+                    spans[index] = span
+                covered = 0
+                for i in range(len(keys)):
+                    if i not in spans or spans[i][0] > covered:
                         break
-                    body = shown[i]
-                    if parts[i].reopen and body.startswith(parts[i].reopen):
-                        body = body[len(parts[i].reopen) :]
-                    expected = conv.text[offsets[i] : offsets[i + 1]]
-                    same = common_prefix(body, expected)
-                    length = offsets[i] + same
-                    if same < len(expected):
-                        break
-                visible.append((at, length))
+                    covered = max(covered, spans[i][1])
+                visible.append((at, covered))
             first_visible = next((at for at, length in visible if length > 0), None)
             if first_visible is not None and conv.produced:
                 ttfv.append(first_visible - conv.produced[0][0])
@@ -363,12 +381,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             cpu = time.process_time() - cpu0
             sampling = False
             await sampler
-            log: list[list[Any]] = []
-            server: dict[str, Any] = {}
-            for name in ("slack", "discord"):
-                dump = await fetch_json(session, f"{urls[name]}/_log")
-                log.extend(dump["log"])
-                server = dump
+            server = await fetch_json(session, f"{urls['slack']}/_log")  # one log for both fakes
+            log: list[list[Any]] = server["log"]
     finally:
         if fakes.stdin is not None:
             fakes.stdin.close()

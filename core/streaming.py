@@ -40,6 +40,9 @@ log = structlog.get_logger(__name__)
 FAILURE_MARKER = "\n\n⚠️ _The answer was cut off: {reason}_"
 CANCELLED_MARKER = "\n\n_(stopped)_"
 PLACEHOLDER = "…"
+# A reply still showing only the placeholder competes as if its text were this much staler:
+# the first words are what users wait for most.
+FIRST_TEXT_BOOST_S = 10.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -556,8 +559,10 @@ class ReplyStreamer:
         retries: int = 8,
         error_backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
+        min_interval_s: float = 1.0,
     ) -> None:
         self.surface = surface
+        self.min_interval_s = min_interval_s
         self.scheduler = scheduler
         self.clock = scheduler.clock
         self.retries = retries
@@ -574,6 +579,9 @@ class ReplyStreamer:
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._in_request = False
+        self._started_at = 0.0
+        self._last_request_at = float("-inf")
+        self._text_shown = False
         self._finishing = False
         self._finished = False
         self._errors = 0
@@ -590,7 +598,7 @@ class ReplyStreamer:
         """Start showing the reply: the placeholder is posted as soon as the channel's budget allows
         (carrying any text that arrived meanwhile); this call itself does not wait for it."""
         if self._worker is None:
-            self._since = self.clock.now()
+            self._since = self._started_at = self.clock.now()
             self._worker = asyncio.create_task(self._run())
             self._wake.set()
 
@@ -612,6 +620,16 @@ class ReplyStreamer:
                     break
                 scopes = self.surface.scopes(step[0])
                 since = self._since if self._since is not None else self.clock.now()
+                if not self._text_shown:
+                    # The user has waited since the question: the first words beat later edits.
+                    since = min(since, self._started_at - FIRST_TEXT_BOOST_S)
+                elif step[0] == "edit" and self.min_interval_s > 0:
+                    # Interim edits of one reply are spaced out, so a shared burst budget goes to
+                    # first words and finals instead of tiny increments of one reply.
+                    wait = self._last_request_at + self.min_interval_s - self.clock.now()
+                    if wait > 0:
+                        await self.clock.sleep(wait)
+                        continue  # re-plan: more text has arrived
                 await self.scheduler.acquire(scopes, since=since)
                 # Re-plan with the text as it is now: everything that arrived while waiting rides along.
                 replanned = self._next_step()
@@ -623,10 +641,13 @@ class ReplyStreamer:
                 if covers_all:
                     self._since = None  # text fed from now on starts a new lag
                 self._in_request = True
+                self._last_request_at = self.clock.now()
                 try:
                     ok = await self._request(op, index, part, final=False)
                 finally:
                     self._in_request = False
+                if ok and self.text:
+                    self._text_shown = True
                 if not ok:
                     if lag_since is not None and (self._since is None or lag_since < self._since):
                         self._since = lag_since
