@@ -22,7 +22,7 @@ _CHANNEL = re.compile(r"^<#([A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
 _ROLE_REF = re.compile(r"^<@&([0-9]+)>$")
 
 HELP = """\
-*Commands*
+**Commands**
 • `role set <user> <guest|member|curator|admin|owner>` · `role remove <user>` · `role block|unblock <user>`
 • `role list` · `rolemap <platform-role> <role|none>`
 • `channel allow|deny|default <channel> [mention|nomention]`
@@ -115,7 +115,7 @@ class AdminCommands:
         members = await self.store.members(ws)
         mappings = await self.store.role_mappings(ws)
         settings = await self.store.settings(ws)
-        lines = [f"*Roles* (default: {settings.default_role.label})"]
+        lines = [f"**Roles** (default: {settings.default_role.label})"]
         for m in sorted(members, key=lambda m: (-(m.role or 0), m.user_id)):
             state = " (blocked)" if m.blocked else ""
             lines.append(f"• <@{m.user_id}>: {m.role.label if m.role else 'default'}{state}")
@@ -152,7 +152,7 @@ class AdminCommands:
         channels = ", ".join(f"<#{r.channel_id}> {r.mode.value}" for r in rules) or "no channel rules"
         return "\n".join(
             [
-                "*Settings*",
+                "**Settings**",
                 f"• system_prompt: {s.system_prompt[:200] or '(none)'}",
                 f"• default_role: {s.default_role.label} · guests_may_ask: {s.guests_may_ask}",
                 f"• answer_without_mention: {s.answer_without_mention} · auto_thread: {s.auto_thread}",
@@ -174,7 +174,7 @@ class AdminCommands:
         entries = await self.store.audit_entries(ws, actor, limit=max(1, min(limit, 100)))
         if not entries:
             return "The audit log is empty."
-        lines = ["*Audit log* (newest first)"]
+        lines = ["**Audit log** (newest first)"]
         for e in entries:
             when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(e.at))
             lines.append(f"• {when} <@{e.actor_id}> `{e.action}` {e.detail[:200]}")

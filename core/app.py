@@ -5,19 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from core.admin import AdminCommands
 from core.config import MissingSetting, Settings, secret
-from core.ingest import Ingestor, ProgressCallback
+from core.ingest import Ingestor, IngestReport, ProgressCallback
 from core.llm.base import LLM
-from core.messages import Actor, IncomingMessage, Platform, WorkspaceRef
+from core.messages import Actor, IncomingMessage, Platform, ReplyStatus, WorkspaceRef
 from core.pipeline import Outcome, Pipeline
 from core.retrieval.base import Retriever
 from core.stores.base import Store
-from core.streaming import DeltaWriter, EditScheduler
+from core.streaming import FAILURE_MARKER, DeltaWriter, EditScheduler
 from core.surface import Surface
 
 log = structlog.get_logger(__name__)
@@ -60,8 +59,21 @@ class ChatCore:
 
     async def ingest(
         self, ws: WorkspaceRef, actor: Actor, sources: Sequence[str], progress: ProgressCallback | None = None
-    ) -> Any:
+    ) -> IngestReport:
         return await self.ingestor.ingest(ws, actor, sources, progress)
+
+    async def recover_stale(self, older_than_s: float = 120.0) -> int:
+        """Mark replies left `streaming` by a crashed process as failed, keeping their text so far."""
+        stale = await self.store.stale_streaming(older_than_s)
+        for message in stale:
+            await self.store.complete_message(
+                message.id,
+                text=message.text + FAILURE_MARKER.format(reason="the bot restarted while answering"),
+                status=ReplyStatus.FAILED,
+            )
+        if stale:
+            log.warning("core.recovered_stale_replies", count=len(stale))
+        return len(stale)
 
     async def doctor(self) -> list[Check]:
         """Check each configured service and say what is wrong."""
@@ -96,7 +108,9 @@ class _UrlIngestor:
 
     async def ingest_url(self, ws: WorkspaceRef, actor: Actor, url: str) -> str:
         report = await self.ingestor.ingest(ws, actor, [url], None)
-        return str(report.summary())
+        if report.failed:
+            return "Ingestion failed: " + "; ".join(error for _, error in report.failed)
+        return f"Ingested {url}: {report.summary()}."
 
 
 def data_dir(settings: Settings) -> Path:

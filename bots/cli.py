@@ -1,0 +1,208 @@
+"""`chatbot`: pick an adapter and ask core.app for the wired core."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shlex
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+from pydantic import ValidationError
+
+from core.app import ChatCore, ConfigError, build_core
+from core.config import MissingSetting, Settings
+from core.pipeline import MAX_QUESTION_CHARS
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+DESCRIPTION = """\
+A team chatbot for Slack and Discord that answers from your own knowledge.
+
+With nothing configured it runs on this machine: SQLite for memory, SQLite FTS5 for
+retrieval and, without ANTHROPIC_API_KEY, a clearly labelled answer made of the
+best-matching passages. Set CONVEX_URL, WEAVIATE_URL and ANTHROPIC_API_KEY to use
+Convex, Weaviate and Claude. Settings come from the environment or a .env file."""
+
+
+def configure_logging(level: str, *, quiet: bool) -> None:
+    """Structured logs on stderr; the shell keeps them down to warnings so the answer stays readable."""
+    numeric = logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
+    renderer: structlog.typing.Processor = (
+        structlog.dev.ConsoleRenderer(colors=False) if sys.stderr.isatty() else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatbot", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    shell = sub.add_parser("shell", help="talk to the bot in this terminal (or pipe one question in)")
+    shell.description = "Interactive chat in the terminal. `echo 'question' | chatbot shell` answers once and exits."
+    shell.add_argument("--thread", default=None, help="continue this named thread (default: a new one)")
+
+    ingest = sub.add_parser("ingest", help="add Markdown, text, HTML or PDF files, folders or URLs to the knowledge")
+    ingest.add_argument("sources", nargs="+", metavar="PATH|URL")
+    ingest.add_argument(
+        "--workspace", default="shell:local", help="platform:id, e.g. slack:T0123 (default: %(default)s)"
+    )
+
+    slack = sub.add_parser("slack", help="run the Slack app (HTTP events or Socket Mode)")
+    mode = slack.add_mutually_exclusive_group()
+    mode.add_argument("--http", action="store_true", help="serve the Events API at /slack/events (default)")
+    mode.add_argument("--socket", action="store_true", help="connect with Socket Mode (needs SLACK_APP_TOKEN)")
+    slack.add_argument("--port", type=int, default=None, help="HTTP port (default: $PORT or 3000)")
+
+    sub.add_parser("discord", help="run the Discord bot")
+
+    roles = sub.add_parser("roles", help="administer roles locally, as the workspace's owner")
+    roles.add_argument("--workspace", default="shell:local", help="platform:id (default: %(default)s)")
+    roles.add_argument("words", nargs="+", metavar="ARGS", help="e.g. `list`, `set U123 curator`, `block U9`")
+
+    sub.add_parser("doctor", help="check each configured service and say what is wrong")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        print(f"chatbot: invalid setting {first['loc'][0]}: {first['msg']}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(settings.log_level, quiet=args.command in {"shell", "ingest", "roles", "doctor"})
+    command: Callable[[argparse.Namespace, Settings], Awaitable[int]] = COMMANDS[args.command]
+    try:
+        return asyncio.run(command(args, settings))
+    except (ConfigError, MissingSetting) as exc:
+        print(f"chatbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+async def _with_core(settings: Settings, run: Callable[[ChatCore], Awaitable[int]]) -> int:
+    core = await build_core(settings)
+    try:
+        return await run(core)
+    finally:
+        await core.close()
+
+
+async def cmd_shell(args: argparse.Namespace, settings: Settings) -> int:
+    from bots.shell.shell import ask_once, repl
+
+    if sys.stdin.isatty():
+        return await _with_core(settings, lambda core: _repl(core, repl, args.thread))
+    question = (await asyncio.to_thread(sys.stdin.read)).strip()
+    if not question:
+        print("chatbot: no question on standard input", file=sys.stderr)
+        return EXIT_USAGE
+    if len(question) > MAX_QUESTION_CHARS:
+        print(
+            f"chatbot: the question is too long ({len(question):,} characters; the limit is {MAX_QUESTION_CHARS:,})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+
+    async def once(core: ChatCore) -> int:
+        outcome = await ask_once(core, question, thread_id=args.thread)
+        if outcome.status == "failed":
+            print(f"chatbot: the answer failed: {outcome.reason}", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_OK if outcome.status == "answered" else EXIT_FAILED
+
+    return await _with_core(settings, once)
+
+
+async def _repl(core: ChatCore, repl: Callable[[ChatCore, str | None], Awaitable[None]], thread: str | None) -> int:
+    await repl(core, thread)
+    return EXIT_OK
+
+
+def parse_workspace(value: str) -> tuple[str, str]:
+    platform, _, external = value.partition(":")
+    if not external:
+        raise ConfigError(f"--workspace must look like platform:id (got {value!r})")
+    return platform, external
+
+
+async def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from bots.shell.ingest import run_ingest
+
+    return await _with_core(settings, lambda core: run_ingest(core, args.sources, parse_workspace(args.workspace)))
+
+
+async def cmd_roles(args: argparse.Namespace, settings: Settings) -> int:
+    from bots.shell.shell import LOCAL_USER
+    from core.messages import Platform, WorkspaceRef
+
+    platform, external = parse_workspace(args.workspace)
+    ws = WorkspaceRef(Platform(platform), external)
+    words = list(args.words)
+    if words[0] != "role" and words[0] not in {"rolemap", "channel", "settings", "audit"}:
+        words = ["role", *words]
+
+    async def run(core: ChatCore) -> int:
+        text = await core.admin.run(ws, LOCAL_USER, " ".join(_quote(w) for w in words))
+        print(text)
+        return EXIT_FAILED if text.startswith(("Not allowed", "That didn't work", "Unknown command")) else EXIT_OK
+
+    return await _with_core(settings, run)
+
+
+def _quote(word: str) -> str:
+    return shlex.quote(word)
+
+
+async def cmd_slack(args: argparse.Namespace, settings: Settings) -> int:
+    from bots.slack import run_slack
+    from bots.slack.server import slack_credentials
+
+    slack_credentials(settings, socket=args.socket)  # fail on missing variables before anything starts
+    port = args.port or settings.port
+    return await _with_core(settings, lambda core: run_slack(settings, core, socket=args.socket, port=port))
+
+
+async def cmd_discord(args: argparse.Namespace, settings: Settings) -> int:
+    from bots.discord import run_discord
+
+    return await _with_core(settings, lambda core: run_discord(settings, core))
+
+
+async def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    async def run(core: ChatCore) -> int:
+        checks = await core.doctor()
+        for check in checks:
+            print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<10} {check.detail}")
+        return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED
+
+    return await _with_core(settings, run)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Awaitable[int]]] = {
+    "shell": cmd_shell,
+    "ingest": cmd_ingest,
+    "slack": cmd_slack,
+    "discord": cmd_discord,
+    "roles": cmd_roles,
+    "doctor": cmd_doctor,
+}
+
+if __name__ == "__main__":
+    raise SystemExit(main())
