@@ -139,7 +139,28 @@ def build(args: argparse.Namespace, session: aiohttp.ClientSession, urls: dict[s
     return conversations
 
 
-async def run_load(conversations: list[Conversation], schedulers: dict[str, EditScheduler]) -> float:
+class NullStreamer:
+    """Takes the fake LLM's text and does nothing: the calibration run measures the LLM driver alone."""
+
+    edits = 0
+    rate_limited = 0
+
+    def __init__(self, *_: object) -> None:
+        self.message_ids: list[str] = []
+
+    async def start(self) -> None:
+        return None
+
+    def feed(self, delta: str) -> None:
+        return None
+
+    async def finish(self, status: ReplyStatus) -> str:
+        return ""
+
+
+async def run_load(
+    conversations: list[Conversation], schedulers: dict[str, EditScheduler], streamer_type: Any = ReplyStreamer
+) -> float:
     """One driver task plays every conversation: starts, LLM events, finishes. Returns the wall time."""
     t0 = time.monotonic()
     heap: list[tuple[float, int, int]] = []  # (due, kind 0=start 1=chunk, index)
@@ -168,7 +189,7 @@ async def run_load(conversations: list[Conversation], schedulers: dict[str, Edit
             _, kind, index = heapq.heappop(heap)
             conv = by_index[index]
             if kind == 0:
-                conv.streamer = ReplyStreamer(conv.surface, schedulers[conv.platform])
+                conv.streamer = streamer_type(conv.surface, schedulers.get(conv.platform))
                 conv.started = now
                 await conv.streamer.start()
                 heapq.heappush(heap, (now + conv.think_s, 1, index))
@@ -359,6 +380,16 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         assert fakes.stdout is not None
         ports = json.loads(await asyncio.wait_for(fakes.stdout.readline(), timeout=30))
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        llm_cpu = 0.0
+        if args.calibrate:
+            # The same conversations with a streamer that does nothing: the CPU of the fake LLM driver,
+            # which is the benchmark's own cost, not the bot's.
+            async with aiohttp.ClientSession() as idle:
+                calibration = build(args, idle, urls)
+                cpu0 = time.process_time()
+                await run_load(calibration, {}, NullStreamer)
+                llm_cpu = time.process_time() - cpu0
+                del calibration
         connector = aiohttp.TCPConnector(limit=args.connections, ttl_dns_cache=None)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
             conversations = build(args, session, urls)
@@ -403,6 +434,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "peak_rss_mb": peak_rss / 2**20,
         "requests": requests,
         "cpu_ms_per_request": 1000 * cpu / max(1, requests),
+        "fake_llm_cpu_s": llm_cpu,
+        "cpu_ms_per_request_without_fake_llm": 1000 * (cpu - llm_cpu) / max(1, requests) if llm_cpu else None,
         "server_429s_for_exceeded_limits": server["limited"],
         "server_injected_faults": server["injected"],
         "platforms": platforms,
@@ -434,7 +467,9 @@ def print_table(result: dict[str, Any]) -> None:
     print(
         f"\n{result['conversations']} conversations (peak {result['peak_concurrent_replies']} live), "
         f"wall {result['wall_s']:.1f} s, bot CPU {result['cpu_s']:.2f} s, "
-        f"{result['cpu_ms_per_request']:.3f} ms CPU per request ({result['requests']} requests), "
+        f"{result['cpu_ms_per_request']:.3f} ms CPU per request ({result['requests']} requests; "
+        f"{result['cpu_ms_per_request_without_fake_llm'] or float('nan'):.3f} ms without the fake LLM's "
+        f"{result['fake_llm_cpu_s']:.2f} s), "
         f"peak RSS {result['peak_rss_mb']:.0f} MB; 429s for exceeded limits at the servers: "
         f"{result['server_429s_for_exceeded_limits']}; injected faults: {result['server_injected_faults']}"
     )
@@ -460,6 +495,9 @@ def main() -> None:
     parser.add_argument("--ramp", type=float, default=4.0, help="seconds over which conversations start (4)")
     parser.add_argument("--connections", type=int, default=256, help="HTTP connections to the fakes (256)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--no-calibrate", dest="calibrate", action="store_false", help="skip the run that measures the fake LLM's CPU"
+    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
     result = asyncio.run(main_async(args))
