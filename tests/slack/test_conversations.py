@@ -74,7 +74,7 @@ ANSWER = (
 async def test_mention_streams_edits_in_the_thread_and_ends_with_the_full_answer(
     harness: Harness, fake_anthropic: FakeAnthropic
 ) -> None:
-    fake_anthropic.script(ANSWER, chunk_chars=8, delay_s=0.04)
+    fake_anthropic.script(ANSWER, chunk_chars=8, delay_s=0.08)  # ~3.5 s: several 1 s edit intervals
     event = mention("how do I roll back a deploy?")
     await answered(harness, event)
 
