@@ -31,6 +31,7 @@ class PlatformFacts:
     is_owner: bool = False  # Slack primary owner / owner, Discord guild owner
     is_admin: bool = False  # Slack admin, Discord Administrator or Manage Guild
     role_ids: tuple[str, ...] = ()  # Discord role ids, for admin-defined role mappings
+    is_guest: bool = False  # Slack single/multi-channel guest: never more than guest by default
 
 
 @dataclass(frozen=True, slots=True)

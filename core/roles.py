@@ -83,7 +83,9 @@ def effective_role(
     """blocked ? none : max(explicit role, role mapped from platform facts, default role)."""
     if membership is not None and membership.blocked:
         return None
-    candidates = [default_role]
+    # A platform guest (Slack's restricted accounts) gets the workspace default only up to guest;
+    # an admin can still grant more explicitly.
+    candidates = [min(default_role, Role.GUEST) if facts.is_guest else default_role]
     if membership is not None and membership.role is not None:
         candidates.append(membership.role)
     mapped = platform_role(facts, mappings)

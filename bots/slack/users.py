@@ -93,9 +93,11 @@ class UserDirectory:
             return SlackUser(user_id, PlatformFacts()), self.failure_ttl_s
         data = response.get("user") or {}
         profile = data.get("profile") or {}
+        is_guest = bool(data.get("is_restricted") or data.get("is_ultra_restricted"))
         facts = PlatformFacts(
             is_owner=bool(data.get("is_owner") or data.get("is_primary_owner")),
             is_admin=bool(data.get("is_admin")),
+            is_guest=is_guest,
         )
         name = str(profile.get("display_name") or profile.get("real_name") or data.get("name") or "")
         user = SlackUser(
@@ -103,7 +105,7 @@ class UserDirectory:
             facts,
             display_name=name,
             is_bot=bool(data.get("is_bot")),
-            is_guest=bool(data.get("is_restricted") or data.get("is_ultra_restricted")),
+            is_guest=is_guest,
         )
         return user, self.ttl_s
 

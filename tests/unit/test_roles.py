@@ -126,3 +126,9 @@ def test_owner_may_do_anything_but_remove_the_last_owner() -> None:
     assert code(Role.OWNER, Role.OWNER, Role.ADMIN, owners=1) == "last_owner"
     assert code(Role.OWNER, Role.OWNER, None, owners=1) == "last_owner"
     change(Role.OWNER, Role.OWNER, Role.OWNER, owners=1)  # no change is not a removal
+
+
+def test_platform_guests_get_at_most_guest_by_default() -> None:
+    guest = PlatformFacts(is_guest=True)
+    assert effective_role(None, guest, {}, Role.MEMBER) is Role.GUEST
+    assert effective_role(Membership("u", Role.CURATOR), guest, {}, Role.MEMBER) is Role.CURATOR
