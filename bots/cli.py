@@ -176,13 +176,22 @@ async def cmd_slack(args: argparse.Namespace, settings: Settings) -> int:
 
     slack_credentials(settings, socket=args.socket)  # fail on missing variables before anything starts
     port = args.port or settings.port
-    return await _with_core(settings, lambda core: run_slack(settings, core, socket=args.socket, port=port))
+
+    async def run(core: ChatCore) -> int:
+        await core.recover_stale()
+        return await run_slack(settings, core, socket=args.socket, port=port)
+
+    return await _with_core(settings, run)
 
 
 async def cmd_discord(args: argparse.Namespace, settings: Settings) -> int:
     from bots.discord import run_discord
 
-    return await _with_core(settings, lambda core: run_discord(settings, core))
+    async def run(core: ChatCore) -> int:
+        await core.recover_stale()
+        return await run_discord(settings, core)
+
+    return await _with_core(settings, run)
 
 
 async def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:

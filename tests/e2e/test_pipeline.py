@@ -15,7 +15,7 @@ from core.app import ChatCore, build_core
 from core.config import Settings
 from core.messages import Actor, IncomingMessage, MessageRole, Platform, PlatformFacts, ReplyStatus, WorkspaceRef
 from core.roles import Role
-from core.stores.base import ChannelMode
+from core.stores.base import ChannelMode, Delta
 from core.streaming import EditScheduler
 from tests.fakes.anthropic import FakeAnthropic
 
@@ -166,3 +166,38 @@ async def test_admin_commands_respect_roles(core: ChatCore) -> None:
     audit = await core.admin.run(WS, ADMIN, "audit")
     assert "refused" in audit
     assert (await core.admin.run(WS, MEMBER, "audit")).startswith("Not allowed")
+
+
+async def test_replies_left_streaming_by_a_crash_are_marked_failed(core: ChatCore) -> None:
+    thread = await core.store.thread_for(WS, "C1", "T-crash")
+    reply = await core.store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+    await core.deltas.store.append_deltas([Delta(reply, 0, "Half an ans")])
+    await asyncio.sleep(0.05)
+    assert await core.recover_stale(older_than_s=0.01) == 1
+    message = await core.store.message(reply)
+    assert message is not None and message.status is ReplyStatus.FAILED
+    assert message.text.startswith("Half an ans") and "restarted" in message.text
+    assert await core.recover_stale(older_than_s=0.01) == 0
+
+
+async def test_the_stored_reply_grows_while_streaming(core: ChatCore, fake_anthropic: FakeAnthropic) -> None:
+    answer = "One two three four five six seven eight nine ten eleven twelve."
+    fake_anthropic.script(answer, chunk_chars=4, delay_s=0.1)
+    task = asyncio.create_task(ask(core, question("count for me", thread="T-grow")))
+    seen: list[str] = []
+    for _ in range(40):
+        await asyncio.sleep(0.1)
+        thread = await core.store.find_thread(WS, "C1", "T-grow")
+        if thread is None:
+            continue
+        page = await core.store.messages(thread, limit=1)
+        if page.items and page.items[0].role is MessageRole.ASSISTANT:
+            seen.append(page.items[0].text)
+        if task.done():
+            break
+    status, _ = await task
+    assert status == "answered"
+    partial = [t for t in seen if t and t != answer]
+    assert partial, "a subscriber saw the reply grow before it completed"
+    assert all(answer.startswith(t) for t in partial)
+    assert seen[-1] == answer
