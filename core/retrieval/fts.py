@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 import sqlite3
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
 from core.messages import WorkspaceRef
 from core.retrieval.base import Chunk, Hit
+from core.sqlite_worker import SqliteWorker
 
 T = TypeVar("T")
 
@@ -95,87 +94,57 @@ def match_expression(query: str) -> str:
     return " OR ".join(f'"{w}"*' if len(w) >= 5 else f'"{w}"' for w in seen[:32])
 
 
+SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5(
+    id UNINDEXED, ws UNINDEXED, document_uri UNINDEXED, idx UNINDEXED, title, heading, text,
+    tokenize = 'porter unicode61 remove_diacritics 2');
+"""
+
+
 class FtsRetriever:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fts")
-        self._db: sqlite3.Connection | None = None
+        self._worker = SqliteWorker(path, SCHEMA, name="fts")
 
     @classmethod
     async def open(cls, path: Path) -> FtsRetriever:
         retriever = cls(path)
-        await retriever._run(retriever._connect)
+        await retriever._worker.open()
         return retriever
-
-    def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=10000")
-        db.execute(
-            "CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5("
-            "id UNINDEXED, ws UNINDEXED, document_uri UNINDEXED, idx UNINDEXED, title, heading, text, "
-            "tokenize = 'porter unicode61 remove_diacritics 2')"
-        )
-        self._db = db
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
-
-    def _database(self) -> sqlite3.Connection:
-        assert self._db is not None, "FtsRetriever.open() was not awaited"
-        return self._db
 
     async def replace_document(self, ws: WorkspaceRef, document_uri: str, chunks: Sequence[Chunk]) -> None:
         rows = [(c.id, ws.key, document_uri, c.index, c.title, c.heading, c.text) for c in chunks]
 
-        def replace() -> None:
-            db = self._database()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.execute("DELETE FROM chunks WHERE ws = ? AND document_uri = ?", (ws.key, document_uri))
-                db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        def replace(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM chunks WHERE ws = ? AND document_uri = ?", (ws.key, document_uri))
+            db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
-        await self._run(replace)
+        await self._worker.transaction(replace)
 
     async def delete_document(self, ws: WorkspaceRef, document_uri: str) -> None:
-        def delete() -> None:
-            self._database().execute("DELETE FROM chunks WHERE ws = ? AND document_uri = ?", (ws.key, document_uri))
+        def delete(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM chunks WHERE ws = ? AND document_uri = ?", (ws.key, document_uri))
 
-        await self._run(delete)
+        await self._worker.transaction(delete)
 
     async def search(self, ws: WorkspaceRef, query: str, *, k: int = 5) -> Sequence[Hit]:
         expression = match_expression(query)
         if not expression:
             return []
 
-        def search() -> list[Hit]:
-            rows = (
-                self._database()
-                .execute(
-                    f"SELECT id, document_uri, idx, title, heading, text, bm25(chunks, {_WEIGHTS}) AS rank "
-                    "FROM chunks WHERE chunks MATCH ? AND ws = ? ORDER BY rank LIMIT ?",
-                    (expression, ws.key, k),
-                )
-                .fetchall()
-            )
+        def search(db: sqlite3.Connection) -> list[Hit]:
+            rows = db.execute(
+                f"SELECT id, document_uri, idx, title, heading, text, bm25(chunks, {_WEIGHTS}) AS rank "
+                "FROM chunks WHERE chunks MATCH ? AND ws = ? ORDER BY rank LIMIT ?",
+                (expression, ws.key, k),
+            ).fetchall()
             # bm25() is lower-is-better and negative; flip it so higher scores are better everywhere.
             return [
                 Hit(Chunk(id=r[0], document_uri=r[1], index=int(r[2]), title=r[3], heading=r[4], text=r[5]), -r[6])
                 for r in rows
             ]
 
-        return await self._run(search)
+        return await self._worker.read(search)
 
     async def close(self) -> None:
-        def shut() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        await self._run(shut)
-        self._executor.shutdown(wait=True)
+        await self._worker.close()

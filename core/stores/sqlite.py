@@ -10,18 +10,17 @@ so a role change compares against the target's explicit role or the workspace de
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from core.messages import Actor, MessageRole, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
 from core.roles import Membership, Permission, Role, RoleChangeDenied, allows, check_role_change, effective_role
+from core.sqlite_worker import SqliteWorker
 from core.stores.base import (
     SETTING_FIELDS,
     AuditEntry,
@@ -133,60 +132,18 @@ def _validate_changes(changes: dict[str, object], current: WorkspaceSettings) ->
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        self._db: sqlite3.Connection | None = None
+        self._worker = SqliteWorker(path, SCHEMA, name="sqlite-store")
+        self._tx = self._worker.transaction
+        self._read = self._worker.read
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
         store = cls(path)
-        await store._run(store._connect)
+        await store._worker.open()
         return store
 
-    def _connect(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=10000")
-        db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(SCHEMA)
-        self._db = db
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
-
-    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` in one write transaction; checks inside it see and guard exactly what is written."""
-
-        def run() -> T:
-            db = self._db
-            assert db is not None, "SqliteStore.open() was not awaited"
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
-
-        return await self._run(run)
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def run() -> T:
-            assert self._db is not None, "SqliteStore.open() was not awaited"
-            return fn(self._db)
-
-        return await self._run(run)
-
     async def close(self) -> None:
-        def shut() -> None:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-
-        await self._run(shut)
-        self._executor.shutdown(wait=True)
+        await self._worker.close()
 
     # -- shared checks (called inside transactions) ---------------------------------------------
     @staticmethod
