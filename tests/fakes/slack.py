@@ -22,6 +22,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from tests.fakes.loopback import serve
+
 BOT_TOKEN = "xoxb-fake-token"
 SIGNING_SECRET = "fake-signing-secret"
 TEAM_ID = "T0FAKE"
@@ -164,12 +166,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response_url)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self._runner, self.url = await serve(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -23,6 +23,7 @@ from core.messages import Actor, Platform, PlatformFacts, WorkspaceRef
 from core.retrieval.fts import FtsRetriever
 from core.stores.base import PermissionDenied
 from core.stores.sqlite import SqliteStore
+from tests.fakes.loopback import serve
 
 WS = WorkspaceRef(Platform.SLACK, "T-ingest")
 CURATOR = Actor("U-admin", PlatformFacts(is_admin=True))
@@ -192,13 +193,8 @@ async def test_urls_are_fetched_and_typed_by_content_type(parts: tuple[SqliteSto
     app = web.Application()
     app.router.add_get("/wiki", page)
     app.router.add_get("/logo.png", image)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, base = await serve(app)
     try:
-        base = f"http://127.0.0.1:{port}"
         report = await ingestor.ingest(WS, CURATOR, [f"{base}/wiki", f"{base}/logo.png", f"{base}/missing"])
     finally:
         await runner.cleanup()
