@@ -498,18 +498,9 @@ def main() -> None:
     parser.add_argument(
         "--no-calibrate", dest="calibrate", action="store_false", help="skip the run that measures the fake LLM's CPU"
     )
-    parser.add_argument(
-        "--loop", choices=["uvloop", "asyncio"], default="uvloop", help="event loop, as the bot runs it (uvloop)"
-    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
-    if args.loop == "uvloop":
-        import uvloop
-
-        result = uvloop.run(main_async(args))
-    else:
-        result = asyncio.run(main_async(args))
-    result["loop"] = args.loop
+    result = asyncio.run(main_async(args))
     if args.json:
         print(json.dumps(result, indent=2))
         return

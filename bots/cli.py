@@ -7,8 +7,7 @@ import asyncio
 import logging
 import shlex
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from pydantic import ValidationError
@@ -44,15 +43,6 @@ def configure_logging(level: str, *, quiet: bool) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
     )
-
-
-def run_loop(main: Coroutine[Any, Any, int]) -> int:
-    """Run on uvloop where it is installed (less CPU per request under load), else on asyncio's loop."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, quiet=args.command in {"shell", "ingest", "roles", "doctor"})
     command: Callable[[argparse.Namespace, Settings], Awaitable[int]] = COMMANDS[args.command]
     try:
-        return run_loop(command(args, settings))
+        return asyncio.run(command(args, settings))
     except (ConfigError, MissingSetting) as exc:
         print(f"chatbot: {exc}", file=sys.stderr)
         return EXIT_USAGE
