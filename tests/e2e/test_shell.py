@@ -180,3 +180,68 @@ async def test_local_roles_command(env: dict[str, str]) -> None:
     assert "U42" in listing.out and "curator" in listing.out
     bad = await chatbot("roles", "set", "U42", "emperor", env=env)
     assert bad.code == 1 and "unknown role" in bad.out
+
+
+async def test_interactive_repl_streams_answers_in_a_terminal(env: dict[str, str]) -> None:
+    """A real pseudo-terminal: the REPL prompts, renders the streamed answer, and /quit leaves."""
+    import pty
+    import re
+    import subprocess
+
+    async with FakeAnthropic() as fake:
+        fake.script("Deploys happen from **main** after review.", chunk_chars=4, delay_s=0.02)
+        master, slave = pty.openpty()
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CONVEX_", "WEAVIATE_"))}
+        proc = subprocess.Popen(  # noqa: ASYNC220 - a pty needs a plain Popen; reads below go through a thread
+            [sys.executable, "-m", "bots.cli", "shell"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            close_fds=True,
+            env={
+                **base,
+                **env,
+                "ANTHROPIC_API_KEY": "k",
+                "ANTHROPIC_BASE_URL": fake.url,
+                "TERM": "xterm",
+                "COLUMNS": "100",
+            },
+        )
+        os.close(slave)
+        screen = ""
+
+        async def read_until(needle: str, limit_s: float = 30) -> str:
+            nonlocal screen
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + limit_s
+            while needle not in re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", screen):
+                assert loop.time() < deadline, f"never saw {needle!r} in {screen!r}"
+                ready = await asyncio.to_thread(_read_some, master)
+                screen += ready
+            return screen
+
+        try:
+            await read_until("you ›")
+            os.write(master, b"How do deploys work?\r")
+            await read_until("after review.")
+            await read_until("you ›")  # the prompt returns after the answer
+            os.write(master, b"/quit\r")
+            code = await asyncio.to_thread(proc.wait, 20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            os.close(master)
+    assert code == 0
+    assert fake.last_request["messages"][-1]["content"] == "How do deploys work?"
+
+
+def _read_some(fd: int) -> str:
+    import select
+
+    ready, _, _ = select.select([fd], [], [], 0.5)
+    if not ready:
+        return ""
+    try:
+        return os.read(fd, 4096).decode(errors="replace")
+    except OSError:
+        return ""
