@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     embedder: str = Field(default="local", alias="CHATBOT_EMBEDDER")
     embeddings_url: str | None = Field(default=None, alias="CHATBOT_EMBEDDINGS_URL")
     embeddings_api_key: SecretStr | None = Field(default=None, alias="CHATBOT_EMBEDDINGS_API_KEY")
+    embeddings_model: str = Field(default="text-embedding-3-small", alias="CHATBOT_EMBEDDINGS_MODEL")
+    embeddings_dimensions: int = Field(default=1536, alias="CHATBOT_EMBEDDINGS_DIMENSIONS")
 
     anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")

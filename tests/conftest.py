@@ -9,6 +9,8 @@ import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
 
+pytest_plugins = ["tests.support.weaviate_server"]
+
 
 @pytest.fixture
 async def fake_anthropic() -> AsyncIterator[FakeAnthropic]:

@@ -7,6 +7,7 @@ session fixture, so a missing server fails the suite instead of skipping it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -14,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from core.retrieval.base import Retriever
+from core.retrieval.embedders import LocalEmbedder
 from core.retrieval.fts import FtsRetriever
+from core.retrieval.weaviate import WeaviateRetriever
 from core.stores.base import Store
 from core.stores.sqlite import SqliteStore
 
@@ -40,8 +43,22 @@ async def fts_retriever(tmp_path: Path, request: pytest.FixtureRequest) -> Async
         await retriever.close()
 
 
+@asynccontextmanager
+async def weaviate_retriever(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Retriever]:
+    server = request.getfixturevalue("weaviate_server")
+    # A collection per test keeps tests independent on the one session server.
+    retriever = WeaviateRetriever(
+        url=server.url, grpc_port=server.grpc_port, embedder=LocalEmbedder(), collection=f"Contract_{uuid.uuid4().hex}"
+    )
+    try:
+        yield retriever
+    finally:
+        await retriever.drop_collection()
+        await retriever.close()
+
+
 STORES: dict[str, StoreFactory] = {"sqlite": sqlite_store}
-RETRIEVERS: dict[str, RetrieverFactory] = {"fts": fts_retriever}
+RETRIEVERS: dict[str, RetrieverFactory] = {"fts": fts_retriever, "weaviate": weaviate_retriever}
 
 
 @pytest.fixture(params=sorted(STORES))

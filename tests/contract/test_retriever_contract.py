@@ -79,7 +79,9 @@ async def test_replacing_is_idempotent(retriever: Retriever) -> None:
 async def test_changed_document_replaces_its_chunks(retriever: Retriever) -> None:
     await retriever.replace_document(A, "a://d", [chunk(A, "a://d", "the password rotates monthly")])
     await retriever.replace_document(A, "a://d", [chunk(A, "a://d", "the badge opens the garage")])
-    assert await retriever.search(A, "password rotates monthly", k=5) == []
+    # A vector search always returns its nearest chunks, so look at what comes back, not whether anything does.
+    stale = await retriever.search(A, "password rotates monthly", k=5)
+    assert all("password" not in h.chunk.text for h in stale)
     hits = await retriever.search(A, "badge garage", k=5)
     assert [h.chunk.text for h in hits] == ["the badge opens the garage"]
 

