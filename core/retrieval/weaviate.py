@@ -57,6 +57,8 @@ class WeaviateRetriever:
         api_key: str | None = None,
         alpha: float = 0.5,
         collection: str = COLLECTION,
+        search_timeout_s: float = 5.0,
+        write_timeout_s: float = 120.0,
     ) -> None:
         parsed = urlparse(url)
         self.http_host = parsed.hostname or "127.0.0.1"
@@ -67,6 +69,10 @@ class WeaviateRetriever:
         self.embedder = embedder
         self.alpha = alpha
         self.collection_name = collection
+        # The client retries an unreachable gRPC server for about a minute; a question cannot wait that
+        # long, so every call is bounded here and an expired bound counts as an outage.
+        self.search_timeout_s = search_timeout_s
+        self.write_timeout_s = write_timeout_s
         self._client: weaviate.WeaviateAsyncClient | None = None
         self._connect_lock = asyncio.Lock()
         self._collection_ready = False
@@ -127,53 +133,65 @@ class WeaviateRetriever:
     async def replace_document(self, ws: WorkspaceRef, document_uri: str, chunks: Sequence[Chunk]) -> None:
         try:
             vectors = await self.embedder.embed([embedding_text(c) for c in chunks])
-            tenant = await self._tenant(ws, create=True)
-            await tenant.data.delete_many(where=Filter.by_property("document_uri").equal(document_uri))
-            if not chunks:
-                return
-            objects = [
-                DataObject(
-                    uuid=chunk.id,
-                    properties={
-                        "document_uri": document_uri,
-                        "title": chunk.title,
-                        "heading": chunk.heading,
-                        "text": chunk.text,
-                        "index": chunk.index,
-                    },
-                    vector=vector,
-                )
-                for chunk, vector in zip(chunks, vectors, strict=True)
-            ]
-            result = await tenant.data.insert_many(objects)
+            async with asyncio.timeout(self.write_timeout_s):
+                result = await self._write(ws, document_uri, chunks, vectors)
+        except TimeoutError as exc:
+            raise RetrieverUnavailable(f"Weaviate did not answer while writing {document_uri}") from exc
         except WeaviateBaseError as exc:
             raise RetrieverUnavailable(f"Weaviate failed while writing {document_uri}: {exc}") from exc
-        if result.errors:
+        if result is not None and result.errors:
             failed = "; ".join(f"#{i}: {error.message}" for i, error in sorted(result.errors.items())[:5])
-            raise RetrieverWriteError(f"Weaviate refused {len(result.errors)} of {len(objects)} chunks ({failed})")
+            raise RetrieverWriteError(f"Weaviate refused {len(result.errors)} of {len(chunks)} chunks ({failed})")
+
+    async def _write(
+        self, ws: WorkspaceRef, document_uri: str, chunks: Sequence[Chunk], vectors: list[list[float]]
+    ) -> Any:
+        tenant = await self._tenant(ws, create=True)
+        await tenant.data.delete_many(where=Filter.by_property("document_uri").equal(document_uri))
+        if not chunks:
+            return None
+        objects = [
+            DataObject(
+                uuid=chunk.id,
+                properties={
+                    "document_uri": document_uri,
+                    "title": chunk.title,
+                    "heading": chunk.heading,
+                    "text": chunk.text,
+                    "index": chunk.index,
+                },
+                vector=vector,
+            )
+            for chunk, vector in zip(chunks, vectors, strict=True)
+        ]
+        return await tenant.data.insert_many(objects)
 
     async def delete_document(self, ws: WorkspaceRef, document_uri: str) -> None:
         try:
-            tenant = await self._tenant(ws, create=True)
-            await tenant.data.delete_many(where=Filter.by_property("document_uri").equal(document_uri))
-        except WeaviateBaseError as exc:
-            raise RetrieverUnavailable(f"Weaviate failed while deleting {document_uri}: {exc}") from exc
+            async with asyncio.timeout(self.write_timeout_s):
+                tenant = await self._tenant(ws, create=True)
+                await tenant.data.delete_many(where=Filter.by_property("document_uri").equal(document_uri))
+        except (WeaviateBaseError, TimeoutError) as exc:
+            raise RetrieverUnavailable(f"Weaviate failed while deleting {document_uri}: {exc!r}") from exc
 
     async def search(self, ws: WorkspaceRef, query: str, *, k: int = 5, alpha: float | None = None) -> Sequence[Hit]:
         if not query.strip():
             return []
         try:
             vector = (await self.embedder.embed([query]))[0]
-            tenant = await self._tenant(ws)
-            response = await tenant.query.hybrid(
-                query=query,
-                vector=vector,
-                alpha=self.alpha if alpha is None else alpha,
-                limit=k,
-                query_properties=["title^2", "heading^2", "text"],
-                fusion_type=HybridFusion.RELATIVE_SCORE,
-                return_metadata=MetadataQuery(score=True),
-            )
+            async with asyncio.timeout(self.search_timeout_s):
+                tenant = await self._tenant(ws)
+                response = await tenant.query.hybrid(
+                    query=query,
+                    vector=vector,
+                    alpha=self.alpha if alpha is None else alpha,
+                    limit=k,
+                    query_properties=["title^2", "heading^2", "text"],
+                    fusion_type=HybridFusion.RELATIVE_SCORE,
+                    return_metadata=MetadataQuery(score=True),
+                )
+        except TimeoutError as exc:
+            raise RetrieverUnavailable(f"Weaviate did not answer within {self.search_timeout_s:.0f} s") from exc
         except WeaviateBaseError as exc:
             if "tenant not found" in str(exc).lower():
                 return []  # a workspace that never ingested anything has no tenant yet

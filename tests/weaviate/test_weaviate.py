@@ -1,0 +1,132 @@
+"""Weaviate specifics on a real server: rejected objects, outages and recovery, degraded answers."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from bots.shell.shell import StreamSurface
+from core.ingest import Ingestor, chunk_id
+from core.llm.extractive import ExtractiveLLM
+from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
+from core.pipeline import NO_KNOWLEDGE_NOTE, Pipeline
+from core.retrieval.base import Chunk, RetrieverUnavailable
+from core.retrieval.embedders import LocalEmbedder
+from core.retrieval.weaviate import RetrieverWriteError, WeaviateRetriever
+from core.stores.sqlite import SqliteStore
+from core.streaming import EditScheduler
+from tests.support.weaviate_server import WeaviateServer, build_binary, free_port
+
+WS = WorkspaceRef(Platform.SLACK, "T-wv")
+ADMIN = Actor("U-admin", PlatformFacts(is_admin=True))
+
+
+class ShortVectorFor(LocalEmbedder):
+    """The real embedder, except that texts containing `marker` get a 3-dimensional vector,
+    which the server must refuse once the collection holds 384-dimensional ones."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors = await super().embed(texts)
+        return [[0.1, 0.2, 0.3] if self.marker in t else v for t, v in zip(texts, vectors, strict=True)]
+
+
+def chunk(uri: str, text: str, index: int = 0) -> Chunk:
+    return Chunk(chunk_id(WS.key, uri, index), uri, "Doc", "", text, index)
+
+
+@pytest.fixture
+async def retriever(weaviate_server: WeaviateServer) -> AsyncIterator[WeaviateRetriever]:
+    r = WeaviateRetriever(
+        url=weaviate_server.url,
+        grpc_port=weaviate_server.grpc_port,
+        embedder=ShortVectorFor("BROKEN"),
+        collection=f"Wv_{uuid.uuid4().hex}",
+    )
+    yield r
+    await r.drop_collection()
+    await r.close()
+
+
+async def test_refused_objects_raise_with_their_messages(retriever: WeaviateRetriever) -> None:
+    await retriever.replace_document(WS, "u://ok", [chunk("u://ok", "a healthy chunk")])
+    with pytest.raises(RetrieverWriteError, match=r"refused 1 of 2 chunks \(#1: .+\)"):
+        await retriever.replace_document(WS, "u://bad", [chunk("u://bad", "fine", 0), chunk("u://bad", "BROKEN", 1)])
+
+
+async def test_unknown_workspace_has_no_hits(retriever: WeaviateRetriever) -> None:
+    assert await retriever.search(WorkspaceRef(Platform.DISCORD, "never-ingested"), "anything") == []
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> AsyncIterator[WeaviateServer]:
+    """A server of this test's own, so stopping it disturbs nobody else."""
+    http, grpc = free_port(), free_port()
+    env = {
+        "PERSISTENCE_DATA_PATH": str(tmp_path / "data"),
+        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
+        "DEFAULT_VECTORIZER_MODULE": "none",
+        "DISABLE_TELEMETRY": "true",
+        "GRPC_PORT": str(grpc),
+        "CLUSTER_HOSTNAME": "node1",
+        "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
+        "CLUSTER_GOSSIP_BIND_PORT": str(free_port()),
+        "CLUSTER_DATA_BIND_PORT": str(free_port()),
+        "RAFT_PORT": str(free_port()),
+        "RAFT_INTERNAL_RPC_PORT": str(free_port()),
+        "RAFT_BOOTSTRAP_EXPECT": "1",
+        "LOG_LEVEL": "warning",
+    }
+    server = WeaviateServer(
+        f"http://127.0.0.1:{http}", grpc, log=tmp_path / "weaviate.log", env=env, binary=build_binary()
+    )
+    server.start()
+    yield server  # type: ignore[misc]
+    server.stop()
+
+
+async def test_outage_degrades_then_recovers(own_server: WeaviateServer, tmp_path: Path) -> None:
+    retriever = WeaviateRetriever(
+        url=own_server.url, grpc_port=own_server.grpc_port, embedder=LocalEmbedder(), write_timeout_s=5
+    )
+    store = await SqliteStore.open(tmp_path / "store.sqlite")
+    ingestor = Ingestor(store, retriever)
+    doc = tmp_path / "vpn.md"
+    doc.write_text("# VPN\nThe wireguard profile expires after ninety days.\n")
+    try:
+        assert (await ingestor.ingest(WS, ADMIN, [str(doc)])).chunks == 1
+        own_server.stop()
+
+        with pytest.raises(RetrieverUnavailable):
+            await retriever.search(WS, "wireguard profile")
+
+        # Ingest during the outage: a clear error, and the document is marked failed, not half-present.
+        doc.write_text("# VPN\nThe openvpn profile never expires.\n")
+        report = await ingestor.ingest(WS, ADMIN, [str(doc)])
+        assert report.failed and "knowledge store failed" in report.failed[0][1]
+        record = await store.document(WS, doc.resolve().as_uri())
+        assert record is not None and record.status == "failed"
+
+        # A question during the outage is answered without context, and says so.
+        pipeline = Pipeline(store=store, retriever=retriever, llm=ExtractiveLLM())
+        out, err = io.StringIO(), io.StringIO()
+        message = IncomingMessage(WS, "C1", "t1", "m1", ADMIN, "how long does the wireguard profile last?", is_dm=True)
+        outcome = await pipeline.answer(message, StreamSurface(out, err), EditScheduler())
+        assert outcome.status == "answered"
+        assert out.getvalue().startswith(NO_KNOWLEDGE_NOTE.strip())
+
+        own_server.start()
+        hits = await retriever.search(WS, "wireguard profile")  # the same retriever reconnects
+        assert hits and hits[0].chunk.title == "VPN"
+        assert (await ingestor.ingest(WS, ADMIN, [str(doc)])).updated
+        assert "openvpn" in (await retriever.search(WS, "openvpn profile"))[0].chunk.text
+    finally:
+        await retriever.close()
+        await store.close()
