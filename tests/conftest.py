@@ -9,7 +9,7 @@ import pytest
 
 from tests.fakes.anthropic import FakeAnthropic
 
-pytest_plugins = ["tests.support.weaviate_server"]
+pytest_plugins = ["tests.support.weaviate_server", "tests.support.convex_server"]
 
 
 @pytest.fixture

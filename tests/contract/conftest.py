@@ -19,6 +19,7 @@ from core.retrieval.embedders import LocalEmbedder
 from core.retrieval.fts import FtsRetriever
 from core.retrieval.weaviate import WeaviateRetriever
 from core.stores.base import Store
+from core.stores.convex import ConvexStore
 from core.stores.sqlite import SqliteStore
 
 StoreFactory = Callable[[Path, pytest.FixtureRequest], AbstractAsyncContextManager[Store]]
@@ -57,7 +58,18 @@ async def weaviate_retriever(tmp_path: Path, request: pytest.FixtureRequest) -> 
         await retriever.close()
 
 
-STORES: dict[str, StoreFactory] = {"sqlite": sqlite_store}
+@asynccontextmanager
+async def convex_store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    server = request.getfixturevalue("convex_server")
+    server.reset()
+    store = ConvexStore(server.url, server.secret)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+STORES: dict[str, StoreFactory] = {"sqlite": sqlite_store, "convex": convex_store}
 RETRIEVERS: dict[str, RetrieverFactory] = {"fts": fts_retriever, "weaviate": weaviate_retriever}
 
 

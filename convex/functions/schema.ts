@@ -1,0 +1,88 @@
+import { defineSchema, defineTable } from "convex/server";
+import { v } from "convex/values";
+
+// Workspaces are referenced by their key ("slack:T123", "discord:456") so every row can be
+// found with one index lookup and no joins.
+export default defineSchema({
+  workspaces: defineTable({
+    key: v.string(),
+    platform: v.string(),
+    externalId: v.string(),
+    settings: v.object({
+      systemPrompt: v.string(),
+      defaultRole: v.number(),
+      guestsMayAsk: v.boolean(),
+      answerWithoutMention: v.boolean(),
+      model: v.string(),
+      quotas: v.record(v.string(), v.number()),
+      autoThread: v.boolean(),
+    }),
+  })
+    .index("by_key", ["key"])
+    .index("by_platform_external", ["platform", "externalId"]),
+  members: defineTable({
+    workspace: v.string(),
+    user: v.string(),
+    role: v.union(v.number(), v.null()),
+    blocked: v.boolean(),
+  }).index("by_workspace_user", ["workspace", "user"]),
+  roleMappings: defineTable({ workspace: v.string(), platformRole: v.string(), role: v.number() }).index(
+    "by_workspace_role",
+    ["workspace", "platformRole"],
+  ),
+  channelRules: defineTable({
+    workspace: v.string(),
+    channel: v.string(),
+    mode: v.union(v.literal("allow"), v.literal("deny"), v.literal("default")),
+    withoutMention: v.boolean(),
+  }).index("by_workspace_channel", ["workspace", "channel"]),
+  threads: defineTable({ workspace: v.string(), channel: v.string(), externalThread: v.string() }).index(
+    "by_workspace_channel_thread",
+    ["workspace", "channel", "externalThread"],
+  ),
+  messages: defineTable({
+    thread: v.id("threads"),
+    createdAt: v.number(),
+    updatedAt: v.number(),
+    role: v.union(v.literal("user"), v.literal("assistant")),
+    text: v.string(),
+    status: v.union(v.literal("streaming"), v.literal("complete"), v.literal("failed"), v.literal("cancelled")),
+    authorId: v.string(),
+    sources: v.array(
+      v.object({ index: v.number(), title: v.string(), uri: v.string(), text: v.string(), score: v.number() }),
+    ),
+    usage: v.object({ inputTokens: v.number(), outputTokens: v.number() }),
+    platformMessageId: v.string(),
+    idempotencyKey: v.optional(v.string()),
+  })
+    .index("by_thread_createdAt", ["thread", "createdAt"])
+    .index("by_idempotency_key", ["idempotencyKey"])
+    .index("by_status_updatedAt", ["status", "updatedAt"]),
+  streamDeltas: defineTable({ message: v.id("messages"), seq: v.number(), text: v.string() }).index(
+    "by_message_seq",
+    ["message", "seq"],
+  ),
+  eventClaims: defineTable({ key: v.string(), claimant: v.string(), at: v.number() }).index("by_key", ["key"]),
+  documents: defineTable({
+    workspace: v.string(),
+    sourceUri: v.string(),
+    title: v.string(),
+    contentHash: v.string(),
+    chunkCount: v.number(),
+    status: v.union(v.literal("ingesting"), v.literal("ready"), v.literal("failed")),
+    updatedAt: v.number(),
+  }).index("by_workspace_uri", ["workspace", "sourceUri"]),
+  auditLog: defineTable({
+    workspace: v.string(),
+    at: v.number(),
+    actor: v.string(),
+    action: v.string(),
+    detail: v.string(),
+  }).index("by_workspace_at", ["workspace", "at"]),
+  usage: defineTable({ workspace: v.string(), user: v.string(), window: v.string(), count: v.number() }).index(
+    "by_workspace_user_window",
+    ["workspace", "user", "window"],
+  ),
+  // Results of retried mutations that are not idempotent by nature (quota, audit): same request id, same answer.
+  requests: defineTable({ requestId: v.string(), result: v.any(), at: v.number() }).index("by_request", ["requestId"]),
+});

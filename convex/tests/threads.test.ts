@@ -1,0 +1,96 @@
+import { describe, expect, test, vi } from "vitest";
+import { api, internal } from "../functions/_generated/api";
+import { SECRET, WS, backend } from "./setup";
+
+describe("event claims", () => {
+  test("only the first claimant wins; a retry by the same claimant keeps its win", async () => {
+    const t = backend();
+    expect(await t.mutation(api.claims.claim, { secret: SECRET, key: "slack:T1:C1:1.0", claimant: "a" })).toBe(true);
+    expect(await t.mutation(api.claims.claim, { secret: SECRET, key: "slack:T1:C1:1.0", claimant: "b" })).toBe(false);
+    expect(await t.mutation(api.claims.claim, { secret: SECRET, key: "slack:T1:C1:1.0", claimant: "a" })).toBe(true);
+  });
+});
+
+describe("messages", () => {
+  test("pagination walks 120 messages newest first without gaps", async () => {
+    const t = backend();
+    const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "long" });
+    for (let i = 0; i < 120; i++) {
+      await t.mutation(api.threads.addMessage, {
+        secret: SECRET, thread, role: "user", text: `m${i}`, authorId: "U", status: "complete", idempotencyKey: "",
+      });
+    }
+    const texts: string[] = [];
+    let cursor: string | null = null;
+    for (;;) {
+      const page = await t.query(api.threads.messages, { secret: SECRET, thread, paginationOpts: { numItems: 25, cursor } });
+      texts.push(...page.page.map((m: { text: string }) => m.text));
+      if (page.isDone) break;
+      cursor = page.continueCursor;
+    }
+    expect(texts).toEqual(Array.from({ length: 120 }, (_, i) => `m${119 - i}`));
+  });
+
+  test("an idempotency key returns the same message", async () => {
+    const t = backend();
+    const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "k" });
+    const args = { secret: SECRET, thread, role: "user" as const, text: "hi", authorId: "U", status: "complete" as const, idempotencyKey: "k1" };
+    expect(await t.mutation(api.threads.addMessage, args)).toBe(await t.mutation(api.threads.addMessage, args));
+  });
+
+  test("deltas show the reply growing; completion keeps the final text and schedules cleanup", async () => {
+    vi.useFakeTimers();
+    const t = backend();
+    const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "s" });
+    const id = await t.mutation(api.threads.addMessage, {
+      secret: SECRET, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
+    });
+    await t.mutation(api.threads.appendDeltas, { secret: SECRET, deltas: [{ message: id, seq: 0, text: "Hel" }] });
+    await t.mutation(api.threads.appendDeltas, {
+      secret: SECRET, deltas: [{ message: id, seq: 1, text: "lo" }, { message: id, seq: 1, text: "lo" }],
+    });
+    expect((await t.query(api.threads.message, { secret: SECRET, id }))?.text).toBe("Hello");
+    await t.mutation(api.threads.completeMessage, {
+      secret: SECRET, id, text: "Hello!", status: "complete", sources: [], usage: { inputTokens: 1, outputTokens: 2 }, platformMessageId: "p1",
+    });
+    const done = await t.query(api.threads.message, { secret: SECRET, id });
+    expect(done?.text).toBe("Hello!");
+    expect(done?.status).toBe("complete");
+    const before = await t.run(async (ctx) => (await ctx.db.query("streamDeltas").collect()).length);
+    expect(before).toBe(2);
+    vi.runAllTimers();
+    await t.finishInProgressScheduledFunctions();
+    const after = await t.run(async (ctx) => (await ctx.db.query("streamDeltas").collect()).length);
+    expect(after).toBe(0);
+    vi.useRealTimers();
+  });
+
+  test("the sweep marks replies that stopped growing as failed, keeping their text", async () => {
+    const t = backend();
+    const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "x" });
+    const id = await t.mutation(api.threads.addMessage, {
+      secret: SECRET, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
+    });
+    await t.mutation(api.threads.appendDeltas, { secret: SECRET, deltas: [{ message: id, seq: 0, text: "partial" }] });
+    expect(await t.mutation(internal.threads.sweepStale, { olderThanS: 3600 })).toBe(0);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const stale = await t.query(api.threads.staleStreaming, { secret: SECRET, olderThanS: 0.001 });
+    expect(stale.map((m: { id: string }) => m.id)).toEqual([id]);
+    expect(await t.mutation(internal.threads.sweepStale, { olderThanS: 0.001 })).toBe(1);
+    const swept = await t.query(api.threads.message, { secret: SECRET, id });
+    expect(swept?.status).toBe("failed");
+    expect(swept?.text.startsWith("partial")).toBe(true);
+  });
+});
+
+describe("quotas", () => {
+  test("a retried request is counted once", async () => {
+    const t = backend();
+    const consume = (requestId: string) =>
+      t.mutation(api.workspaces.consumeQuota, { secret: SECRET, workspace: WS, user: "U", window: "w", limit: 2, requestId });
+    expect(await consume("r1")).toBe(true);
+    expect(await consume("r1")).toBe(true);
+    expect(await consume("r2")).toBe(true);
+    expect(await consume("r3")).toBe(false);
+  });
+});

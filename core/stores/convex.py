@@ -1,0 +1,374 @@
+"""The production store: the Convex functions in convex/functions, called over the deployment's HTTP API.
+
+Every call carries the service secret; the functions check it and the actor's role themselves.
+HTTP mutations are not deduplicated by Convex, so every mutation that may be retried is made
+idempotent by its arguments (claimant tokens, idempotency keys, request ids, sequence numbers).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import httpx
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from core.messages import Actor, MessageRole, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
+from core.roles import Membership, Role
+from core.stores.base import (
+    SETTING_FIELDS,
+    AuditEntry,
+    ChannelMode,
+    ChannelRule,
+    Delta,
+    DocumentRecord,
+    Page,
+    PermissionDenied,
+    StoreError,
+    StoreUnavailable,
+    WorkspaceSettings,
+)
+
+log = structlog.get_logger(__name__)
+
+PERMISSION_CODES = {"forbidden", "self_change", "escalation", "peer_or_higher", "last_owner", "blocked"}
+# Python settings field -> the Convex document's field.
+_SETTING_NAMES = {
+    "system_prompt": "systemPrompt",
+    "default_role": "defaultRole",
+    "guests_may_ask": "guestsMayAsk",
+    "answer_without_mention": "answerWithoutMention",
+    "model": "model",
+    "quotas": "quotas",
+    "auto_thread": "autoThread",
+}
+
+
+class _Retryable(Exception):
+    """A transport failure or a 5xx: worth another try (mutations are idempotent by their arguments)."""
+
+
+def _actor(actor: Actor) -> dict[str, Any]:
+    return {
+        "userId": actor.user_id,
+        "isOwner": actor.facts.is_owner,
+        "isAdmin": actor.facts.is_admin,
+        "isGuest": actor.facts.is_guest,
+        "roleIds": list(actor.facts.role_ids),
+    }
+
+
+def _settings(data: dict[str, Any]) -> WorkspaceSettings:
+    values = {py: data[cx] for py, cx in _SETTING_NAMES.items() if cx in data}
+    values["default_role"] = Role(int(values.get("default_role", Role.MEMBER)))
+    values["quotas"] = {k: int(v) for k, v in dict(values.get("quotas", {})).items()}
+    return WorkspaceSettings(**values)
+
+
+def _message(data: dict[str, Any]) -> StoredMessage:
+    return StoredMessage(
+        id=data["id"],
+        thread_id=data["thread"],
+        role=MessageRole(data["role"]),
+        text=data["text"],
+        status=ReplyStatus(data["status"]),
+        author_id=data["authorId"],
+        created_at=float(data["createdAt"]),
+        sources=tuple(
+            Source(int(s["index"]), s["title"], s["uri"], s["text"], float(s["score"])) for s in data["sources"]
+        ),
+        usage=Usage(int(data["usage"]["inputTokens"]), int(data["usage"]["outputTokens"])),
+        platform_message_id=data["platformMessageId"],
+    )
+
+
+def _membership(data: dict[str, Any] | None) -> Membership | None:
+    if data is None:
+        return None
+    role = data.get("role")
+    return Membership(data["user"], Role(int(role)) if role is not None else None, bool(data["blocked"]))
+
+
+def _document(data: dict[str, Any]) -> DocumentRecord:
+    return DocumentRecord(
+        data["sourceUri"],
+        data["title"],
+        data["contentHash"],
+        int(data["chunkCount"]),
+        data["status"],
+        data["updatedAt"],
+    )
+
+
+class ConvexStore:
+    def __init__(self, url: str, secret: str, *, timeout: float = 10.0, attempts: int = 4) -> None:
+        self.url = url.rstrip("/")
+        self._secret = secret
+        self._attempts = attempts
+        self._client = httpx.AsyncClient(
+            base_url=self.url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            headers={"content-type": "application/json"},
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    # -- the HTTP API ---------------------------------------------------------------------------
+    async def _call(self, kind: str, path: str, args: dict[str, Any]) -> Any:
+        payload = {"path": path, "args": {"secret": self._secret, **args}, "format": "json"}
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self._attempts),
+                wait=wait_exponential(multiplier=0.2, max=3.0),
+                retry=retry_if_exception(lambda exc: isinstance(exc, _Retryable)),
+                reraise=True,
+            ):
+                with attempt:
+                    return await self._post(kind, path, payload)
+        except _Retryable as exc:
+            raise StoreUnavailable(f"Convex at {self.url} is unavailable ({exc})") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _post(self, kind: str, path: str, payload: dict[str, Any]) -> Any:
+        try:
+            response = await self._client.post(f"/api/{kind}", json=payload)
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__}") from exc
+        if response.status_code >= 500 and "errorData" not in response.text:
+            raise _Retryable(f"HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise _Retryable(f"HTTP {response.status_code} without a JSON body") from None
+        if body.get("status") == "success":
+            return body.get("value")
+        data = body.get("errorData") or {}
+        code = data.get("code", "error") if isinstance(data, dict) else "error"
+        message = data.get("message", body.get("errorMessage", "")) if isinstance(data, dict) else str(data)
+        log.info("convex.refused", path=path, code=code)
+        if code == "unauthorized":
+            raise StoreError(code, "Convex refused the service secret (check CONVEX_SERVICE_SECRET)")
+        if code in PERMISSION_CODES:
+            raise PermissionDenied(code, message)
+        raise StoreError(code if isinstance(code, str) else "error", message or body.get("errorMessage", "error"))
+
+    async def _query(self, path: str, **args: Any) -> Any:
+        return await self._call("query", path, args)
+
+    async def _mutation(self, path: str, **args: Any) -> Any:
+        return await self._call("mutation", path, args)
+
+    # -- EventClaims ----------------------------------------------------------------------------
+    async def claim_event(self, key: str) -> bool:
+        # A fresh claimant per call: a retried request that did land still reads as our own win.
+        return bool(await self._mutation("claims:claim", key=key, claimant=uuid.uuid4().hex))
+
+    # -- RoleStore ------------------------------------------------------------------------------
+    async def settings(self, ws: WorkspaceRef) -> WorkspaceSettings:
+        return _settings(await self._query("workspaces:settings", workspace=ws.key))
+
+    async def update_settings(self, ws: WorkspaceRef, actor: Actor, changes: dict[str, object]) -> WorkspaceSettings:
+        unknown = set(changes) - SETTING_FIELDS
+        if unknown:
+            raise StoreError("invalid", f"unknown settings: {', '.join(sorted(unknown))}")
+        patch: dict[str, Any] = {}
+        for key, value in changes.items():
+            expected = type(getattr(WorkspaceSettings(), key))
+            if key == "default_role":
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise StoreError("invalid", "default_role must be a role")
+                value = int(value)
+            elif not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+                raise StoreError("invalid", f"{key} must be {expected.__name__}")
+            patch[_SETTING_NAMES[key]] = value
+        data = await self._mutation("workspaces:updateSettings", workspace=ws.key, actor=_actor(actor), changes=patch)
+        return _settings(data)
+
+    async def membership(self, ws: WorkspaceRef, user_id: str) -> Membership | None:
+        return _membership(await self._query("workspaces:membership", workspace=ws.key, user=user_id))
+
+    async def members(self, ws: WorkspaceRef) -> Sequence[Membership]:
+        rows = await self._query("workspaces:members", workspace=ws.key)
+        return sorted((m for m in map(_membership, rows) if m is not None), key=lambda m: m.user_id)
+
+    async def role_mappings(self, ws: WorkspaceRef) -> dict[str, Role]:
+        data = await self._query("workspaces:roleMappings", workspace=ws.key)
+        return {key: Role(int(value)) for key, value in data.items()}
+
+    async def set_role(self, ws: WorkspaceRef, actor: Actor, user_id: str, role: Role | None) -> None:
+        await self._mutation(
+            "workspaces:setRole",
+            workspace=ws.key,
+            actor=_actor(actor),
+            user=user_id,
+            role=int(role) if role is not None else None,
+        )
+
+    async def set_blocked(self, ws: WorkspaceRef, actor: Actor, user_id: str, blocked: bool) -> None:
+        await self._mutation(
+            "workspaces:setBlocked", workspace=ws.key, actor=_actor(actor), user=user_id, blocked=blocked
+        )
+
+    async def set_role_mapping(self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None) -> None:
+        await self._mutation(
+            "workspaces:setRoleMapping",
+            workspace=ws.key,
+            actor=_actor(actor),
+            platformRole=platform_role,
+            role=int(role) if role is not None else None,
+        )
+
+    async def channel_rule(self, ws: WorkspaceRef, channel_id: str) -> ChannelRule | None:
+        data = await self._query("workspaces:channelRule", workspace=ws.key, channel=channel_id)
+        return ChannelRule(data["channel"], ChannelMode(data["mode"]), bool(data["withoutMention"])) if data else None
+
+    async def channel_rules(self, ws: WorkspaceRef) -> Sequence[ChannelRule]:
+        rows = await self._query("workspaces:channelRules", workspace=ws.key)
+        rules = [ChannelRule(r["channel"], ChannelMode(r["mode"]), bool(r["withoutMention"])) for r in rows]
+        return sorted(rules, key=lambda r: r.channel_id)
+
+    async def set_channel_rule(self, ws: WorkspaceRef, actor: Actor, rule: ChannelRule) -> None:
+        await self._mutation(
+            "workspaces:setChannelRule",
+            workspace=ws.key,
+            actor=_actor(actor),
+            channel=rule.channel_id,
+            mode=ChannelMode(rule.mode).value,
+            withoutMention=rule.answer_without_mention,
+        )
+
+    async def consume_quota(self, ws: WorkspaceRef, user_id: str, window: str, limit: int) -> bool:
+        return bool(
+            await self._mutation(
+                "workspaces:consumeQuota",
+                workspace=ws.key,
+                user=user_id,
+                window=window,
+                limit=limit,
+                requestId=uuid.uuid4().hex,
+            )
+        )
+
+    # -- ThreadStore ----------------------------------------------------------------------------
+    async def find_thread(self, ws: WorkspaceRef, channel_id: str, external_thread: str) -> str | None:
+        result = await self._query(
+            "threads:findThread", workspace=ws.key, channel=channel_id, externalThread=external_thread
+        )
+        return str(result) if result is not None else None
+
+    async def thread_for(self, ws: WorkspaceRef, channel_id: str, external_thread: str) -> str:
+        result = await self._mutation(
+            "threads:threadFor", workspace=ws.key, channel=channel_id, externalThread=external_thread
+        )
+        return str(result)
+
+    async def add_message(
+        self,
+        thread_id: str,
+        role: MessageRole,
+        text: str,
+        *,
+        author_id: str = "",
+        status: ReplyStatus = ReplyStatus.COMPLETE,
+        idempotency_key: str = "",
+    ) -> str:
+        # Without a caller's key, one of our own: the retries of this one call must not duplicate it.
+        key = idempotency_key or f"auto:{uuid.uuid4().hex}"
+        result = await self._mutation(
+            "threads:addMessage",
+            thread=thread_id,
+            role=MessageRole(role).value,
+            text=text,
+            authorId=author_id,
+            status=ReplyStatus(status).value,
+            idempotencyKey=key,
+        )
+        return str(result)
+
+    async def messages(self, thread_id: str, *, limit: int = 50, cursor: str | None = None) -> Page[StoredMessage]:
+        if not 1 <= limit <= 200:
+            raise StoreError("invalid", "limit must be between 1 and 200")
+        data = await self._query(
+            "threads:messages", thread=thread_id, paginationOpts={"numItems": limit, "cursor": cursor}
+        )
+        items = [_message(m) for m in data["page"]]
+        return Page(items, None if data["isDone"] else data["continueCursor"])
+
+    async def message(self, message_id: str) -> StoredMessage | None:
+        data = await self._query("threads:message", id=message_id)
+        return _message(data) if data else None
+
+    async def append_deltas(self, deltas: Sequence[Delta]) -> None:
+        if deltas:
+            await self._mutation(
+                "threads:appendDeltas",
+                deltas=[{"message": d.message_id, "seq": d.seq, "text": d.text} for d in deltas],
+            )
+
+    async def complete_message(
+        self,
+        message_id: str,
+        *,
+        text: str,
+        status: ReplyStatus,
+        sources: Sequence[Source] = (),
+        usage: Usage | None = None,
+        platform_message_id: str = "",
+    ) -> None:
+        usage = usage or Usage()
+        await self._mutation(
+            "threads:completeMessage",
+            id=message_id,
+            text=text,
+            status=ReplyStatus(status).value,
+            sources=[asdict(s) for s in sources],
+            usage={"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens},
+            platformMessageId=platform_message_id,
+        )
+
+    async def stale_streaming(self, older_than_s: float) -> Sequence[StoredMessage]:
+        return [_message(m) for m in await self._query("threads:staleStreaming", olderThanS=older_than_s)]
+
+    # -- DocumentStore --------------------------------------------------------------------------
+    async def document(self, ws: WorkspaceRef, source_uri: str) -> DocumentRecord | None:
+        data = await self._query("documents:document", workspace=ws.key, sourceUri=source_uri)
+        return _document(data) if data else None
+
+    async def documents(self, ws: WorkspaceRef) -> Sequence[DocumentRecord]:
+        rows = await self._query("documents:documents", workspace=ws.key)
+        return sorted((_document(r) for r in rows), key=lambda d: d.source_uri)
+
+    async def put_document(self, ws: WorkspaceRef, actor: Actor, record: DocumentRecord) -> None:
+        await self._mutation(
+            "documents:putDocument",
+            workspace=ws.key,
+            actor=_actor(actor),
+            sourceUri=record.source_uri,
+            title=record.title,
+            contentHash=record.content_hash,
+            chunkCount=record.chunk_count,
+            status=record.status,
+        )
+
+    async def delete_document(self, ws: WorkspaceRef, actor: Actor, source_uri: str) -> None:
+        await self._mutation("documents:deleteDocument", workspace=ws.key, actor=_actor(actor), sourceUri=source_uri)
+
+    # -- AuditLog -------------------------------------------------------------------------------
+    async def audit(self, ws: WorkspaceRef, actor_id: str, action: str, detail: str = "") -> None:
+        await self._mutation(
+            "audit:record",
+            workspace=ws.key,
+            actor=actor_id,
+            action=action,
+            detail=detail[:2000],  # as the SQLite store: the audit keeps the start of a long detail
+            requestId=uuid.uuid4().hex,
+        )
+
+    async def audit_entries(self, ws: WorkspaceRef, actor: Actor, *, limit: int = 50) -> Sequence[AuditEntry]:
+        rows = await self._query("audit:entries", workspace=ws.key, actor=_actor(actor), limit=limit)
+        return [AuditEntry(float(r["at"]), r["actor"], r["action"], r["detail"]) for r in rows]
