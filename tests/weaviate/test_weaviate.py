@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,10 +18,10 @@ from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, Works
 from core.pipeline import NO_KNOWLEDGE_NOTE, Pipeline
 from core.retrieval.base import Chunk, RetrieverUnavailable
 from core.retrieval.embedders import LocalEmbedder
-from core.retrieval.weaviate import RetrieverWriteError, WeaviateRetriever
+from core.retrieval.weaviate import RetrieverWriteError, WeaviateRetriever, tenant_name
 from core.stores.sqlite import SqliteStore
 from core.streaming import EditScheduler
-from tests.support.weaviate_server import WeaviateServer, build_binary, free_port
+from tests.support.weaviate_server import WeaviateServer, free_ports, launch
 
 WS = WorkspaceRef(Platform.SLACK, "T-wv")
 ADMIN = Actor("U-admin", PlatformFacts(is_admin=True))
@@ -66,30 +68,58 @@ async def test_unknown_workspace_has_no_hits(retriever: WeaviateRetriever) -> No
 
 
 @pytest.fixture
-def own_server(tmp_path: Path) -> AsyncIterator[WeaviateServer]:
+def own_server(tmp_path: Path) -> Iterator[WeaviateServer]:
     """A server of this test's own, so stopping it disturbs nobody else."""
-    http, grpc = free_port(), free_port()
-    env = {
-        "PERSISTENCE_DATA_PATH": str(tmp_path / "data"),
-        "AUTHENTICATION_ANONYMOUS_ACCESS_ENABLED": "true",
-        "DEFAULT_VECTORIZER_MODULE": "none",
-        "DISABLE_TELEMETRY": "true",
-        "GRPC_PORT": str(grpc),
-        "CLUSTER_HOSTNAME": "node1",
-        "CLUSTER_ADVERTISE_ADDR": "127.0.0.1",
-        "CLUSTER_GOSSIP_BIND_PORT": str(free_port()),
-        "CLUSTER_DATA_BIND_PORT": str(free_port()),
-        "RAFT_PORT": str(free_port()),
-        "RAFT_INTERNAL_RPC_PORT": str(free_port()),
-        "RAFT_BOOTSTRAP_EXPECT": "1",
-        "LOG_LEVEL": "warning",
-    }
-    server = WeaviateServer(
-        f"http://127.0.0.1:{http}", grpc, log=tmp_path / "weaviate.log", env=env, binary=build_binary()
+    server = launch(tmp_path / "weaviate")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_closed_port_raises_unavailable_quickly() -> None:
+    http_port, grpc_port = free_ports(2)  # nothing listens on either
+    retriever = WeaviateRetriever(url=f"http://127.0.0.1:{http_port}", grpc_port=grpc_port, embedder=LocalEmbedder())
+    started = time.monotonic()
+    try:
+        with pytest.raises(RetrieverUnavailable):
+            await retriever.search(WS, "anything")
+        with pytest.raises(RetrieverUnavailable):
+            await retriever.replace_document(WS, "u://x", [chunk("u://x", "text")])
+        with pytest.raises(RetrieverUnavailable):
+            await retriever.delete_document(WS, "u://x")
+    finally:
+        await retriever.close()
+    assert time.monotonic() - started < 30
+
+
+async def test_concurrent_ingest_of_real_documents_stays_isolated(weaviate_server: WeaviateServer) -> None:
+    """Two workspaces ingest overlapping documents at once; each sees only its own, under every alpha."""
+    retriever = WeaviateRetriever(
+        url=weaviate_server.url,
+        grpc_port=weaviate_server.grpc_port,
+        embedder=LocalEmbedder(),
+        collection=f"Iso_{uuid.uuid4().hex}",
     )
-    server.start()
-    yield server  # type: ignore[misc]
-    server.stop()
+    a, b = WorkspaceRef(Platform.SLACK, "T-iso"), WorkspaceRef(Platform.DISCORD, "T-iso")  # same key, other platform
+    assert tenant_name(a) != tenant_name(b)
+
+    async def fill(ws: WorkspaceRef, owner: str) -> None:
+        for n in range(8):
+            uri = f"doc://{n}"  # the same URIs in both workspaces
+            text = f"The deploy runbook, part {n}: rollback with the release job. Owner {owner}."
+            await retriever.replace_document(ws, uri, [Chunk(chunk_id(ws.key, uri, 0), uri, "Runbook", "", text, 0)])
+
+    try:
+        await asyncio.gather(fill(a, "alice"), fill(b, "bob"))
+        for ws, owner in ((a, "alice"), (b, "bob")):
+            for alpha in (0.0, 0.5, 1.0):
+                hits = await retriever.search(ws, "how do I roll back a deploy", k=20, alpha=alpha)
+                assert len(hits) == 8
+                assert all(owner in h.chunk.text for h in hits)
+    finally:
+        await retriever.drop_collection()
+        await retriever.close()
 
 
 async def test_outage_degrades_then_recovers(own_server: WeaviateServer, tmp_path: Path) -> None:
