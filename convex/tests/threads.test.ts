@@ -23,7 +23,10 @@ describe("messages", () => {
     const texts: string[] = [];
     let cursor: string | null = null;
     for (;;) {
-      const page = await t.query(api.threads.messages, { secret: SECRET, thread, paginationOpts: { numItems: 25, cursor } });
+      const page: { page: { text: string }[]; isDone: boolean; continueCursor: string } = await t.query(
+        api.threads.messages,
+        { secret: SECRET, thread, paginationOpts: { numItems: 25, cursor } },
+      );
       texts.push(...page.page.map((m: { text: string }) => m.text));
       if (page.isDone) break;
       cursor = page.continueCursor;
