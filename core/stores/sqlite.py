@@ -4,8 +4,16 @@ Every call runs on a single dedicated thread (sqlite3 connections are not sharea
 loop never blocks on disk. Checks that guard a write run inside the same `BEGIN IMMEDIATE`
 transaction as the write, exactly as the Convex mutations do.
 
+Open it with `store = await SqliteStore.open(path)`: that creates the folder, the file and the schema
+(idempotent) on the worker thread. `close()` must be awaited once at the end.
+
 What the store cannot know: a target user's platform facts (only the actor's arrive with a call),
-so a role change compares against the target's explicit role or the workspace default.
+so a role change compares against the target's explicit role or, without one, the workspace default
+(a Slack admin with no row counts as the default role when someone else changes their role).
+`owner_count` for the last-owner rule counts rows whose explicit role is owner and that are not blocked.
+
+Inputs are validated with the same bounds as the Convex functions and rejected with
+`StoreError("invalid", ...)`, never truncated.
 """
 
 from __future__ import annotations
@@ -40,6 +48,11 @@ MAX_TEXT = 40_000
 MAX_ID = 200
 MAX_DETAIL = 2_000
 MAX_PROMPT = 8_000
+MAX_KEY = 600
+MAX_URI = 2_000
+MAX_SOURCES = 50
+MAX_DELTAS = 4_096
+MAX_SEQ = 1_000_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (key TEXT PRIMARY KEY, settings TEXT NOT NULL);
@@ -88,6 +101,25 @@ def _check(value: str, name: str, limit: int = MAX_ID, *, allow_empty: bool = Fa
     return value
 
 
+def _ws(ws: WorkspaceRef) -> str:
+    _check(ws.external_id, "workspace id")
+    return ws.key
+
+
+def _whole(value: object, name: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise StoreError("invalid", f"{name} must be a whole number from {low:,} to {high:,}")
+    return value
+
+
+def _role(value: object) -> Role | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value not in {int(r) for r in Role}:
+        raise StoreError("invalid", f"{value!r} is not a role")
+    return Role(value)
+
+
 def _settings_from_json(raw: str | None) -> WorkspaceSettings:
     if not raw:
         return WorkspaceSettings()
@@ -110,9 +142,12 @@ def _validate_changes(changes: dict[str, object], current: WorkspaceSettings) ->
     for key, value in changes.items():
         expected = type(getattr(current, key))
         if key == "default_role":
-            if not isinstance(value, int) or value not in {int(r) for r in Role}:
+            if not isinstance(value, int) or isinstance(value, bool) or value not in {int(r) for r in Role}:
                 raise StoreError("invalid", "default_role must be a role")
             value = Role(value)
+            # A default of owner would make every passer-by an owner (and void the last-owner rule).
+            if value is Role.OWNER:
+                raise StoreError("invalid", "the default role cannot be owner")
         elif key == "quotas":
             if not isinstance(value, dict) or not all(
                 isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1_000_000
@@ -130,6 +165,8 @@ def _validate_changes(changes: dict[str, object], current: WorkspaceSettings) ->
 
 
 class SqliteStore:
+    """The whole `Store` port on one SQLite file; create it with `await SqliteStore.open(path)`."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._worker = SqliteWorker(path, SCHEMA, name="sqlite-store")
@@ -189,7 +226,7 @@ class SqliteStore:
 
     # -- EventClaims ----------------------------------------------------------------------------
     async def claim_event(self, key: str) -> bool:
-        _check(key, "event key", 600)
+        _check(key, "event key", MAX_KEY)
 
         def claim(db: sqlite3.Connection) -> bool:
             cur = db.execute("INSERT OR IGNORE INTO event_claims (key, at) VALUES (?, ?)", (key, time.time()))
@@ -199,12 +236,22 @@ class SqliteStore:
 
     # -- RoleStore ------------------------------------------------------------------------------
     async def settings(self, ws: WorkspaceRef) -> WorkspaceSettings:
+        _ws(ws)
         return await self._read(lambda db: self._settings(db, ws.key))
 
     async def update_settings(self, ws: WorkspaceRef, actor: Actor, changes: dict[str, object]) -> WorkspaceSettings:
+        _ws(ws)
+        if not isinstance(changes, dict) or not changes:
+            raise StoreError("invalid", "settings changes must be a non-empty mapping")
+
         def update(db: sqlite3.Connection) -> WorkspaceSettings:
-            self._require(db, ws.key, actor, Permission.MANAGE_SETTINGS)
+            actor_role = self._require(db, ws.key, actor, Permission.MANAGE_SETTINGS)
             new = _validate_changes(changes, self._settings(db, ws.key))
+            # The default role is a grant to everyone, the actor included: same bound as set_role.
+            if "default_role" in changes and new.default_role >= actor_role and actor_role is not Role.OWNER:
+                raise PermissionDenied(
+                    "escalation", f"an {actor_role.label} can only set a default role below {actor_role.label}"
+                )
             db.execute(
                 "INSERT INTO workspaces (key, settings) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET settings = excluded.settings",
@@ -216,9 +263,13 @@ class SqliteStore:
         return await self._tx(update)
 
     async def membership(self, ws: WorkspaceRef, user_id: str) -> Membership | None:
+        _ws(ws)
+        _check(user_id, "user id")
         return await self._read(lambda db: self._membership(db, ws.key, user_id))
 
     async def members(self, ws: WorkspaceRef) -> Sequence[Membership]:
+        _ws(ws)
+
         def read(db: sqlite3.Connection) -> list[Membership]:
             rows = db.execute("SELECT user_id, role, blocked FROM members WHERE ws = ? ORDER BY user_id", (ws.key,))
             return [Membership(r[0], Role(r[1]) if r[1] is not None else None, bool(r[2])) for r in rows]
@@ -226,10 +277,13 @@ class SqliteStore:
         return await self._read(read)
 
     async def role_mappings(self, ws: WorkspaceRef) -> dict[str, Role]:
+        _ws(ws)
         return await self._read(lambda db: self._mappings(db, ws.key))
 
     async def set_role(self, ws: WorkspaceRef, actor: Actor, user_id: str, role: Role | None) -> None:
+        _ws(ws)
         _check(user_id, "user id")
+        role = _role(role)
 
         def change(db: sqlite3.Connection) -> None:
             actor_role = self._actor_role(db, ws.key, actor)
@@ -261,7 +315,10 @@ class SqliteStore:
         await self._tx(change)
 
     async def set_blocked(self, ws: WorkspaceRef, actor: Actor, user_id: str, blocked: bool) -> None:
+        _ws(ws)
         _check(user_id, "user id")
+        if not isinstance(blocked, bool):
+            raise StoreError("invalid", "blocked must be true or false")
 
         def change(db: sqlite3.Connection) -> None:
             actor_role = self._require(db, ws.key, actor, Permission.MANAGE_ROLES)
@@ -288,7 +345,9 @@ class SqliteStore:
         await self._tx(change)
 
     async def set_role_mapping(self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None) -> None:
+        _ws(ws)
         _check(platform_role, "platform role")
+        role = _role(role)
 
         def change(db: sqlite3.Connection) -> None:
             actor_role = self._require(db, ws.key, actor, Permission.MANAGE_ROLES)
@@ -314,6 +373,9 @@ class SqliteStore:
         await self._tx(change)
 
     async def channel_rule(self, ws: WorkspaceRef, channel_id: str) -> ChannelRule | None:
+        _ws(ws)
+        _check(channel_id, "channel id")
+
         def read(db: sqlite3.Connection) -> ChannelRule | None:
             row = db.execute(
                 "SELECT mode, without_mention FROM channel_rules WHERE ws = ? AND channel_id = ?", (ws.key, channel_id)
@@ -323,6 +385,8 @@ class SqliteStore:
         return await self._read(read)
 
     async def channel_rules(self, ws: WorkspaceRef) -> Sequence[ChannelRule]:
+        _ws(ws)
+
         def read(db: sqlite3.Connection) -> list[ChannelRule]:
             rows = db.execute(
                 "SELECT channel_id, mode, without_mention FROM channel_rules WHERE ws = ? ORDER BY channel_id",
@@ -333,6 +397,7 @@ class SqliteStore:
         return await self._read(read)
 
     async def set_channel_rule(self, ws: WorkspaceRef, actor: Actor, rule: ChannelRule) -> None:
+        _ws(ws)
         _check(rule.channel_id, "channel id")
         mode = ChannelMode(rule.mode)
 
@@ -352,8 +417,10 @@ class SqliteStore:
         await self._tx(change)
 
     async def consume_quota(self, ws: WorkspaceRef, user_id: str, window: str, limit: int) -> bool:
+        _ws(ws)
         _check(user_id, "user id")
         _check(window, "window", 40)
+        _whole(limit, "limit", 0, 1_000_000)
 
         def consume(db: sqlite3.Connection) -> bool:
             row = db.execute(
@@ -373,6 +440,10 @@ class SqliteStore:
 
     # -- ThreadStore ----------------------------------------------------------------------------
     async def find_thread(self, ws: WorkspaceRef, channel_id: str, external_thread: str) -> str | None:
+        _ws(ws)
+        _check(channel_id, "channel id")
+        _check(external_thread, "thread id")
+
         def read(db: sqlite3.Connection) -> str | None:
             row = db.execute(
                 "SELECT id FROM threads WHERE ws = ? AND channel_id = ? AND external = ?",
@@ -383,6 +454,7 @@ class SqliteStore:
         return await self._read(read)
 
     async def thread_for(self, ws: WorkspaceRef, channel_id: str, external_thread: str) -> str:
+        _ws(ws)
         _check(channel_id, "channel id")
         _check(external_thread, "thread id")
 
@@ -411,7 +483,7 @@ class SqliteStore:
     ) -> str:
         _check(text, "message text", MAX_TEXT, allow_empty=True)
         _check(author_id, "author id", allow_empty=True)
-        _check(idempotency_key, "idempotency key", 600, allow_empty=True)
+        _check(idempotency_key, "idempotency key", MAX_KEY, allow_empty=True)
         role, status = MessageRole(role), ReplyStatus(status)
         thread = _int_id(thread_id, "thread id")
 
@@ -483,12 +555,24 @@ class SqliteStore:
         return await self._read(read)
 
     async def append_deltas(self, deltas: Sequence[Delta]) -> None:
-        rows = [(_int_id(d.message_id, "message id"), d.seq, _check(d.text, "delta", MAX_TEXT)) for d in deltas]
+        if len(deltas) > MAX_DELTAS:
+            raise StoreError("invalid", f"at most {MAX_DELTAS:,} deltas per call")
+        rows = [
+            (_int_id(d.message_id, "message id"), _whole(d.seq, "seq", 0, MAX_SEQ), _check(d.text, "delta", MAX_TEXT))
+            for d in deltas
+        ]
+        if not rows:
+            return
         now = time.time()
 
         def append(db: sqlite3.Connection) -> None:
             # OR IGNORE: a retried batch that did land once is not appended twice (same seq).
-            db.executemany("INSERT OR IGNORE INTO deltas (message_id, seq, text) VALUES (?, ?, ?)", rows)
+            # Only live replies take deltas: one flushed after completion would be an orphan row forever.
+            db.executemany(
+                "INSERT OR IGNORE INTO deltas (message_id, seq, text) SELECT ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM messages WHERE id = ? AND status = 'streaming')",
+                [(*r, r[0]) for r in rows],
+            )
             db.executemany(
                 "UPDATE messages SET updated_at = ? WHERE id = ? AND status = 'streaming'",
                 [(now, r[0]) for r in rows],
@@ -509,7 +593,11 @@ class SqliteStore:
         mid = _int_id(message_id, "message id")
         _check(text, "message text", MAX_TEXT, allow_empty=True)
         _check(platform_message_id, "platform message id", allow_empty=True)
+        if len(sources) > MAX_SOURCES:
+            raise StoreError("invalid", f"at most {MAX_SOURCES} sources")
         usage = usage or Usage()
+        _whole(usage.input_tokens, "input tokens", 0, 10_000_000)
+        _whole(usage.output_tokens, "output tokens", 0, 10_000_000)
         encoded = json.dumps([asdict(s) for s in sources])
 
         def complete(db: sqlite3.Connection) -> None:
@@ -535,6 +623,8 @@ class SqliteStore:
         await self._tx(complete)
 
     async def stale_streaming(self, older_than_s: float) -> Sequence[StoredMessage]:
+        if not isinstance(older_than_s, (int, float)) or older_than_s < 0:
+            raise StoreError("invalid", "older_than_s must be a non-negative number of seconds")
         cutoff = time.time() - older_than_s
 
         def read(db: sqlite3.Connection) -> list[StoredMessage]:
@@ -552,6 +642,9 @@ class SqliteStore:
         return DocumentRecord(row[0], row[1], row[2], row[3], row[4], row[5])
 
     async def document(self, ws: WorkspaceRef, source_uri: str) -> DocumentRecord | None:
+        _ws(ws)
+        _check(source_uri, "source uri", MAX_URI)
+
         def read(db: sqlite3.Connection) -> DocumentRecord | None:
             row = db.execute(
                 "SELECT source_uri, title, content_hash, chunk_count, status, updated_at FROM documents "
@@ -563,6 +656,8 @@ class SqliteStore:
         return await self._read(read)
 
     async def documents(self, ws: WorkspaceRef) -> Sequence[DocumentRecord]:
+        _ws(ws)
+
         def read(db: sqlite3.Connection) -> list[DocumentRecord]:
             rows = db.execute(
                 "SELECT source_uri, title, content_hash, chunk_count, status, updated_at FROM documents "
@@ -574,13 +669,13 @@ class SqliteStore:
         return await self._read(read)
 
     async def put_document(self, ws: WorkspaceRef, actor: Actor, record: DocumentRecord) -> None:
-        _check(record.source_uri, "source uri", 2_000)
+        _ws(ws)
+        _check(record.source_uri, "source uri", MAX_URI)
         _check(record.title, "title", 500, allow_empty=True)
         _check(record.content_hash, "content hash", 128, allow_empty=True)
         if record.status not in {"ingesting", "ready", "failed"}:
             raise StoreError("invalid", "document status must be ingesting, ready or failed")
-        if not 0 <= record.chunk_count <= 100_000:
-            raise StoreError("invalid", "chunk count out of range")
+        _whole(record.chunk_count, "chunk count", 0, 100_000)
 
         def put(db: sqlite3.Connection) -> None:
             self._require(db, ws.key, actor, Permission.MANAGE_KNOWLEDGE)
@@ -605,6 +700,9 @@ class SqliteStore:
         await self._tx(put)
 
     async def delete_document(self, ws: WorkspaceRef, actor: Actor, source_uri: str) -> None:
+        _ws(ws)
+        _check(source_uri, "source uri", MAX_URI)
+
         def delete(db: sqlite3.Connection) -> None:
             self._require(db, ws.key, actor, Permission.MANAGE_KNOWLEDGE)
             db.execute("DELETE FROM documents WHERE ws = ? AND source_uri = ?", (ws.key, source_uri))
@@ -614,11 +712,14 @@ class SqliteStore:
 
     # -- AuditLog -------------------------------------------------------------------------------
     async def audit(self, ws: WorkspaceRef, actor_id: str, action: str, detail: str = "") -> None:
+        _ws(ws)
         _check(actor_id, "actor id")
         _check(action, "action", 100)
+        _check(detail, "detail", MAX_DETAIL, allow_empty=True)
         await self._tx(lambda db: self._audit(db, ws.key, actor_id, action, detail))
 
     async def audit_entries(self, ws: WorkspaceRef, actor: Actor, *, limit: int = 50) -> Sequence[AuditEntry]:
+        _ws(ws)
         if not 1 <= limit <= 500:
             raise StoreError("invalid", "limit must be between 1 and 500")
 
