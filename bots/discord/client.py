@@ -1,0 +1,194 @@
+"""The Discord bot: turns messages into IncomingMessages for the core, and serves /chatbot admin commands."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import OrderedDict
+
+import discord
+import structlog
+from discord import app_commands
+
+from bots.discord.surface import DiscordSurface
+from core.app import ChatCore
+from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
+from core.roles import Role
+from core.stores.base import ChannelMode
+from core.streaming import EditScheduler
+
+log = structlog.get_logger(__name__)
+
+ROLE_CHOICES = [app_commands.Choice(name=r.label, value=r.label) for r in sorted(Role, reverse=True)]
+
+
+def workspace_of(guild: discord.Guild | None, user: discord.abc.User) -> WorkspaceRef:
+    return WorkspaceRef(Platform.DISCORD, str(guild.id) if guild else f"dm-{user.id}")
+
+
+def actor_of(user: discord.abc.User, guild: discord.Guild | None) -> Actor:
+    """The platform facts the role model maps: guild owner, Administrator / Manage Guild, role ids."""
+    if isinstance(user, discord.Member) and guild is not None:
+        permissions = user.guild_permissions
+        facts = PlatformFacts(
+            is_owner=guild.owner_id == user.id,
+            is_admin=permissions.administrator or permissions.manage_guild,
+            role_ids=tuple(str(r.id) for r in user.roles if not r.is_default()),
+        )
+    else:
+        facts = PlatformFacts()
+    return Actor(str(user.id), facts, display_name=user.display_name)
+
+
+class ChatbotClient(discord.Client):
+    def __init__(self, core: ChatCore, *, message_content: bool = False) -> None:
+        intents = discord.Intents.default()
+        # Mentions and DMs carry their content without the privileged intent; with it, follow-ups do too.
+        intents.message_content = message_content
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
+        self.core = core
+        self.scheduler = EditScheduler()
+        self.tree = app_commands.CommandTree(self)
+        self.tree.add_command(admin_commands(self))
+        self._tasks: set[asyncio.Task[None]] = set()
+        # bot message id -> the conversation it belongs to, so a reply chain keeps its history
+        self._conversations: OrderedDict[int, str] = OrderedDict()
+
+    async def setup_hook(self) -> None:
+        try:
+            await self.tree.sync()
+        except discord.HTTPException as exc:  # commands still work locally once registered
+            log.warning("discord.sync_failed", error=str(exc))
+
+    async def on_ready(self) -> None:
+        log.info("discord.ready", user=str(self.user), guilds=len(self.guilds))
+
+    async def on_message(self, message: discord.Message) -> None:
+        if message.author.bot or self.user is None:
+            return
+        task = asyncio.create_task(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, limit_s: float = 30) -> None:
+        """Wait for replies in flight (at shutdown, and in tests)."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=limit_s)
+
+    def _remember(self, bot_message: discord.Message, conversation: str) -> None:
+        self._conversations[bot_message.id] = conversation
+        while len(self._conversations) > 50_000:
+            self._conversations.popitem(last=False)
+
+    async def _conversation(self, message: discord.Message) -> tuple[str, bool]:
+        """(thread id, addressed to the bot?) for a message."""
+        assert self.user is not None
+        channel = message.channel
+        if isinstance(channel, discord.Thread):
+            return str(channel.id), channel.owner_id == self.user.id or self.user in message.mentions
+        reference = message.reference
+        if reference is not None and reference.message_id is not None:
+            known = self._conversations.get(reference.message_id)
+            resolved = reference.resolved
+            if known is not None:
+                return known, True
+            if isinstance(resolved, discord.Message) and resolved.author.id == self.user.id:
+                # A bot answer replies to its question: that question starts the conversation.
+                root = resolved.reference.message_id if resolved.reference else None
+                return str(root or resolved.id), True
+        return str(message.id), self.user in message.mentions or message.guild is None
+
+    async def _handle(self, message: discord.Message) -> None:
+        assert self.user is not None
+        thread_id, addressed = await self._conversation(message)
+        text = re.sub(rf"<@!?{self.user.id}>", "", message.content).strip()
+        incoming = IncomingMessage(
+            workspace=workspace_of(message.guild, message.author),
+            channel_id=str(message.channel.id),
+            thread_id=thread_id,
+            message_id=str(message.id),
+            author=actor_of(message.author, message.guild),
+            text=text,
+            is_dm=message.guild is None,
+            mentioned=addressed,
+        )
+        surface = DiscordSurface(
+            message.channel,
+            channel_id=message.channel.id,
+            reply_to=message,
+            on_posted=lambda posted: self._remember(posted, thread_id),
+        )
+        try:
+            outcome = await self.core.answer(incoming, surface, self.scheduler)
+            log.info("discord.answered", key=incoming.event_key, status=outcome.status, reason=outcome.reason)
+        except Exception:
+            log.exception("discord.answer_failed", key=incoming.event_key)
+
+
+def admin_commands(client: ChatbotClient) -> app_commands.Group:
+    """`/chatbot ...`. default_member_permissions is only a hint to Discord's UI: every command checks the
+    caller's role in the core, and the store checks again inside its own write."""
+    chatbot = app_commands.Group(
+        name="chatbot",
+        description="Administer the chatbot",
+        default_permissions=discord.Permissions(manage_guild=True),
+        guild_only=True,
+    )
+    role = app_commands.Group(name="role", description="Bot roles", parent=chatbot)
+    channel = app_commands.Group(name="channel", description="Where the bot answers", parent=chatbot)
+
+    async def reply(interaction: discord.Interaction, run: asyncio.Future[str] | object) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            text = await run  # type: ignore[misc]
+        except Exception as exc:
+            text = f"That didn't work: {exc}"
+        await interaction.followup.send(text[:2000], ephemeral=True)
+
+    def context(interaction: discord.Interaction) -> tuple[WorkspaceRef, Actor]:
+        return workspace_of(interaction.guild, interaction.user), actor_of(interaction.user, interaction.guild)
+
+    @role.command(name="set", description="Give a member a bot role")
+    @app_commands.choices(role=ROLE_CHOICES)
+    async def role_set(interaction: discord.Interaction, member: discord.Member, role: str) -> None:
+        ws, actor = context(interaction)
+        await reply(interaction, client.core.admin.run(ws, actor, f"role set {member.id} {role}"))
+
+    @role.command(name="list", description="List bot roles")
+    async def role_list(interaction: discord.Interaction) -> None:
+        ws, actor = context(interaction)
+        await reply(interaction, client.core.admin.run(ws, actor, "role list"))
+
+    @chatbot.command(name="rolemap", description="Map a Discord role to a bot role (none removes it)")
+    @app_commands.choices(role=[*ROLE_CHOICES, app_commands.Choice(name="none", value="none")])
+    async def rolemap(interaction: discord.Interaction, discord_role: discord.Role, role: str) -> None:
+        ws, actor = context(interaction)
+        await reply(interaction, client.core.admin.run(ws, actor, f"rolemap {discord_role.id} {role}"))
+
+    @channel.command(name="allow", description="Answer in this channel")
+    async def channel_allow(interaction: discord.Interaction, target: discord.TextChannel) -> None:
+        ws, actor = context(interaction)
+        await reply(interaction, client.core.admin.set_channel(ws, actor, str(target.id), ChannelMode.ALLOW))
+
+    @channel.command(name="deny", description="Never answer in this channel")
+    async def channel_deny(interaction: discord.Interaction, target: discord.TextChannel) -> None:
+        ws, actor = context(interaction)
+        await reply(interaction, client.core.admin.set_channel(ws, actor, str(target.id), ChannelMode.DENY))
+
+    @chatbot.command(name="settings", description="Show settings, or set one")
+    async def settings(interaction: discord.Interaction, key: str | None = None, value: str | None = None) -> None:
+        ws, actor = context(interaction)
+        command = f"settings set {key} {value}" if key and value is not None else "settings"
+        await reply(interaction, client.core.admin.run(ws, actor, command))
+
+    @chatbot.command(name="ingest", description="Add a web page or file URL to the knowledge")
+    async def ingest(interaction: discord.Interaction, url: str) -> None:
+        ws, actor = context(interaction)
+        await reply(interaction, client.core.admin.ingest_url(ws, actor, url))
+
+    @chatbot.command(name="audit", description="The latest audit entries")
+    async def audit(interaction: discord.Interaction, count: int = 20) -> None:
+        ws, actor = context(interaction)
+        await reply(interaction, client.core.admin.audit(ws, actor, count))
+
+    return chatbot

@@ -1,0 +1,460 @@
+"""A loopback Discord: REST (the routes the bot uses) and the gateway WebSocket, speaking the real wire
+format so the real discord.py client runs end to end. Per-route rate limits answer 429 with
+retry_after and the X-RateLimit-* headers discord.py reads; the gateway can drop the connection and
+replays missed events after RESUME.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tests.fakes.loopback import serve
+
+BOT_ID = "100000000000000001"
+APP_ID = "100000000000000002"
+GUILD_ID = "200000000000000001"
+CHANNEL_ID = "300000000000000001"
+OWNER_ID = "400000000000000001"
+MOD_ROLE_ID = "500000000000000001"  # Manage Guild
+DOCS_ROLE_ID = "500000000000000002"  # no permissions; admins may map it to a bot role
+MANAGE_GUILD = 1 << 5
+
+_ids = itertools.count(600000000000000001)
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    # discord.py parses a body only when the content type is exactly application/json (no charset).
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json", **(headers or {})}
+    )
+
+
+def snowflake() -> str:
+    return str(next(_ids))
+
+
+def user(user_id: str, name: str, *, bot: bool = False) -> dict[str, Any]:
+    return {"id": user_id, "username": name, "discriminator": "0", "global_name": name, "avatar": None, "bot": bot}
+
+
+BOT_USER = user(BOT_ID, "chatbot", bot=True)
+
+
+@dataclass
+class Call:
+    method: str
+    path: str
+    body: dict[str, Any]
+    at: float
+    status: int
+
+
+@dataclass
+class FakeDiscord:
+    """`async with FakeDiscord() as fake:` then point discord.py at fake.api_url and fake.gateway_url."""
+
+    calls: list[Call] = field(default_factory=list)
+    messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> latest message payload
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id -> member payload
+    channel_limit: tuple[int, float] = (5, 5.0)  # requests per window, per channel and route
+    storm: int = 0  # answer this many next message create/edit requests with 429
+    storm_retry_after: float = 0.3
+    token: str = "test-token"
+    url: str = ""
+    identifies: int = 0
+    commands: list[dict[str, Any]] = field(default_factory=list)
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    resumes: int = 0
+    _runner: web.AppRunner | None = None
+    _ws: web.WebSocketResponse | None = None
+    _seq: int = 0
+    _history: list[dict[str, Any]] = field(default_factory=list)
+    _windows: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
+    _connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.add_member(OWNER_ID, "owner")
+
+    # -- setup -------------------------------------------------------------------------------
+    def add_member(self, user_id: str, name: str, roles: tuple[str, ...] = ()) -> dict[str, Any]:
+        member = {
+            "user": user(user_id, name),
+            "roles": list(roles),
+            "joined_at": "2026-01-01T00:00:00+00:00",
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+        }
+        self.members[user_id] = member
+        return member
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return self.url.replace("http://", "ws://") + "/gateway"
+
+    def guild(self) -> dict[str, Any]:
+        role = {
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "icon": None,
+            "unicode_emoji": None,
+            "flags": 0,
+        }
+        return {
+            "id": GUILD_ID,
+            "name": "Team",
+            "owner_id": OWNER_ID,
+            "icon": None,
+            "splash": None,
+            "discovery_splash": None,
+            "afk_channel_id": None,
+            "afk_timeout": 300,
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "system_channel_id": None,
+            "system_channel_flags": 0,
+            "rules_channel_id": None,
+            "vanity_url_code": None,
+            "description": None,
+            "banner": None,
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "public_updates_channel_id": None,
+            "nsfw_level": 0,
+            "premium_progress_bar_enabled": False,
+            "features": [],
+            "emojis": [],
+            "stickers": [],
+            "unavailable": False,
+            "large": False,
+            "member_count": len(self.members) + 1,
+            "voice_states": [],
+            "presences": [],
+            "threads": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "joined_at": "2026-01-01T00:00:00+00:00",
+            "roles": [
+                {**role, "id": GUILD_ID, "name": "@everyone", "permissions": str(1 << 11 | 1 << 10), "position": 0},
+                {**role, "id": MOD_ROLE_ID, "name": "mods", "permissions": str(MANAGE_GUILD), "position": 1},
+                {**role, "id": DOCS_ROLE_ID, "name": "docs", "permissions": "0", "position": 2},
+            ],
+            "channels": [
+                {
+                    "id": CHANNEL_ID,
+                    "type": 0,
+                    "name": "general",
+                    "position": 0,
+                    "permission_overwrites": [],
+                    "nsfw": False,
+                    "parent_id": None,
+                    "topic": None,
+                    "last_message_id": None,
+                    "rate_limit_per_user": 0,
+                },
+            ],
+            "members": [
+                *self.members.values(),
+                {
+                    "user": BOT_USER,
+                    "roles": [],
+                    "joined_at": "2026-01-01T00:00:00+00:00",
+                    "deaf": False,
+                    "mute": False,
+                    "flags": 0,
+                },
+            ],
+        }
+
+    # -- events the test sends -----------------------------------------------------------------
+    def message_payload(
+        self,
+        author_id: str,
+        content: str,
+        *,
+        channel_id: str = CHANNEL_ID,
+        dm: bool = False,
+        mention_bot: bool = True,
+        reply_to: str | None = None,
+    ) -> dict[str, Any]:
+        author = self.members[author_id]["user"] if author_id in self.members else user(author_id, f"u{author_id[-4:]}")
+        payload: dict[str, Any] = {
+            "id": snowflake(),
+            "channel_id": channel_id,
+            "author": author,
+            "content": (f"<@{BOT_ID}> " + content) if mention_bot and not dm else content,
+            "timestamp": "2026-11-25T10:00:00+00:00",
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [BOT_USER] if mention_bot and not dm else [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0 if reply_to is None else 19,
+            "flags": 0,
+        }
+        if not dm:
+            payload["guild_id"] = GUILD_ID
+            member = dict(self.members.get(author_id) or self.add_member(author_id, author["username"]))
+            member.pop("user", None)
+            payload["member"] = member
+        if reply_to is not None:
+            payload["message_reference"] = {"message_id": reply_to, "channel_id": channel_id, "guild_id": GUILD_ID}
+            payload["referenced_message"] = self.messages.get(reply_to)
+        return payload
+
+    async def send_message(self, author_id: str, content: str, **options: Any) -> dict[str, Any]:
+        payload = self.message_payload(author_id, content, **options)
+        await self.dispatch("MESSAGE_CREATE", payload)
+        return payload
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        self._seq += 1
+        frame = {"op": 0, "t": event, "s": self._seq, "d": data}
+        self._history.append(frame)
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.send_str(json.dumps(frame))
+
+    async def drop_connection(self) -> None:
+        """Close the gateway socket as Discord does on a server-side failure; the client should RESUME."""
+        self._connected.clear()
+        if self._ws is not None:
+            await self._ws.close(code=4000, message=b"unknown error")
+
+    async def connected(self, limit_s: float = 10) -> None:
+        await asyncio.wait_for(self._connected.wait(), limit_s)
+
+    # -- what the test reads -------------------------------------------------------------------
+    def bot_messages(self, channel_id: str = CHANNEL_ID) -> list[dict[str, Any]]:
+        return [m for m in self.messages.values() if m["channel_id"] == channel_id and m["author"]["id"] == BOT_ID]
+
+    def calls_to(self, method: str, fragment: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and fragment in c.path and c.status < 400]
+
+    # -- server --------------------------------------------------------------------------------
+    async def __aenter__(self) -> FakeDiscord:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner, self.url = await serve(app)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._ws = ws
+        await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
+        async for message in ws:
+            if message.type is not WSMsgType.TEXT:
+                continue
+            frame = json.loads(message.data)
+            op = frame.get("op")
+            if op == 1:
+                await ws.send_str(json.dumps({"op": 11}))
+            elif op == 2:
+                if frame["d"].get("token") != self.token:
+                    await ws.close(code=4004, message=b"Authentication failed.")
+                    break
+                self.identifies += 1
+                await self.dispatch(
+                    "READY",
+                    {
+                        "v": 10,
+                        "user": BOT_USER,
+                        "guilds": [{"id": GUILD_ID, "unavailable": True}],
+                        "session_id": "session-1",
+                        "resume_gateway_url": self.gateway_url,
+                        "application": {"id": APP_ID, "flags": 0},
+                        "private_channels": [],
+                        "relationships": [],
+                    },
+                )
+                await self.dispatch("GUILD_CREATE", self.guild())
+                self._connected.set()
+            elif op == 6:
+                self.resumes += 1
+                missed = [f for f in self._history if f["s"] > (frame["d"].get("seq") or 0)]
+                for past in missed:
+                    await ws.send_str(json.dumps(past))
+                self._seq += 1
+                await ws.send_str(json.dumps({"op": 0, "t": "RESUMED", "s": self._seq, "d": {}}))
+                self._connected.set()
+        return ws
+
+    def _limited(self, key: str) -> float | None:
+        """Seconds until the route frees up, or None when this request is within its limit."""
+        limit, window = self.channel_limit
+        now = time.monotonic()
+        hits = self._windows[key]
+        while hits and now - hits[0] >= window:
+            hits.popleft()
+        if len(hits) >= limit:
+            return window - (now - hits[0])
+        hits.append(now)
+        return None
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["tail"]
+        body: dict[str, Any] = {}
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                body = await request.json()
+            elif request.content_type.startswith("multipart/"):
+                form = await request.post()
+                body = json.loads(str(form.get("payload_json") or "{}"))
+        # Interaction callbacks and webhooks authenticate by their token in the path, not the bot token.
+        needs_auth = not path.startswith(("/interactions/", "/webhooks/"))
+        if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
+            response = _json({"message": "401: Unauthorized", "code": 0}, status=401)
+        else:
+            response = await self._route(request.method, path, body)
+        self.calls.append(Call(request.method, path, body, time.monotonic(), response.status))
+        return response
+
+    async def _route(self, method: str, path: str, body: dict[str, Any]) -> web.Response:
+        parts = path.strip("/").split("/")
+        if path == "/users/@me":
+            return _json(BOT_USER)
+        if path in ("/applications/@me", "/oauth2/applications/@me"):
+            return _json(
+                {
+                    "id": APP_ID,
+                    "name": "chatbot",
+                    "description": "",
+                    "icon": None,
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "verify_key": "k",
+                    "owner": user(OWNER_ID, "owner"),
+                    "flags": 0,
+                    "team": None,
+                }
+            )
+        if parts[0] == "applications" and "commands" in parts:
+            commands = body if isinstance(body, list) else []
+            self.commands = [
+                {
+                    "id": snowflake(),
+                    "application_id": APP_ID,
+                    "version": "1",
+                    "default_member_permissions": None,
+                    "dm_permission": True,
+                    "nsfw": False,
+                    "type": 1,
+                    "description": "",
+                    "options": [],
+                    **command,
+                }
+                for command in commands
+            ]
+            return _json(self.commands)
+        if path == "/users/@me/channels":
+            recipient = body["recipient_id"]
+            return _json(
+                {"id": f"9{recipient[1:]}", "type": 1, "recipients": [user(recipient, "dm")], "last_message_id": None}
+            )
+        if parts[0] == "channels" and parts[-1] == "typing":
+            return web.Response(status=204)
+        if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "messages":
+            channel_id = parts[1]
+            retry = await self._rate_limit(f"messages:{channel_id}")
+            if retry is not None:
+                return retry
+            if method == "POST" and len(parts) == 3:
+                return _json(self._store(channel_id, snowflake(), body, created=True))
+            if method == "PATCH" and len(parts) == 4:
+                if parts[3] not in self.messages:
+                    return _json({"message": "Unknown Message", "code": 10008}, status=404)
+                return _json(self._store(channel_id, parts[3], body, created=False))
+        if parts[0] == "interactions" and parts[-1] == "callback":
+            self.callbacks.append(body)
+            flags = (body.get("data") or {}).get("flags", 0) or 0
+            return _json(
+                {
+                    "interaction": {
+                        "id": parts[1],
+                        "type": 2,
+                        "response_message_loading": body.get("type") == 5,
+                        "response_message_ephemeral": bool(flags & 64),
+                    },
+                    "resource": {"type": body.get("type", 4)},
+                }
+            )
+        if parts[0] == "webhooks":
+            message_id = parts[-1] if "messages" in parts else snowflake()
+            return _json(self._store(f"webhook:{parts[2]}", message_id, body, created=True))
+        return _json({"message": f"404: no fake route {method} {path}", "code": 0}, status=404)
+
+    async def _rate_limit(self, key: str) -> web.Response | None:
+        retry_after = None
+        if self.storm > 0:
+            self.storm -= 1
+            retry_after = self.storm_retry_after
+        else:
+            retry_after = self._limited(key)
+        if retry_after is None:
+            return None
+        headers = {
+            "X-RateLimit-Limit": str(self.channel_limit[0]),
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+            "X-RateLimit-Bucket": key,
+            "X-RateLimit-Scope": "user",
+            "Retry-After": str(max(1, round(retry_after))),
+        }
+        return _json(
+            {"message": "You are being rate limited.", "retry_after": retry_after, "global": False},
+            status=429,
+            headers=headers,
+        )
+
+    def _store(self, channel_id: str, message_id: str, body: dict[str, Any], *, created: bool) -> dict[str, Any]:
+        previous = self.messages.get(message_id, {})
+        message = {
+            "id": message_id,
+            "channel_id": channel_id,
+            "author": BOT_USER,
+            "type": 0,
+            "tts": False,
+            "content": body.get("content", previous.get("content", "")) or "",
+            "embeds": body.get("embeds", previous.get("embeds", [])) or [],
+            "timestamp": previous.get("timestamp", "2026-11-25T10:00:01+00:00"),
+            "edited_timestamp": None if created else "2026-11-25T10:00:02+00:00",
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "pinned": False,
+            "flags": body.get("flags", 0) or 0,
+        }
+        reference = previous.get("message_reference") or body.get("message_reference")
+        if reference:  # Discord omits the key when there is none; discord.py relies on that
+            message["message_reference"] = {k: str(v) for k, v in reference.items() if v is not None}
+        if channel_id == CHANNEL_ID:
+            message["guild_id"] = GUILD_ID
+        self.messages[message_id] = message
+        return message
