@@ -560,8 +560,12 @@ class ReplyStreamer:
         error_backoff_s: float = 0.5,
         max_backoff_s: float = 8.0,
         min_interval_s: float = 1.0,
+        final_deadline_s: float = 300.0,
     ) -> None:
         self.surface = surface
+        # Errors end the final edit after `retries` tries; 429s do not count, as the platform says
+        # when to come back: the final text keeps waiting for its turn up to `final_deadline_s`.
+        self.final_deadline_s = final_deadline_s
         self.min_interval_s = min_interval_s
         self.scheduler = scheduler
         self.clock = scheduler.clock
@@ -743,19 +747,22 @@ class ReplyStreamer:
                 continue
             op: Operation = "post" if index >= len(self.message_ids) else "edit"
             delay = self.error_backoff_s
-            for attempt in range(self.retries):
+            errors = 0
+            started = self.clock.now()
+            while True:
                 await self.scheduler.acquire(self.surface.scopes(op), final=True, since=since)
                 try:
                     if await self._request(op, index, part, final=True, sources=sources if last else ()):
                         break
                 except Exception:
-                    if attempt == self.retries - 1:
+                    errors += 1
+                    if errors >= self.retries:
                         raise
                     await self.clock.sleep(delay)
                     delay = min(delay * 2, self.max_backoff_s)
                     continue
                 # Rate limited: the bucket now waits out Retry-After before granting again.
-                if attempt == self.retries - 1:
+                if self.clock.now() - started > self.final_deadline_s:
                     raise RateLimited(0.0, "final edit still rate limited")
         # Messages beyond the final split (possible only if the text shrank) are left as they are.
 

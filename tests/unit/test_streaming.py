@@ -304,6 +304,33 @@ async def test_final_edit_gives_up_after_the_retry_budget() -> None:
         task.result()
 
 
+async def test_a_long_429_storm_does_not_use_up_the_final_edits_retries() -> None:
+    clock = VirtualClock()
+    surface = FakeSurface(clock, [channel(rate=5)])
+    streamer = ReplyStreamer(surface, EditScheduler(clock), retries=3)
+    await streamer.start()
+    await clock.advance(0.5)
+    streamer.feed("the whole answer")
+    surface.failures.extend([RateLimited(0.5, "chan")] * 12)  # four times the error budget
+    final = await finish_on_clock(clock, streamer, ReplyStatus.COMPLETE)
+    assert final == "the whole answer"
+    assert surface.visible() == "the whole answer"
+
+
+async def test_a_final_edit_rate_limited_past_its_deadline_gives_up() -> None:
+    clock = VirtualClock()
+    surface = FakeSurface(clock, [channel(rate=5)])
+    streamer = ReplyStreamer(surface, EditScheduler(clock), final_deadline_s=10)
+    await streamer.start()
+    await clock.advance(0.5)
+    streamer.feed("text")
+    surface.failures.extend([RateLimited(2.0, "chan")] * 100)
+    task = asyncio.create_task(streamer.finish(ReplyStatus.COMPLETE))
+    await clock.run_until(task.done)
+    with pytest.raises(RateLimited):
+        task.result()
+
+
 async def test_no_edit_lands_after_the_final_one() -> None:
     clock = VirtualClock()
     surface = FakeSurface(clock, [channel(rate=10, burst=2)], latency=0.8)
