@@ -149,6 +149,8 @@ export const appendDeltas = serviceMutation({
       const id = messageId(ctx, delta.message);
       boundedInt(delta.seq, 0, 1_000_000, "seq");
       bounded(delta.text, LIMITS.text, "delta");
+      // Only live replies take deltas: one flushed after completion would be an orphan row.
+      if ((await ctx.db.get(id))?.status !== "streaming") continue;
       // Same (message, seq) again is a retried write that did land: skip it.
       const seen = await ctx.db
         .query("streamDeltas")

@@ -64,10 +64,18 @@ export const settings = serviceQuery({
 export const updateSettings = serviceMutation({
   args: { workspace: v.string(), actor: actorValidator, changes: settingsPatch },
   handler: async (ctx, { workspace, actor, changes }) => {
-    await requirePermission(ctx, workspace, actor, "manage_settings");
+    const actorRole = await requirePermission(ctx, workspace, actor, "manage_settings");
+    if (changes.defaultRole !== undefined) {
+      checkRole(changes.defaultRole, "defaultRole");
+      // A default of owner would make every passer-by an owner (and void the last-owner rule).
+      if (changes.defaultRole === ROLES.owner) fail("invalid", "the default role cannot be owner");
+      // The default role is a grant to everyone, the actor included: the same bound as setRole.
+      if (changes.defaultRole >= actorRole && actorRole !== ROLES.owner) {
+        fail("escalation", `an ${ROLE_NAMES[actorRole]} can only set a default role below ${ROLE_NAMES[actorRole]}`);
+      }
+    }
     if (changes.systemPrompt !== undefined) bounded(changes.systemPrompt, LIMITS.prompt, "systemPrompt", { allowEmpty: true });
     if (changes.model !== undefined) bounded(changes.model, LIMITS.id, "model", { allowEmpty: true });
-    if (changes.defaultRole !== undefined) checkRole(changes.defaultRole, "defaultRole");
     if (changes.quotas !== undefined) {
       for (const [role, limit] of Object.entries(changes.quotas)) {
         if (!ROLE_NAMES.includes(role) || role === "") fail("invalid", `quotas name an unknown role: ${role}`);

@@ -95,6 +95,18 @@ describe("role changes", () => {
   });
 });
 
+describe("default role", () => {
+  test("an admin cannot make the default role its own or higher, and nobody can make it owner", async () => {
+    const t = backend();
+    const set = (actor: typeof admin, defaultRole: number) =>
+      t.mutation(api.workspaces.updateSettings, { secret: SECRET, workspace: WS, actor, changes: { defaultRole } });
+    expect(await code(set(admin, ROLE.admin))).toBe("escalation");
+    expect(await code(set(admin, ROLE.curator))).toBe("ok");
+    expect(await code(set(owner, ROLE.owner))).toBe("invalid");
+    expect(await code(set(owner, ROLE.admin))).toBe("ok");
+  });
+});
+
 describe("bounds", () => {
   test("oversized text is rejected with a clear error, not truncated", async () => {
     const t = backend();
