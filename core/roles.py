@@ -26,6 +26,11 @@ class Role(IntEnum):
     def label(self) -> str:
         return self.name.lower()
 
+    @property
+    def with_article(self) -> str:
+        """The label with its article (an admin, a curator), for messages shown to users."""
+        return f"{'an' if self.label[0] in 'aeiou' else 'a'} {self.label}"
+
     @classmethod
     def parse(cls, value: str) -> Role:
         try:
@@ -131,10 +136,10 @@ def check_role_change(
         raise RoleChangeDenied("self_change", "nobody can change their own role")
     is_owner = actor_role is Role.OWNER
     if new_role is not None and new_role >= actor_role and not is_owner:
-        raise RoleChangeDenied("escalation", f"an {actor_role.label} can only grant roles below {actor_role.label}")
+        raise RoleChangeDenied("escalation", f"{actor_role.with_article} can only grant roles below {actor_role.label}")
     if target_current is not None and target_current >= actor_role and not is_owner:
         raise RoleChangeDenied(
-            "peer_or_higher", f"an {actor_role.label} cannot change the role of a {target_current.label}"
+            "peer_or_higher", f"{actor_role.with_article} cannot change the role of {target_current.with_article}"
         )
     if target_current is Role.OWNER and new_role is not Role.OWNER and owner_count <= 1:
         raise RoleChangeDenied("last_owner", "the last owner cannot be removed")

@@ -250,7 +250,7 @@ class SqliteStore:
             # The default role is a grant to everyone, the actor included: same bound as set_role.
             if "default_role" in changes and new.default_role >= actor_role and actor_role is not Role.OWNER:
                 raise PermissionDenied(
-                    "escalation", f"an {actor_role.label} can only set a default role below {actor_role.label}"
+                    "escalation", f"{actor_role.with_article} can only set a default role below {actor_role.label}"
                 )
             db.execute(
                 "INSERT INTO workspaces (key, settings) VALUES (?, ?) "
@@ -327,7 +327,9 @@ class SqliteStore:
             target = self._membership(db, ws.key, user_id)
             current = target.role if target and target.role is not None else self._settings(db, ws.key).default_role
             if current >= actor_role and actor_role is not Role.OWNER:
-                raise PermissionDenied("peer_or_higher", f"an {actor_role.label} cannot block a {current.label}")
+                raise PermissionDenied(
+                    "peer_or_higher", f"{actor_role.with_article} cannot block {current.with_article}"
+                )
             if blocked and current is Role.OWNER:
                 owners = db.execute(
                     "SELECT COUNT(*) FROM members WHERE ws = ? AND role = ? AND blocked = 0",
@@ -353,12 +355,12 @@ class SqliteStore:
             actor_role = self._require(db, ws.key, actor, Permission.MANAGE_ROLES)
             if role is not None and role >= actor_role and actor_role is not Role.OWNER:
                 raise PermissionDenied(
-                    "escalation", f"an {actor_role.label} can only map roles below {actor_role.label}"
+                    "escalation", f"{actor_role.with_article} can only map roles below {actor_role.label}"
                 )
             existing = self._mappings(db, ws.key).get(platform_role)
             if existing is not None and existing >= actor_role and actor_role is not Role.OWNER:
                 raise PermissionDenied(
-                    "peer_or_higher", f"an {actor_role.label} cannot change a {existing.label} mapping"
+                    "peer_or_higher", f"{actor_role.with_article} cannot change the mapping to {existing.label}"
                 )
             if role is None:
                 db.execute("DELETE FROM role_mappings WHERE ws = ? AND platform_role = ?", (ws.key, platform_role))

@@ -1,4 +1,8 @@
-"""The role model as pure functions: every permission against every role, and every refusal."""
+"""The role model as pure functions: every permission against every role, and every refusal.
+
+The exhaustive tests compare core.roles with DESIGN.md section 3 restated as a plain decision table,
+over every combination of inputs; the named tests below them pin each rule with a readable example.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from core.roles import (
     platform_role,
 )
 
+ROLES_OR_NONE: list[Role | None] = [None, *Role]
+
 EXPECTED = {  # permission -> the roles that have it
     Permission.ASK_IN_CHANNELS: {Role.MEMBER, Role.CURATOR, Role.ADMIN, Role.OWNER},
     Permission.ASK_IN_DMS: {Role.MEMBER, Role.CURATOR, Role.ADMIN, Role.OWNER},
@@ -28,10 +34,45 @@ EXPECTED = {  # permission -> the roles that have it
     Permission.VIEW_AUDIT: {Role.ADMIN, Role.OWNER},
 }
 
+MAPPINGS = {"r-cur": Role.CURATOR, "r-own": Role.OWNER, "r-guest": Role.GUEST}
+
+
+# -- roles -----------------------------------------------------------------------------------------
+
+
+def test_roles_are_ranked_owner_first() -> None:
+    assert sorted(Role, reverse=True) == [Role.OWNER, Role.ADMIN, Role.CURATOR, Role.MEMBER, Role.GUEST]
+    assert [r.with_article for r in Role] == ["a guest", "a member", "a curator", "an admin", "an owner"]
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_role_parse(role: Role) -> None:
+    assert Role.parse(role.label) is role
+    assert Role.parse(f" {role.label.title()} ") is role
+
+
+@pytest.mark.parametrize("text", ["emperor", "", "admins", "5"])
+def test_role_parse_rejects_unknown_names(text: str) -> None:
+    with pytest.raises(ValueError, match=r"unknown role.*owner, admin, curator, member, guest"):
+        Role.parse(text)
+
+
+# -- permissions -----------------------------------------------------------------------------------
+
+
+def test_table_covers_every_permission() -> None:
+    assert set(LOWEST_ROLE) == set(Permission) == set(EXPECTED)
+
 
 @pytest.mark.parametrize(("permission", "role"), list(itertools.product(Permission, Role)))
 def test_every_permission_against_every_role(permission: Permission, role: Role) -> None:
     assert allows(role, permission) is (role in EXPECTED[permission])
+
+
+@pytest.mark.parametrize(("permission", "role"), list(itertools.product(Permission, Role)))
+def test_guests_may_ask_changes_only_guests_asking_in_channels(permission: Permission, role: Role) -> None:
+    widened = permission is Permission.ASK_IN_CHANNELS and role is Role.GUEST
+    assert allows(role, permission, guests_may_ask=True) is (role in EXPECTED[permission] or widened)
 
 
 @pytest.mark.parametrize("permission", list(Permission))
@@ -47,17 +88,41 @@ def test_guests_ask_in_channels_only_when_allowed() -> None:
     assert allows(Role.GUEST, Permission.MANAGE_KNOWLEDGE, guests_may_ask=True) is False
 
 
-def test_table_covers_every_permission() -> None:
-    assert set(LOWEST_ROLE) == set(Permission)
+# -- effective role --------------------------------------------------------------------------------
 
 
-def test_role_parse() -> None:
-    assert Role.parse(" Curator ") is Role.CURATOR
-    with pytest.raises(ValueError, match="unknown role"):
-        Role.parse("emperor")
+def test_effective_role_every_combination() -> None:
+    wrong = []
+    for explicit, blocked, has_row, is_owner, is_admin, is_guest, role_ids, default in itertools.product(
+        ROLES_OR_NONE,
+        [False, True],
+        [False, True],
+        [False, True],
+        [False, True],
+        [False, True],
+        [(), ("r-cur",), ("r-guest", "r-unmapped"), ("r-own", "r-cur")],
+        list(Role),
+    ):
+        if not has_row and (explicit is not None or blocked):
+            continue  # without a row there is no explicit role and no block
+        membership = Membership("u", explicit, blocked) if has_row else None
+        facts = PlatformFacts(is_owner=is_owner, is_admin=is_admin, role_ids=role_ids, is_guest=is_guest)
+        # DESIGN.md section 3 restated: blocked is nothing, else the highest of every source,
+        # where a platform guest's default is capped at guest.
+        sources = [Role.GUEST if is_guest else default]
+        sources += [explicit] if explicit is not None else []
+        sources += [Role.OWNER] if is_owner else []
+        sources += [Role.ADMIN] if is_admin else []
+        sources += [MAPPINGS[r] for r in role_ids if r in MAPPINGS]
+        expected = None if blocked else max(sources)
+        result = effective_role(membership, facts, MAPPINGS, default)
+        if result is not expected:
+            wrong.append((membership, facts, default, result, expected))
+    assert wrong == []
 
 
 def test_platform_facts_map_to_roles() -> None:
+    assert platform_role(PlatformFacts(), {}) is None
     assert platform_role(PlatformFacts(is_owner=True), {}) is Role.OWNER
     assert platform_role(PlatformFacts(is_admin=True), {}) is Role.ADMIN
     assert platform_role(PlatformFacts(role_ids=("r1", "r2")), {"r2": Role.CURATOR, "r3": Role.ADMIN}) is Role.CURATOR
@@ -76,8 +141,19 @@ def test_effective_role_is_the_highest_source() -> None:
 
 
 def test_blocked_beats_everything() -> None:
-    owner = PlatformFacts(is_owner=True)
-    assert effective_role(Membership("u", Role.OWNER, blocked=True), owner, {}, Role.MEMBER) is None
+    owner = PlatformFacts(is_owner=True, role_ids=("r-own",))
+    assert effective_role(Membership("u", Role.OWNER, blocked=True), owner, MAPPINGS, Role.MEMBER) is None
+    assert effective_role(Membership("u", None, blocked=True), PlatformFacts(), {}, Role.MEMBER) is None
+
+
+def test_platform_guests_get_at_most_guest_by_default() -> None:
+    guest = PlatformFacts(is_guest=True)
+    assert effective_role(None, guest, {}, Role.MEMBER) is Role.GUEST
+    assert effective_role(None, guest, {}, Role.CURATOR) is Role.GUEST
+    assert effective_role(Membership("u", Role.CURATOR), guest, {}, Role.MEMBER) is Role.CURATOR
+
+
+# -- role changes ----------------------------------------------------------------------------------
 
 
 def change(actor: Role | None, current: Role | None, new: Role | None, *, owners: int = 2, same: bool = False) -> None:
@@ -91,15 +167,47 @@ def change(actor: Role | None, current: Role | None, new: Role | None, *, owners
     )
 
 
-def code(actor: Role | None, current: Role | None, new: Role | None, **kw: object) -> str:
+def code(actor: Role | None, current: Role | None, new: Role | None, *, owners: int = 2, same: bool = False) -> str:
     with pytest.raises(RoleChangeDenied) as info:
-        change(actor, current, new, **kw)  # type: ignore[arg-type]
+        change(actor, current, new, owners=owners, same=same)
     return info.value.code
+
+
+def expected_refusal(actor: Role | None, current: Role | None, new: Role | None, owners: int, same: bool) -> str | None:
+    """DESIGN.md section 3 as a decision table, in the order the refusals are reported."""
+    if actor is None or actor < Role.ADMIN:
+        return "forbidden"
+    if same:
+        return "self_change"
+    if actor is not Role.OWNER and new is not None and new >= actor:
+        return "escalation"
+    if actor is not Role.OWNER and current is not None and current >= actor:
+        return "peer_or_higher"
+    if current is Role.OWNER and new is not Role.OWNER and owners <= 1:
+        return "last_owner"
+    return None
+
+
+def test_check_role_change_every_combination() -> None:
+    wrong = []
+    for actor, current, new, owners, same in itertools.product(
+        ROLES_OR_NONE, ROLES_OR_NONE, ROLES_OR_NONE, [0, 1, 2, 3], [False, True]
+    ):
+        expected = expected_refusal(actor, current, new, owners, same)
+        try:
+            change(actor, current, new, owners=owners, same=same)
+            got = None
+        except RoleChangeDenied as exc:
+            got = exc.code
+        if got != expected:
+            wrong.append((actor, current, new, owners, same, got, expected))
+    assert wrong == []
 
 
 @pytest.mark.parametrize("actor", [None, Role.GUEST, Role.MEMBER, Role.CURATOR])
 def test_below_admin_cannot_change_roles(actor: Role | None) -> None:
     assert code(actor, Role.GUEST, Role.MEMBER) == "forbidden"
+    assert code(actor, None, None) == "forbidden"
 
 
 def test_admin_grants_only_below_itself() -> None:
@@ -112,11 +220,13 @@ def test_admin_grants_only_below_itself() -> None:
 def test_admin_cannot_touch_peers_or_owners() -> None:
     assert code(Role.ADMIN, Role.ADMIN, Role.MEMBER) == "peer_or_higher"
     assert code(Role.ADMIN, Role.OWNER, Role.CURATOR) == "peer_or_higher"
+    assert code(Role.ADMIN, Role.ADMIN, None) == "peer_or_higher"
 
 
 def test_nobody_changes_their_own_role() -> None:
     assert code(Role.OWNER, Role.OWNER, Role.ADMIN, same=True) == "self_change"
     assert code(Role.ADMIN, Role.ADMIN, Role.OWNER, same=True) == "self_change"
+    assert code(Role.ADMIN, Role.ADMIN, Role.GUEST, same=True) == "self_change"
 
 
 def test_owner_may_do_anything_but_remove_the_last_owner() -> None:
@@ -128,7 +238,8 @@ def test_owner_may_do_anything_but_remove_the_last_owner() -> None:
     change(Role.OWNER, Role.OWNER, Role.OWNER, owners=1)  # no change is not a removal
 
 
-def test_platform_guests_get_at_most_guest_by_default() -> None:
-    guest = PlatformFacts(is_guest=True)
-    assert effective_role(None, guest, {}, Role.MEMBER) is Role.GUEST
-    assert effective_role(Membership("u", Role.CURATOR), guest, {}, Role.MEMBER) is Role.CURATOR
+def test_refusal_messages_read_well() -> None:
+    with pytest.raises(RoleChangeDenied, match=r"^an admin cannot change the role of an owner$"):
+        change(Role.ADMIN, Role.OWNER, Role.MEMBER)
+    with pytest.raises(RoleChangeDenied, match=r"^an admin can only grant roles below admin$"):
+        change(Role.ADMIN, Role.MEMBER, Role.ADMIN)
