@@ -207,25 +207,24 @@ export const removeDeltas = internalMutation({
   },
 });
 
+/** Replies still `streaming` whose last delta is older than `olderThanS` (a crashed bot's). */
+async function stale(ctx: QueryCtx, olderThanS: number) {
+  return await ctx.db
+    .query("messages")
+    .withIndex("by_status_updatedAt", (q) => q.eq("status", "streaming").lt("updatedAt", now() - olderThanS))
+    .take(200);
+}
+
 export const staleStreaming = serviceQuery({
   args: { olderThanS: v.number() },
-  handler: async (ctx, { olderThanS }) => {
-    const rows = await ctx.db
-      .query("messages")
-      .withIndex("by_status_updatedAt", (q) => q.eq("status", "streaming").lt("updatedAt", now() - olderThanS))
-      .take(200);
-    return await Promise.all(rows.map((m) => present(ctx, m)));
-  },
+  handler: async (ctx, { olderThanS }) => Promise.all((await stale(ctx, olderThanS)).map((m) => present(ctx, m))),
 });
 
 /** The crash sweep (crons.ts): replies that stopped growing are marked failed with the text they had. */
 export const sweepStale = internalMutation({
   args: { olderThanS: v.number() },
   handler: async (ctx, { olderThanS }) => {
-    const rows = await ctx.db
-      .query("messages")
-      .withIndex("by_status_updatedAt", (q) => q.eq("status", "streaming").lt("updatedAt", now() - olderThanS))
-      .take(200);
+    const rows = await stale(ctx, olderThanS);
     for (const row of rows) {
       const text = await textSoFar(ctx, row);
       await ctx.db.patch(row._id, { status: "failed", text: `${text}\n\n⚠️ _The answer was cut off: the bot stopped answering_` });
