@@ -54,10 +54,11 @@ class SqliteWorker:
             db.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(db)
+                db.execute("COMMIT")  # inside the try: a failed COMMIT must not leave the transaction open
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
             return result
 
         return await self._submit(run)

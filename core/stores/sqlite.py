@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,10 +39,15 @@ from core.stores.base import (
     Page,
     PermissionDenied,
     StoreError,
+    StoreUnavailable,
     WorkspaceSettings,
 )
 
 T = TypeVar("T")
+
+# Integrity and programming errors are bugs and pass through; any other database error (locked past
+# the busy timeout, disk full, unreadable file) is an outage the pipeline may retry or degrade on.
+_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
 
 MAX_TEXT = 40_000
 MAX_ID = 200
@@ -170,8 +175,22 @@ class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._worker = SqliteWorker(path, SCHEMA, name="sqlite-store")
-        self._tx = self._worker.transaction
-        self._read = self._worker.read
+
+    async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._worker.transaction(fn)
+        except _BUGS:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"the SQLite store {self.path.name} is unavailable ({exc})") from exc
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._worker.read(fn)
+        except _BUGS:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"the SQLite store {self.path.name} is unavailable ({exc})") from exc
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:

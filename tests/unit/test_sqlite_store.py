@@ -18,7 +18,7 @@ import pytest
 
 from core.messages import Actor, MessageRole, Platform, PlatformFacts, ReplyStatus, WorkspaceRef
 from core.roles import Role
-from core.stores.base import Delta, PermissionDenied, StoreError
+from core.stores.base import Delta, PermissionDenied, StoreError, StoreUnavailable
 from core.stores.sqlite import SqliteStore
 
 WS = WorkspaceRef(Platform.SLACK, "T-sqlite")
@@ -190,3 +190,17 @@ async def test_admin_cannot_raise_the_default_role_to_its_own(store: SqliteStore
 async def test_nobody_makes_owner_the_default_role(store: SqliteStore) -> None:
     await invalid(store.update_settings(WS, OWNER, {"default_role": Role.OWNER}))
     assert (await store.settings(WS)).default_role is Role.MEMBER
+
+
+async def test_a_locked_database_is_unavailable_then_recovers(store: SqliteStore) -> None:
+    await store._worker.read(lambda db: db.execute("PRAGMA busy_timeout=50"))  # fail fast instead of after 10 s
+    holder = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+        with pytest.raises(StoreUnavailable):
+            await store.claim_event("during")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert await store.claim_event("during") is True  # nothing half-done, the connection is usable again
+    assert await store.claim_event("during") is False
