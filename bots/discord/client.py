@@ -98,13 +98,31 @@ class ChatbotClient(discord.Client):
                 return str(root or resolved.id), True
         return str(message.id), self.user in message.mentions or message.guild is None
 
+    async def _auto_thread(self, message: discord.Message, text: str) -> discord.Thread | None:
+        """With the server's auto_thread setting, a question in a channel gets a thread of its own."""
+        if message.guild is None or isinstance(message.channel, discord.Thread):
+            return None
+        settings = await self.core.store.settings(workspace_of(message.guild, message.author))
+        if not settings.auto_thread:
+            return None
+        try:
+            return await message.create_thread(name=(text or "Question")[:90], auto_archive_duration=1440)
+        except discord.HTTPException as exc:  # no permission to create threads: answer in the channel
+            log.warning("discord.auto_thread_failed", error=str(exc))
+            return None
+
     async def _handle(self, message: discord.Message) -> None:
         assert self.user is not None
         thread_id, addressed = await self._conversation(message)
         text = re.sub(rf"<@!?{self.user.id}>", "", message.content).strip()
+        channel: discord.abc.Messageable = message.channel
+        reply_to: discord.Message | None = message
+        thread = await self._auto_thread(message, text) if addressed and text else None
+        if thread is not None:
+            channel, reply_to, thread_id = thread, None, str(thread.id)
         incoming = IncomingMessage(
             workspace=workspace_of(message.guild, message.author),
-            channel_id=str(message.channel.id),
+            channel_id=str(thread.id) if thread is not None else str(message.channel.id),
             thread_id=thread_id,
             message_id=str(message.id),
             author=actor_of(message.author, message.guild),
@@ -113,9 +131,9 @@ class ChatbotClient(discord.Client):
             mentioned=addressed,
         )
         surface = DiscordSurface(
-            message.channel,
-            channel_id=message.channel.id,
-            reply_to=message,
+            channel,
+            channel_id=int(incoming.channel_id),
+            reply_to=reply_to,
             on_posted=lambda posted: self._remember(posted, thread_id),
         )
         try:

@@ -136,6 +136,27 @@ async def test_a_reply_chain_follow_up_uses_history(harness: Harness) -> None:
     assert turns[1]["content"] == "Paris is the capital of France."
 
 
+async def test_auto_thread_answers_in_a_new_thread_and_follow_ups_there_need_no_mention(harness: Harness) -> None:
+    await harness.core.admin.run(*_ws_and_owner(), "settings set auto_thread on")  # type: ignore[arg-type]
+    harness.llm.script("Threads keep the channel tidy.")
+    await harness.fake.send_message(MEMBER, "why threads?")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while not harness.fake.threads or not harness.fake.bot_messages(harness.fake.threads[0]["id"]):
+        assert loop.time() < deadline
+        await asyncio.sleep(0.05)
+    thread_id = harness.fake.threads[0]["id"]
+    await harness.client.drain()
+    assert harness.fake.bot_messages(thread_id)[-1]["content"] == "Threads keep the channel tidy."
+    assert harness.fake.bot_messages() == []  # nothing in the channel itself
+    harness.llm.script("Yes, in this thread.")
+    await harness.fake.send_message(MEMBER, "and a follow-up?", channel_id=thread_id, mention_bot=False)
+    while len(harness.fake.bot_messages(thread_id)) < 2 or harness.client._tasks:
+        assert loop.time() < deadline + 20
+        await asyncio.sleep(0.05)
+    assert [t["role"] for t in harness.llm.last_request["messages"]] == ["user", "assistant", "user"]
+
+
 async def test_a_user_without_a_permitted_role_is_refused(harness: Harness) -> None:
     mod_actor_ws = harness.client.get_guild(int(GUILD_ID))
     assert mod_actor_ws is not None

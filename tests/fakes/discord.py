@@ -72,6 +72,7 @@ class FakeDiscord:
     identifies: int = 0
     commands: list[dict[str, Any]] = field(default_factory=list)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
+    threads: list[dict[str, Any]] = field(default_factory=list)
     resumes: int = 0
     _runner: web.AppRunner | None = None
     _ws: web.WebSocketResponse | None = None
@@ -379,6 +380,28 @@ class FakeDiscord:
             )
         if parts[0] == "channels" and parts[-1] == "typing":
             return web.Response(status=204)
+        if parts[0] == "channels" and len(parts) == 5 and parts[2] == "messages" and parts[4] == "threads":
+            thread = {
+                "id": snowflake(),
+                "type": 11,
+                "guild_id": GUILD_ID,
+                "parent_id": parts[1],
+                "name": body["name"],
+                "owner_id": BOT_ID,
+                "member_count": 1,
+                "message_count": 0,
+                "rate_limit_per_user": 0,
+                "flags": 0,
+                "thread_metadata": {
+                    "archived": False,
+                    "auto_archive_duration": body.get("auto_archive_duration", 1440),
+                    "archive_timestamp": "2026-11-25T10:00:00+00:00",
+                    "locked": False,
+                },
+            }
+            self.threads.append(thread)
+            await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+            return _json(thread, status=201)
         if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "messages":
             channel_id = parts[1]
             retry = await self._rate_limit(f"messages:{channel_id}")
