@@ -71,7 +71,7 @@ class RoleService:
                 False,
                 role,
                 "not_permitted",
-                f"Sorry, as a {role.label} you can't ask me questions in {where}. An admin can change your role.",
+                f"Sorry, as {role.with_article} you can't ask me questions in {where}. An admin can change your role.",
             )
         limit = settings.quotas.get(role.label)
         if limit is not None:
@@ -89,4 +89,4 @@ class RoleService:
 def _needs(permission: Permission, role: Role | None) -> str:
     if role is None:
         return "You are blocked in this workspace."
-    return f"This needs the {LOWEST_ROLE[permission].label} role; you are a {role.label}."
+    return f"This needs the {LOWEST_ROLE[permission].label} role; you are {role.with_article}."

@@ -365,7 +365,7 @@ class ConvexStore:
             workspace=ws.key,
             actor=actor_id,
             action=action,
-            detail=detail[:2000],  # as the SQLite store: the audit keeps the start of a long detail
+            detail=detail,
             requestId=uuid.uuid4().hex,
         )
 
