@@ -8,11 +8,14 @@ import signal
 import sys
 
 import discord
+import structlog
 import yarl
 
 from bots.discord.client import ChatbotClient
 from core.app import ChatCore
 from core.config import MissingSetting, Settings, secret
+
+log = structlog.get_logger(__name__)
 
 
 def point_at(settings: Settings) -> None:
@@ -23,34 +26,45 @@ def point_at(settings: Settings) -> None:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
 
 
-async def run_discord(
-    settings: Settings, core: ChatCore, *, message_content: bool = False, stop: asyncio.Event | None = None
-) -> int:
+async def run_discord(settings: Settings, core: ChatCore, *, stop: asyncio.Event | None = None) -> int:
+    """Run with the privileged message-content intent when the application has it (follow-ups and
+    answer-without-mention channels then work without a mention), and without it otherwise."""
     token = secret(settings.discord_token)
     if not token:
         raise MissingSetting("DISCORD_TOKEN", purpose="the bot token from the Discord developer portal")
     point_at(settings)
-    client = ChatbotClient(core, message_content=message_content)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or no signals here
             loop.add_signal_handler(sig, stop.set)
+    code = await _run(core, token, stop, message_content=True)
+    if code is None:
+        log.warning("discord.message_content_not_granted", hint="mentions, replies and DMs still work")
+        code = await _run(core, token, stop, message_content=False)
+    return code or 0
+
+
+async def _run(core: ChatCore, token: str, stop: asyncio.Event, *, message_content: bool) -> int | None:
+    """The exit code, or None when Discord refused the privileged intent (so try without it)."""
+    client = ChatbotClient(core, message_content=message_content)
     async with client:
         runner = asyncio.create_task(client.start(token))
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if runner in done:
-            stopper.cancel()
-            error = runner.exception()
-            refused = isinstance(error, discord.ConnectionClosed) and error.code == 4004
-            if isinstance(error, discord.LoginFailure) or refused:
-                print("chatbot: Discord refused the token (check DISCORD_TOKEN)", file=sys.stderr)
-                return 2
-            if error is not None:
-                print(f"chatbot: the Discord connection failed: {error}", file=sys.stderr)
-                return 1
+        if runner not in done:
+            await client.drain()
+            runner.cancel()
             return 0
-        await client.drain()
-    runner.cancel()
-    return 0
+        stopper.cancel()
+        error = runner.exception()
+        if isinstance(error, discord.PrivilegedIntentsRequired) and message_content:
+            return None
+        refused = isinstance(error, discord.ConnectionClosed) and error.code == 4004
+        if isinstance(error, discord.LoginFailure) or refused:
+            print("chatbot: Discord refused the token (check DISCORD_TOKEN)", file=sys.stderr)
+            return 2
+        if error is not None:
+            print(f"chatbot: the Discord connection failed: {error}", file=sys.stderr)
+            return 1
+        return 0

@@ -331,3 +331,29 @@ async def test_run_discord_says_one_line_for_a_missing_or_wrong_token(tmp_path: 
             lines = [line for line in err.decode().splitlines() if line.startswith("chatbot:")]
             assert proc.returncode == 2, err.decode()
             assert len(lines) == 1 and expected in lines[0], err.decode()
+
+
+@pytest.mark.parametrize("granted", [False, True])
+async def test_run_discord_uses_message_content_only_when_granted(tmp_path: Path, granted: bool) -> None:
+    from bots.discord.server import run_discord
+    from tests.fakes.discord import MESSAGE_CONTENT
+
+    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    async with FakeDiscord(message_content_granted=granted) as fake:
+        settings = Settings(
+            CHATBOT_DATA_DIR=tmp_path,
+            DISCORD_TOKEN=fake.token,
+            DISCORD_API_URL=fake.api_url,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+        )
+        core = await build_core(settings)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(run_discord(settings, core, stop=stop))
+        try:
+            await fake.connected(limit_s=20)
+            assert bool(fake.intents & MESSAGE_CONTENT) is granted
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(runner, 20) == 0
+            await core.close()
+            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway

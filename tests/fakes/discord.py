@@ -26,6 +26,7 @@ OWNER_ID = "400000000000000001"
 MOD_ROLE_ID = "500000000000000001"  # Manage Guild
 DOCS_ROLE_ID = "500000000000000002"  # no permissions; admins may map it to a bot role
 MANAGE_GUILD = 1 << 5
+MESSAGE_CONTENT = 1 << 15  # the privileged gateway intent
 
 _ids = itertools.count(600000000000000001)
 
@@ -70,6 +71,8 @@ class FakeDiscord:
     token: str = "test-token"
     url: str = ""
     identifies: int = 0
+    intents: int = 0
+    message_content_granted: bool = False
     commands: list[dict[str, Any]] = field(default_factory=list)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     threads: list[dict[str, Any]] = field(default_factory=list)
@@ -280,6 +283,10 @@ class FakeDiscord:
                 if frame["d"].get("token") != self.token:
                     await ws.close(code=4004, message=b"Authentication failed.")
                     break
+                if frame["d"].get("intents", 0) & MESSAGE_CONTENT and not self.message_content_granted:
+                    await ws.close(code=4014, message=b"Disallowed intent(s).")
+                    break
+                self.intents = frame["d"].get("intents", 0)
                 self.identifies += 1
                 await self.dispatch(
                     "READY",
