@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
     slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")
+    # Slack's own streaming (chat.startStream) for replies in threads; off: placeholder + chat.update.
+    slack_native_streaming: bool = Field(default=True, alias="SLACK_NATIVE_STREAMING")
 
     discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")
     discord_api_url: str | None = Field(default=None, alias="DISCORD_API_URL")

@@ -110,8 +110,10 @@ class SlackBot:
         api_url: str | None = None,
         scheduler: EditScheduler | None = None,
         users_ttl_s: float = 600.0,
+        native_streaming: bool = True,
     ) -> None:
         self.core = core
+        self.native_streaming = native_streaming
         client_args: dict[str, Any] = {}
         if api_url:
             client_args["base_url"] = api_url if api_url.endswith("/") else api_url + "/"
@@ -259,10 +261,14 @@ class SlackBot:
             user_id=user.user_id,
             thread_ts=reply_thread,
             assistant_thread=via == "assistant",
+            native_streaming=self.native_streaming,
         )
         if via == "assistant":
             await self._title_new_assistant_thread(ws, channel, str(conversation), text)
-        outcome = await self.core.answer(message, surface, self.scheduler)
+        try:
+            outcome = await self.core.answer(message, surface, self.scheduler)
+        finally:
+            await surface.close()
         log.info("slack.answered", via=via, key=message.event_key, status=outcome.status, reason=outcome.reason)
 
     async def _title_new_assistant_thread(self, ws: WorkspaceRef, channel: str, thread_ts: str, text: str) -> None:

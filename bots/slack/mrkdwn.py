@@ -32,6 +32,11 @@ def to_mrkdwn(markdown: str) -> str:
     return "\n\n".join(b for b in blocks if b).strip("\n")
 
 
+def has_table(markdown: str) -> bool:
+    """Whether the Markdown holds a GFM table (which Slack would not render as one)."""
+    return "|" in markdown and any(tok.type == "table_open" for tok in _MD.parse(markdown))
+
+
 def link(url: str, label: str) -> str:
     """A Slack link; the label is escaped, and `|` / `>` cannot end it early."""
     safe_url = url.replace("&", "&amp;").replace("|", "%7C").replace(">", "%3E").replace("<", "%3C").replace(" ", "%20")

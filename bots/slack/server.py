@@ -78,6 +78,7 @@ async def run_slack(
         token=token,
         signing_secret=None if socket else signing_secret,
         api_url=settings.slack_api_url,
+        native_streaming=settings.slack_native_streaming,
     )
     try:
         identity = await bot.client.auth_test()

@@ -29,6 +29,7 @@ SIGNING_SECRET = "fake-signing-secret"
 TEAM_ID = "T0FAKE"
 BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
+STREAM_TEXT_LIMIT = 12_000  # markdown_text per streaming call
 
 
 @dataclass
@@ -76,6 +77,7 @@ class FakeMessage:
     thread_ts: str | None = None
     user: str = BOT_USER_ID
     edits: int = 0
+    streaming: bool = False  # started with chat.startStream and not stopped yet
 
 
 class FakeSlack:
@@ -258,6 +260,8 @@ class FakeSlack:
         message = self.messages.get(key)
         if message is None:
             return {"ok": False, "error": "message_not_found"}
+        if message.streaming:
+            return {"ok": False, "error": "cant_update_message"}  # a stream is stopped before it is edited
         blocks = _json_field(args.get("blocks"))
         error = _check_blocks(blocks)
         if error:
@@ -266,6 +270,51 @@ class FakeSlack:
         message.blocks = blocks
         message.edits += 1
         return {"channel": key[0], "ts": key[1], "text": message.text}
+
+    # Native streaming: the message's `text` is the Markdown streamed so far; stopStream's blocks
+    # (the sources) come after it. Streams live in threads, and outside DMs name their recipient.
+    def _m_chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, thread_ts = str(args.get("channel") or ""), str(args.get("thread_ts") or "")
+        if not channel or not thread_ts:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not channel.startswith("D") and not (args.get("recipient_team_id") and args.get("recipient_user_id")):
+            return {"ok": False, "error": "missing_recipient"}
+        text = str(args.get("markdown_text") or "")
+        if len(text) > STREAM_TEXT_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
+        ts = self._next_ts()
+        self.messages[(channel, ts)] = FakeMessage(channel, ts, text, [], thread_ts, streaming=True)
+        return {"channel": channel, "ts": ts}
+
+    def _m_chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        text = str(args.get("markdown_text") or "")
+        if not text:
+            return {"ok": False, "error": "invalid_arguments"}
+        return self._stream(args, text)
+
+    def _m_chat_stopStream(self, args: dict[str, Any]) -> dict[str, Any]:
+        result = self._stream(args, str(args.get("markdown_text") or ""))
+        message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
+        if result.get("ok", True) and message is not None:
+            message.blocks = _json_field(args.get("blocks"))
+            message.streaming = False
+            error = _check_blocks(message.blocks)
+            if error:
+                return {"ok": False, "error": error}
+        return result
+
+    def _stream(self, args: dict[str, Any], text: str) -> dict[str, Any]:
+        key = (str(args.get("channel")), str(args.get("ts")))
+        message = self.messages.get(key)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if not message.streaming:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        if len(text) > STREAM_TEXT_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
+        message.text += text
+        message.edits += 1
+        return {"channel": key[0], "ts": key[1]}
 
     def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("user") or not args.get("channel"):

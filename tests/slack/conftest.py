@@ -110,13 +110,23 @@ async def serve(bot: SlackBot, slack: FakeSlack) -> AsyncIterator[Harness]:
         await runner.cleanup()
 
 
-def make_bot(core: Any, slack: FakeSlack, scheduler: EditScheduler | None = None) -> SlackBot:
-    return SlackBot(core, token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=slack.api_url, scheduler=scheduler)
+def make_bot(
+    core: Any, slack: FakeSlack, scheduler: EditScheduler | None = None, *, native_streaming: bool = False
+) -> SlackBot:
+    return SlackBot(
+        core,
+        token=BOT_TOKEN,
+        signing_secret=SIGNING_SECRET,
+        api_url=slack.api_url,
+        scheduler=scheduler,
+        native_streaming=native_streaming,
+    )
 
 
 @pytest.fixture
 async def harness(core: ChatCore, slack: FakeSlack) -> AsyncIterator[Harness]:
-    """The real core behind the Bolt app, paced in real time."""
+    """The real core behind the Bolt app, paced in real time, replying with chat.postMessage + chat.update
+    (the way everywhere Slack does not stream natively)."""
     async for h in serve(make_bot(core, slack), slack):
         yield h
 
@@ -125,6 +135,20 @@ async def harness(core: ChatCore, slack: FakeSlack) -> AsyncIterator[Harness]:
 async def fast_harness(core: ChatCore, slack: FakeSlack) -> AsyncIterator[Harness]:
     """As `harness`, with the edit budgets on a 20x clock (for long rate-limit scenarios)."""
     async for h in serve(make_bot(core, slack, EditScheduler(FastClock())), slack):
+        yield h
+
+
+@pytest.fixture
+async def native_harness(core: ChatCore, slack: FakeSlack) -> AsyncIterator[Harness]:
+    """As `harness`, streaming natively in threads (chat.startStream), as the bot does by default."""
+    async for h in serve(make_bot(core, slack, native_streaming=True), slack):
+        yield h
+
+
+@pytest.fixture
+async def native_fast_harness(core: ChatCore, slack: FakeSlack) -> AsyncIterator[Harness]:
+    """As `native_harness`, with the edit budgets on a 20x clock."""
+    async for h in serve(make_bot(core, slack, EditScheduler(FastClock()), native_streaming=True), slack):
         yield h
 
 

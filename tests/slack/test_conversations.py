@@ -10,7 +10,7 @@ from typing import Any
 
 from bots.slack.mrkdwn import to_mrkdwn
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.slack import BOT_USER_ID, event_body, signed_headers
+from tests.fakes.slack import BOT_USER_ID, TEAM_ID, event_body, signed_headers
 from tests.slack.conftest import Harness
 
 _ts = itertools.count(1)
@@ -311,5 +311,72 @@ async def test_long_answer_continues_in_follow_up_messages_without_breaking_code
                 assert len(block["text"]["text"]) <= 3000
                 assert block["text"]["text"].count("```") % 2 == 0, "every section closes the fences it opens"
     shown = "\n".join(h.slack.shown_text(r) for r in replies)
+    assert all(f"step_{i}()" in shown for i in range(60))
+    assert shown.rstrip().endswith("The end.")
+
+
+# -- native streaming (the default in threads) ------------------------------------------------------
+
+
+async def test_mention_streams_natively_in_the_thread_and_ends_with_the_full_answer(
+    native_harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    h = native_harness
+    fake_anthropic.script(ANSWER, chunk_chars=8, delay_s=0.08)
+    event = mention("how do I roll back a deploy?")
+    await answered(h, event)
+
+    [reply] = h.slack.replies_in("C1")
+    assert reply.thread_ts == event["ts"] and not reply.streaming
+    assert reply.text == ANSWER  # Slack renders the Markdown itself
+    [start] = h.slack.calls_to("chat.startStream")
+    assert (start.args["recipient_team_id"], start.args["recipient_user_id"]) == (TEAM_ID, "U1")
+    appended = [c.args["markdown_text"] for c in h.slack.calls_to("chat.appendStream")]
+    assert len(appended) >= 2, "the answer arrives in several appends as it is written"
+    assert len(h.slack.calls_to("chat.stopStream")) == 1
+    assert not h.slack.calls_to("chat.update", ok_only=False) and not h.slack.calls_to("chat.postMessage")
+
+
+async def test_native_streaming_falls_back_to_chat_update_where_slack_refuses_it(
+    native_harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    h = native_harness
+    h.slack.fail("chat.startStream", error="not_allowed_token_type")
+    fake_anthropic.script(ANSWER, chunk_chars=40, delay_s=0.05)
+    await answered(h, mention("how do I roll back?"))
+    [reply] = h.slack.replies_in("C1")
+    assert h.slack.shown_text(reply) == to_mrkdwn(ANSWER)
+    assert h.slack.calls_to("chat.postMessage") and h.slack.calls_to("chat.update")
+
+
+async def test_429_storm_on_append_stream_still_ends_with_the_exact_final_text(
+    native_fast_harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    h = native_fast_harness
+    fake_anthropic.script(ANSWER, chunk_chars=5, delay_s=0.01)
+    h.slack.rate_limit("chat.appendStream", per_minute=50, burst=3)
+    h.slack.storm("chat.appendStream", times=5, retry_after=1)
+    await answered(h, mention("how do I roll back?"))
+    [reply] = h.slack.replies_in("C1")
+    assert reply.text == ANSWER and not reply.streaming
+    assert h.bot.scheduler.rate_limited >= 5
+
+
+async def test_long_answer_streams_natively_into_follow_up_messages(
+    native_fast_harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    h = native_fast_harness
+    code = "\n".join(f"step_{i}()  # {'x' * 60}" for i in range(60))
+    long_answer = "Intro paragraph.\n\n" + "Some prose. " * 200 + "\n\n```python\n" + code + "\n```\n\nThe end."
+    fake_anthropic.script(long_answer, chunk_chars=200)
+    event = mention("give me the whole script")
+    await answered(h, event)
+    replies = h.slack.replies_in("C1", event["ts"])
+    assert len(replies) >= 2 and not any(r.streaming for r in replies), "every stream was stopped"
+    assert len(h.slack.calls_to("chat.startStream")) == len(replies)
+    for reply in replies:
+        assert len(reply.text) <= 5000
+        assert reply.text.count("```") % 2 == 0, "every message closes the fences it opens"
+    shown = "\n".join(r.text for r in replies)
     assert all(f"step_{i}()" in shown for i in range(60))
     assert shown.rstrip().endswith("The end.")

@@ -38,9 +38,9 @@ async def post_signed(url: str, body: str) -> None:
 
 
 async def wait_for_reply(slack: FakeSlack, channel: str, limit_s: float = 20) -> None:
-    """Poll the fake (another process may be answering): bounded by `limit_s`."""
+    """Poll the fake (another process may be answering) for a finished reply: bounded by `limit_s`."""
     for _ in range(int(limit_s / 0.05)):
-        if slack.replies_in(channel) and slack.calls_to("chat.update"):
+        if slack.replies_in(channel) and (slack.calls_to("chat.stopStream") or slack.calls_to("chat.update")):
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"no reply in {channel} within {limit_s}s")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.mrkdwn import to_mrkdwn
 from bots.slack.surface import SECTION_LIMIT, SlackSurface, render_blocks
 from core.messages import ReplyStatus, Source
 from core.streaming import EditScheduler, ReplyStreamer
@@ -22,9 +24,22 @@ def client(slack: FakeSlack) -> AsyncWebClient:
     )
 
 
-def surface(slack: FakeSlack, *, thread_ts: str | None = "1.0", assistant: bool = False) -> SlackSurface:
+def surface(
+    slack: FakeSlack,
+    *,
+    thread_ts: str | None = "1.0",
+    assistant: bool = False,
+    native: bool = False,
+    channel: str = "C1",
+) -> SlackSurface:
     return SlackSurface(
-        client(slack), team_id="T1", channel_id="C1", user_id="U1", thread_ts=thread_ts, assistant_thread=assistant
+        client(slack),
+        team_id="T1",
+        channel_id=channel,
+        user_id="U1",
+        thread_ts=thread_ts,
+        assistant_thread=assistant,
+        native_streaming=native,
     )
 
 
@@ -108,3 +123,122 @@ async def test_streamed_reply_survives_a_429_storm_and_lands_the_exact_final_tex
     assert scheduler.rate_limited >= 1
     assert len(slack.calls_to("chat.update", ok_only=False)) > len(slack.calls_to("chat.update"))
     assert message.blocks[-1]["type"] == "context"
+
+
+# -- native streaming -------------------------------------------------------------------------------
+
+
+async def test_native_stream_appends_what_is_new_and_stops_with_the_sources(slack: FakeSlack) -> None:
+    s = surface(slack, native=True)
+    ts = await s.post("…")  # the placeholder is not streamed: Slack shows the stream as being written
+    await s.edit(ts, "**Roll back** with")
+    await s.edit(ts, "**Roll back** with `deploy --undo` [1].", sources=SOURCES)
+    [message] = slack.replies_in("C1", "1.0")
+    assert message.text == "**Roll back** with `deploy --undo` [1]." and not message.streaming
+    [start] = slack.calls_to("chat.startStream")
+    assert "markdown_text" not in start.args
+    assert (start.args["recipient_team_id"], start.args["recipient_user_id"]) == ("T1", "U1")
+    assert [c.args["markdown_text"] for c in slack.calls_to("chat.appendStream")] == ["**Roll back** with"]
+    [stop] = slack.calls_to("chat.stopStream")
+    assert stop.args["markdown_text"] == " `deploy --undo` [1]."
+    assert message.blocks[-1]["elements"][0]["text"] == "<https://wiki.test/deploy|[1] Deploy guide>"
+    assert not slack.calls_to("chat.postMessage", ok_only=False) and not slack.calls_to("chat.update", ok_only=False)
+    await s.close()  # nothing left open: no second stop
+    assert len(slack.calls_to("chat.stopStream", ok_only=False)) == 1
+
+
+async def test_native_stream_without_sources_is_stopped_by_close(slack: FakeSlack) -> None:
+    s = surface(slack, native=True, channel="D1")
+    ts = await s.post("Hello")
+    await s.edit(ts, "Hello there.")
+    [message] = slack.replies_in("D1")
+    assert message.streaming
+    await s.close()
+    assert not message.streaming and message.text == "Hello there."
+    [start] = slack.calls_to("chat.startStream")
+    assert "recipient_user_id" not in start.args  # a DM names no recipient
+
+
+async def test_native_stream_rewrite_stops_the_stream_and_replaces_the_message(slack: FakeSlack) -> None:
+    """A table (shown as code) or a moved split cannot be appended: stop, then chat.update."""
+    s = surface(slack, native=True)
+    ts = await s.post("Sizes:")
+    table = "Sizes:\n\n| name | size |\n|---|---|\n| a | 1 |"
+    await s.edit(ts, table)
+    [message] = slack.replies_in("C1")
+    assert not message.streaming
+    assert slack.shown_text(message) == to_mrkdwn(table) and "```" in to_mrkdwn(table)
+    assert [c.method for c in slack.calls if c.method.startswith("chat.")] == [
+        "chat.startStream",
+        "chat.stopStream",
+        "chat.update",
+    ]
+    await s.edit(ts, "Other text")  # from now on an ordinary message
+    assert slack.shown_text(message) == "Other text"
+
+
+async def test_native_stream_cannot_ping_a_crowd(slack: FakeSlack) -> None:
+    s = surface(slack, native=True)
+    ts = await s.post("Tell <")
+    await s.edit(ts, "Tell <!channel> and <!here> about <@U123>")
+    await s.close()
+    [message] = slack.replies_in("C1")
+    assert "<!" not in message.text and "<@U123>" in message.text
+    assert not slack.calls_to("chat.update", ok_only=False)  # defusing kept the stream append-only
+
+
+async def test_no_native_stream_at_the_top_level_or_where_slack_refuses_it(slack: FakeSlack) -> None:
+    top = surface(slack, native=True, thread_ts=None, channel="D1")
+    await top.post("hi")
+    assert not slack.calls_to("chat.startStream", ok_only=False)  # Slack streams only in threads
+
+    slack.fail("chat.startStream", error="not_allowed_token_type")
+    refused = surface(slack, native=True)
+    ts = await refused.post("first")
+    await refused.edit(ts, "first, then more")
+    assert refused.scopes("edit")[0].key == "slack:T1:chat.update"
+    [message] = slack.replies_in("C1")
+    assert slack.shown_text(message) == "first, then more"
+    assert len(slack.calls_to("chat.startStream", ok_only=False)) == 1  # not tried again for this reply
+
+
+async def test_native_stream_429_keeps_the_stream_and_sends_the_same_text_again(slack: FakeSlack) -> None:
+    s = surface(slack, native=True)
+    ts = await s.post("one")
+    slack.storm("chat.appendStream", times=1, retry_after=2)
+    with pytest.raises(RateLimited) as caught:
+        await s.edit(ts, "one two")
+    assert caught.value.scope_key == "slack:T1:chat.appendStream"
+    await s.edit(ts, "one two three")
+    [message] = slack.replies_in("C1")
+    assert message.text == "one two three" and message.streaming
+
+
+async def test_native_stream_error_turns_the_message_into_an_ordinary_one(slack: FakeSlack) -> None:
+    s = surface(slack, native=True)
+    ts = await s.post("one")
+    slack.fail("chat.appendStream", error="message_not_in_streaming_state")
+    with pytest.raises(SlackApiError):
+        await s.edit(ts, "one two")
+    slack.messages[("C1", ts)].streaming = False  # as Slack would have ended it
+    await s.edit(ts, "one two three")
+    assert slack.shown_text(slack.replies_in("C1")[0]) == "one two three"
+
+
+async def test_native_streamed_reply_survives_a_429_storm_and_lands_the_exact_final_text(slack: FakeSlack) -> None:
+    s = surface(slack, native=True)
+    scheduler = EditScheduler(FastClock())
+    streamer = ReplyStreamer(s, scheduler)
+    await streamer.start()
+    slack.storm("chat.appendStream", times=6, retry_after=1)
+    words = [f"word{i} " for i in range(60)]
+    for word in words:
+        streamer.feed(word)
+        await asyncio.sleep(0.005)
+    final = await asyncio.wait_for(streamer.finish(ReplyStatus.COMPLETE, sources=SOURCES[:1]), 30)
+    await s.close()
+    [message] = slack.replies_in("C1")
+    assert message.text == "".join(words).strip() == final.strip() and not message.streaming
+    assert scheduler.rate_limited >= 1
+    assert message.blocks[-1]["type"] == "context"
+    assert not slack.calls_to("chat.update", ok_only=False)
