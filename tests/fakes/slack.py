@@ -5,6 +5,10 @@ The real slack-sdk AsyncWebClient is pointed at it with base_url (SLACK_API_URL,
 every call, enforces per-method rate limits (HTTP 429 + Retry-After, as Slack does), and can be
 told to fail or rate-limit the next calls of a method. Response URLs of slash commands point
 here too (`fake.response_url()`), so `respond()` lands in `fake.responses`.
+
+Socket Mode too: `apps.connections.open` (with the app-level token) hands out a WebSocket URL on
+this server, which greets with `hello`, delivers envelopes (`await fake.deliver(...)`) and
+records the client's acknowledgements by envelope id.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from aiohttp import web
 from tests.fakes.loopback import serve
 
 BOT_TOKEN = "xoxb-fake-token"
+APP_TOKEN = "xapp-fake-token"
 SIGNING_SECRET = "fake-signing-secret"
 TEAM_ID = "T0FAKE"
 BOT_USER_ID = "UBOT"
@@ -94,6 +99,11 @@ class FakeSlack:
         self.limits: dict[str, Limit] = {}
         self.faults: dict[str, list[Fault]] = defaultdict(list)
         self.latency_s = 0.0
+        self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections, newest last
+        self.socket_connected = asyncio.Event()
+        self.acks: dict[str, dict[str, Any]] = {}  # envelope id -> the client's acknowledgement
+        self._acked = asyncio.Condition()
+        self._envelopes = itertools.count(1)
         self._ts = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -168,12 +178,49 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response_url)
+        app.router.add_get("/socket", self._socket)
         self._runner, self.url = await serve(app)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for ws in self.sockets:
+            await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    # -- Socket Mode -----------------------------------------------------------------------------
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True)  # pongs echo the SDK's "sdk-ping-pong:<t>" pings
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        await ws.send_json(
+            {"type": "hello", "num_connections": len(self.sockets), "connection_info": {"app_id": "AFAKE"}}
+        )
+        self.socket_connected.set()
+        async for frame in ws:
+            if frame.type == web.WSMsgType.TEXT:
+                ack = json.loads(frame.data)
+                async with self._acked:
+                    self.acks[str(ack.get("envelope_id"))] = ack
+                    self._acked.notify_all()
+        return ws
+
+    async def deliver(self, kind: str, payload: dict[str, Any], *, timeout_s: float = 10) -> dict[str, Any]:
+        """Send one envelope (`events_api`, `slash_commands`, ...) over the newest socket; returns the ack."""
+        await asyncio.wait_for(self.socket_connected.wait(), timeout_s)
+        envelope_id = f"env-{next(self._envelopes)}"
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "accepts_response_payload": kind != "events_api",
+            "retry_attempt": 0,
+            "retry_reason": "",
+            "payload": payload,
+        }
+        await self.sockets[-1].send_json(envelope)
+        async with self._acked:
+            await asyncio.wait_for(self._acked.wait_for(lambda: envelope_id in self.acks), timeout_s)
+        return self.acks[envelope_id]
 
     async def _response_url(self, request: web.Request) -> web.Response:
         self.responses.append(await request.json())
@@ -189,7 +236,8 @@ class FakeSlack:
             await asyncio.sleep(self.latency_s)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() or str(args.get("token", ""))
-        if token != self.token:
+        # apps.connections.open takes the app-level token; everything else the bot token.
+        if token != (APP_TOKEN if method == "apps.connections.open" else self.token):
             call.error = "invalid_auth"
             return web.json_response({"ok": False, "error": "invalid_auth"})
         faults = self.faults.get(method)
@@ -231,6 +279,9 @@ class FakeSlack:
             "bot_id": BOT_ID,
             "is_enterprise_install": False,
         }
+
+    def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.url.replace("http://", "ws://", 1) + "/socket"}
 
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user_id = str(args.get("user") or "")

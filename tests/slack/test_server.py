@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl
 
 import aiohttp
 import pytest
@@ -17,7 +19,16 @@ import yaml
 from bots.slack.server import MissingSlackSettings, run_slack, slack_credentials
 from core.config import MissingSetting, Settings
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.slack import BOT_TOKEN, BOT_USER_ID, SIGNING_SECRET, FakeSlack, event_body, signed_headers
+from tests.fakes.slack import (
+    APP_TOKEN,
+    BOT_TOKEN,
+    BOT_USER_ID,
+    SIGNING_SECRET,
+    FakeSlack,
+    command_body,
+    event_body,
+    signed_headers,
+)
 
 if TYPE_CHECKING:
     from core.app import ChatCore
@@ -67,6 +78,37 @@ async def test_run_slack_serves_events_and_stops_cleanly(core: ChatCore, slack: 
     stop.set()
     assert await asyncio.wait_for(task, 20) == 0
     assert slack.replies_in("C1")[0].thread_ts == "1700000500.000100"
+
+
+async def test_run_slack_in_socket_mode_answers_events_and_commands(core: ChatCore, slack: FakeSlack) -> None:
+    """The real Socket Mode client: apps.connections.open, the WebSocket, hello, envelopes and their acks."""
+    settings = Settings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_APP_TOKEN=APP_TOKEN, SLACK_API_URL=slack.api_url)
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(run_slack(settings, core, socket=True, stop=stop, on_ready=ready.set_result))
+    try:
+        assert await asyncio.wait_for(ready, 10) == "Socket Mode"
+        ack = await slack.deliver("events_api", json.loads(mention_body("1700000700.000100")))
+        assert set(ack) == {"envelope_id"}  # acknowledged at once; the answer comes after
+        await wait_for_reply(slack, "C1")
+        assert slack.replies_in("C1")[0].thread_ts == "1700000700.000100"
+
+        command = dict(parse_qsl(command_body("role list", user_id="U1", response_url=slack.response_url())))
+        await slack.deliver("slash_commands", command)
+        for _ in range(200):
+            if slack.responses:
+                break
+            await asyncio.sleep(0.05)
+        [response] = slack.responses
+        # Through the core's role check: a plain member may not list roles.
+        assert response == {
+            "text": "Not allowed: This needs the admin role; you are a member.",
+            "response_type": "ephemeral",
+        }
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
+    assert [c.method for c in slack.calls if c.method == "apps.connections.open"] == ["apps.connections.open"]
 
 
 @pytest.mark.parametrize(
