@@ -1,18 +1,17 @@
 // The audit log: every change of roles or settings, every refusal and every ingestion.
 import { v } from "convex/values";
-import { LIMITS, actorValidator, audit, bounded, boundedInt, once, requirePermission, serviceMutation, serviceQuery } from "./lib/security";
+import { LIMITS, actorValidator, audit, bounded, boundedInt, requirePermission, serviceMutation, serviceQuery } from "./lib/security";
 
 export const record = serviceMutation({
-  args: { workspace: v.string(), actor: v.string(), action: v.string(), detail: v.string(), requestId: v.optional(v.string()) },
-  handler: async (ctx, { workspace, actor, action, detail, requestId }) =>
-    once(ctx, requestId, async () => {
-      bounded(workspace, LIMITS.id, "workspace");
-      bounded(actor, LIMITS.id, "actor id");
-      bounded(action, 100, "action");
-      bounded(detail, LIMITS.detail, "detail", { allowEmpty: true });
-      await audit(ctx, workspace, actor, action, detail);
-      return null;
-    }),
+  args: { workspace: v.string(), actor: v.string(), action: v.string(), detail: v.string() },
+  handler: async (ctx, { workspace, actor, action, detail }) => {
+    bounded(workspace, LIMITS.id, "workspace");
+    bounded(actor, LIMITS.id, "actor id");
+    bounded(action, 100, "action");
+    bounded(detail, LIMITS.detail, "detail", { allowEmpty: true });
+    await audit(ctx, workspace, actor, action, detail);
+    return null;
+  },
 });
 
 export const entries = serviceQuery({

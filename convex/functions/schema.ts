@@ -62,7 +62,7 @@ export default defineSchema({
     "by_message_seq",
     ["message", "seq"],
   ),
-  eventClaims: defineTable({ key: v.string(), claimant: v.string(), at: v.number() }).index("by_key", ["key"]),
+  eventClaims: defineTable({ key: v.string(), claimant: v.string(), at: v.number() }).index("by_key", ["key"]).index("by_at", ["at"]),
   documents: defineTable({
     workspace: v.string(),
     sourceUri: v.string(),
@@ -83,6 +83,8 @@ export default defineSchema({
     "by_workspace_user_window",
     ["workspace", "user", "window"],
   ),
-  // Results of retried mutations that are not idempotent by nature (quota, audit): same request id, same answer.
-  requests: defineTable({ requestId: v.string(), result: v.any(), at: v.number() }).index("by_request", ["requestId"]),
+  // The first result of each mutation request (see serviceMutation): a retry gets it back instead of a second write.
+  requests: defineTable({ requestId: v.string(), result: v.any(), at: v.number() })
+    .index("by_request", ["requestId"])
+    .index("by_at", ["at"]),
 });

@@ -14,7 +14,6 @@ import {
   effectiveRole,
   fail,
   memberOf,
-  once,
   requirePermission,
   serviceMutation,
   serviceQuery,
@@ -236,20 +235,19 @@ export const setChannelRule = serviceMutation({
 });
 
 export const consumeQuota = serviceMutation({
-  args: { workspace: v.string(), user: v.string(), window: v.string(), limit: v.number(), requestId: v.optional(v.string()) },
-  handler: async (ctx, { workspace, user, window, limit, requestId }) =>
-    once(ctx, requestId, async () => {
-      bounded(user, LIMITS.id, "user");
-      bounded(window, 40, "window");
-      boundedInt(limit, 0, 1_000_000, "limit");
-      const row = await ctx.db
-        .query("usage")
-        .withIndex("by_workspace_user_window", (q) => q.eq("workspace", workspace).eq("user", user).eq("window", window))
-        .unique();
-      const used = row?.count ?? 0;
-      if (used >= limit) return false;
-      if (row) await ctx.db.patch(row._id, { count: used + 1 });
-      else await ctx.db.insert("usage", { workspace, user, window, count: 1 });
-      return true;
-    }),
+  args: { workspace: v.string(), user: v.string(), window: v.string(), limit: v.number() },
+  handler: async (ctx, { workspace, user, window, limit }) => {
+    bounded(user, LIMITS.id, "user");
+    bounded(window, 40, "window");
+    boundedInt(limit, 0, 1_000_000, "limit");
+    const row = await ctx.db
+      .query("usage")
+      .withIndex("by_workspace_user_window", (q) => q.eq("workspace", workspace).eq("user", user).eq("window", window))
+      .unique();
+    const used = row?.count ?? 0;
+    if (used >= limit) return false;
+    if (row) await ctx.db.patch(row._id, { count: used + 1 });
+    else await ctx.db.insert("usage", { workspace, user, window, count: 1 });
+    return true;
+  },
 });

@@ -1,6 +1,6 @@
 import { describe, expect, test, vi } from "vitest";
 import { api, internal } from "../functions/_generated/api";
-import { SECRET, WS, backend } from "./setup";
+import { SECRET, WS, backend, code, member, owner } from "./setup";
 
 describe("event claims", () => {
   test("only the first claimant wins; a retry by the same claimant keeps its win", async () => {
@@ -86,14 +86,76 @@ describe("messages", () => {
   });
 });
 
+/** The answer a mutation gave the first time, as its replay reports it (ConvexError "replayed"). */
+async function replayed(call: Promise<unknown>): Promise<unknown> {
+  try {
+    await call;
+  } catch (error) {
+    const data = (error as { data?: { code?: string; result?: unknown } }).data;
+    if (data?.code === "replayed") return data.result;
+    throw error;
+  }
+  throw new Error("the retry was applied again");
+}
+
 describe("quotas", () => {
-  test("a retried request is counted once", async () => {
+  test("a retried request is counted once and gets its first answer back", async () => {
     const t = backend();
     const consume = (requestId: string) =>
       t.mutation(api.workspaces.consumeQuota, { secret: SECRET, workspace: WS, user: "U", window: "w", limit: 2, requestId });
     expect(await consume("r1")).toBe(true);
-    expect(await consume("r1")).toBe(true);
+    expect(await replayed(consume("r1"))).toBe(true);
     expect(await consume("r2")).toBe(true);
     expect(await consume("r3")).toBe(false);
+    expect(await replayed(consume("r3"))).toBe(false);
+  });
+});
+
+describe("retried mutations", () => {
+  test("a role change retried with its request id is applied and audited once", async () => {
+    const t = backend();
+    const set = () =>
+      t.mutation(api.workspaces.setRole, { secret: SECRET, workspace: WS, actor: owner, user: "U-x", role: 3, requestId: "req-1" });
+    await set();
+    expect(await replayed(set())).toBe(null);
+    const entries = await t.query(api.audit.entries, { secret: SECRET, workspace: WS, actor: owner, limit: 10 });
+    expect(entries.filter((e: { action: string }) => e.action === "role.set")).toHaveLength(1);
+  });
+
+  test("a refused request is not recorded: its retry is judged again", async () => {
+    const t = backend();
+    const set = () =>
+      t.mutation(api.workspaces.setRole, { secret: SECRET, workspace: WS, actor: member, user: "U-x", role: 3, requestId: "req-2" });
+    expect(await code(set())).toBe("forbidden");
+    expect(await code(set())).toBe("forbidden");
+  });
+
+  test("request ids have bounds", async () => {
+    const t = backend();
+    const call = t.mutation(api.claims.claim, { secret: SECRET, key: "k", claimant: "c", requestId: "x".repeat(601) });
+    expect(await code(call)).toBe("invalid");
+  });
+});
+
+describe("housekeeping", () => {
+  test("claims and request records older than the window are pruned in batches; newer ones stay", async () => {
+    vi.useFakeTimers();
+    const t = backend();
+    const old = Date.now() - 2 * 86_400_000;
+    await t.run(async (ctx) => {
+      for (let i = 0; i < 5; i++) {
+        await ctx.db.insert("eventClaims", { key: `old-${i}`, claimant: "c", at: old });
+        await ctx.db.insert("requests", { requestId: `old-${i}`, result: null, at: old });
+      }
+    });
+    await t.mutation(api.claims.claim, { secret: SECRET, key: "new", claimant: "c", requestId: "new" });
+    expect(await t.mutation(internal.housekeeping.prune, { olderThanS: 86_400, batch: 2 })).toEqual({ claims: 2, requests: 2 });
+    await t.finishAllScheduledFunctions(vi.runAllTimers);
+    const left = await t.run(async (ctx) => ({
+      claims: (await ctx.db.query("eventClaims").collect()).map((r) => r.key),
+      requests: (await ctx.db.query("requests").collect()).map((r) => r.requestId),
+    }));
+    expect(left).toEqual({ claims: ["new"], requests: ["new"] });
+    vi.useRealTimers();
   });
 });

@@ -2,7 +2,8 @@
 
 Every call carries the service secret; the functions check it and the actor's role themselves.
 HTTP mutations are not deduplicated by Convex, so every mutation that may be retried is made
-idempotent by its arguments (claimant tokens, idempotency keys, request ids, sequence numbers).
+idempotent: by its arguments (claimant tokens, idempotency keys, sequence numbers) or by a request id
+that Convex records with the first result (see `_mutation` and serviceMutation).
 """
 
 from __future__ import annotations
@@ -148,6 +149,8 @@ class ConvexStore:
         if body.get("status") == "success":
             return body.get("value")
         data = body.get("errorData") or {}
+        if isinstance(data, dict) and data.get("code") == "replayed":
+            return data.get("result")  # a retry of a call that landed: its first answer
         code = data.get("code", "error") if isinstance(data, dict) else "error"
         message = data.get("message", body.get("errorMessage", "")) if isinstance(data, dict) else str(data)
         log.info("convex.refused", path=path, code=code)
@@ -160,13 +163,19 @@ class ConvexStore:
     async def _query(self, path: str, **args: Any) -> Any:
         return await self._call("query", path, args)
 
-    async def _mutation(self, path: str, **args: Any) -> Any:
+    async def _mutation(self, path: str, *, once: bool = True, **args: Any) -> Any:
+        """Run a mutation. With `once`, the call carries a request id that its retries share, so
+        Convex applies it once and answers a retry of a landed call with the first result; calls
+        already idempotent by their arguments (claimants, idempotency keys, sequence numbers) skip
+        the extra record."""
+        if once:
+            args["requestId"] = uuid.uuid4().hex
         return await self._call("mutation", path, args)
 
     # -- EventClaims ----------------------------------------------------------------------------
     async def claim_event(self, key: str) -> bool:
         # A fresh claimant per call: a retried request that did land still reads as our own win.
-        return bool(await self._mutation("claims:claim", key=key, claimant=uuid.uuid4().hex))
+        return bool(await self._mutation("claims:claim", once=False, key=key, claimant=uuid.uuid4().hex))
 
     # -- RoleStore ------------------------------------------------------------------------------
     async def settings(self, ws: WorkspaceRef) -> WorkspaceSettings:
@@ -250,7 +259,6 @@ class ConvexStore:
                 user=user_id,
                 window=window,
                 limit=limit,
-                requestId=uuid.uuid4().hex,
             )
         )
 
@@ -263,7 +271,7 @@ class ConvexStore:
 
     async def thread_for(self, ws: WorkspaceRef, channel_id: str, external_thread: str) -> str:
         result = await self._mutation(
-            "threads:threadFor", workspace=ws.key, channel=channel_id, externalThread=external_thread
+            "threads:threadFor", once=False, workspace=ws.key, channel=channel_id, externalThread=external_thread
         )
         return str(result)
 
@@ -281,6 +289,7 @@ class ConvexStore:
         key = idempotency_key or f"auto:{uuid.uuid4().hex}"
         result = await self._mutation(
             "threads:addMessage",
+            once=False,
             thread=thread_id,
             role=MessageRole(role).value,
             text=text,
@@ -307,6 +316,7 @@ class ConvexStore:
         if deltas:
             await self._mutation(
                 "threads:appendDeltas",
+                once=False,
                 deltas=[{"message": d.message_id, "seq": d.seq, "text": d.text} for d in deltas],
             )
 
@@ -366,7 +376,6 @@ class ConvexStore:
             actor=actor_id,
             action=action,
             detail=detail,
-            requestId=uuid.uuid4().hex,
         )
 
     async def audit_entries(self, ws: WorkspaceRef, actor: Actor, *, limit: int = 50) -> Sequence[AuditEntry]:

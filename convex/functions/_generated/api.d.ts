@@ -6,6 +6,7 @@ import type * as audit from "../audit.js";
 import type * as claims from "../claims.js";
 import type * as crons from "../crons.js";
 import type * as documents from "../documents.js";
+import type * as housekeeping from "../housekeeping.js";
 import type * as lib_security from "../lib/security.js";
 import type * as threads from "../threads.js";
 import type * as workspaces from "../workspaces.js";
@@ -15,6 +16,7 @@ declare const fullApi: ApiFromModules<{
   "claims": typeof claims;
   "crons": typeof crons;
   "documents": typeof documents;
+  "housekeeping": typeof housekeeping;
   "lib/security": typeof lib_security;
   "threads": typeof threads;
   "workspaces": typeof workspaces;

@@ -14,7 +14,8 @@ export type Code =
   | "last_owner"
   | "blocked"
   | "invalid"
-  | "not_found";
+  | "not_found"
+  | "replayed";
 
 export function fail(code: Code, message: string): never {
   throw new ConvexError({ code, message });
@@ -42,11 +43,31 @@ export const serviceQuery = customQuery(query, {
   },
 });
 
+/**
+ * Mutations take an optional `requestId`: the bot sends one per logical call and the same one on
+ * every retry of it. The first success is recorded with its result in the same transaction; a
+ * retry of a request that already landed (its answer was lost on the way) writes nothing and fails
+ * with code "replayed" carrying that first result, which the bot takes as the answer. So a retry
+ * can never apply a change, or write its audit row, twice.
+ */
 export const serviceMutation = customMutation(mutation, {
-  args: { secret: v.string() },
-  input: async (_ctx, { secret }) => {
+  args: { secret: v.string(), requestId: v.optional(v.string()) },
+  input: async (ctx, { secret, requestId }) => {
     checkSecret(secret);
-    return { ctx: {}, args: {} };
+    if (requestId === undefined) return { ctx: {}, args: {} };
+    bounded(requestId, LIMITS.key, "request id");
+    const seen = await ctx.db
+      .query("requests")
+      .withIndex("by_request", (q) => q.eq("requestId", requestId))
+      .unique();
+    if (seen) throw new ConvexError({ code: "replayed", message: "this request was already applied", result: seen.result });
+    return {
+      ctx: {},
+      args: {},
+      onSuccess: async ({ result }: { result: unknown }) => {
+        await ctx.db.insert("requests", { requestId, result: result ?? null, at: Date.now() });
+      },
+    };
   },
 });
 
@@ -164,16 +185,3 @@ export async function audit(ctx: MutationCtx, workspace: string, actor: string, 
   await ctx.db.insert("auditLog", { workspace, at: Date.now() / 1000, actor, action, detail: detail.slice(0, LIMITS.detail) });
 }
 
-/** Runs a mutation body once per request id: a retried request gets the first answer back. */
-export async function once<T>(ctx: MutationCtx, requestId: string | undefined, body: () => Promise<T>): Promise<T> {
-  if (!requestId) return await body();
-  bounded(requestId, LIMITS.key, "request id");
-  const seen = await ctx.db
-    .query("requests")
-    .withIndex("by_request", (q) => q.eq("requestId", requestId))
-    .unique();
-  if (seen) return seen.result as T;
-  const result = await body();
-  await ctx.db.insert("requests", { requestId, result: result ?? null, at: Date.now() });
-  return result;
-}
