@@ -294,13 +294,21 @@ def _last_user_text(fake: FakeAnthropic) -> str:
     return " ".join(part.get("text", "") for part in content)
 
 
+# Over two messages' worth, with a code block that must be split across them.
+LONG_ANSWER = (
+    "Intro paragraph.\n\n"
+    + "Some prose. " * 200
+    + "\n\n```python\n"
+    + "\n".join(f"step_{i}()  # {'x' * 60}" for i in range(60))
+    + "\n```\n\nThe end."
+)
+
+
 async def test_long_answer_continues_in_follow_up_messages_without_breaking_code(
     fast_harness: Harness, fake_anthropic: FakeAnthropic
 ) -> None:
     h = fast_harness
-    code = "\n".join(f"step_{i}()  # {'x' * 60}" for i in range(60))
-    long_answer = "Intro paragraph.\n\n" + "Some prose. " * 200 + "\n\n```python\n" + code + "\n```\n\nThe end."
-    fake_anthropic.script(long_answer, chunk_chars=200)
+    fake_anthropic.script(LONG_ANSWER, chunk_chars=200)
     event = mention("give me the whole script")
     await answered(h, event)
     replies = h.slack.replies_in("C1", event["ts"])
@@ -366,9 +374,7 @@ async def test_long_answer_streams_natively_into_follow_up_messages(
     native_fast_harness: Harness, fake_anthropic: FakeAnthropic
 ) -> None:
     h = native_fast_harness
-    code = "\n".join(f"step_{i}()  # {'x' * 60}" for i in range(60))
-    long_answer = "Intro paragraph.\n\n" + "Some prose. " * 200 + "\n\n```python\n" + code + "\n```\n\nThe end."
-    fake_anthropic.script(long_answer, chunk_chars=200)
+    fake_anthropic.script(LONG_ANSWER, chunk_chars=200)
     event = mention("give me the whole script")
     await answered(h, event)
     replies = h.slack.replies_in("C1", event["ts"])
