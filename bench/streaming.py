@@ -45,6 +45,7 @@ from bench.surfaces import (  # noqa: E402
     DISCORD_GLOBAL_RATE,
     SLACK_UPDATE_RATE,
     DiscordBenchSurface,
+    OfflineSurface,
     SlackBenchSurface,
 )
 from core.messages import ReplyStatus  # noqa: E402
@@ -62,7 +63,7 @@ class Conversation:
     index: int
     platform: str
     group: str  # Slack workspace or Discord channel: the binding scope
-    surface: SlackBenchSurface | DiscordBenchSurface
+    surface: SlackBenchSurface | DiscordBenchSurface | OfflineSurface
     start_at: float  # offset from the benchmark start
     think_s: float  # retrieval + time to first token
     chunks: list[str]
@@ -380,7 +381,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         assert fakes.stdout is not None
         ports = json.loads(await asyncio.wait_for(fakes.stdout.readline(), timeout=30))
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        llm_cpu = 0.0
+        llm_cpu = engine_cpu = 0.0
+        engine_requests = 0
         if args.calibrate:
             # The same conversations with a streamer that does nothing: the CPU of the fake LLM driver,
             # which is the benchmark's own cost, not the bot's.
@@ -414,6 +416,18 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             await sampler
             server = await fetch_json(session, f"{urls['slack']}/_log")  # one log for both fakes
             log: list[list[Any]] = server["log"]
+        if args.calibrate:
+            # The real engine on surfaces that make no HTTP calls: the engine's own CPU (after the
+            # measured run, so its memory does not count in the bot's peak RSS).
+            async with aiohttp.ClientSession() as idle:
+                offline = build(args, idle, urls)
+            for conv in offline:
+                assert not isinstance(conv.surface, OfflineSurface)
+                conv.surface = OfflineSurface(conv.surface)
+            cpu0 = time.process_time()
+            await run_load(offline, {"slack": EditScheduler(), "discord": EditScheduler()})
+            engine_cpu = time.process_time() - cpu0 - llm_cpu
+            engine_requests = sum(c.streamer.edits for c in offline if c.streamer is not None)
     finally:
         if fakes.stdin is not None:
             fakes.stdin.close()
@@ -436,6 +450,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "cpu_ms_per_request": 1000 * cpu / max(1, requests),
         "fake_llm_cpu_s": llm_cpu,
         "cpu_ms_per_request_without_fake_llm": 1000 * (cpu - llm_cpu) / max(1, requests) if llm_cpu else None,
+        "engine_cpu_ms_per_request": 1000 * engine_cpu / engine_requests if engine_requests else None,
+        "engine_requests": engine_requests,
         "server_429s_for_exceeded_limits": server["limited"],
         "server_injected_faults": server["injected"],
         "platforms": platforms,
@@ -469,7 +485,8 @@ def print_table(result: dict[str, Any]) -> None:
         f"wall {result['wall_s']:.1f} s, bot CPU {result['cpu_s']:.2f} s, "
         f"{result['cpu_ms_per_request']:.3f} ms CPU per request ({result['requests']} requests; "
         f"{result['cpu_ms_per_request_without_fake_llm'] or float('nan'):.3f} ms without the fake LLM's "
-        f"{result['fake_llm_cpu_s']:.2f} s), "
+        f"{result['fake_llm_cpu_s']:.2f} s; the engine alone, without HTTP: "
+        f"{result['engine_cpu_ms_per_request'] or float('nan'):.3f} ms), "
         f"peak RSS {result['peak_rss_mb']:.0f} MB; 429s for exceeded limits at the servers: "
         f"{result['server_429s_for_exceeded_limits']}; injected faults: {result['server_injected_faults']}"
     )

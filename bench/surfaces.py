@@ -7,6 +7,7 @@ pair below stays just under its platform window (a little margin absorbs network
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import aiohttp
@@ -107,3 +108,27 @@ class DiscordBenchSurface:
 
     def log_key(self, message_id: str) -> str:
         return f"discord:{self.channel}:{message_id}"
+
+
+class OfflineSurface:
+    """A bench surface's scopes and length limit without its HTTP calls: for measuring the engine's
+    own CPU (scheduler, streamer, splitting) apart from the HTTP client's."""
+
+    def __init__(self, surface: SlackBenchSurface | DiscordBenchSurface) -> None:
+        self.max_chars = surface.max_chars
+        self.scopes = surface.scopes
+        self._ids = 0
+
+    async def post(self, text: str, *, sources: Sequence[Source] = ()) -> str:
+        await asyncio.sleep(0)  # a request is a suspension point, whatever it costs
+        self._ids += 1
+        return str(self._ids)
+
+    async def edit(self, message_id: str, text: str, *, sources: Sequence[Source] = ()) -> None:
+        await asyncio.sleep(0)
+
+    async def thinking(self) -> None:
+        return None
+
+    async def notice(self, text: str) -> None:
+        return None
