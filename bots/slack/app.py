@@ -26,7 +26,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetr
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.mrkdwn import to_mrkdwn
-from bots.slack.surface import SlackSurface
+from bots.slack.surface import SlackSurface, StreamRefusals
 from bots.slack.users import UserDirectory
 from core.messages import IncomingMessage, Platform, WorkspaceRef
 from core.streaming import EditScheduler
@@ -114,6 +114,7 @@ class SlackBot:
     ) -> None:
         self.core = core
         self.native_streaming = native_streaming
+        self.stream_refusals = StreamRefusals()
         client_args: dict[str, Any] = {}
         if api_url:
             client_args["base_url"] = api_url if api_url.endswith("/") else api_url + "/"
@@ -262,6 +263,7 @@ class SlackBot:
             thread_ts=reply_thread,
             assistant_thread=via == "assistant",
             native_streaming=self.native_streaming,
+            refusals=self.stream_refusals,
         )
         if via == "assistant":
             await self._title_new_assistant_thread(ws, channel, str(conversation), text)

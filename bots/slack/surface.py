@@ -110,6 +110,23 @@ def retry_after(error: SlackApiError) -> float | None:
         return 1.0
 
 
+class StreamRefusals:
+    """Where Slack refused to start a stream (team, channel): later replies there go straight to
+    chat.postMessage instead of spending a request and a round trip on a refusal each time."""
+
+    TRANSIENT = frozenset({"internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+
+    def __init__(self) -> None:
+        self._where: set[tuple[str, str]] = set()
+
+    def refused(self, team_id: str, channel_id: str, error: str) -> None:
+        if error not in self.TRANSIENT:
+            self._where.add((team_id, channel_id))
+
+    def __contains__(self, where: tuple[str, str]) -> bool:
+        return where in self._where
+
+
 class SlackSurface:
     """Where one answer appears. `thread_ts=None` posts at the top level (a plain DM), never streamed.
 
@@ -131,6 +148,7 @@ class SlackSurface:
         thread_ts: str | None,
         assistant_thread: bool = False,
         native_streaming: bool = False,
+        refusals: StreamRefusals | None = None,
     ) -> None:
         self.client = client
         self.team_id = team_id
@@ -138,7 +156,10 @@ class SlackSurface:
         self.user_id = user_id
         self.thread_ts = thread_ts
         self.assistant_thread = assistant_thread
-        self.native_streaming = native_streaming and thread_ts is not None
+        self.refusals = refusals
+        self.native_streaming = (
+            native_streaming and thread_ts is not None and (refusals is None or (team_id, channel_id) not in refusals)
+        )
         self._update = update_scope(team_id)
         self._post = post_scope(team_id, channel_id)
         self._start = start_stream_scope(team_id, channel_id)
@@ -220,7 +241,10 @@ class SlackSurface:
         try:
             response = await self._call("chat_startStream", self._start, **args)
         except SlackApiError as exc:
-            log.warning("slack.native_streaming_unavailable", error=exc.response.get("error"), channel=self.channel_id)
+            error = str(exc.response.get("error"))
+            log.warning("slack.native_streaming_unavailable", error=error, channel=self.channel_id)
+            if self.refusals is not None:
+                self.refusals.refused(self.team_id, self.channel_id, error)
             self.native_streaming = False
             return None
         ts = str(response["ts"])

@@ -10,7 +10,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetr
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.mrkdwn import to_mrkdwn
-from bots.slack.surface import SECTION_LIMIT, SlackSurface, render_blocks
+from bots.slack.surface import SECTION_LIMIT, SlackSurface, StreamRefusals, render_blocks
 from core.messages import ReplyStatus, Source
 from core.streaming import EditScheduler, ReplyStreamer
 from core.surface import RateLimited
@@ -205,6 +205,30 @@ async def test_no_native_stream_at_the_top_level_or_where_slack_refuses_it(slack
     [message] = slack.replies_in("C1")
     assert slack.shown_text(message) == "first, then more"
     assert len(slack.calls_to("chat.startStream", ok_only=False)) == 1  # not tried again for this reply
+
+
+@pytest.mark.parametrize(("error", "remembered"), [("not_allowed_token_type", True), ("internal_error", False)])
+async def test_a_refused_stream_is_remembered_for_the_channel_unless_the_error_was_transient(
+    slack: FakeSlack, error: str, remembered: bool
+) -> None:
+    refusals = StreamRefusals()
+
+    def reply() -> SlackSurface:
+        return SlackSurface(
+            client(slack), team_id="T1", channel_id="C1", user_id="U1", thread_ts="1.0",
+            native_streaming=True, refusals=refusals,
+        )  # fmt: skip
+
+    slack.fail("chat.startStream", error=error)
+    await reply().post("first answer")
+    await reply().post("second answer")
+    assert len(slack.calls_to("chat.startStream", ok_only=False)) == (1 if remembered else 2)
+    assert len(slack.calls_to("chat.postMessage")) == (2 if remembered else 1)
+    other_channel = SlackSurface(
+        client(slack), team_id="T1", channel_id="C2", user_id="U1", thread_ts="1.0",
+        native_streaming=True, refusals=refusals,
+    )  # fmt: skip
+    assert other_channel.native_streaming
 
 
 async def test_native_stream_429_keeps_the_stream_and_sends_the_same_text_again(slack: FakeSlack) -> None:
