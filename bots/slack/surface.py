@@ -254,17 +254,19 @@ class SlackSurface:
     async def _extend_stream(self, ts: str, delta: str, sources: Sequence[Source]) -> None:
         if sources:
             # The final text: the rest of it and the sources in one call that ends the stream.
-            args: dict[str, Any] = {"channel": self.channel_id, "ts": ts, "blocks": source_blocks(sources)}
-            if delta:
-                args["markdown_text"] = delta
-            await self._stream_call("chat_stopStream", **args)
-            del self._streams[ts]
+            await self._stop_stream(ts, delta, source_blocks(sources))
         elif delta:
             await self._stream_call("chat_appendStream", channel=self.channel_id, ts=ts, markdown_text=delta)
             self._streams[ts] += delta
 
-    async def _stop_stream(self, ts: str) -> None:
-        await self._stream_call("chat_stopStream", channel=self.channel_id, ts=ts)
+    async def _stop_stream(self, ts: str, delta: str = "", blocks: list[dict[str, Any]] | None = None) -> None:
+        """End the stream, appending `delta` and `blocks` (the sources) if given."""
+        args: dict[str, Any] = {"channel": self.channel_id, "ts": ts}
+        if delta:
+            args["markdown_text"] = delta
+        if blocks:
+            args["blocks"] = blocks
+        await self._stream_call("chat_stopStream", **args)
         self._streams.pop(ts, None)
 
     async def _stream_call(self, method: str, **args: Any) -> None:
