@@ -48,8 +48,10 @@ from bench.surfaces import (  # noqa: E402
     OfflineSurface,
     SlackBenchSurface,
 )
+from core.markdown import split_parts  # noqa: E402
 from core.messages import ReplyStatus  # noqa: E402
-from core.streaming import EditScheduler, ReplyStreamer, split_parts  # noqa: E402
+from core.pacing import EditScheduler  # noqa: E402
+from core.streaming import ReplyStreamer  # noqa: E402
 
 WORDS = (
     *("the", "retrieval", "layer", "answers", "from", "each", "workspace's", "own", "documents", "and"),

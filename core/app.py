@@ -13,10 +13,12 @@ from core.config import MissingSetting, Settings, secret
 from core.ingest import Ingestor, IngestReport, ProgressCallback
 from core.llm.base import LLM
 from core.messages import Actor, IncomingMessage, Platform, ReplyStatus, WorkspaceRef
+from core.pacing import EditScheduler
 from core.pipeline import Outcome, Pipeline
 from core.retrieval.base import Retriever
 from core.stores.base import Store
-from core.streaming import FAILURE_MARKER, DeltaWriter, EditScheduler
+from core.stores.deltas import DeltaWriter
+from core.streaming import FAILURE_MARKER
 from core.surface import Surface
 
 log = structlog.get_logger(__name__)

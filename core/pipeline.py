@@ -12,10 +12,11 @@ import structlog
 from core.access import RoleService
 from core.llm.base import LLM, LLMError
 from core.messages import IncomingMessage, MessageRole, ReplyStatus, Source, Usage
+from core.pacing import EditScheduler
 from core.prompt import build_prompt, cited_sources, sources_from_hits
 from core.retrieval.base import Hit, Retriever, RetrieverUnavailable
 from core.stores.base import Store, StoreUnavailable
-from core.streaming import EditScheduler, ReplyStreamer
+from core.streaming import ReplyStreamer
 from core.surface import Surface
 
 log = structlog.get_logger(__name__)
@@ -38,7 +39,7 @@ class Outcome:
 
 
 class DeltaSink(Protocol):
-    """Where reply deltas go while streaming (throttled store writes); see core.streaming."""
+    """Where reply deltas go while streaming (throttled store writes); see core.stores.deltas."""
 
     def add(self, message_id: str, text: str) -> None: ...
 

@@ -2,7 +2,7 @@
 
 Adapters implement it; the streaming engine drives it. A surface knows its platform's
 format and length limit and names the rate-limit scopes each call spends from; it knows
-nothing of pacing, which lives in `core.streaming`.
+nothing of pacing, which lives in `core.pacing`.
 """
 
 from __future__ import annotations
@@ -14,6 +14,9 @@ from typing import Literal, Protocol
 from core.messages import Source
 
 Operation = Literal["post", "edit"]
+
+# What the engine posts before the first words arrive; surfaces may show it their own way.
+PLACEHOLDER = "…"
 
 
 @dataclass(frozen=True, slots=True)

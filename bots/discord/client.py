@@ -13,9 +13,9 @@ from discord import app_commands
 from bots.discord.surface import DiscordSurface
 from core.app import ChatCore
 from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
+from core.pacing import EditScheduler
 from core.roles import Role
 from core.stores.base import ChannelMode
-from core.streaming import EditScheduler
 
 log = structlog.get_logger(__name__)
 

@@ -15,9 +15,9 @@ from rich.text import Text
 
 from core.app import ChatCore
 from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, Source, WorkspaceRef
+from core.pacing import EditScheduler
 from core.pipeline import Outcome
-from core.streaming import PLACEHOLDER, EditScheduler
-from core.surface import Operation, RateScope
+from core.surface import PLACEHOLDER, Operation, RateScope
 
 LOCAL_WORKSPACE = WorkspaceRef(Platform.SHELL, "local")
 # The person at the terminal owns their local workspace.

@@ -29,7 +29,7 @@ from bots.slack.mrkdwn import to_mrkdwn
 from bots.slack.surface import SlackSurface, StreamRefusals
 from bots.slack.users import UserDirectory
 from core.messages import IncomingMessage, Platform, WorkspaceRef
-from core.streaming import EditScheduler
+from core.pacing import EditScheduler
 
 if TYPE_CHECKING:
     from core.app import ChatCore

@@ -26,9 +26,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack.mrkdwn import escape, has_table, link, to_mrkdwn
+from core.markdown import split_markdown
 from core.messages import Source
-from core.streaming import PLACEHOLDER, split_markdown
-from core.surface import Operation, RateLimited, RateScope
+from core.surface import PLACEHOLDER, Operation, RateLimited, RateScope
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from bots.discord.client import ChatbotClient
 from bots.discord.server import point_at
 from core.app import ChatCore, build_core
 from core.config import Settings
-from core.streaming import split_markdown
+from core.markdown import split_markdown
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.discord import (
     CHANNEL_ID,

@@ -14,9 +14,9 @@ from bots.shell.shell import StreamSurface
 from core.app import ChatCore, build_core
 from core.config import Settings
 from core.messages import Actor, IncomingMessage, MessageRole, Platform, PlatformFacts, ReplyStatus, WorkspaceRef
+from core.pacing import EditScheduler
 from core.roles import Role
 from core.stores.base import ChannelMode, Delta
-from core.streaming import EditScheduler
 from tests.fakes.anthropic import FakeAnthropic
 
 WS = WorkspaceRef(Platform.SLACK, "T1")

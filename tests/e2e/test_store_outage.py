@@ -12,10 +12,10 @@ from pathlib import Path
 from bots.shell.shell import StreamSurface
 from core.llm.extractive import ExtractiveLLM
 from core.messages import Actor, IncomingMessage, MessageRole, Platform, PlatformFacts, ReplyStatus, WorkspaceRef
+from core.pacing import EditScheduler
 from core.pipeline import STORE_DOWN_NOTICE, Pipeline
 from core.retrieval.fts import FtsRetriever
 from core.stores.convex import ConvexStore
-from core.streaming import EditScheduler
 from tests.support.convex_server import CONVEX_DIR
 
 WS = WorkspaceRef(Platform.SLACK, "T-outage")

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from bots.slack.app import EVENTS_PATH, SlackBot
 from core.config import Settings
-from core.streaming import EditScheduler
+from core.pacing import EditScheduler
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import (
     BOT_TOKEN,

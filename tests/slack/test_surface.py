@@ -12,7 +12,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.slack.mrkdwn import to_mrkdwn
 from bots.slack.surface import SECTION_LIMIT, SlackSurface, StreamRefusals, render_blocks
 from core.messages import ReplyStatus, Source
-from core.streaming import EditScheduler, ReplyStreamer
+from core.pacing import EditScheduler
+from core.streaming import ReplyStreamer
 from core.surface import RateLimited
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 from tests.slack.conftest import FastClock

@@ -9,15 +9,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from core.markdown import split_parts
 from core.messages import ReplyStatus, Source
-from core.streaming import (
-    CANCELLED_MARKER,
-    PLACEHOLDER,
-    EditScheduler,
-    ReplyStreamer,
-    split_parts,
-)
-from core.surface import Operation, RateLimited, RateScope
+from core.pacing import EditScheduler
+from core.streaming import CANCELLED_MARKER, ReplyStreamer
+from core.surface import PLACEHOLDER, Operation, RateLimited, RateScope
 from tests.unit.test_streaming_clock import VirtualClock
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.stores.base import Delta, StoreUnavailable
-from core.streaming import DeltaWriter
+from core.stores.deltas import DeltaWriter
 from tests.unit.test_streaming_clock import VirtualClock
 
 

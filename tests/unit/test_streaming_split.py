@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.streaming import join_parts, split_markdown, split_parts
+from core.markdown import join_parts, split_markdown, split_parts
 
 
 def fence_open_after(text: str) -> bool:

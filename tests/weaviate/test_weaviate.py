@@ -15,12 +15,12 @@ from bots.shell.shell import StreamSurface
 from core.ingest import Ingestor, chunk_id
 from core.llm.extractive import ExtractiveLLM
 from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
+from core.pacing import EditScheduler
 from core.pipeline import NO_KNOWLEDGE_NOTE, Pipeline
 from core.retrieval.base import Chunk, RetrieverUnavailable
 from core.retrieval.embedders import LocalEmbedder
 from core.retrieval.weaviate import RetrieverWriteError, WeaviateRetriever, tenant_name
 from core.stores.sqlite import SqliteStore
-from core.streaming import EditScheduler
 from tests.support.weaviate_server import WeaviateServer, free_ports, launch
 
 WS = WorkspaceRef(Platform.SLACK, "T-wv")

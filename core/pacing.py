@@ -1,0 +1,330 @@
+"""Pacing: the clock and the rate budgets shared by every reply on one platform.
+
+`EditScheduler` owns the rate budgets. Surfaces name the scopes each call spends from (narrowest
+first: channel, workspace+method, global); each scope is a token bucket. Waiting requests are
+parked on the first bucket that lacks budget, in a heap ordered by (final first, then the stalest
+visible text first), and one timer per scheduler wakes exactly the bucket that refills next.
+Nothing polls: the cost of a grant is O(scopes * log waiting).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from core.surface import RateLimited, RateScope
+
+# ---------------------------------------------------------------------------------------------
+# Clocks
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """Time for the engine; tests pass a virtual clock so pacing is deterministic."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        """Run `callback` (a plain function) at `when` on the clock's timeline."""
+        ...
+
+
+class SystemClock:
+    """The event loop's monotonic clock (the same as time.monotonic() on Linux and macOS)."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> TimerHandle:
+        return asyncio.get_running_loop().call_later(max(0.0, when - time.monotonic()), callback)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rate budgets
+
+
+class _Ticket:
+    """One waiting request: granted when every bucket it spends from has a token for it."""
+
+    __slots__ = ("buckets", "done", "future", "key", "parked_at")
+
+    def __init__(self, buckets: list[TokenBucket], key: tuple[int, float, int], future: asyncio.Future[None]):
+        self.buckets = buckets
+        self.key = key  # (0 for a final edit else 1, staleness origin, arrival order): smaller goes first
+        self.future = future
+        self.parked_at: TokenBucket | None = None
+        self.done = False  # granted or abandoned
+
+    def __lt__(self, other: _Ticket) -> bool:
+        return self.key < other.key
+
+
+class TokenBucket:
+    """One rate-limit scope.
+
+    A bucket with rate r and burst b admits at most b + r*W requests in any window W, so a surface
+    picks (r, b) from the platform's documented window with a small margin. A 429 blocks the bucket
+    for Retry-After, halves its rate and lets it climb back linearly over `recovery_s`.
+    """
+
+    __slots__ = (
+        "base_rate",
+        "blocked_until",
+        "burst",
+        "key",
+        "parked",
+        "penalty_at",
+        "penalty_rate",
+        "rate",
+        "recovery_s",
+        "reserved",
+        "tokens",
+        "updated",
+        "wake_at",
+    )
+
+    def __init__(self, scope: RateScope, now: float, recovery_s: float) -> None:
+        self.key = scope.key
+        self.base_rate = scope.per_second
+        self.rate = scope.per_second
+        self.burst = max(1.0, scope.burst)
+        self.tokens = self.burst
+        self.updated = now
+        self.blocked_until = 0.0
+        self.recovery_s = recovery_s
+        self.penalty_at = 0.0
+        self.penalty_rate = scope.per_second
+        self.parked: list[_Ticket] = []  # heap of tickets waiting for this bucket
+        self.wake_at = float("inf")
+        # The best ticket that is parked elsewhere but needs this bucket too, and when it may be ready:
+        # a lesser ticket may only take a token if one is still there for it by then.
+        self.reserved: tuple[_Ticket, float] | None = None
+
+    def _refill(self, now: float) -> None:
+        if now <= self.updated:
+            return
+        if self.rate < self.base_rate:
+            climbed = (
+                self.penalty_rate + (self.base_rate - self.penalty_rate) * (now - self.penalty_at) / self.recovery_s
+            )
+            self.rate = min(self.base_rate, climbed)
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+
+    def _best_parked(self) -> _Ticket | None:
+        parked = self.parked
+        while parked and (parked[0].done or parked[0].parked_at is not self):
+            heapq.heappop(parked)
+        return parked[0] if parked else None
+
+    def _reservation(self, ticket: _Ticket) -> float | None:
+        """When a better ticket parked elsewhere will want a token here, if it will."""
+        if self.reserved is None:
+            return None
+        holder, at = self.reserved
+        if holder.done or holder is ticket or not holder.key < ticket.key:
+            if holder.done:
+                self.reserved = None
+            return None
+        return at
+
+    def ready_at(self, now: float, ticket: _Ticket) -> float:
+        """The earliest time this bucket can grant `ticket` a token (`now` if it can right now)."""
+        self._refill(now)
+        base = max(now, self.updated)  # `updated` lies ahead while a Retry-After block lasts
+        rate = max(self.rate, 1e-9)
+        one = base + max(0.0, 1.0 - self.tokens) / rate
+        at = max(now, self.blocked_until, one)
+        reserved = self._reservation(ticket)
+        if reserved is not None and self.tokens - 1.0 + max(0.0, reserved - base) * rate < 1.0:
+            # Taking a token now would leave none for the better ticket parked elsewhere: wait until
+            # there are two, or until the better ticket has had its turn.
+            two = base + max(0.0, 2.0 - self.tokens) / rate
+            at = max(at, min(two, reserved + 1e-6))
+        best = self._best_parked()
+        if best is not None and best is not ticket and best.key < ticket.key:
+            at = max(at, self.wake_at if now < self.wake_at < float("inf") else now + 1e-6)
+        return at
+
+    def take(self, now: float) -> None:
+        self._refill(now)
+        self.tokens -= 1.0
+
+    def refund(self, now: float) -> None:
+        self._refill(now)
+        self.tokens = min(self.burst, self.tokens + 1.0)
+
+    def penalize(self, retry_after: float, now: float) -> None:
+        self._refill(now)
+        self.blocked_until = max(self.blocked_until, now + retry_after)
+        self.penalty_rate = max(self.rate / 2, self.base_rate / 16)
+        self.rate = self.penalty_rate
+        # The climb back starts when the block ends.
+        self.penalty_at = self.blocked_until
+        # One request may go right when the block ends; then the halved rate applies.
+        self.updated = max(self.updated, self.blocked_until)
+        self.tokens = 1.0
+
+
+class EditScheduler:
+    """Rate budgets for one platform, keyed by the platform's limit scopes.
+
+    `acquire` returns once every scope of the call has a token. When budget is short, final edits
+    go first, then the reply whose visible text has lagged longest (`since`, the time of its oldest
+    unshown text). Replies of every workspace compete in that one order, so a busy workspace cannot
+    starve a quiet one: a waiting reply becomes the stalest within one interval and is served next.
+    """
+
+    def __init__(self, clock: Clock | None = None, *, recovery_s: float = 60.0) -> None:
+        self.clock: Clock = clock or SystemClock()
+        self.recovery_s = recovery_s
+        self._buckets: dict[str, TokenBucket] = {}
+        self._timers: list[tuple[float, int, TokenBucket]] = []
+        self._timer: TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._order = itertools.count()
+        self.rate_limited = 0  # 429s received, for logs and benchmarks
+        self.granted = 0
+
+    def bucket(self, scope: RateScope) -> TokenBucket:
+        bucket = self._buckets.get(scope.key)
+        if bucket is None:
+            bucket = self._buckets[scope.key] = TokenBucket(scope, self.clock.now(), self.recovery_s)
+        return bucket
+
+    async def acquire(self, scopes: Sequence[RateScope], *, final: bool = False, since: float | None = None) -> None:
+        """Wait until every scope has budget for this call, then spend one unit from each.
+
+        `since` is when the caller's visible text started lagging (defaults to now); a cancelled
+        wait gives its tokens back if it had already been granted.
+        """
+        now = self.clock.now()
+        key = (0 if final else 1, now if since is None else since, next(self._order))
+        buckets = [self.bucket(s) for s in scopes]
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        ticket = _Ticket(buckets, key, future)
+        if self._try(ticket, now):
+            return
+        try:
+            await future
+        except asyncio.CancelledError:
+            if ticket.done and future.done() and not future.cancelled():
+                for b in buckets:  # granted, but the caller no longer wants it
+                    b.refund(self.clock.now())
+            ticket.done = True
+            raise
+
+    def _try(self, ticket: _Ticket, now: float) -> bool:
+        for bucket in ticket.buckets:
+            at = bucket.ready_at(now, ticket)
+            if at > now:
+                self._park(ticket, bucket, at)
+                return False
+        for bucket in ticket.buckets:
+            bucket.take(now)
+            if bucket.reserved is not None and bucket.reserved[0] is ticket:
+                bucket.reserved = None
+        ticket.done = True
+        ticket.parked_at = None
+        self.granted += 1
+        if not ticket.future.done():
+            ticket.future.set_result(None)
+        return True
+
+    def _park(self, ticket: _Ticket, bucket: TokenBucket, at: float) -> None:
+        ticket.parked_at = bucket
+        heapq.heappush(bucket.parked, ticket)
+        for other in ticket.buckets:
+            if other is not bucket:
+                held = other.reserved
+                if held is None or held[0].done or held[0] is ticket or ticket.key < held[0].key:
+                    other.reserved = (ticket, at)
+        if bucket._best_parked() is ticket:
+            self._wake_bucket_at(bucket, at)
+
+    def _wake_bucket_at(self, bucket: TokenBucket, at: float) -> None:
+        now = self.clock.now()
+        if now < bucket.wake_at <= at:
+            return  # an earlier wake is already due; it will re-plan
+        bucket.wake_at = at
+        heapq.heappush(self._timers, (at, next(self._order), bucket))
+        self._arm()
+
+    def _arm(self) -> None:
+        """Keep exactly one clock timer, set for the earliest planned bucket wake."""
+        timers = self._timers
+        while timers and timers[0][2].wake_at != timers[0][0]:
+            heapq.heappop(timers)  # superseded plans
+        if not timers:
+            return
+        at = timers[0][0]
+        if at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = at
+            self._timer = self.clock.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        now = self.clock.now()
+        timers = self._timers
+        while timers and timers[0][0] <= now:
+            at, _, bucket = heapq.heappop(timers)
+            if bucket.wake_at != at:
+                continue  # superseded by a later plan
+            bucket.wake_at = float("inf")
+            self._serve(bucket, now)
+        self._arm()
+
+    def _serve(self, bucket: TokenBucket, now: float) -> None:
+        """Hand this bucket's budget to its parked tickets, best first, until it runs dry."""
+        while True:
+            best = bucket._best_parked()
+            if best is None:
+                return
+            heapq.heappop(bucket.parked)
+            best.parked_at = None
+            if not self._try(best, now) and best.parked_at is bucket:
+                return  # still waiting on this bucket: _park planned the next wake
+
+    def release(self, scopes: Sequence[RateScope]) -> None:
+        """Give back a grant the caller did not use."""
+        now = self.clock.now()
+        for scope in scopes:
+            self.bucket(scope).refund(now)
+
+    def succeeded(self, scopes: Sequence[RateScope]) -> None:
+        """A call went through (kept for adapters; recovery after a 429 is time-based)."""
+
+    def rate_limited_by(self, scopes: Sequence[RateScope], error: RateLimited) -> None:
+        """Honor a 429: block the named scope (all of the call's scopes if unnamed) and slow it down."""
+        self.rate_limited += 1
+        now = self.clock.now()
+        hit = [s for s in scopes if s.key == error.scope_key] or list(scopes)
+        for scope in hit:
+            bucket = self.bucket(scope)
+            bucket.penalize(max(0.0, error.retry_after), now)
+            best = bucket._best_parked()
+            if best is not None:
+                self._wake_bucket_at(bucket, bucket.ready_at(now, best))
+
+    def rate(self, key: str) -> float | None:
+        """The current rate of a scope (for tests and benchmarks)."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return None
+        bucket._refill(self.clock.now())
+        return bucket.rate
