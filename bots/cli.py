@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import shlex
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-import structlog
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from core.app import ChatCore, ConfigError, build_core
 from core.config import MissingSetting, Settings
+from core.logs import configure_logging
 from core.pipeline import MAX_QUESTION_CHARS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -27,53 +27,43 @@ best-matching passages. Set CONVEX_URL, WEAVIATE_URL and ANTHROPIC_API_KEY to us
 Convex, Weaviate and Claude. Settings come from the environment or a .env file."""
 
 
-def configure_logging(level: str, *, quiet: bool) -> None:
-    """Structured logs on stderr; the shell keeps them down to warnings so the answer stays readable."""
-    numeric = logging.WARNING if quiet else getattr(logging, level.upper(), logging.INFO)
-    logging.basicConfig(level=numeric, stream=sys.stderr, format="%(message)s")
-    renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer(colors=False) if sys.stderr.isatty() else structlog.processors.JSONRenderer()
-    )
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso"),
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chatbot", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Every command takes --verbose (`chatbot ingest x --verbose` reads more naturally than before the command).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", help="also write log records to stderr (commands are quiet otherwise)"
+    )
 
-    shell = sub.add_parser("shell", help="talk to the bot in this terminal (or pipe one question in)")
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    shell = command("shell", help="talk to the bot in this terminal (or pipe one question in)")
     shell.description = "Interactive chat in the terminal. `echo 'question' | chatbot shell` answers once and exits."
     shell.add_argument("--thread", default=None, help="continue this named thread (default: a new one)")
 
-    ingest = sub.add_parser("ingest", help="add Markdown, text, HTML or PDF files, folders or URLs to the knowledge")
+    ingest = command("ingest", help="add Markdown, text, HTML or PDF files, folders or URLs to the knowledge")
     ingest.add_argument("sources", nargs="+", metavar="PATH|URL")
     ingest.add_argument(
         "--workspace", default="shell:local", help="platform:id, e.g. slack:T0123 (default: %(default)s)"
     )
 
-    slack = sub.add_parser("slack", help="run the Slack app (HTTP events or Socket Mode)")
+    slack = command("slack", help="run the Slack app (HTTP events or Socket Mode)")
     mode = slack.add_mutually_exclusive_group()
     mode.add_argument("--http", action="store_true", help="serve the Events API at /slack/events (default)")
     mode.add_argument("--socket", action="store_true", help="connect with Socket Mode (needs SLACK_APP_TOKEN)")
     slack.add_argument("--port", type=int, default=None, help="HTTP port (default: $PORT or 3000)")
 
-    sub.add_parser("discord", help="run the Discord bot")
+    command("discord", help="run the Discord bot")
 
-    roles = sub.add_parser("roles", help="administer roles locally, as the workspace's owner")
+    roles = command("roles", help="administer roles locally, as the workspace's owner")
     roles.add_argument("--workspace", default="shell:local", help="platform:id (default: %(default)s)")
     roles.add_argument("words", nargs="+", metavar="ARGS", help="e.g. `list`, `set U123 curator`, `block U9`")
 
-    sub.add_parser("doctor", help="check each configured service and say what is wrong")
+    command("doctor", help="check each configured service and say what is wrong")
     return parser
 
 
@@ -85,7 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = exc.errors()[0]
         print(f"chatbot: invalid setting {first['loc'][0]}: {first['msg']}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(settings.log_level, quiet=args.command in {"shell", "ingest", "roles", "doctor"})
+    # Services log (JSON lines, or console lines on a terminal); commands show only their own lines.
+    service = args.command in {"slack", "discord"}
+    configure_logging(
+        settings.log_level,
+        quiet=not (service or args.verbose),
+        secrets=[v.get_secret_value() for v in settings.model_dump().values() if isinstance(v, SecretStr)],
+    )
     command: Callable[[argparse.Namespace, Settings], Awaitable[int]] = COMMANDS[args.command]
     try:
         return asyncio.run(command(args, settings))

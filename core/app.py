@@ -12,6 +12,7 @@ from core.admin import AdminCommands
 from core.config import MissingSetting, Settings, secret
 from core.ingest import Ingestor, IngestReport, ProgressCallback
 from core.llm.base import LLM
+from core.logs import bind_reply
 from core.messages import Actor, IncomingMessage, Platform, ReplyStatus, WorkspaceRef
 from core.pacing import EditScheduler
 from core.pipeline import Outcome, Pipeline
@@ -57,7 +58,8 @@ class ChatCore:
         self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor))
 
     async def answer(self, message: IncomingMessage, surface: Surface, scheduler: EditScheduler) -> Outcome:
-        return await self.pipeline.answer(message, surface, scheduler)
+        with bind_reply(message.event_key):  # every record of this reply carries its key
+            return await self.pipeline.answer(message, surface, scheduler)
 
     async def ingest(
         self, ws: WorkspaceRef, actor: Actor, sources: Sequence[str], progress: ProgressCallback | None = None

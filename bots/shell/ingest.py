@@ -38,7 +38,8 @@ async def run_ingest(core: ChatCore, sources: Sequence[str], workspace: tuple[st
     err = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        with Progress(*columns, console=err, transient=True) as progress:
+        # A bar only on a terminal: piped, stderr keeps just the clear lines below.
+        with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
             report = await core.ingest(ws, LOCAL_USER, sources, RichProgress(progress))
     except PermissionDenied as exc:
         print(f"chatbot: not allowed: {exc}", file=sys.stderr)
