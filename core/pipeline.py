@@ -10,11 +10,12 @@ from typing import Literal, Protocol
 import structlog
 
 from core.access import RoleService
+from core.errors import Unavailable
 from core.llm.base import LLM, LLMError
 from core.messages import IncomingMessage, MessageRole, ReplyStatus, Source, Usage
 from core.pacing import EditScheduler
 from core.prompt import build_prompt, cited_sources, sources_from_hits
-from core.retrieval.base import Hit, Retriever, RetrieverUnavailable
+from core.retrieval.base import Hit, Retriever
 from core.stores.base import Store, StoreUnavailable
 from core.streaming import ReplyStreamer
 from core.surface import Surface
@@ -165,8 +166,8 @@ class Pipeline:
     async def _retrieve(self, message: IncomingMessage, question: str) -> tuple[list[Hit], bool]:
         try:
             return list(await self.retriever.search(message.workspace, question, k=self.retrieve_k)), False
-        except RetrieverUnavailable as exc:
-            log.warning("pipeline.retriever_unavailable", error=str(exc))
+        except Unavailable as exc:  # the search, its embedder or its file: answer without knowledge
+            log.warning("pipeline.retriever_unavailable", error=str(exc), cause=repr(exc.__cause__))
             return [], True
 
     async def _stream(

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from core.errors import ChatbotError, Invalid, Refused, Unavailable
 from core.messages import Source, Usage
 
 
@@ -24,8 +25,25 @@ class Prompt:
     max_tokens: int = 1024
 
 
-class LLMError(Exception):
-    """The answer could not be (fully) produced; the message is safe to show the user."""
+class LLMError(ChatbotError):
+    """The answer could not be (fully) produced; the message is safe to show the user (no operator
+    hints in it: the cause for operators goes to the log where the error is raised)."""
+
+
+class LLMUnavailable(LLMError, Unavailable):
+    """Overloaded, rate limited, down, unreachable, or silent for too long: a later try may work."""
+
+
+class LLMTimeout(LLMUnavailable):
+    """No answer (or no further token) within the set time."""
+
+
+class LLMRefused(LLMError, Refused):
+    """The model service refused this deployment (key, permission, model name): operators must act."""
+
+
+class LLMInvalid(LLMError, Invalid):
+    """The model service rejected the request itself (too long, malformed)."""
 
 
 class LLM(Protocol):

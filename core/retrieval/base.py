@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.errors import Unavailable
 from core.messages import WorkspaceRef
 
 
@@ -27,7 +28,7 @@ class Hit:
     score: float
 
 
-class RetrieverUnavailable(Exception):
+class RetrieverUnavailable(Unavailable):
     """The retriever could not be reached; the pipeline answers without context and says so."""
 
 

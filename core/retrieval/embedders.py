@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import httpx
 
 from core.config import MissingSetting, Settings, secret
+from core.errors import Unavailable
 
 
 class Embedder(Protocol):
@@ -26,7 +27,7 @@ class Embedder(Protocol):
         ...
 
 
-class EmbedderUnavailable(Exception):
+class EmbedderUnavailable(Unavailable):
     """The embedder cannot run here (a package is missing, or the API failed)."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, Protocol, TypeVar
 
+from core.errors import ChatbotError, Invalid, Refused, Unavailable
 from core.messages import (
     Actor,
     MessageRole,
@@ -24,20 +25,36 @@ from core.messages import (
 from core.roles import Membership, Role
 
 
-class StoreError(Exception):
-    """A store call failed; `code` is stable across implementations (and Convex's ConvexError)."""
+class StoreError(ChatbotError):
+    """A store call failed; `code` is stable across implementations (and Convex's ConvexError).
+
+    `StoreError("invalid", ...)` is built as a StoreInvalid, so bound checks of every backend sort
+    into core.errors' Invalid without each call site naming the subclass.
+    """
+
+    def __new__(cls, code: str = "error", message: str = "") -> StoreError:
+        if cls is StoreError and code == "invalid":
+            return super().__new__(StoreInvalid)
+        return super().__new__(cls)
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
 
 
-class PermissionDenied(StoreError):
+class PermissionDenied(StoreError, Refused):
     """The actor's effective role does not allow this; message is safe to show the user."""
 
 
-class StoreUnavailable(StoreError):
+class StoreInvalid(StoreError, Invalid):
+    """The input breaks a bound or a shape the store enforces."""
+
+
+class StoreUnavailable(StoreError, Unavailable):
     """The store could not be reached; the caller may retry or degrade."""
+
+    def __new__(cls, message: str = "") -> StoreUnavailable:
+        return Exception.__new__(cls)
 
     def __init__(self, message: str) -> None:
         super().__init__("unavailable", message)
