@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from core.errors import Unavailable
+
 T = TypeVar("T")
+
+BUSY_TIMEOUT_S = 10.0
+# Integrity and programming errors are bugs and pass through; any other database error (locked past
+# the busy timeout, disk full, unreadable file) is an outage the callers may retry or degrade on.
+_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+class SqliteUnavailable(Unavailable):
+    """The database file could not be used right now (locked, unreadable, disk full)."""
 
 
 class SqliteWorker:
@@ -28,16 +40,28 @@ class SqliteWorker:
 
     def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA busy_timeout=10000")
-        db.execute("PRAGMA foreign_keys=ON")
-        db.executescript(self.schema)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+        try:
+            db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+            # Switching a fresh file to WAL takes an exclusive lock and SQLite does not always wait for
+            # it through the busy handler: another process opening the same new folder at the same
+            # instant gets "database is locked" at once. Retry it within the busy timeout instead.
+            _with_retry(lambda: db.execute("PRAGMA journal_mode=WAL"))
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            _with_retry(lambda: db.executescript(self.schema))
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
     async def _submit(self, fn: Callable[[], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        except _BUGS:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise SqliteUnavailable(f"{self.path.name} is unavailable ({exc})") from exc
 
     def _database(self) -> sqlite3.Connection:
         assert self._db is not None, f"{self.path.name} is not open (await open() first)"
@@ -71,3 +95,18 @@ class SqliteWorker:
 
         await self._submit(shut)
         self._executor.shutdown(wait=True)
+
+
+def _with_retry(step: Callable[[], object], *, within_s: float = BUSY_TIMEOUT_S) -> None:
+    """Run `step` (on the worker thread), retrying "database is locked" until `within_s` has passed."""
+    deadline = time.monotonic() + within_s
+    delay = 0.005
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)  # the worker thread, never the event loop
+        delay = min(delay * 2, 0.1)

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from core.messages import Actor, MessageRole, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
 from core.roles import Membership, Permission, Role, RoleChangeDenied, allows, check_role_change, effective_role
-from core.sqlite_worker import SqliteWorker
+from core.sqlite_worker import SqliteUnavailable, SqliteWorker
 from core.stores.base import (
     SETTING_FIELDS,
     AuditEntry,
@@ -44,10 +44,6 @@ from core.stores.base import (
 )
 
 T = TypeVar("T")
-
-# Integrity and programming errors are bugs and pass through; any other database error (locked past
-# the busy timeout, disk full, unreadable file) is an outage the pipeline may retry or degrade on.
-_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
 
 MAX_TEXT = 40_000
 MAX_ID = 200
@@ -179,18 +175,14 @@ class SqliteStore:
     async def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
             return await self._worker.transaction(fn)
-        except _BUGS:
-            raise
-        except sqlite3.DatabaseError as exc:
-            raise StoreUnavailable(f"the SQLite store {self.path.name} is unavailable ({exc})") from exc
+        except SqliteUnavailable as exc:
+            raise StoreUnavailable(f"the SQLite store {exc}") from exc
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
             return await self._worker.read(fn)
-        except _BUGS:
-            raise
-        except sqlite3.DatabaseError as exc:
-            raise StoreUnavailable(f"the SQLite store {self.path.name} is unavailable ({exc})") from exc
+        except SqliteUnavailable as exc:
+            raise StoreUnavailable(f"the SQLite store {exc}") from exc
 
     @classmethod
     async def open(cls, path: Path) -> SqliteStore:
