@@ -162,7 +162,12 @@ def build_llm(settings: Settings) -> LLM:
     if key:
         from core.llm.anthropic import AnthropicLLM
 
-        return AnthropicLLM(api_key=key, model=settings.model, base_url=settings.anthropic_base_url)
+        return AnthropicLLM(
+            api_key=key,
+            model=settings.model,
+            base_url=settings.anthropic_base_url,
+            idle_timeout_s=settings.llm_idle_timeout_s,
+        )
     from core.llm.extractive import ExtractiveLLM
 
     return ExtractiveLLM()

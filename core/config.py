@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = Field(default=None, alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, alias="ANTHROPIC_BASE_URL")
     model: str = Field(default=DEFAULT_MODEL, alias="CHATBOT_MODEL")
+    # A model stream with no text for this long ends the reply as timed out.
+    llm_idle_timeout_s: float = Field(default=20.0, gt=0, alias="CHATBOT_LLM_IDLE_TIMEOUT_S")
     max_answer_tokens: int = Field(default=1024, alias="CHATBOT_MAX_ANSWER_TOKENS")
     context_token_budget: int = Field(default=6000, alias="CHATBOT_CONTEXT_TOKENS")
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import anthropic
 import httpx
 import structlog
 from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
 
-from core.llm.base import LLMError, Prompt
+from core.llm.base import LLMError, LLMInvalid, LLMRefused, LLMTimeout, LLMUnavailable, Prompt
 from core.messages import Usage
 
 log = structlog.get_logger(__name__)
@@ -42,9 +44,13 @@ class AnthropicLLM:
         base_url: str | None = None,
         timeout_s: float = 60.0,
         max_retries: int = 2,
+        idle_timeout_s: float = 20.0,
     ) -> None:
         self.model = model
         self.base_url = base_url or "the Anthropic API"
+        # A stream that sends no text for this long ends as timed out, however long the whole
+        # request may take (`timeout_s` bounds each network read and the wait for the first byte).
+        self.idle_timeout_s = idle_timeout_s
         # The SDK retries connection errors, 429 and 5xx before the stream starts;
         # once text has been shown, a failure ends the reply with a marker instead.
         self._client = anthropic.AsyncAnthropic(
@@ -65,38 +71,67 @@ class AnthropicLLM:
                 system=prompt.system,
                 messages=messages,
             ) as stream:
-                async for text in stream.text_stream:
-                    yield text
+                texts = stream.text_stream.__aiter__()
+                while True:
+                    try:
+                        async with asyncio.timeout(self.idle_timeout_s):
+                            text = await anext(texts)
+                    except StopAsyncIteration:
+                        break
+                    yield text  # outside the timeout: the consumer's time does not count as idle
                 final = await stream.get_final_message()
             yield Usage(final.usage.input_tokens, final.usage.output_tokens)
+        except TimeoutError as exc:
+            log.warning("llm.idle_timeout", idle_s=self.idle_timeout_s, base_url=self.base_url)
+            raise LLMTimeout(f"the model went silent for {self.idle_timeout_s:g} s (timed out)") from exc
         except anthropic.APIStatusError as exc:
-            log.warning("llm.status_error", status=exc.status_code, error=str(exc))
-            raise LLMError(_status_message(exc)) from exc
+            raise _status_error(exc) from exc
         except anthropic.APITimeoutError as exc:
-            raise LLMError("the model took too long to answer") from exc
+            log.warning("llm.request_timeout", base_url=self.base_url)
+            raise LLMTimeout("the model took too long to answer (timed out)") from exc
         except anthropic.APIConnectionError as exc:
-            raise LLMError(f"could not reach the model at {self.base_url}") from exc
+            log.error("llm.unreachable", base_url=self.base_url, error=repr(exc.__cause__ or exc))
+            raise LLMUnavailable("the model service is unreachable right now") from exc
         except _TRANSPORT_ERRORS as exc:
             # A connection dropped mid-stream surfaces as a raw transport error, not an APIError.
             log.warning("llm.stream_broken", error=repr(exc))
-            raise LLMError("the connection to the model dropped") from exc
+            raise LLMUnavailable("the connection to the model dropped") from exc
 
     async def close(self) -> None:
         await self._client.close()
 
 
-def _status_message(exc: anthropic.APIStatusError) -> str:
-    code = exc.status_code
-    if code == 401:
-        return "the model refused our API key (check ANTHROPIC_API_KEY)"
-    if code == 403:
-        return "the API key may not use this model"
-    if code == 404:
-        return "the configured model does not exist (check CHATBOT_MODEL)"
-    if code == 429:
-        return "the model is rate limited right now; try again in a minute"
-    if code in (500, 502, 503, 529) or "overloaded" in str(exc).lower():
-        return "the model is overloaded right now; try again shortly"
-    if code == 400:
-        return "the model rejected the request (is the question too long?)"
-    return f"the model answered with an error ({code})"
+def _error_type(exc: anthropic.APIStatusError) -> str:
+    """The API's error type (`overloaded_error`, `api_error`, ...), also for an error event mid-stream."""
+    body: Any = exc.body
+    error = body.get("error") if isinstance(body, dict) else None
+    return str(error.get("type", "")) if isinstance(error, dict) else ""
+
+
+# What users see (their terms, no operator hints) and what operators read in the log, by status.
+_OPERATOR_HINTS = {
+    401: "the API key was refused: check ANTHROPIC_API_KEY",
+    403: "the API key may not use this model: check the key's permissions and CHATBOT_MODEL",
+    404: "the model does not exist: check CHATBOT_MODEL (and per-workspace model settings)",
+}
+
+
+def _status_error(exc: anthropic.APIStatusError) -> LLMError:
+    code, kind = exc.status_code, _error_type(exc)
+    hint = _OPERATOR_HINTS.get(code)
+    if hint:  # the deployment is wrong: an operator must act, so it is an error in the log
+        log.error("llm.status_error", status=code, type=kind, error=str(exc), hint=hint)
+        return LLMRefused("the model service refused to answer for this bot right now")
+    log.warning("llm.status_error", status=code, type=kind, error=str(exc))
+    # The status decides; an error event mid-stream arrives on a 200 and is judged by its type.
+    if code == 529 or (code == 200 and kind == "overloaded_error"):
+        return LLMUnavailable("the model is overloaded right now; try again shortly")
+    if code == 429 or (code == 200 and kind == "rate_limit_error"):
+        return LLMUnavailable("the model is busy (rate limited); try again in a minute")
+    if code in (502, 503, 504):
+        return LLMUnavailable("the model service is unavailable right now; try again shortly")
+    if code == 500 or (code == 200 and kind == "api_error"):
+        return LLMUnavailable("the model service had an internal error; try again shortly")
+    if code in (400, 413):
+        return LLMInvalid("the model rejected the request (is the question too long?)")
+    return LLMUnavailable(f"the model service answered with an error ({code})")

@@ -26,7 +26,8 @@ class ScriptedAnswer:
     delay_s: float = 0.0  # between deltas
     fail_after_chars: int | None = None
     fail_mode: FailMode = "error_event"
-    stall_s: float = 0.0  # before the first delta
+    stall_s: float = 0.0  # a silence once `stall_after_chars` have been sent (0: before the first delta)
+    stall_after_chars: int = 0
     http_status: int = 200  # non-200: answer with an API error before streaming
 
 
@@ -52,8 +53,8 @@ class FakeAnthropic:
         body = text or "This answer will be cut off somewhere in the middle of this sentence. " * 4
         return self.script(body, fail_after_chars=n_chars, fail_mode=mode)
 
-    def stall(self, seconds: float, text: str = "Eventually, an answer.") -> ScriptedAnswer:
-        return self.script(text, stall_s=seconds)
+    def stall(self, seconds: float, text: str = "Eventually, an answer.", *, after_chars: int = 0) -> ScriptedAnswer:
+        return self.script(text, stall_s=seconds, stall_after_chars=after_chars)
 
     def http_error(self, status: int) -> ScriptedAnswer:
         return self.script("", http_status=status)
@@ -130,11 +131,13 @@ class FakeAnthropic:
                 "content_block": {"type": "text", "text": ""},
             },
         )
-        if answer.stall_s:
-            await asyncio.sleep(answer.stall_s)
         sent = 0
         text = answer.text
+        stalled = False
         while sent < len(text):
+            if answer.stall_s and not stalled and sent >= answer.stall_after_chars:
+                stalled = True
+                await asyncio.sleep(answer.stall_s)
             piece = text[sent : sent + answer.chunk_chars]
             if answer.fail_after_chars is not None and sent >= answer.fail_after_chars:
                 if answer.fail_mode == "disconnect":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import Unavailable
 from core.llm.anthropic import AnthropicLLM
-from core.llm.base import LLMError, Prompt, Turn
+from core.llm.base import LLMError, LLMInvalid, LLMRefused, LLMTimeout, LLMUnavailable, Prompt, Turn
 from core.llm.extractive import LABEL, NOTHING_FOUND, ExtractiveLLM
 from core.messages import Source, Usage
 from tests.fakes.anthropic import FakeAnthropic
@@ -38,13 +39,64 @@ async def test_streams_the_exact_text_then_usage(fake_anthropic: FakeAnthropic) 
 
 
 @pytest.mark.parametrize(
-    ("status", "message"),
-    [(401, "API key"), (404, "CHATBOT_MODEL"), (429, "rate limited"), (529, "overloaded"), (500, "overloaded")],
+    ("status", "kind", "message"),
+    [
+        (401, LLMRefused, "refused"),
+        (403, LLMRefused, "refused"),
+        (404, LLMRefused, "refused"),
+        (429, LLMUnavailable, "rate limited"),
+        (529, LLMUnavailable, "overloaded"),
+        (500, LLMUnavailable, "internal error"),
+        (503, LLMUnavailable, "unavailable"),
+        (400, LLMInvalid, "rejected"),
+    ],
 )
-async def test_http_errors_become_clear_messages(fake_anthropic: FakeAnthropic, status: int, message: str) -> None:
+async def test_http_errors_say_what_happened_in_the_users_terms(
+    fake_anthropic: FakeAnthropic, status: int, kind: type[LLMError], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     fake_anthropic.http_error(status)
-    with pytest.raises(LLMError, match=message):
+    with pytest.raises(kind, match=message) as caught:
         await collect(anthropic(fake_anthropic))
+    shown = str(caught.value)
+    # Users get no operator hints; a 500 is not "overloaded" (only 529 and overloaded_error are).
+    assert "ANTHROPIC" not in shown and "CHATBOT_" not in shown and "check" not in shown
+    assert ("overloaded" in shown) == (status == 529)
+    assert isinstance(caught.value, Unavailable) == (kind is LLMUnavailable)
+
+
+async def test_a_refused_key_names_the_cause_for_operators_in_the_log(
+    fake_anthropic: FakeAnthropic, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake_anthropic.http_error(401)
+    with pytest.raises(LLMRefused):
+        await collect(anthropic(fake_anthropic))
+    logged = capsys.readouterr()
+    assert "ANTHROPIC_API_KEY" in logged.out + logged.err
+
+
+async def test_a_silent_stream_ends_as_timed_out_before_the_request_timeout(fake_anthropic: FakeAnthropic) -> None:
+    # Half the answer, then silence longer than the idle limit (but well inside the request timeout):
+    # without the idle limit the stream would resume and complete normally.
+    fake_anthropic.stall(4.0, "The first half arrives. The second half never does.", after_chars=12)
+    llm = AnthropicLLM(
+        api_key="k", model="m", base_url=fake_anthropic.url, max_retries=0, timeout_s=30, idle_timeout_s=0.5
+    )
+    text = ""
+    with pytest.raises(LLMTimeout, match="timed out"):
+        async for item in llm.stream(PROMPT):
+            if isinstance(item, str):
+                text += item
+    assert text and "The first half arrives. The second half never does.".startswith(text)
+    assert not text.endswith("does.")
+
+
+async def test_the_idle_limit_comes_from_the_settings() -> None:
+    from core.app import build_llm
+    from core.config import Settings
+
+    llm = build_llm(Settings(ANTHROPIC_API_KEY="k", CHATBOT_LLM_IDLE_TIMEOUT_S=7.5))
+    assert isinstance(llm, AnthropicLLM) and llm.idle_timeout_s == 7.5
+    assert AnthropicLLM(api_key="k", model="m").idle_timeout_s == 20.0
 
 
 async def test_error_event_mid_stream_is_an_llm_error(fake_anthropic: FakeAnthropic) -> None:
@@ -61,7 +113,7 @@ async def test_dropped_connection_mid_stream_is_an_llm_error(fake_anthropic: Fak
 
 async def test_unreachable_server_is_an_llm_error() -> None:
     llm = AnthropicLLM(api_key="k", model="m", base_url="http://127.0.0.1:9", max_retries=0, timeout_s=2)
-    with pytest.raises(LLMError, match="could not reach"):
+    with pytest.raises(LLMUnavailable, match="unreachable"):
         await collect(llm)
 
 
