@@ -83,6 +83,12 @@ export default defineSchema({
     "by_workspace_user_window",
     ["workspace", "user", "window"],
   ),
+  // Platform budgets shared by every bot process (leases.ts): GCRA state per scope.
+  budgetBuckets: defineTable({ key: v.string(), tat: v.number(), seq: v.number() }).index("by_key", ["key"]),
+  // Who is streaming a reply, and when it last said it is alive (leases.ts).
+  replyLeases: defineTable({ message: v.id("messages"), owner: v.string(), heartbeatAt: v.number() })
+    .index("by_message", ["message"])
+    .index("by_heartbeat", ["heartbeatAt"]),
   // The first result of each mutation request (see serviceMutation): a retry gets it back instead of a second write.
   requests: defineTable({ requestId: v.string(), result: v.any(), at: v.number() })
     .index("by_request", ["requestId"])

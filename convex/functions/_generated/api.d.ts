@@ -7,6 +7,7 @@ import type * as claims from "../claims.js";
 import type * as crons from "../crons.js";
 import type * as documents from "../documents.js";
 import type * as housekeeping from "../housekeeping.js";
+import type * as leases from "../leases.js";
 import type * as lib_security from "../lib/security.js";
 import type * as threads from "../threads.js";
 import type * as workspaces from "../workspaces.js";
@@ -17,6 +18,7 @@ declare const fullApi: ApiFromModules<{
   "crons": typeof crons;
   "documents": typeof documents;
   "housekeeping": typeof housekeeping;
+  "leases": typeof leases;
   "lib/security": typeof lib_security;
   "threads": typeof threads;
   "workspaces": typeof workspaces;

@@ -1,0 +1,178 @@
+// Shared by every bot process on one deployment: platform budgets leased in small batches, and the
+// ownership of streaming replies (owner + heartbeat; a dead owner's reply is taken over exactly once).
+//
+// Budgets are token buckets kept as GCRA state (the "theoretical arrival time" of the next token):
+// a lease hands out up to `want` tokens, each with the moment from which it may be spent, never more
+// than `horizonS` ahead. N processes spending their tokens at (or shortly after) those moments send
+// together what one bucket of that rate and burst admits: at most burst + rate*W in any window W.
+import { v } from "convex/values";
+import type { Doc } from "./_generated/dataModel";
+import type { MutationCtx } from "./_generated/server";
+import { LIMITS, bounded, boundedInt, fail, serviceMutation } from "./lib/security";
+
+const now = () => Date.now() / 1000;
+const MAX_ITEMS = 64;
+const MAX_WANT = 100;
+const MAX_REPLIES = 4096;
+
+function positive(value: number, max: number, name: string): number {
+  if (!Number.isFinite(value) || value <= 0 || value > max) fail("invalid", `${name} must be a number above 0 and at most ${max}`);
+  return value;
+}
+
+/** GCRA for one bucket: the offsets (seconds from now) of the granted tokens, and the state to undo the last one. */
+export function grant(tat: number, at: number, perSecond: number, burst: number, want: number, horizonS: number) {
+  const interval = 1 / perSecond;
+  const tolerance = (burst - 1) * interval;
+  const slots: number[] = [];
+  const undo: number[] = [];
+  let next = tat;
+  while (slots.length < want) {
+    const slot = Math.max(at, next - tolerance);
+    if (slot - at > horizonS) break;
+    undo.push(next);
+    slots.push(slot - at);
+    next = Math.max(next, slot) + interval;
+  }
+  const retryAfterS = slots.length === 0 ? Math.max(0, next - tolerance - at - horizonS) : 0;
+  return { slots, undo, tat: next, retryAfterS };
+}
+
+const budgetItem = v.object({ key: v.string(), perSecond: v.number(), burst: v.number(), want: v.number(), horizonS: v.number() });
+
+/** Lease tokens from many buckets in one short mutation. */
+export const take = serviceMutation({
+  args: { items: v.array(budgetItem) },
+  handler: async (ctx, { items }) => {
+    if (items.length > MAX_ITEMS) fail("invalid", `at most ${MAX_ITEMS} buckets per lease`);
+    const at = now();
+    const grants = [];
+    for (const item of items) {
+      bounded(item.key, LIMITS.key, "budget key");
+      positive(item.perSecond, 10_000, "perSecond");
+      positive(item.burst, 10_000, "burst");
+      if (item.burst < 1) fail("invalid", "burst must be at least 1");
+      boundedInt(item.want, 1, MAX_WANT, "want");
+      positive(item.horizonS, 600, "horizonS");
+      const row = await ctx.db
+        .query("budgetBuckets")
+        .withIndex("by_key", (q) => q.eq("key", item.key))
+        .unique();
+      const result = grant(row?.tat ?? at, at, item.perSecond, item.burst, item.want, item.horizonS);
+      let seq = row?.seq ?? 0;
+      if (result.slots.length > 0) {
+        seq += 1;
+        if (row) await ctx.db.patch(row._id, { tat: result.tat, seq });
+        else await ctx.db.insert("budgetBuckets", { key: item.key, tat: result.tat, seq });
+      }
+      grants.push({ key: item.key, slots: result.slots, undo: result.undo, seq, retryAfterS: result.retryAfterS });
+    }
+    return grants;
+  },
+});
+
+/** Give back the unused tail of a lease: applied only if no lease was made on that bucket since. */
+export const giveBack = serviceMutation({
+  args: { key: v.string(), seq: v.number(), tat: v.number() },
+  handler: async (ctx, { key, seq, tat }) => {
+    bounded(key, LIMITS.key, "budget key");
+    const row = await ctx.db
+      .query("budgetBuckets")
+      .withIndex("by_key", (q) => q.eq("key", key))
+      .unique();
+    if (!row || row.seq !== seq || !(tat < row.tat)) return false;
+    await ctx.db.patch(row._id, { tat, seq: seq + 1 });
+    return true;
+  },
+});
+
+// -- reply ownership -------------------------------------------------------------------------------
+
+async function leaseOf(ctx: MutationCtx, message: Doc<"messages">["_id"]) {
+  return await ctx.db
+    .query("replyLeases")
+    .withIndex("by_message", (q) => q.eq("message", message))
+    .unique();
+}
+
+/**
+ * The owner says it is alive for each of its live replies (and owns the new ones). Returns the ids it
+ * no longer owns: taken over by another process, or no longer streaming. It must stop showing those.
+ */
+export const heartbeat = serviceMutation({
+  args: { owner: v.string(), replies: v.array(v.string()) },
+  handler: async (ctx, { owner, replies }) => {
+    bounded(owner, LIMITS.id, "owner");
+    if (replies.length > MAX_REPLIES) fail("invalid", `at most ${MAX_REPLIES} replies per heartbeat`);
+    const at = now();
+    const lost: string[] = [];
+    for (const reply of replies) {
+      const id = ctx.db.normalizeId("messages", reply);
+      const message = id === null ? null : await ctx.db.get(id);
+      if (id === null || message === null) {
+        lost.push(reply);
+        continue;
+      }
+      const lease = await leaseOf(ctx, id);
+      if (lease && lease.owner !== owner) lost.push(reply);
+      else if (lease) await ctx.db.patch(lease._id, { heartbeatAt: at });
+      else if (message.status === "streaming") await ctx.db.insert("replyLeases", { message: id, owner, heartbeatAt: at });
+      else lost.push(reply);
+    }
+    return lost;
+  },
+});
+
+/**
+ * Take over streaming replies whose owner stopped heartbeating `staleS` ago (or that never had an owner
+ * and stopped growing as long ago). Serializable: of several processes sweeping at once, one wins each.
+ */
+export const takeOver = serviceMutation({
+  args: { owner: v.string(), staleS: v.number(), limit: v.number() },
+  handler: async (ctx, { owner, staleS, limit }) => {
+    bounded(owner, LIMITS.id, "owner");
+    positive(staleS, 86_400, "staleS");
+    boundedInt(limit, 1, 200, "limit");
+    const at = now();
+    const cutoff = at - staleS;
+    const taken: string[] = [];
+    const stale = await ctx.db
+      .query("replyLeases")
+      .withIndex("by_heartbeat", (q) => q.lt("heartbeatAt", cutoff))
+      .take(limit);
+    for (const lease of stale) {
+      const message = await ctx.db.get(lease.message);
+      if (message?.status !== "streaming") {
+        await ctx.db.delete(lease._id); // finished meanwhile: nothing to take over
+        continue;
+      }
+      await ctx.db.patch(lease._id, { owner, heartbeatAt: at });
+      taken.push(lease.message);
+    }
+    const unowned = await ctx.db
+      .query("messages")
+      .withIndex("by_status_updatedAt", (q) => q.eq("status", "streaming").lt("updatedAt", cutoff))
+      .take(limit);
+    for (const message of unowned) {
+      if (taken.length >= limit) break;
+      if (await leaseOf(ctx, message._id)) continue; // owned and alive (a stale one was taken above)
+      await ctx.db.insert("replyLeases", { message: message._id, owner, heartbeatAt: at });
+      taken.push(message._id);
+    }
+    return taken;
+  },
+});
+
+/** The owner is done with a reply (it finished it): true if it still owned it. */
+export const release = serviceMutation({
+  args: { owner: v.string(), reply: v.string() },
+  handler: async (ctx, { owner, reply }) => {
+    bounded(owner, LIMITS.id, "owner");
+    const id = ctx.db.normalizeId("messages", reply);
+    if (id === null) fail("invalid", `${reply} is not a message id`);
+    const lease = await leaseOf(ctx, id);
+    if (!lease || lease.owner !== owner) return false;
+    await ctx.db.delete(lease._id);
+    return true;
+  },
+});

@@ -1,0 +1,224 @@
+"""Platform budgets shared by several processes: this process's side of the store's token buckets.
+
+One `BudgetLessor` per process keeps, per shared scope, the tokens it has leased from the store
+(`BudgetLeases`), each usable from its moment on and for a short while after. When a scope runs low
+it leases more: one store write for every scope that needs tokens at that moment, one write in
+flight at a time, each asking for about what the scope used over the last horizon, so at steady
+state a lease round trip per scope is rare. Tokens left when demand falls are given back.
+
+The window rule: a token may be spent up to `late` seconds after its moment (timers and the lease
+round trip make exact timing impossible), which could add rate*late requests to a window. So the
+shared bucket gives up that much burst: late = min(LATE_MAX_S, (burst - 0.75) / rate) and the store
+bucket's burst is max(1, burst - rate*late). Together, all processes then send at most
+burst + rate*W (+ a quarter token) in any window W, the same as one process's own bucket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from core.stores.leases import BudgetGrant, BudgetLeases, BudgetRequest
+from core.surface import RateScope
+
+log = structlog.get_logger(__name__)
+
+LATE_MAX_S = 1.0
+HORIZON_S = 1.0  # lease no token further ahead than this (or one interval, for slow scopes)
+MAX_WANT = 20
+
+
+@dataclass(slots=True)
+class Token:
+    usable_from: float  # local clock
+    usable_until: float
+    seq: int  # the store lease it came from, for give-backs
+    undo: float
+
+
+class SharedScope:
+    """The leased tokens of one scope in this process."""
+
+    __slots__ = ("demand", "inflight", "key", "late_s", "listeners", "per_second", "request", "taken", "tokens")
+
+    def __init__(self, scope: RateScope) -> None:
+        self.key = scope.key
+        self.per_second = scope.per_second
+        burst = max(1.0, scope.burst)
+        self.late_s = min(LATE_MAX_S, (burst - 0.75) / scope.per_second)
+        horizon = max(HORIZON_S, 1.5 / scope.per_second)
+        self.request = BudgetRequest(
+            scope.key, scope.per_second, max(1.0, burst - scope.per_second * self.late_s), 1, horizon
+        )
+        self.tokens: deque[Token] = deque()
+        self.taken: deque[float] = deque()  # when tokens were spent, over the last horizon (demand)
+        self.demand = 0  # tokens wanted right now beyond what is held (waiting requests)
+        self.inflight = False
+        self.listeners: list[Callable[[], None]] = []
+
+    def expire(self, now: float) -> int:
+        dropped = 0
+        while self.tokens and self.tokens[0].usable_until < now:
+            self.tokens.popleft()
+            dropped += 1
+        return dropped
+
+    def first_usable(self, now: float) -> float | None:
+        """When the next token may be spent (now or later), or None without one."""
+        self.expire(now)
+        return max(now, self.tokens[0].usable_from) if self.tokens else None
+
+    def take(self, now: float) -> Token:
+        self.expire(now)
+        token = self.tokens.popleft()
+        self.taken.append(now)
+        while self.taken and self.taken[0] < now - self.request.horizon_s:
+            self.taken.popleft()
+        return token
+
+    def put_back(self, token: Token) -> None:
+        """An unused grant goes back to the front (it is the earliest)."""
+        self.tokens.appendleft(token)
+        if self.taken:
+            self.taken.pop()
+
+    def want(self) -> int:
+        recent = len(self.taken)
+        return max(1, min(MAX_WANT, self.demand + recent - len(self.tokens)))
+
+
+class BudgetLessor:
+    """Leases tokens for shared scopes from the store; see the module docstring."""
+
+    def __init__(self, leases: BudgetLeases, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.leases = leases
+        self.clock = clock
+        self._scopes: dict[str, SharedScope] = {}
+        self._pending: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closed = False
+        self.lease_calls = 0
+        self.wasted = 0  # tokens that expired unused
+        self.failures = 0
+
+    def scope(self, scope: RateScope) -> SharedScope:
+        shared = self._scopes.get(scope.key)
+        if shared is None:
+            shared = self._scopes[scope.key] = SharedScope(scope)
+        return shared
+
+    def need(self, shared: SharedScope) -> None:
+        """Lease more tokens for this scope soon (coalesced with every other scope that needs some)."""
+        if self._closed:
+            return
+        self._pending.add(shared.key)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        self._wake.set()
+
+    async def acquire(self, scope: RateScope) -> None:
+        """Wait for one token of `scope` and spend it (for callers outside the EditScheduler)."""
+        shared = self.scope(scope)
+        while True:
+            now = self.clock()
+            at = shared.first_usable(now)
+            if at is not None and at <= now:
+                shared.take(now)
+                if len(shared.tokens) <= shared.want() // 2:
+                    self.need(shared)  # lease ahead, before the last token is gone
+                return
+            if at is None:
+                shared.demand += 1
+                arrived = asyncio.get_running_loop().create_future()
+                shared.listeners.append(functools.partial(_wake, arrived))
+                self.need(shared)
+                try:
+                    await arrived
+                finally:
+                    shared.demand -= 1
+            else:
+                await asyncio.sleep(at - now)
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while self._pending and not self._closed:
+            keys, self._pending = self._pending, set()
+            self._wake.clear()
+            scopes = [self._scopes[k] for k in sorted(keys)]
+            requests = [_sized(s) for s in scopes]
+            sent = self.clock()
+            try:
+                grants = await self.leases.lease(requests)
+            except Exception as exc:  # a store outage: keep asking, gently; requests wait meanwhile
+                self.failures += 1
+                log.warning("budgets.lease_failed", scopes=len(scopes), error=repr(exc))
+                self._pending |= keys
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.05
+            received = self.clock()
+            self.lease_calls += 1
+            retry: list[tuple[float, SharedScope]] = []
+            for shared, grant in zip(scopes, grants, strict=True):
+                self._add(shared, grant, sent, received)
+                if not grant.slots:
+                    retry.append((grant.retry_after_s, shared))
+            for delay, shared in retry:
+                asyncio.get_running_loop().call_later(max(0.01, delay), self.need, shared)
+
+    def _add(self, shared: SharedScope, grant: BudgetGrant, sent: float, received: float) -> None:
+        # The store's `now` lies between sending and receiving: never spend a token before its moment
+        # could have come (`received`), nor later than `late` after it could have come (`sent`).
+        for offset, undo in zip(grant.slots, grant.undo, strict=True):
+            usable_from = received + offset
+            usable_until = sent + offset + shared.late_s
+            if usable_until >= usable_from:
+                shared.tokens.append(Token(usable_from, usable_until, grant.seq, undo))
+            else:
+                self.wasted += 1
+        listeners, shared.listeners = shared.listeners, []
+        for listener in listeners:
+            listener()
+
+    async def give_back(self) -> int:
+        """Return the tokens not yet spent (at shutdown); how many went back. Only the newest lease of a
+        scope can be undone in the store (one made after it by another process keeps its tokens)."""
+        returned = 0
+        for shared in self._scopes.values():
+            shared.expire(self.clock())
+            if not shared.tokens:
+                continue
+            newest = shared.tokens[-1].seq
+            tail = [t for t in shared.tokens if t.seq == newest]
+            shared.tokens.clear()
+            try:
+                if await self.leases.give_back(shared.key, newest, tail[0].undo):
+                    returned += len(tail)
+            except Exception as exc:
+                log.warning("budgets.give_back_failed", key=shared.key, error=repr(exc))
+        return returned
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task])
+        await self.give_back()
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _sized(shared: SharedScope) -> BudgetRequest:
+    r = shared.request
+    return BudgetRequest(r.key, r.per_second, r.burst, shared.want(), r.horizon_s)

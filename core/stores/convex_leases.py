@@ -1,0 +1,56 @@
+"""Budget and reply leases in Convex (convex/functions/leases.ts), shared by every process on a deployment.
+
+It speaks through the `ConvexStore`'s client, so it shares its service secret, retries and errors.
+A retried lease that did land only wastes its tokens (never over-spends); take-overs and releases
+carry a request id so a retry gets the first answer back instead of losing what was won.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from core.stores.convex import ConvexStore
+from core.stores.leases import BudgetGrant, BudgetRequest
+
+
+class ConvexLeases:
+    def __init__(self, store: ConvexStore) -> None:
+        self._store = store
+
+    async def lease(self, requests: Sequence[BudgetRequest]) -> Sequence[BudgetGrant]:
+        if not requests:
+            return []
+        items = [
+            {"key": r.key, "perSecond": r.per_second, "burst": r.burst, "want": r.want, "horizonS": r.horizon_s}
+            for r in requests
+        ]
+        rows = await self._store._mutation("leases:take", once=False, items=items)
+        return [
+            BudgetGrant(
+                row["key"],
+                tuple(float(s) for s in row["slots"]),
+                tuple(float(u) for u in row["undo"]),
+                int(row["seq"]),
+                float(row["retryAfterS"]),
+            )
+            for row in rows
+        ]
+
+    async def give_back(self, key: str, seq: int, undo: float) -> bool:
+        return bool(await self._store._mutation("leases:giveBack", once=False, key=key, seq=seq, tat=undo))
+
+    async def heartbeat(self, owner: str, reply_ids: Sequence[str]) -> Sequence[str]:
+        if not reply_ids:
+            return []
+        lost = await self._store._mutation("leases:heartbeat", once=False, owner=owner, replies=list(reply_ids))
+        return [str(r) for r in lost]
+
+    async def take_over(self, owner: str, stale_s: float, limit: int = 50) -> Sequence[str]:
+        taken = await self._store._mutation("leases:takeOver", owner=owner, staleS=stale_s, limit=limit)
+        return [str(r) for r in taken]
+
+    async def release(self, owner: str, reply_id: str) -> bool:
+        return bool(await self._store._mutation("leases:release", owner=owner, reply=reply_id))
+
+    async def close(self) -> None:
+        """The store owns the client and closes it."""

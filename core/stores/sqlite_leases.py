@@ -1,0 +1,196 @@
+"""Budget and reply leases in the embedded store's SQLite file, shared by the processes of one machine.
+
+It opens its own connection to the store's file (WAL: readers and one writer at a time across
+processes); every lease is one `BEGIN IMMEDIATE` transaction, so two processes never grant the same
+token or take over the same reply. Times are the wall clock, the one clock all processes share.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from core.sqlite_worker import SqliteWorker
+from core.stores.base import StoreError, StoreUnavailable
+from core.stores.leases import BudgetGrant, BudgetRequest, gcra
+
+T = TypeVar("T")
+
+MAX_ITEMS = 64
+MAX_WANT = 100
+MAX_REPLIES = 4096
+MAX_KEY = 600
+MAX_ID = 200
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS budget_buckets (key TEXT PRIMARY KEY, tat REAL NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS reply_leases (
+    message_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, heartbeat_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS reply_leases_by_heartbeat ON reply_leases (heartbeat_at);
+"""
+
+
+def _text(value: str, name: str, limit: int) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise StoreError("invalid", f"{name} must be text of 1 to {limit} characters")
+    return value
+
+
+def _number(value: float, name: str, high: float, *, least: float = 0.0) -> float:
+    """A finite number above 0 (or at least `least`, when given) and at most `high`."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if not ok or value > high or (value < least if least else value <= 0):
+        raise StoreError(
+            "invalid",
+            f"{name} must be a number above 0{f' and at least {least:g}' if least else ''} and at most {high:g}",
+        )
+    return float(value)
+
+
+def _reply(value: str) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class SqliteLeases:
+    """`BudgetLeases` and `StreamLeases` on the store's file; `await SqliteLeases.open(path)`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._worker = SqliteWorker(path, SCHEMA, name="sqlite-leases")
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteLeases:
+        leases = cls(path)
+        await leases._worker.open()
+        return leases
+
+    async def close(self) -> None:
+        await self._worker.close()
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._worker.transaction(fn)
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"the SQLite store {self.path.name} is unavailable ({exc})") from exc
+
+    # -- BudgetLeases ---------------------------------------------------------------------------
+    async def lease(self, requests: Sequence[BudgetRequest]) -> Sequence[BudgetGrant]:
+        if len(requests) > MAX_ITEMS:
+            raise StoreError("invalid", f"at most {MAX_ITEMS} buckets per lease")
+        for r in requests:
+            _text(r.key, "budget key", MAX_KEY)
+            _number(r.per_second, "per_second", 10_000)
+            _number(r.burst, "burst", 10_000, least=1.0)
+            _number(r.horizon_s, "horizon_s", 600)
+            if isinstance(r.want, bool) or not isinstance(r.want, int) or not 1 <= r.want <= MAX_WANT:
+                raise StoreError("invalid", f"want must be a whole number from 1 to {MAX_WANT}")
+
+        def lease(db: sqlite3.Connection) -> list[BudgetGrant]:
+            now = time.time()
+            grants: list[BudgetGrant] = []
+            for r in requests:
+                row = db.execute("SELECT tat, seq FROM budget_buckets WHERE key = ?", (r.key,)).fetchone()
+                tat, seq = (row[0], row[1]) if row else (now, 0)
+                slots, undo, new_tat, retry = gcra(tat, now, r.per_second, r.burst, r.want, r.horizon_s)
+                if slots:
+                    seq += 1
+                    db.execute(
+                        "INSERT INTO budget_buckets (key, tat, seq) VALUES (?, ?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat, seq = excluded.seq",
+                        (r.key, new_tat, seq),
+                    )
+                grants.append(BudgetGrant(r.key, tuple(slots), tuple(undo), seq, retry))
+            return grants
+
+        return await self._write(lease)
+
+    async def give_back(self, key: str, seq: int, undo: float) -> bool:
+        _text(key, "budget key", MAX_KEY)
+
+        def give(db: sqlite3.Connection) -> bool:
+            row = db.execute("SELECT tat, seq FROM budget_buckets WHERE key = ?", (key,)).fetchone()
+            if row is None or row[1] != seq or not undo < row[0]:
+                return False
+            db.execute("UPDATE budget_buckets SET tat = ?, seq = ? WHERE key = ?", (undo, seq + 1, key))
+            return True
+
+        return await self._write(give)
+
+    # -- StreamLeases ---------------------------------------------------------------------------
+    async def heartbeat(self, owner: str, reply_ids: Sequence[str]) -> Sequence[str]:
+        _text(owner, "owner", MAX_ID)
+        if len(reply_ids) > MAX_REPLIES:
+            raise StoreError("invalid", f"at most {MAX_REPLIES} replies per heartbeat")
+
+        def beat(db: sqlite3.Connection) -> list[str]:
+            now = time.time()
+            lost: list[str] = []
+            for reply in reply_ids:
+                mid = _reply(reply)
+                status = db.execute("SELECT status FROM messages WHERE id = ?", (mid,)).fetchone()
+                if mid is None or status is None:
+                    lost.append(reply)
+                    continue
+                lease = db.execute("SELECT owner FROM reply_leases WHERE message_id = ?", (mid,)).fetchone()
+                if lease is not None and lease[0] != owner:
+                    lost.append(reply)
+                elif lease is not None:
+                    db.execute("UPDATE reply_leases SET heartbeat_at = ? WHERE message_id = ?", (now, mid))
+                elif status[0] == "streaming":
+                    db.execute("INSERT INTO reply_leases VALUES (?, ?, ?)", (mid, owner, now))
+                else:
+                    lost.append(reply)
+            return lost
+
+        return await self._write(beat)
+
+    async def take_over(self, owner: str, stale_s: float, limit: int = 50) -> Sequence[str]:
+        _text(owner, "owner", MAX_ID)
+        _number(stale_s, "stale_s", 86_400)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 200:
+            raise StoreError("invalid", "limit must be a whole number from 1 to 200")
+
+        def take(db: sqlite3.Connection) -> list[str]:
+            now = time.time()
+            cutoff = now - stale_s
+            # Finished replies need no owner: leases left behind by a process that died after finishing.
+            db.execute(
+                "DELETE FROM reply_leases WHERE heartbeat_at < ? AND message_id IN "
+                "(SELECT id FROM messages WHERE status != 'streaming')",
+                (cutoff,),
+            )
+            rows = db.execute(
+                "SELECT m.id FROM messages m LEFT JOIN reply_leases l ON l.message_id = m.id "
+                "WHERE m.status = 'streaming' AND "
+                "((l.message_id IS NULL AND m.updated_at < ?) OR l.heartbeat_at < ?) ORDER BY m.id LIMIT ?",
+                (cutoff, cutoff, limit),
+            ).fetchall()
+            db.executemany(
+                "INSERT INTO reply_leases (message_id, owner, heartbeat_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (message_id) DO UPDATE SET owner = excluded.owner, heartbeat_at = excluded.heartbeat_at",
+                [(r[0], owner, now) for r in rows],
+            )
+            return [str(r[0]) for r in rows]
+
+        return await self._write(take)
+
+    async def release(self, owner: str, reply_id: str) -> bool:
+        _text(owner, "owner", MAX_ID)
+        mid = _reply(reply_id)
+        if mid is None:
+            raise StoreError("invalid", f"message id {reply_id!r} is not an id of this store")
+
+        def release(db: sqlite3.Connection) -> bool:
+            cur = db.execute("DELETE FROM reply_leases WHERE message_id = ? AND owner = ?", (mid, owner))
+            return cur.rowcount == 1
+
+        return await self._write(release)

@@ -1,0 +1,173 @@
+"""BudgetLeases and StreamLeases: one contract, run on SQLite and on the real Convex functions.
+
+Each test gets two independent clients of one store (two connections to one SQLite file, two HTTP
+clients of one Convex deployment): what one process does, the other sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from core.messages import MessageRole, Platform, ReplyStatus, WorkspaceRef
+from core.stores.base import Store, StoreError
+from core.stores.convex import ConvexStore
+from core.stores.convex_leases import ConvexLeases
+from core.stores.leases import BudgetLeases, BudgetRequest, StreamLeases
+from core.stores.sqlite import SqliteStore
+from core.stores.sqlite_leases import SqliteLeases
+
+WS = WorkspaceRef(Platform.SLACK, "T1")
+
+
+class Leases(BudgetLeases, StreamLeases):
+    pass
+
+
+@dataclass
+class Client:
+    store: Store
+    leases: Leases
+
+
+async def _client(kind: str, stack: AsyncExitStack, tmp_path: Path, request: pytest.FixtureRequest) -> Client:
+    if kind == "sqlite":
+        store = await SqliteStore.open(tmp_path / "store.sqlite")
+        stack.push_async_callback(store.close)
+        leases = await SqliteLeases.open(tmp_path / "store.sqlite")
+        stack.push_async_callback(leases.close)
+        return Client(store, leases)
+    server = request.getfixturevalue("convex_server")
+    cstore = ConvexStore(server.url, server.secret)
+    stack.push_async_callback(cstore.close)
+    return Client(cstore, ConvexLeases(cstore))
+
+
+@pytest.fixture(params=["convex", "sqlite"])
+async def clients(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Client, Client]]:
+    if request.param == "convex":
+        request.getfixturevalue("convex_server").reset()
+    async with AsyncExitStack() as stack:
+        first = await _client(request.param, stack, tmp_path, request)
+        second = await _client(request.param, stack, tmp_path, request)
+        yield first, second
+
+
+async def streaming_reply(store: Store, name: str = "t") -> str:
+    thread = await store.thread_for(WS, "C1", name)
+    return await store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+
+
+def bucket(key: str = "slack:T1:chat.update", *, want: int = 5, per_second: float = 10.0, burst: float = 2.0):
+    return BudgetRequest(key, per_second, burst, want, 1.0)
+
+
+# -- budgets ---------------------------------------------------------------------------------------
+
+
+async def test_a_lease_grants_the_burst_now_then_one_token_per_interval(clients: tuple[Client, Client]) -> None:
+    a, _ = clients
+    (grant,) = await a.leases.lease([bucket(want=5)])
+    assert len(grant.slots) == 5
+    assert grant.slots[0] == pytest.approx(0, abs=0.05) and grant.slots[1] == pytest.approx(0, abs=0.05)
+    gaps = [later - earlier for earlier, later in zip(grant.slots[1:], grant.slots[2:], strict=False)]
+    assert gaps == pytest.approx([0.1, 0.1, 0.1], abs=1e-6)
+
+
+async def test_two_clients_get_successive_tokens_never_the_same(clients: tuple[Client, Client]) -> None:
+    a, b = clients
+    (first,) = await a.leases.lease([bucket(want=4)])
+    (second,) = await b.leases.lease([bucket(want=4)])
+    # b's tokens come after a's: its first is one interval after a's last (less the time between calls).
+    assert second.slots[0] >= first.slots[-1] + 0.1 - 0.2
+    assert second.seq == first.seq + 1
+
+
+async def test_one_lease_covers_several_buckets_and_stops_at_the_horizon(clients: tuple[Client, Client]) -> None:
+    a, _ = clients
+    grants = await a.leases.lease([BudgetRequest("x", 5, 1, 50, 1.05), bucket("y", want=1)])
+    assert [g.key for g in grants] == ["x", "y"]
+    assert len(grants[0].slots) == 6  # 0, 0.2, ..., 1.0: nothing beyond one second ahead
+    assert len(grants[1].slots) == 1
+    (empty,) = await a.leases.lease([BudgetRequest("x", 5, 1, 1, 0.1)])
+    assert empty.slots == () and 0.8 < empty.retry_after_s < 1.2
+
+
+async def test_giving_back_the_tail_returns_it_unless_another_lease_came_since(clients: tuple[Client, Client]) -> None:
+    a, b = clients
+    (first,) = await a.leases.lease([bucket(want=6)])
+    assert await a.leases.give_back(first.key, first.seq, first.undo[2])  # tokens 2..5 unused
+    (second,) = await b.leases.lease([bucket(want=1)])
+    assert second.slots[0] == pytest.approx(first.slots[2], abs=0.1)
+    assert not await a.leases.give_back(first.key, first.seq, first.undo[0])  # b leased since: too late
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        BudgetRequest("k", 0, 1, 1, 1),
+        BudgetRequest("k", 1, 0.5, 1, 1),
+        BudgetRequest("k", 1, 1, 0, 1),
+        BudgetRequest("k", 1, 1, 101, 1),
+        BudgetRequest("", 1, 1, 1, 1),
+        BudgetRequest("k" * 601, 1, 1, 1, 1),
+    ],
+)
+async def test_bad_lease_requests_are_refused(clients: tuple[Client, Client], request_: BudgetRequest) -> None:
+    a, _ = clients
+    with pytest.raises(StoreError) as refused:
+        await a.leases.lease([request_])
+    assert refused.value.code == "invalid"
+
+
+# -- reply ownership -------------------------------------------------------------------------------
+
+
+async def test_a_heartbeating_reply_is_never_taken_over(clients: tuple[Client, Client]) -> None:
+    a, b = clients
+    reply = await streaming_reply(a.store)
+    assert await a.leases.heartbeat("proc-a", [reply]) == []
+    for _ in range(3):
+        await asyncio.sleep(0.25)
+        assert await a.leases.heartbeat("proc-a", [reply]) == []
+        assert await b.leases.take_over("proc-b", stale_s=0.4) == []
+
+
+async def test_a_dead_owners_reply_is_taken_over_by_one_process_and_the_owner_learns_it(
+    clients: tuple[Client, Client],
+) -> None:
+    a, b = clients
+    reply = await streaming_reply(a.store)
+    await a.leases.heartbeat("proc-a", [reply])
+    await asyncio.sleep(0.5)
+    won = await asyncio.gather(b.leases.take_over("proc-b", stale_s=0.3), a.leases.take_over("proc-c", stale_s=0.3))
+    assert sorted(len(w) for w in won) == [0, 1] and [reply] in won
+    winner = "proc-b" if won[0] else "proc-c"
+    assert await a.leases.heartbeat("proc-a", [reply]) == [reply]  # the old owner must stop
+    assert await a.leases.heartbeat(winner, [reply]) == []
+    assert not await a.leases.release("proc-a", reply)
+    assert await b.leases.release(winner, reply)
+
+
+async def test_a_reply_nobody_owned_is_taken_once_it_stopped_growing(clients: tuple[Client, Client]) -> None:
+    a, b = clients
+    reply = await streaming_reply(a.store)
+    assert await b.leases.take_over("proc-b", stale_s=0.3) == []
+    await asyncio.sleep(0.45)
+    assert await b.leases.take_over("proc-b", stale_s=0.3) == [reply]
+    assert await a.leases.take_over("proc-a", stale_s=0.3) == []
+
+
+async def test_finished_replies_are_not_taken_over_and_not_owned(clients: tuple[Client, Client]) -> None:
+    a, b = clients
+    reply = await streaming_reply(a.store)
+    await a.leases.heartbeat("proc-a", [reply])
+    await a.store.complete_message(reply, text="done", status=ReplyStatus.COMPLETE)
+    await asyncio.sleep(0.45)
+    assert await b.leases.take_over("proc-b", stale_s=0.3) == []
+    assert await a.leases.heartbeat("proc-a", [reply]) == [reply]  # nothing to own any more
