@@ -10,6 +10,7 @@ import structlog
 
 from core.admin import AdminCommands
 from core.config import MissingSetting, Settings, secret
+from core.context import ThreadHistory
 from core.ingest import Ingestor, IngestReport, ProgressCallback
 from core.llm.base import LLM
 from core.logs import bind_reply
@@ -57,9 +58,15 @@ class ChatCore:
         self.ingestor = Ingestor(store, retriever)
         self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor))
 
-    async def answer(self, message: IncomingMessage, surface: Surface, scheduler: EditScheduler) -> Outcome:
+    async def answer(
+        self,
+        message: IncomingMessage,
+        surface: Surface,
+        scheduler: EditScheduler,
+        history: ThreadHistory | None = None,
+    ) -> Outcome:
         with bind_reply(message.event_key):  # every record of this reply carries its key
-            return await self.pipeline.answer(message, surface, scheduler)
+            return await self.pipeline.answer(message, surface, scheduler, history)
 
     async def ingest(
         self, ws: WorkspaceRef, actor: Actor, sources: Sequence[str], progress: ProgressCallback | None = None

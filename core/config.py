@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")
     # Slack's own streaming (chat.startStream) for replies in threads; off: placeholder + chat.update.
     slack_native_streaming: bool = Field(default=True, alias="SLACK_NATIVE_STREAMING")
+    # Apps distributed outside the Marketplace may read threads only once a minute, 15 messages at a time.
+    slack_history_limited: bool = Field(default=False, alias="SLACK_HISTORY_LIMITED")
 
     discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")
     discord_api_url: str | None = Field(default=None, alias="DISCORD_API_URL")

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol
 
 import structlog
 
 from core.access import RoleService
+from core.context import HistoryUnavailable, ThreadHistory, ThreadMessage
 from core.errors import Unavailable
 from core.llm.base import LLM, LLMError
-from core.messages import IncomingMessage, MessageRole, ReplyStatus, Source, Usage
+from core.messages import IncomingMessage, MessageRole, ReplyStatus, Source, StoredMessage, Usage
 from core.pacing import EditScheduler
 from core.prompt import build_prompt, cited_sources, sources_from_hits
 from core.retrieval.base import Hit, Retriever
@@ -73,7 +74,14 @@ class Pipeline:
         self.store_retry_s = store_retry_s
         self._pending: set[asyncio.Task[Outcome]] = set()
 
-    async def answer(self, message: IncomingMessage, surface: Surface, scheduler: EditScheduler) -> Outcome:
+    async def answer(
+        self,
+        message: IncomingMessage,
+        surface: Surface,
+        scheduler: EditScheduler,
+        history: ThreadHistory | None = None,
+    ) -> Outcome:
+        """Answer one message. `history` reads the platform thread the message is in (if it is in one)."""
         question = message.text.strip()
         if not question:
             if message.mentioned or message.is_dm:
@@ -86,18 +94,23 @@ class Pipeline:
             )
             return Outcome("refused", reason="too_long")
         try:
-            return await self._answer(message, question, surface, scheduler)
+            return await self._answer(message, question, surface, scheduler, history)
         except StoreUnavailable as exc:
             # Nothing has been shown yet: keep the question and answer once the store is back.
             log.error("pipeline.store_unavailable", key=message.event_key, error=str(exc))
             if not message.mentioned and not message.is_dm:
                 return Outcome("ignored", reason="store_unavailable")
             await _quietly(surface.notice(STORE_DOWN_NOTICE))
-            self._retry_later(message, question, surface, scheduler)
+            self._retry_later(message, question, surface, scheduler, history)
             return Outcome("queued", reason="store_unavailable")
 
     async def _answer(
-        self, message: IncomingMessage, question: str, surface: Surface, scheduler: EditScheduler
+        self,
+        message: IncomingMessage,
+        question: str,
+        surface: Surface,
+        scheduler: EditScheduler,
+        history: ThreadHistory | None = None,
     ) -> Outcome:
         ws = message.workspace
         known_thread = None
@@ -136,11 +149,14 @@ class Pipeline:
         )
         await _quietly(surface.thinking())
 
-        hits, degraded = await self._retrieve(message, question)
+        (hits, degraded), thread = await asyncio.gather(self._retrieve(message, question), _read_thread(history))
+        if thread is not None:
+            thread = _own_replies_as_stored(thread, page.items)
         sources = sources_from_hits(hits)
         prompt = build_prompt(
             question=question,
             history=page.items,
+            thread=thread,
             sources=sources,
             workspace_prompt=settings.system_prompt,
             budget_tokens=self.context_tokens,
@@ -262,12 +278,19 @@ class Pipeline:
         log.error("pipeline.write_lost_after_retries")
         return Outcome("failed", reason="store_unavailable")
 
-    def _retry_later(self, message: IncomingMessage, question: str, surface: Surface, scheduler: EditScheduler) -> None:
+    def _retry_later(
+        self,
+        message: IncomingMessage,
+        question: str,
+        surface: Surface,
+        scheduler: EditScheduler,
+        history: ThreadHistory | None,
+    ) -> None:
         async def retry() -> Outcome:
             for delay in self.store_retry_s:
                 await asyncio.sleep(delay)
                 try:
-                    return await self._answer(message, question, surface, scheduler)
+                    return await self._answer(message, question, surface, scheduler, history)
                 except StoreUnavailable:
                     continue
             await _quietly(surface.notice("Sorry, I still can't reach my memory. Please ask again later."))
@@ -281,6 +304,24 @@ class Pipeline:
         """Wait for queued retries (at shutdown, and in tests)."""
         if self._pending:
             await asyncio.wait(list(self._pending), timeout=timeout_s)
+
+
+async def _read_thread(history: ThreadHistory | None) -> Sequence[ThreadMessage] | None:
+    """The platform thread, or None to use the stored history (no thread, or the platform refused)."""
+    if history is None:
+        return None
+    try:
+        return await history.read()
+    except HistoryUnavailable as exc:
+        log.warning("pipeline.thread_history_unavailable", error=str(exc))
+        return None
+
+
+def _own_replies_as_stored(thread: Sequence[ThreadMessage], stored: Sequence[StoredMessage]) -> list[ThreadMessage]:
+    """The bot's replies as it wrote them (Markdown, whole) where the store has them, not as the
+    platform renders them (converted, perhaps split)."""
+    texts = {m.platform_message_id: m.text for m in stored if m.platform_message_id and m.text}
+    return [replace(m, text=texts[m.message_id]) if m.from_bot and m.message_id in texts else m for m in thread]
 
 
 async def _quietly(call: Awaitable[object]) -> None:

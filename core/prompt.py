@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 
+from core.context import ThreadMessage
 from core.llm.base import Prompt, Turn
 from core.messages import MessageRole, ReplyStatus, Source, StoredMessage
 from core.retrieval.base import Hit
@@ -15,6 +17,12 @@ BASE_SYSTEM = (
     "them inline like [1] or [2][3]. If they do not contain the answer, say so briefly and answer from "
     "general knowledge only if you are confident, saying that you are doing so. Never invent citations."
 )
+THREAD_SYSTEM = (
+    "The conversation below is the chat thread you were called into. Messages from people are labelled "
+    "[name, time UTC]; your own earlier replies are the assistant turns. Answer the latest message, "
+    "using the thread where it helps."
+)
+DROPPED_NOTE = "({count} earlier message{s} of this thread {verb} left out to fit.)"
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 
 
@@ -45,13 +53,18 @@ def build_prompt(
     budget_tokens: int = 6000,
     model: str = "",
     max_tokens: int = 1024,
+    thread: Sequence[ThreadMessage] | None = None,
 ) -> Prompt:
     """Fit the question, then context, then as much recent history as the budget allows.
 
     `history` is newest first (as the store pages it). Context passages that do not fit are
-    dropped whole, lowest-ranked first, so citations stay numbered 1..n without gaps.
+    dropped whole, lowest-ranked first, so citations stay numbered 1..n without gaps. `thread`
+    (the platform's thread, oldest first) replaces the stored history when the adapter read it:
+    it holds the bot's replies and everyone else's messages too.
     """
     system = BASE_SYSTEM + (f"\n\nWorkspace instructions:\n{workspace_prompt.strip()}" if workspace_prompt else "")
+    if thread is not None:
+        system += "\n\n" + THREAD_SYSTEM
     remaining = budget_tokens - estimate_tokens(system) - estimate_tokens(question)
 
     kept_sources: list[Source] = []
@@ -67,6 +80,15 @@ def build_prompt(
         system += "\n\nContext passages:\n\n" + "\n\n".join(_context_block(s) for s in kept_sources)
 
     turns: list[Turn] = []
+    if thread is not None:
+        turns = _thread_turns(thread, remaining)
+        return Prompt(
+            system=system,
+            turns=_alternating([*turns, Turn("user", question)]),
+            sources=kept_sources,
+            model=model,
+            max_tokens=max_tokens,
+        )
     for message in history:
         if message.status is ReplyStatus.STREAMING or not message.text.strip():
             continue
@@ -79,6 +101,34 @@ def build_prompt(
     turns.reverse()
     turns = _alternating([*turns, Turn("user", question)])
     return Prompt(system=system, turns=turns, sources=kept_sources, model=model, max_tokens=max_tokens)
+
+
+def _thread_turns(thread: Sequence[ThreadMessage], budget: int) -> list[Turn]:
+    """The thread's messages as turns, newest kept first within `budget`; a note says how many were left out."""
+    kept: list[Turn] = []
+    shown = [m for m in thread if m.text.strip() or m.attachments]
+    dropped = 0
+    for index in range(len(shown) - 1, -1, -1):
+        message = shown[index]
+        content = message.text if message.from_bot else thread_line(message)
+        cost = estimate_tokens(content)
+        if cost > budget:
+            dropped = index + 1
+            break
+        budget -= cost
+        kept.append(Turn("assistant" if message.from_bot else "user", content))
+    kept.reverse()
+    if dropped:
+        note = DROPPED_NOTE.format(count=dropped, s="" if dropped == 1 else "s", verb="was" if dropped == 1 else "were")
+        kept.insert(0, Turn("user", note))
+    return kept
+
+
+def thread_line(message: ThreadMessage) -> str:
+    """Who said what and when: `[Ana, 2026-11-25 10:00] text (attached: log.txt)`."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(message.at)) if message.at else "earlier"
+    files = f" (attached: {', '.join(a.name for a in message.attachments)})" if message.attachments else ""
+    return f"[{message.author or 'someone'}, {when}] {message.text.strip()}{files}"
 
 
 def _context_block(source: Source) -> str:

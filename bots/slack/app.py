@@ -25,6 +25,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.history import SlackThreadReader
 from bots.slack.mrkdwn import to_mrkdwn
 from bots.slack.surface import SlackSurface, StreamRefusals
 from bots.slack.users import UserDirectory
@@ -111,6 +112,7 @@ class SlackBot:
         scheduler: EditScheduler | None = None,
         users_ttl_s: float = 600.0,
         native_streaming: bool = True,
+        history_limited: bool = False,
     ) -> None:
         self.core = core
         self.native_streaming = native_streaming
@@ -124,6 +126,7 @@ class SlackBot:
         )
         self.scheduler = scheduler or EditScheduler()
         self.users = UserDirectory(self.client, ttl_s=users_ttl_s)
+        self.history = SlackThreadReader(self.client, self.users, self.scheduler, limited=history_limited)
         self.app = AsyncApp(
             client=self.client,
             signing_secret=signing_secret or "",
@@ -226,6 +229,7 @@ class SlackBot:
         if event.get("user") == bot_user_id:
             return
         team_id = getattr(context, "team_id", None) or body.get("team_id") or event.get("team") or ""
+        self.history.observe(team_id, event)
         self.spawn(self._answer(event, team_id, bot_user_id, via=via), name=f"slack-{via}-{event.get('ts', '')}")
 
     async def _answer(self, event: dict[str, Any], team_id: str, bot_user_id: str | None, *, via: str) -> None:
@@ -267,8 +271,10 @@ class SlackBot:
         )
         if via == "assistant":
             await self._title_new_assistant_thread(ws, channel, str(conversation), text)
+        # A message inside a thread: the thread so far is the context (a new top-level mention has none).
+        history = self.history.for_question(team_id, channel, str(thread_ts), ts, bot_user_id) if thread_ts else None
         try:
-            outcome = await self.core.answer(message, surface, self.scheduler)
+            outcome = await self.core.answer(message, surface, self.scheduler, history)
         finally:
             await surface.close()
         log.info("slack.answered", via=via, key=message.event_key, status=outcome.status, reason=outcome.reason)

@@ -79,6 +79,7 @@ async def run_slack(
         signing_secret=None if socket else signing_secret,
         api_url=settings.slack_api_url,
         native_streaming=settings.slack_native_streaming,
+        history_limited=settings.slack_history_limited,
     )
     try:
         identity = await bot.client.auth_test()

@@ -83,6 +83,7 @@ class FakeMessage:
     user: str = BOT_USER_ID
     edits: int = 0
     streaming: bool = False  # started with chat.startStream and not stopped yet
+    files: list[dict[str, Any]] = field(default_factory=list)
 
 
 class FakeSlack:
@@ -104,7 +105,8 @@ class FakeSlack:
         self.acks: dict[str, dict[str, Any]] = {}  # envelope id -> the client's acknowledgement
         self._acked = asyncio.Condition()
         self._envelopes = itertools.count(1)
-        self._ts = itertools.count(1)
+        self._last_ts = 1_600_000_000.0  # the newest ts seen: new messages are always later
+        self.replies_page_cap = 1000  # conversations.replies' most per page (15 for unlisted distributed apps)
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.add_user(BOT_USER_ID, name="chatbot", is_bot=True)
@@ -150,6 +152,37 @@ class FakeSlack:
     def storm(self, method: str, *, times: int, retry_after: float = 1.0) -> None:
         """The next `times` calls of `method` answer 429 with Retry-After: `retry_after`."""
         self.faults[method].append(Fault(times, 429, "ratelimited", retry_after))
+
+    def add_message(
+        self,
+        channel: str,
+        text: str,
+        *,
+        user: str,
+        ts: str | None = None,
+        thread_ts: str | None = None,
+        files: list[dict[str, Any]] | None = None,
+    ) -> FakeMessage:
+        """A message someone posted (as Slack has it before it delivers the event)."""
+        ts = ts or self._next_ts()
+        self._last_ts = max(self._last_ts, float(ts))
+        message = FakeMessage(channel, ts, text, [], thread_ts, user=user, files=list(files or []))
+        self.messages[(channel, ts)] = message
+        return message
+
+    def record_event(self, event: dict[str, Any]) -> None:
+        """Keep an event's message, as Slack keeps every message it delivers."""
+        if event.get("type") in {"message", "app_mention"} and event.get("ts") and event.get("channel"):
+            key = (str(event["channel"]), str(event["ts"]))
+            if key not in self.messages:
+                self.add_message(
+                    key[0],
+                    str(event.get("text") or ""),
+                    user=str(event.get("user") or ""),
+                    ts=key[1],
+                    thread_ts=event.get("thread_ts"),
+                    files=event.get("files"),
+                )
 
     def response_url(self, name: str = "cmd") -> str:
         return f"{self.url}/response/{name}"
@@ -267,7 +300,8 @@ class FakeSlack:
 
     # -- methods -------------------------------------------------------------------------------
     def _next_ts(self) -> str:
-        return f"{1_700_000_000 + next(self._ts)}.000100"
+        self._last_ts += 0.0001
+        return f"{self._last_ts:.6f}"
 
     def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -374,13 +408,50 @@ class FakeSlack:
         return {"message_ts": self._next_ts()}
 
     def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
-        channel, thread = str(args.get("channel")), str(args.get("ts"))
-        found = [
-            {"ts": m.ts, "text": m.text, "user": m.user, "thread_ts": m.thread_ts}
-            for m in self.messages.values()
-            if m.channel == channel and (m.ts == thread or m.thread_ts == thread)
+        """Chronological, the parent first; `oldest`/`latest` bound it (exclusive unless `inclusive`),
+        pages of at most `replies_page_cap` with a cursor, as Slack pages threads."""
+        channel, thread = str(args.get("channel") or ""), str(args.get("ts") or "")
+        if not channel or not thread:
+            return {"ok": False, "error": "invalid_arguments"}
+        parent = self.messages.get((channel, thread))
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        try:
+            limit = min(int(args.get("limit") or self.replies_page_cap), self.replies_page_cap)
+            offset = int(str(args.get("cursor") or "0").removeprefix("off:"))
+        except ValueError:
+            return {"ok": False, "error": "invalid_cursor"}
+        inclusive = str(args.get("inclusive", "")).lower() in {"1", "true"}
+        oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or "inf")
+        replies = sorted(
+            (m for m in self.messages.values() if m.channel == channel and m.thread_ts == thread and m.ts != thread),
+            key=lambda m: float(m.ts),
+        )
+        within = [
+            m
+            for m in replies
+            if (oldest <= float(m.ts) if inclusive else oldest < float(m.ts))
+            and (float(m.ts) <= latest if inclusive else float(m.ts) < latest)
         ]
-        return {"messages": found, "has_more": False}
+        page = within[offset : offset + limit]
+        more = offset + limit < len(within)
+        messages = ([parent] if offset == 0 else []) + page
+        body: dict[str, Any] = {"messages": [self._wire(m) for m in messages], "has_more": more}
+        if more:
+            body["response_metadata"] = {"next_cursor": f"off:{offset + limit}"}
+        return body
+
+    def _wire(self, m: FakeMessage) -> dict[str, Any]:
+        wire: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text, "user": m.user}
+        if m.thread_ts:
+            wire["thread_ts"] = m.thread_ts
+        if m.blocks:
+            wire["blocks"] = m.blocks
+        if m.user == BOT_USER_ID:
+            wire["bot_id"] = BOT_ID
+        if m.files:
+            wire["files"] = m.files
+        return wire
 
     def _m_assistant_threads_setStatus(self, args: dict[str, Any]) -> dict[str, Any]:
         return {}

@@ -67,6 +67,7 @@ class Harness:
             return Reply(response.status, await response.text())
 
     async def event(self, event: dict[str, Any], *, retry_num: int | None = None, **envelope: Any) -> Reply:
+        self.slack.record_event(event)  # the message is in Slack before the event says so
         body = event_body(event, **envelope)
         return await self.post(body, signed_headers(body, content_type="application/json", retry_num=retry_num))
 
