@@ -139,8 +139,10 @@ def test_manifest_asks_for_exactly_the_scopes_and_events_used() -> None:
         "channels:history",
         "chat:write",
         "commands",
+        "files:read",
         "groups:history",
         "im:history",
+        "mpim:history",
         "users:read",
     ]
     assert sorted(manifest["settings"]["event_subscriptions"]["bot_events"]) == [
