@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from core.text import clean_text
+
 
 class Platform(StrEnum):
     SLACK = "slack"
@@ -53,6 +55,11 @@ class IncomingMessage:
     text: str  # bot mention already stripped
     is_dm: bool = False
     mentioned: bool = True  # False for follow-ups in a thread the bot is in
+
+    def __post_init__(self) -> None:
+        # Every adapter's text passes here: lone surrogates and control characters cannot reach a store.
+        for name in ("channel_id", "thread_id", "message_id", "text"):
+            object.__setattr__(self, name, clean_text(getattr(self, name)))
 
     @property
     def event_key(self) -> str:

@@ -11,7 +11,7 @@ import structlog
 
 from core.access import RoleService
 from core.context import HistoryUnavailable, ThreadHistory, ThreadMessage
-from core.errors import Unavailable
+from core.errors import Invalid, Unavailable
 from core.llm.base import LLM, LLMError
 from core.messages import IncomingMessage, MessageRole, ReplyStatus, Source, StoredMessage, Usage
 from core.pacing import EditScheduler
@@ -103,6 +103,11 @@ class Pipeline:
             await _quietly(surface.notice(STORE_DOWN_NOTICE))
             self._retry_later(message, question, surface, scheduler, history)
             return Outcome("queued", reason="store_unavailable")
+        except Invalid as exc:
+            # Input the store will never take (a bound broken); saying so beats a silent loss.
+            log.error("pipeline.invalid_input", key=message.event_key, error=str(exc))
+            await _quietly(surface.notice(f"Sorry, I can't take that message: {exc}."))
+            return Outcome("refused", reason="invalid")
 
     async def _answer(
         self,

@@ -10,21 +10,21 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections import deque
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
-from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack.edge import EVENT_FIELDS, SlackEdge
 from bots.slack.history import SlackThreadReader
 from bots.slack.mrkdwn import to_mrkdwn
 from bots.slack.surface import SlackSurface, StreamRefusals
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 EVENTS_PATH = "/slack/events"
-SIGNATURE_WINDOW_S = 60 * 5  # Bolt refuses older timestamps; a replay guard needs to remember this long
 # Message subtypes that are still a person writing to the bot; all others (edits, deletions,
 # joins, bot messages, ...) are ignored.
 USER_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
@@ -56,47 +55,6 @@ def strip_mention(text: str, bot_user_id: str | None) -> tuple[str, bool]:
     pattern = re.compile(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>")
     stripped, count = pattern.subn("", text)
     return re.sub(r"[ \t]{2,}", " ", stripped).strip(), count > 0
-
-
-class ReplayGuard(AsyncMiddleware):
-    """Refuse a signed request seen before (same signature) within the signature window, with 401.
-
-    Bolt checks the signature and the 5-minute timestamp window; this closes the window itself:
-    an identical signed request (captured and replayed) is refused. Slash commands have no
-    other dedup, so a replayed `/chatbot role ...` would otherwise run twice. A request that
-    failed with a 5xx is forgotten, so Slack's own retry of it still gets through.
-    """
-
-    def __init__(self, *, window_s: float = SIGNATURE_WINDOW_S, max_entries: int = 100_000) -> None:
-        self.window_s = window_s
-        self.max_entries = max_entries
-        self._seen: OrderedDict[str, float] = OrderedDict()
-
-    async def async_process(
-        self, *, req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
-    ) -> BoltResponse | None:
-        values = req.headers.get("x-slack-signature") or []
-        signature = str(values[0]) if values else ""  # (`next` here is Bolt's, not the builtin)
-        if req.mode == "socket_mode" or not signature:
-            return await next()
-        now = time.monotonic()
-        self._expire(now)
-        if signature in self._seen:
-            log.warning("slack.replay_refused")
-            return BoltResponse(status=401, body='{"error":"replayed request"}')
-        self._seen[signature] = now + self.window_s
-        result = await next()
-        if result is not None and result.status >= 500:
-            self._seen.pop(signature, None)
-        return result
-
-    def _expire(self, now: float) -> None:
-        # Entries are kept in arrival order with one window, so the oldest expire first.
-        while self._seen:
-            oldest, expires = next(iter(self._seen.items()))
-            if expires > now and len(self._seen) <= self.max_entries:
-                return
-            del self._seen[oldest]
 
 
 class SlackBot:
@@ -127,12 +85,13 @@ class SlackBot:
         self.scheduler = scheduler or EditScheduler()
         self.users = UserDirectory(self.client, ttl_s=users_ttl_s)
         self.history = SlackThreadReader(self.client, self.users, self.scheduler, limited=history_limited)
+        # Over HTTP the edge verifies, de-duplicates and validates every request before Bolt parses
+        # it (Bolt's own check ran after parsing); Socket Mode has no signatures to check.
+        self.edge = SlackEdge(signing_secret) if signing_secret else None
         self.app = AsyncApp(
             client=self.client,
             signing_secret=signing_secret or "",
-            # Socket Mode has no signatures to check; over HTTP the secret is required (see run_slack).
-            request_verification_enabled=bool(signing_secret),
-            before_authorize=ReplayGuard(),
+            request_verification_enabled=False,
             process_before_response=False,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -159,7 +118,21 @@ class SlackBot:
         return web_app
 
     async def _handle_http(self, request: web.Request) -> web.Response:
-        bolt_response = await self.app.async_dispatch(await to_bolt_request(request))
+        if self.edge is None:  # no signing secret: nothing over HTTP can be trusted
+            return web.json_response({"error": "request verification is not configured"}, status=401)
+        verdict = self.edge.admit(await request.read(), request.headers)
+        if verdict.forward is None:
+            return web.Response(status=verdict.status, text=verdict.body, content_type="application/json")
+        bolt_request = AsyncBoltRequest(body=verdict.forward, query=request.query_string, headers=request.headers)  # type: ignore[arg-type]
+        try:
+            bolt_response = await self.app.async_dispatch(bolt_request)
+        except Exception as exc:  # a bug behind the edge: Slack retries a 5xx, which the edge lets through
+            log.error("slack.dispatch_failed", error=repr(exc))
+            bolt_response = BoltResponse(status=500, body='{"error":"internal error"}')
+        if bolt_response.status >= 500:
+            self.edge.failed(verdict)
+        elif bolt_response.status == 404:  # a valid request no listener takes (Slack expects a 2xx)
+            return web.Response(status=200, text="")
         return await to_aiohttp_response(bolt_response)
 
     async def _health(self, request: web.Request) -> web.Response:
@@ -223,9 +196,13 @@ class SlackBot:
 
     # -- work ----------------------------------------------------------------------------------
     def _accept(self, event: dict[str, Any], body: dict[str, Any], context: Any, *, via: str) -> None:
-        if event.get("subtype") not in USER_SUBTYPES or event.get("bot_id") or not event.get("user"):
+        if event.get("subtype") not in USER_SUBTYPES or event.get("bot_id") or not isinstance(event.get("user"), str):
             return
-        bot_user_id = getattr(context, "bot_user_id", None) or body.get("authorizations", [{}])[0].get("user_id")
+        if not all(isinstance(event.get(name), str) and event[name] for name in EVENT_FIELDS["message"]):
+            log.warning("slack.event_malformed", via=via)  # Socket Mode has no edge in front of it
+            return
+        authorizations = body.get("authorizations") or [{}]
+        bot_user_id = getattr(context, "bot_user_id", None) or authorizations[0].get("user_id")
         if event.get("user") == bot_user_id:
             return
         team_id = getattr(context, "team_id", None) or body.get("team_id") or event.get("team") or ""
