@@ -191,8 +191,16 @@ async def cmd_discord(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
+    from bots.discord.doctor import discord_probes
+    from bots.slack.doctor import slack_probes
+    from core.health import run_check
+
     async def run(core: ChatCore) -> int:
-        checks = await core.doctor()
+        platforms = {**slack_probes(settings), **discord_probes(settings)}
+        checks = [
+            *await core.doctor(),
+            *await asyncio.gather(*(run_check(name, probe, 15.0) for name, probe in platforms.items())),
+        ]
         for check in checks:
             print(f"{'ok  ' if check.ok else 'FAIL'} {check.name:<10} {check.detail}")
         return EXIT_OK if all(c.ok for c in checks) else EXIT_FAILED

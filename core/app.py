@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -11,10 +11,11 @@ import structlog
 from core.admin import AdminCommands
 from core.config import MissingSetting, Settings, secret
 from core.context import ThreadHistory
+from core.health import CheckResult, Readiness, diagnostics, part_probes, run_check
 from core.ingest import Ingestor, IngestReport, ProgressCallback
 from core.llm.base import LLM
 from core.logs import bind_reply
-from core.messages import Actor, IncomingMessage, Platform, ReplyStatus, WorkspaceRef
+from core.messages import Actor, IncomingMessage, ReplyStatus, WorkspaceRef
 from core.pacing import EditScheduler
 from core.pipeline import Outcome, Pipeline
 from core.retrieval.base import Retriever
@@ -28,13 +29,6 @@ log = structlog.get_logger(__name__)
 
 class ConfigError(Exception):
     """The configuration cannot work; str() is one clear line for the operator."""
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
 
 
 class ChatCore:
@@ -57,6 +51,7 @@ class ChatCore:
         )
         self.ingestor = Ingestor(store, retriever)
         self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor))
+        self.readiness = Readiness(part_probes(store, retriever, llm), ttl_s=settings.ready_cache_s)
 
     async def answer(
         self,
@@ -86,22 +81,13 @@ class ChatCore:
             log.warning("core.recovered_stale_replies", count=len(stale))
         return len(stale)
 
-    async def doctor(self) -> list[Check]:
-        """Check each configured service and say what is wrong."""
-        checks: list[Check] = []
-        probe = WorkspaceRef(Platform.SHELL, "doctor")
-        try:
-            await self.store.settings(probe)
-            checks.append(Check("store", True, type(self.store).__name__))
-        except Exception as exc:
-            checks.append(Check("store", False, f"{type(self.store).__name__}: {exc}"))
-        try:
-            await self.retriever.search(probe, "doctor check", k=1)
-            checks.append(Check("retriever", True, type(self.retriever).__name__))
-        except Exception as exc:
-            checks.append(Check("retriever", False, f"{type(self.retriever).__name__}: {exc}"))
-        checks.append(Check("llm", True, self.llm.name))
-        return checks
+    async def doctor(self) -> list[CheckResult]:
+        """Check each configured service and say what is wrong: reachable, then the deeper checks."""
+        probes = {
+            **part_probes(self.store, self.retriever, self.llm),
+            **diagnostics({"functions": self.store, "schema": self.retriever}),
+        }
+        return list(await asyncio.gather(*(run_check(name, probe, 15.0) for name, probe in probes.items())))
 
     async def close(self) -> None:
         await self.pipeline.drain(timeout_s=5)

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     discord_gateway_url: str | None = Field(default=None, alias="DISCORD_GATEWAY_URL")
 
     port: int = Field(default=3000, alias="PORT")
+    # /healthz, /readyz and /metrics for processes without a web server of their own (Discord, Slack
+    # Socket Mode); unset: none. The Slack HTTP server serves them on PORT beside /slack/events.
+    health_port: int | None = Field(default=None, alias="CHATBOT_HEALTH_PORT")
+    ready_cache_s: float = Field(default=5.0, alias="CHATBOT_READY_CACHE_S")  # /readyz probes at most this often
     log_level: str = Field(default="INFO", alias="CHATBOT_LOG_LEVEL")
 
 

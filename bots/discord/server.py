@@ -12,6 +12,7 @@ import structlog
 import yarl
 
 from bots.discord.client import ChatbotClient
+from bots.ops import OpsServer
 from core.app import ChatCore
 from core.config import MissingSetting, Settings, secret
 
@@ -38,10 +39,17 @@ async def run_discord(settings: Settings, core: ChatCore, *, stop: asyncio.Event
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread, or no signals here
             loop.add_signal_handler(sig, stop.set)
-    code = await _run(core, token, stop, message_content=True)
-    if code is None:
-        log.warning("discord.message_content_not_granted", hint="mentions, replies and DMs still work")
-        code = await _run(core, token, stop, message_content=False)
+    ops = OpsServer(core, port=settings.health_port) if settings.health_port is not None else None
+    if ops is not None:
+        await ops.start()  # /healthz, /readyz, /metrics while connecting too
+    try:
+        code = await _run(core, token, stop, message_content=True)
+        if code is None:
+            log.warning("discord.message_content_not_granted", hint="mentions, replies and DMs still work")
+            code = await _run(core, token, stop, message_content=False)
+    finally:
+        if ops is not None:
+            await ops.close()
     return code or 0
 
 

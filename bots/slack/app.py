@@ -24,6 +24,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.ops import ops_routes
 from bots.slack.edge import EVENT_FIELDS, SlackEdge
 from bots.slack.history import SlackThreadReader
 from bots.slack.mrkdwn import to_mrkdwn
@@ -111,10 +112,10 @@ class SlackBot:
         app.command("/chatbot")(self._on_command)
 
     def web_app(self) -> web.Application:
-        """The aiohttp application serving the Events API at /slack/events (and /healthz)."""
+        """The aiohttp application serving the Events API at /slack/events, and /healthz, /readyz."""
         web_app = web.Application()
         web_app.router.add_post(EVENTS_PATH, self._handle_http)
-        web_app.router.add_get("/healthz", self._health)
+        web_app.add_routes(ops_routes(self.core))
         return web_app
 
     async def _handle_http(self, request: web.Request) -> web.Response:
@@ -134,9 +135,6 @@ class SlackBot:
         elif bolt_response.status == 404:  # a valid request no listener takes (Slack expects a 2xx)
             return web.Response(status=200, text="")
         return await to_aiohttp_response(bolt_response)
-
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok")
 
     def spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         """Run after the ack, tracked so shutdown (and tests) can wait for the replies in flight."""

@@ -13,6 +13,7 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
 
+from bots.ops import OpsServer
 from bots.slack.app import EVENTS_PATH, SlackBot
 from core.config import MissingSetting, Settings, secret
 
@@ -99,8 +100,12 @@ async def run_slack(
 
     runner: web.AppRunner | None = None
     handler: AsyncSocketModeHandler | None = None
+    ops: OpsServer | None = None
     try:
         if socket:
+            if settings.health_port is not None:  # no web server of its own: a small one for the endpoints
+                ops = OpsServer(core, port=settings.health_port, host=host)
+                await ops.start()
             handler = AsyncSocketModeHandler(bot.app, app_token, web_client=bot.client)
             await handler.connect_async()  # type: ignore[no-untyped-call]
             where = "Socket Mode"
@@ -122,6 +127,8 @@ async def run_slack(
             loop.remove_signal_handler(sig)
         if handler is not None:
             await handler.close_async()  # type: ignore[no-untyped-call]
+        if ops is not None:
+            await ops.close()
         if runner is not None:
             await runner.cleanup()
         await bot.close()

@@ -1,6 +1,7 @@
 // Write functions/_generated offline. `npx convex codegen` needs a deployment, but these files depend
 // only on the list of function modules and on the schema, so a fresh clone can typecheck and test.
-import { readdirSync, writeFileSync, mkdirSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join, dirname, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -84,4 +85,26 @@ import {
 ${builders.map(([name, , generic]) => `export const ${name} = ${generic};`).join("\n")}
 export const httpAction = httpActionGeneric;
 `);
-console.log(`codegen: ${paths.length} modules -> functions/_generated`);
+// The checkout's fingerprint, served by version:version, so `chatbot doctor` can tell whether the
+// deployment runs these functions. Python computes the same (core/stores/convex_version.py).
+function sources(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) return entry.name === "_generated" ? [] : sources(path);
+    return /\.ts$/.test(entry.name) && !/\.test\.ts$/.test(entry.name) ? [relative(root, path).split("\\").join("/")] : [];
+  });
+}
+const hash = createHash("sha256");
+for (const p of sources(root).sort()) {
+  hash.update(`${p}\n`);
+  hash.update(readFileSync(join(root, p), "utf8").replaceAll("\r\n", "\n"));
+  hash.update("\n");
+}
+const sourceHash = hash.digest("hex");
+writeFileSync(join(out, "version.js"), `${HEADER}
+export const SOURCE_HASH = ${JSON.stringify(sourceHash)};
+`);
+writeFileSync(join(out, "version.d.ts"), `${HEADER}
+export declare const SOURCE_HASH: string;
+`);
+console.log(`codegen: ${paths.length} modules -> functions/_generated (sources ${sourceHash.slice(0, 12)})`);

@@ -97,6 +97,16 @@ class AnthropicLLM:
             log.warning("llm.stream_broken", error=repr(exc))
             raise LLMUnavailable("the connection to the model dropped") from exc
 
+    async def ping(self) -> str:
+        """Readiness: the API answers and knows the configured model (a GET, no tokens spent)."""
+        try:
+            model = await self._client.models.retrieve(self.model, timeout=5.0)
+        except anthropic.APIStatusError as exc:
+            raise LLMError(_status_message(exc)) from exc
+        except anthropic.APIError as exc:
+            raise LLMError(f"could not reach the model at {self.base_url}") from exc
+        return f"anthropic, {model.id}"
+
     async def close(self) -> None:
         await self._client.close()
 

@@ -28,6 +28,13 @@ from core.retrieval.embedders import Embedder
 log = structlog.get_logger(__name__)
 
 COLLECTION = "ChatbotChunk"
+PROPERTIES = (
+    Property(name="document_uri", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
+    Property(name="title", data_type=DataType.TEXT),
+    Property(name="heading", data_type=DataType.TEXT),
+    Property(name="text", data_type=DataType.TEXT),
+    Property(name="index", data_type=DataType.INT),
+)
 # 0 = BM25 only, 1 = vector only. bench/retrieval.py measured 0.7 best on paraphrased questions
 # (recall@5 0.69 vs 0.42 at 0.5) while keeping keyword questions at 1.0; pure vector was still
 # higher on paraphrases but gives up exact-term matching (codes, names) entirely.
@@ -109,13 +116,7 @@ class WeaviateRetriever:
                 if not await client.collections.exists(self.collection_name):
                     await client.collections.create(
                         self.collection_name,
-                        properties=[
-                            Property(name="document_uri", data_type=DataType.TEXT, tokenization=Tokenization.FIELD),
-                            Property(name="title", data_type=DataType.TEXT),
-                            Property(name="heading", data_type=DataType.TEXT),
-                            Property(name="text", data_type=DataType.TEXT),
-                            Property(name="index", data_type=DataType.INT),
-                        ],
+                        properties=list(PROPERTIES),
                         vector_config=Configure.Vectors.self_provided(),
                         multi_tenancy_config=Configure.multi_tenancy(
                             enabled=True, auto_tenant_creation=True, auto_tenant_activation=True
@@ -216,6 +217,24 @@ class WeaviateRetriever:
             )
             hits.append(Hit(chunk, float(obj.metadata.score or 0.0)))
         return hits
+
+    async def diagnose(self) -> str:
+        """`chatbot doctor`: the collection has the properties this code writes and is multi-tenant."""
+        collection = await self._collection()
+        config = await collection.config.get()
+        actual = {p.name: p.data_type for p in config.properties}
+        problems = [
+            f"{p.name} is {actual[p.name].value} (expected {p.dataType.value})"
+            if p.name in actual
+            else f"{p.name} is missing"
+            for p in PROPERTIES
+            if actual.get(p.name) != p.dataType
+        ]
+        if not config.multi_tenancy_config.enabled:
+            problems.append("multi-tenancy is off")
+        if problems:
+            raise RetrieverUnavailable(f"collection {self.collection_name}: " + "; ".join(problems))
+        return f"collection {self.collection_name}: {len(PROPERTIES)} properties as expected, one tenant per workspace"
 
     async def drop_collection(self) -> None:
         """Delete the whole collection (tests and benchmarks use one collection each)."""

@@ -32,6 +32,7 @@ from core.stores.base import (
     StoreUnavailable,
     WorkspaceSettings,
 )
+from core.stores.convex_version import source_hash
 
 log = structlog.get_logger(__name__)
 
@@ -171,6 +172,20 @@ class ConvexStore:
         if once:
             args["requestId"] = uuid.uuid4().hex
         return await self._call("mutation", path, args)
+
+    async def diagnose(self) -> str:
+        """`chatbot doctor`: does the deployment run this checkout's functions (version:version)?"""
+        deployed = str((await self._query("version:version"))["sourceHash"])
+        local = source_hash()
+        if local is None:
+            return f"deployed functions {deployed[:12]} (no checkout here to compare with)"
+        if deployed != local:
+            raise StoreError(
+                "stale",
+                f"the deployed functions ({deployed[:12]}) are not this checkout's ({local[:12]});"
+                " deploy them with `npx convex deploy`",
+            )
+        return f"deployed functions match this checkout ({local[:12]})"
 
     # -- EventClaims ----------------------------------------------------------------------------
     async def claim_event(self, key: str) -> bool:

@@ -40,6 +40,8 @@ class FakeAnthropic:
         self._queue: deque[ScriptedAnswer] = deque()
         self.default_chunk_chars = 6
         self.default_delay_s = 0.0
+        self.unknown_models: set[str] = set()  # GET /v1/models/{id} answers 404 for these
+        self.model_lookups = 0
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -72,6 +74,7 @@ class FakeAnthropic:
     async def __aenter__(self) -> FakeAnthropic:
         app = web.Application()
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_get("/v1/models/{model}", self._model)
         self._runner, self.url = await serve(app)
         return self
 
@@ -87,6 +90,18 @@ class FakeAnthropic:
             text=f"Here is what I found about: {question.strip()[:200]}{cite}",
             chunk_chars=self.default_chunk_chars,
             delay_s=self.default_delay_s,
+        )
+
+    async def _model(self, request: web.Request) -> web.Response:
+        """GET /v1/models/{id}, as the Models API answers it (404 for a model listed in `unknown_models`)."""
+        self.model_lookups += 1
+        if not (request.headers.get("x-api-key") or request.headers.get("authorization", "").startswith("Bearer ")):
+            return _api_error(401, "authentication_error", "an API key is required")
+        model = request.match_info["model"]
+        if model in self.unknown_models:
+            return _api_error(404, "not_found_error", f"model: {model}")
+        return web.json_response(
+            {"type": "model", "id": model, "display_name": model, "created_at": "2026-01-01T00:00:00Z"}
         )
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:

@@ -10,6 +10,7 @@ import type * as housekeeping from "../housekeeping.js";
 import type * as leases from "../leases.js";
 import type * as lib_security from "../lib/security.js";
 import type * as threads from "../threads.js";
+import type * as version from "../version.js";
 import type * as workspaces from "../workspaces.js";
 
 declare const fullApi: ApiFromModules<{
@@ -21,6 +22,7 @@ declare const fullApi: ApiFromModules<{
   "leases": typeof leases;
   "lib/security": typeof lib_security;
   "threads": typeof threads;
+  "version": typeof version;
   "workspaces": typeof workspaces;
 }>;
 export declare const api: FilterApi<typeof fullApi, FunctionReference<any, "public">>;
