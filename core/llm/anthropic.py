@@ -101,10 +101,11 @@ class AnthropicLLM:
         """Readiness: the API answers and knows the configured model (a GET, no tokens spent)."""
         try:
             model = await self._client.models.retrieve(self.model, timeout=5.0)
-        except anthropic.APIStatusError as exc:
-            raise LLMError(_status_message(exc)) from exc
+        except anthropic.APIStatusError as exc:  # operators read this (readiness, doctor): hints included
+            hint = _OPERATOR_HINTS.get(exc.status_code, f"the model service answered {exc.status_code}")
+            raise LLMRefused(hint) from exc
         except anthropic.APIError as exc:
-            raise LLMError(f"could not reach the model at {self.base_url}") from exc
+            raise LLMUnavailable(f"could not reach the model at {self.base_url}") from exc
         return f"anthropic, {model.id}"
 
     async def close(self) -> None:
