@@ -4,7 +4,7 @@ One `BudgetLessor` per process keeps, per shared scope, the tokens it has leased
 (`BudgetLeases`), each usable from its moment on and for a short while after. When a scope runs low
 it leases more: one store write for every scope that needs tokens at that moment, one write in
 flight at a time, each asking for about what the scope used over the last horizon, so at steady
-state a lease round trip per scope is rare. Tokens left when demand falls are given back.
+state a lease round trip per scope is rare. Tokens left at shutdown are given back.
 
 The window rule: a token may be spent up to `late` seconds after its moment (timers and the lease
 round trip make exact timing impossible), which could add rate*late requests to a window. So the
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from core.pacing import TokenBucket, _Ticket
 from core.stores.leases import BudgetGrant, BudgetLeases, BudgetRequest
 from core.surface import RateScope
 
@@ -32,6 +33,7 @@ log = structlog.get_logger(__name__)
 LATE_MAX_S = 1.0
 HORIZON_S = 1.0  # lease no token further ahead than this (or one interval, for slow scopes)
 MAX_WANT = 20
+COALESCE_S = 0.02  # at most one lease write per this long per process
 
 
 @dataclass(slots=True)
@@ -45,7 +47,16 @@ class Token:
 class SharedScope:
     """The leased tokens of one scope in this process."""
 
-    __slots__ = ("demand", "inflight", "key", "late_s", "listeners", "per_second", "request", "taken", "tokens")
+    __slots__ = (
+        "key",
+        "late_s",
+        "listeners",
+        "listeners_keep",
+        "per_second",
+        "request",
+        "taken",
+        "tokens",
+    )
 
     def __init__(self, scope: RateScope) -> None:
         self.key = scope.key
@@ -58,9 +69,8 @@ class SharedScope:
         )
         self.tokens: deque[Token] = deque()
         self.taken: deque[float] = deque()  # when tokens were spent, over the last horizon (demand)
-        self.demand = 0  # tokens wanted right now beyond what is held (waiting requests)
-        self.inflight = False
-        self.listeners: list[Callable[[], None]] = []
+        self.listeners: list[Callable[[], None]] = []  # called once, at the next lease's arrival
+        self.listeners_keep: list[Callable[[], None]] = []  # called at every arrival (scheduler buckets)
 
     def expire(self, now: float) -> int:
         dropped = 0
@@ -89,8 +99,10 @@ class SharedScope:
             self.taken.pop()
 
     def want(self) -> int:
-        recent = len(self.taken)
-        return max(1, min(MAX_WANT, self.demand + recent - len(self.tokens)))
+        """About what was spent over the last horizon, plus one: a token not spent soon after its moment
+        is lost, so the number of waiting requests (which may still wait on other scopes) does not
+        size a lease; it grows with use instead."""
+        return max(1, min(MAX_WANT, len(self.taken) + 1 - len(self.tokens)))
 
 
 class BudgetLessor:
@@ -114,6 +126,14 @@ class BudgetLessor:
             shared = self._scopes[scope.key] = SharedScope(scope)
         return shared
 
+    def bucket(
+        self, scope: RateScope, now: float, recovery_s: float, arrived: Callable[[TokenBucket], None]
+    ) -> TokenBucket:
+        """An EditScheduler bucket spending this process's leased tokens of `scope` (SharedBudgets)."""
+        bucket = LeasedBucket(scope, now, recovery_s, self.scope(scope), self)
+        bucket.shared.listeners_keep.append(lambda: arrived(bucket))
+        return bucket
+
     def need(self, shared: SharedScope) -> None:
         """Lease more tokens for this scope soon (coalesced with every other scope that needs some)."""
         if self._closed:
@@ -135,14 +155,10 @@ class BudgetLessor:
                     self.need(shared)  # lease ahead, before the last token is gone
                 return
             if at is None:
-                shared.demand += 1
                 arrived = asyncio.get_running_loop().create_future()
                 shared.listeners.append(functools.partial(_wake, arrived))
                 self.need(shared)
-                try:
-                    await arrived
-                finally:
-                    shared.demand -= 1
+                await arrived
             else:
                 await asyncio.sleep(at - now)
 
@@ -165,6 +181,8 @@ class BudgetLessor:
                 continue
             backoff = 0.05
             received = self.clock()
+            # Coalesce: the scopes that run low meanwhile go together in the next write.
+            pause = asyncio.create_task(asyncio.sleep(COALESCE_S))
             self.lease_calls += 1
             retry: list[tuple[float, SharedScope]] = []
             for shared, grant in zip(scopes, grants, strict=True):
@@ -173,6 +191,7 @@ class BudgetLessor:
                     retry.append((grant.retry_after_s, shared))
             for delay, shared in retry:
                 asyncio.get_running_loop().call_later(max(0.01, delay), self.need, shared)
+            await pause
 
     def _add(self, shared: SharedScope, grant: BudgetGrant, sent: float, received: float) -> None:
         # The store's `now` lies between sending and receiving: never spend a token before its moment
@@ -185,7 +204,7 @@ class BudgetLessor:
             else:
                 self.wasted += 1
         listeners, shared.listeners = shared.listeners, []
-        for listener in listeners:
+        for listener in [*listeners, *shared.listeners_keep]:
             listener()
 
     async def give_back(self) -> int:
@@ -212,6 +231,88 @@ class BudgetLessor:
             self._task.cancel()
             await asyncio.wait([self._task])
         await self.give_back()
+
+
+class LeasedBucket(TokenBucket):
+    """A scheduler bucket whose tokens are the process's leased ones (no local refill).
+
+    The scheduler's order (finals first, then the stalest reply) decides who gets each leased token;
+    without one, a waiting request asks the lessor for more and is woken when they arrive.
+    """
+
+    __slots__ = ("lessor", "shared", "spent")
+
+    def __init__(self, scope: RateScope, now: float, recovery_s: float, shared: SharedScope, lessor: BudgetLessor):
+        super().__init__(scope, now, recovery_s)
+        self.shared = shared
+        self.lessor = lessor
+        self.spent: list[Token] = []  # the latest grants, so an unused one can be refunded
+
+    def _refill(self, now: float) -> None:
+        self.lessor.wasted += self.shared.expire(now)
+        self.tokens = float(len(self.shared.tokens))
+
+    def _usable(self, at: float, skip: int = 0) -> Token | None:
+        for token in self.shared.tokens:
+            if token.usable_until >= at:
+                if skip == 0:
+                    return token
+                skip -= 1
+        return None
+
+    def ready_at(self, now: float, ticket: _Ticket) -> float:
+        self._refill(now)
+        at = max(now, self.blocked_until)
+        first = self._usable(at)
+        if first is None:
+            # Lease just in time: a token leased while the request still waits on another scope
+            # could expire unused (it may be spent only shortly after its moment).
+            # (Other leased scopes without tokens lease in the same store write as this one.)
+            others = max(
+                (b.ready_at(now, ticket) for b in ticket.buckets if b is not self and not _empty(b, now)),
+                default=now,
+            )
+            if others > now + self.shared.late_s:
+                return min(others, now + 0.25)  # look again then (at the latest, in case the other is leasing)
+            self.lessor.need(self.shared)
+            return float("inf")
+        at = max(at, first.usable_from)
+        reserved = self._reservation(ticket)
+        if reserved is not None and reserved < float("inf"):
+            # A better request parked elsewhere will want a token here by `reserved`: leave it one.
+            second = self._usable(max(at, reserved), skip=1)
+            if second is None or second.usable_from > reserved:
+                at = max(at, reserved + 1e-6)
+        best = self._best_parked()
+        if best is not None and best is not ticket and best.key < ticket.key:
+            at = max(at, self.wake_at if now < self.wake_at < float("inf") else now + 1e-6)
+        return at
+
+    def take(self, now: float) -> None:
+        self._refill(now)
+        while self.shared.tokens and self.shared.tokens[0].usable_until < max(now, self.blocked_until):
+            self.shared.tokens.popleft()
+            self.lessor.wasted += 1
+        self.spent.append(self.shared.take(now))
+        del self.spent[:-8]
+        self.tokens = float(len(self.shared.tokens))
+        if len(self.shared.tokens) <= self.shared.want() // 2:
+            self.lessor.need(self.shared)  # lease ahead, before the last token is gone
+
+    def refund(self, now: float) -> None:
+        if self.spent:
+            token = self.spent.pop()
+            if token.usable_until >= now:
+                self.shared.put_back(token)
+        self.tokens = float(len(self.shared.tokens))
+
+    def penalize(self, retry_after: float, now: float) -> None:
+        # The platform said wait: tokens that fall due meanwhile are lost (the others' are not ours).
+        self.blocked_until = max(self.blocked_until, now + retry_after)
+
+
+def _empty(bucket: TokenBucket, now: float) -> bool:
+    return isinstance(bucket, LeasedBucket) and bucket._usable(max(now, bucket.blocked_until)) is None
 
 
 def _wake(future: asyncio.Future[None]) -> None:

@@ -178,6 +178,16 @@ class TokenBucket:
         self.tokens = 1.0
 
 
+class SharedBudgets(Protocol):
+    """Buckets whose tokens are leased from a store shared with other processes (core.budgets)."""
+
+    def bucket(
+        self, scope: RateScope, now: float, recovery_s: float, arrived: Callable[[TokenBucket], None]
+    ) -> TokenBucket:
+        """A bucket for `scope`; `arrived(bucket)` is called when leased tokens come in."""
+        ...
+
+
 class EditScheduler:
     """Rate budgets for one platform, keyed by the platform's limit scopes.
 
@@ -187,9 +197,13 @@ class EditScheduler:
     starve a quiet one: a waiting reply becomes the stalest within one interval and is served next.
     """
 
-    def __init__(self, clock: Clock | None = None, *, recovery_s: float = 60.0) -> None:
+    def __init__(
+        self, clock: Clock | None = None, *, recovery_s: float = 60.0, shared: SharedBudgets | None = None
+    ) -> None:
         self.clock: Clock = clock or SystemClock()
         self.recovery_s = recovery_s
+        # With shared budgets (several processes on one platform), every bucket spends leased tokens.
+        self.shared = shared
         self._buckets: dict[str, TokenBucket] = {}
         self._timers: list[tuple[float, int, TokenBucket]] = []
         self._timer: TimerHandle | None = None
@@ -201,8 +215,18 @@ class EditScheduler:
     def bucket(self, scope: RateScope) -> TokenBucket:
         bucket = self._buckets.get(scope.key)
         if bucket is None:
-            bucket = self._buckets[scope.key] = TokenBucket(scope, self.clock.now(), self.recovery_s)
+            if self.shared is not None:
+                bucket = self.shared.bucket(scope, self.clock.now(), self.recovery_s, self._tokens_arrived)
+            else:
+                bucket = TokenBucket(scope, self.clock.now(), self.recovery_s)
+            self._buckets[scope.key] = bucket
         return bucket
+
+    def _tokens_arrived(self, bucket: TokenBucket) -> None:
+        """Leased tokens came in: plan the wake of the bucket's best waiting request."""
+        best = bucket._best_parked()
+        if best is not None:
+            self._wake_bucket_at(bucket, bucket.ready_at(self.clock.now(), best))
 
     async def acquire(self, scopes: Sequence[RateScope], *, final: bool = False, since: float | None = None) -> None:
         """Wait until every scope has budget for this call, then spend one unit from each.
@@ -255,6 +279,8 @@ class EditScheduler:
             self._wake_bucket_at(bucket, at)
 
     def _wake_bucket_at(self, bucket: TokenBucket, at: float) -> None:
+        if at == float("inf"):
+            return  # a leased bucket without tokens: the lease's arrival wakes it
         now = self.clock.now()
         if now < bucket.wake_at <= at:
             return  # an earlier wake is already due; it will re-plan
