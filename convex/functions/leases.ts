@@ -128,34 +128,44 @@ export const heartbeat = serviceMutation({
  * and stopped growing as long ago). Serializable: of several processes sweeping at once, one wins each.
  */
 export const takeOver = serviceMutation({
-  args: { owner: v.string(), staleS: v.number(), limit: v.number() },
-  handler: async (ctx, { owner, staleS, limit }) => {
+  args: { owner: v.string(), staleS: v.number(), limit: v.number(), platforms: v.array(v.string()) },
+  handler: async (ctx, { owner, staleS, limit, platforms }) => {
     bounded(owner, LIMITS.id, "owner");
     positive(staleS, 86_400, "staleS");
     boundedInt(limit, 1, 200, "limit");
+    if (platforms.length > 10) fail("invalid", "at most 10 platforms");
+    // Only replies this process can finish: those of the platforms it serves (all when none are named).
+    const serves = async (message: Doc<"messages">) => {
+      if (platforms.length === 0) return true;
+      const thread = await ctx.db.get(message.thread);
+      return thread !== null && platforms.includes(thread.workspace.split(":")[0] ?? "");
+    };
     const at = now();
     const cutoff = at - staleS;
     const taken: string[] = [];
     const stale = await ctx.db
       .query("replyLeases")
       .withIndex("by_heartbeat", (q) => q.lt("heartbeatAt", cutoff))
-      .take(limit);
+      .take(limit * 4);
     for (const lease of stale) {
+      if (taken.length >= limit) break;
       const message = await ctx.db.get(lease.message);
       if (message?.status !== "streaming") {
         await ctx.db.delete(lease._id); // finished meanwhile: nothing to take over
         continue;
       }
+      if (!(await serves(message))) continue;
       await ctx.db.patch(lease._id, { owner, heartbeatAt: at });
       taken.push(lease.message);
     }
     const unowned = await ctx.db
       .query("messages")
       .withIndex("by_status_updatedAt", (q) => q.eq("status", "streaming").lt("updatedAt", cutoff))
-      .take(limit);
+      .take(limit * 4);
     for (const message of unowned) {
       if (taken.length >= limit) break;
       if (await leaseOf(ctx, message._id)) continue; // owned and alive (a stale one was taken above)
+      if (!(await serves(message))) continue;
       await ctx.db.insert("replyLeases", { message: message._id, owner, heartbeatAt: at });
       taken.push(message._id);
     }

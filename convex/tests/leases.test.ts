@@ -67,10 +67,10 @@ describe("reply leases", () => {
     const reply = await streamingReply(t);
     expect(await t.mutation(api.leases.heartbeat, { secret: SECRET, owner: "a", replies: [reply] })).toEqual([]);
     // Fresh: nobody may take it.
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10 })).toEqual([]);
+    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] })).toEqual([]);
     vi.advanceTimersByTime(11_000);
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10 })).toEqual([reply]);
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "c", staleS: 10, limit: 10 })).toEqual([]);
+    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] })).toEqual([reply]);
+    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "c", staleS: 10, limit: 10, platforms: [] })).toEqual([]);
     expect(await t.mutation(api.leases.heartbeat, { secret: SECRET, owner: "a", replies: [reply] })).toEqual([reply]);
     expect(await t.mutation(api.leases.release, { secret: SECRET, owner: "a", reply })).toBe(false);
     expect(await t.mutation(api.leases.release, { secret: SECRET, owner: "b", reply })).toBe(true);
@@ -81,12 +81,22 @@ describe("reply leases", () => {
     vi.useFakeTimers();
     const t = backend();
     const reply = await streamingReply(t);
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10 })).toEqual([]);
+    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] })).toEqual([]);
     vi.advanceTimersByTime(11_000);
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10 })).toEqual([reply]);
+    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] })).toEqual([reply]);
     vi.advanceTimersByTime(11_000);
     // Taken, then its taker died too: the next sweep takes it again (the platform edit is idempotent).
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "c", staleS: 10, limit: 10 })).toEqual([reply]);
+    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "c", staleS: 10, limit: 10, platforms: [] })).toEqual([reply]);
+    vi.useRealTimers();
+  });
+
+  test("a process takes over only replies of the platforms it serves", async () => {
+    vi.useFakeTimers();
+    const t = backend();
+    const reply = await streamingReply(t); // in a Slack workspace
+    vi.advanceTimersByTime(11_000);
+    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "d", staleS: 10, limit: 10, platforms: ["discord"] })).toEqual([]);
+    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "s", staleS: 10, limit: 10, platforms: ["slack"] })).toEqual([reply]);
     vi.useRealTimers();
   });
 });

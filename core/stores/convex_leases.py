@@ -45,8 +45,12 @@ class ConvexLeases:
         lost = await self._store._mutation("leases:heartbeat", once=False, owner=owner, replies=list(reply_ids))
         return [str(r) for r in lost]
 
-    async def take_over(self, owner: str, stale_s: float, limit: int = 50) -> Sequence[str]:
-        taken = await self._store._mutation("leases:takeOver", owner=owner, staleS=stale_s, limit=limit)
+    async def take_over(
+        self, owner: str, stale_s: float, limit: int = 50, platforms: Sequence[str] = ()
+    ) -> Sequence[str]:
+        taken = await self._store._mutation(
+            "leases:takeOver", owner=owner, staleS=stale_s, limit=limit, platforms=list(platforms)
+        )
         return [str(r) for r in taken]
 
     async def release(self, owner: str, reply_id: str) -> bool:

@@ -51,9 +51,12 @@ class StreamLeases(Protocol):
         """Own (or keep owning) these streaming replies; returns those this owner no longer holds."""
         ...
 
-    async def take_over(self, owner: str, stale_s: float, limit: int = 50) -> Sequence[str]:
+    async def take_over(
+        self, owner: str, stale_s: float, limit: int = 50, platforms: Sequence[str] = ()
+    ) -> Sequence[str]:
         """Claim replies whose owner stopped heartbeating `stale_s` ago (or that never had one and
-        stopped growing as long ago); each is won by one caller only."""
+        stopped growing as long ago), of these platforms' workspaces (all if none are named); each is
+        won by one caller only."""
         ...
 
     async def release(self, owner: str, reply_id: str) -> bool:

@@ -153,11 +153,17 @@ class SqliteLeases:
 
         return await self._write(beat)
 
-    async def take_over(self, owner: str, stale_s: float, limit: int = 50) -> Sequence[str]:
+    async def take_over(
+        self, owner: str, stale_s: float, limit: int = 50, platforms: Sequence[str] = ()
+    ) -> Sequence[str]:
         _text(owner, "owner", MAX_ID)
         _number(stale_s, "stale_s", 86_400)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 200:
             raise StoreError("invalid", "limit must be a whole number from 1 to 200")
+        if len(platforms) > 10:
+            raise StoreError("invalid", "at most 10 platforms")
+        # Workspace keys are "platform:id": only replies of the platforms this process can finish.
+        served = " AND (" + " OR ".join("t.ws LIKE ? || ':%'" for _ in platforms) + ")" if platforms else ""
 
         def take(db: sqlite3.Connection) -> list[str]:
             now = time.time()
@@ -170,9 +176,9 @@ class SqliteLeases:
             )
             rows = db.execute(
                 "SELECT m.id FROM messages m LEFT JOIN reply_leases l ON l.message_id = m.id "
-                "WHERE m.status = 'streaming' AND "
-                "((l.message_id IS NULL AND m.updated_at < ?) OR l.heartbeat_at < ?) ORDER BY m.id LIMIT ?",
-                (cutoff, cutoff, limit),
+                "JOIN threads t ON t.id = m.thread_id WHERE m.status = 'streaming' AND "
+                f"((l.message_id IS NULL AND m.updated_at < ?) OR l.heartbeat_at < ?){served} ORDER BY m.id LIMIT ?",
+                (cutoff, cutoff, *platforms, limit),
             ).fetchall()
             db.executemany(
                 "INSERT INTO reply_leases (message_id, owner, heartbeat_at) VALUES (?, ?, ?) "

@@ -171,3 +171,11 @@ async def test_finished_replies_are_not_taken_over_and_not_owned(clients: tuple[
     await asyncio.sleep(0.45)
     assert await b.leases.take_over("proc-b", stale_s=0.3) == []
     assert await a.leases.heartbeat("proc-a", [reply]) == [reply]  # nothing to own any more
+
+
+async def test_a_process_takes_over_only_replies_of_the_platforms_it_serves(clients: tuple[Client, Client]) -> None:
+    a, b = clients
+    reply = await streaming_reply(a.store)  # in a Slack workspace
+    await asyncio.sleep(0.45)
+    assert await b.leases.take_over("discord-proc", stale_s=0.3, platforms=["discord"]) == []
+    assert await b.leases.take_over("slack-proc", stale_s=0.3, platforms=["slack", "discord"]) == [reply]
