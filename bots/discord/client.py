@@ -10,6 +10,7 @@ import discord
 import structlog
 from discord import app_commands
 
+from bots.discord.history import DiscordHistory
 from bots.discord.surface import DiscordSurface
 from core.app import ChatCore
 from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
@@ -48,6 +49,7 @@ class ChatbotClient(discord.Client):
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
         self.core = core
         self.scheduler = EditScheduler()
+        self.history = DiscordHistory(self, self.scheduler)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(admin_commands(self))
         self._tasks: set[asyncio.Task[None]] = set()
@@ -137,7 +139,9 @@ class ChatbotClient(discord.Client):
             on_posted=lambda posted: self._remember(posted, thread_id),
         )
         try:
-            outcome = await self.core.answer(incoming, surface, self.scheduler)
+            # The reply chain or thread the question continues (a thread opened for it has nothing yet).
+            history = self.history.for_question(message) if thread is None else None
+            outcome = await self.core.answer(incoming, surface, self.scheduler, history)
             log.info("discord.answered", key=incoming.event_key, status=outcome.status, reason=outcome.reason)
         except Exception:
             log.exception("discord.answer_failed", key=incoming.event_key)

@@ -77,6 +77,7 @@ class FakeDiscord:
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     threads: list[dict[str, Any]] = field(default_factory=list)
     resumes: int = 0
+    history_refused: bool = False  # history reads answer 403 Missing Access (no Read Message History)
     _runner: web.AppRunner | None = None
     _ws: web.WebSocketResponse | None = None
     _seq: int = 0
@@ -226,9 +227,21 @@ class FakeDiscord:
         return payload
 
     async def send_message(self, author_id: str, content: str, **options: Any) -> dict[str, Any]:
-        payload = self.message_payload(author_id, content, **options)
+        payload = self.add_message(author_id, content, **options)
         await self.dispatch("MESSAGE_CREATE", payload)
         return payload
+
+    def add_message(self, author_id: str, content: str, **options: Any) -> dict[str, Any]:
+        """A message someone posted, kept as Discord keeps it (history reads find it); no event."""
+        payload = self.message_payload(author_id, content, **options)
+        self.messages[payload["id"]] = payload
+        return payload
+
+    async def open_thread(self, owner_id: str, name: str = "discussion") -> str:
+        """A public thread someone opened in the channel (THREAD_CREATE); returns its id."""
+        thread = self._thread(CHANNEL_ID, name, owner_id)
+        await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        return str(thread["id"])
 
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
         self._seq += 1
@@ -339,11 +352,11 @@ class FakeDiscord:
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             response = _json({"message": "401: Unauthorized", "code": 0}, status=401)
         else:
-            response = await self._route(request.method, path, body)
+            response = await self._route(request.method, path, body, dict(request.query))
         self.calls.append(Call(request.method, path, body, time.monotonic(), response.status))
         return response
 
-    async def _route(self, method: str, path: str, body: dict[str, Any]) -> web.Response:
+    async def _route(self, method: str, path: str, body: dict[str, Any], query: dict[str, str]) -> web.Response:
         parts = path.strip("/").split("/")
         if path == "/users/@me":
             return _json(BOT_USER)
@@ -388,27 +401,12 @@ class FakeDiscord:
         if parts[0] == "channels" and parts[-1] == "typing":
             return web.Response(status=204)
         if parts[0] == "channels" and len(parts) == 5 and parts[2] == "messages" and parts[4] == "threads":
-            thread = {
-                "id": snowflake(),
-                "type": 11,
-                "guild_id": GUILD_ID,
-                "parent_id": parts[1],
-                "name": body["name"],
-                "owner_id": BOT_ID,
-                "member_count": 1,
-                "message_count": 0,
-                "rate_limit_per_user": 0,
-                "flags": 0,
-                "thread_metadata": {
-                    "archived": False,
-                    "auto_archive_duration": body.get("auto_archive_duration", 1440),
-                    "archive_timestamp": "2026-11-25T10:00:00+00:00",
-                    "locked": False,
-                },
-            }
-            self.threads.append(thread)
+            # A thread started from a message has that message's id (its starter message).
+            thread = self._thread(parts[1], body["name"], BOT_ID, body.get("auto_archive_duration", 1440), parts[3])
             await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
             return _json(thread, status=201)
+        if parts[0] == "channels" and len(parts) in (3, 4) and parts[2] == "messages" and method == "GET":
+            return await self._read_messages(parts[1], parts[3] if len(parts) == 4 else None, query)
         if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "messages":
             channel_id = parts[1]
             retry = await self._rate_limit(f"messages:{channel_id}")
@@ -439,9 +437,68 @@ class FakeDiscord:
             return _json(self._store(f"webhook:{parts[2]}", message_id, body, created=True))
         return _json({"message": f"404: no fake route {method} {path}", "code": 0}, status=404)
 
-    async def _rate_limit(self, key: str) -> web.Response | None:
+    def _thread(
+        self, parent_id: str, name: str, owner_id: str, archive: int = 1440, thread_id: str | None = None
+    ) -> dict[str, Any]:
+        thread = {
+            "id": thread_id or snowflake(),
+            "type": 11,
+            "guild_id": GUILD_ID,
+            "parent_id": parent_id,
+            "name": name,
+            "owner_id": owner_id,
+            "member_count": 1,
+            "message_count": 0,
+            "rate_limit_per_user": 0,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": archive,
+                "archive_timestamp": "2026-11-25T10:00:00+00:00",
+                "locked": False,
+            },
+        }
+        self.threads.append(thread)
+        return thread
+
+    async def _read_messages(self, channel_id: str, message_id: str | None, query: dict[str, str]) -> web.Response:
+        """GET one message, or a page of the channel's messages newest first (`before`/`after`, at most 100)."""
+        retry = await self._rate_limit(f"history:{channel_id}", storms=False)
+        if retry is not None:
+            return retry
+        if self.history_refused:
+            return _json({"message": "Missing Access", "code": 50001}, status=403)
+        if message_id is not None:
+            found = self.messages.get(message_id)
+            if found is None or found["channel_id"] != channel_id:
+                return _json({"message": "Unknown Message", "code": 10008}, status=404)
+            return _json(self._as_read(found))
+        try:
+            limit = int(query.get("limit", "50"))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            return _json({"message": "Invalid Form Body", "code": 50035}, status=400)
+        before, after = int(query.get("before") or 1 << 63), int(query.get("after") or 0)
+        found = sorted(
+            (m for m in self.messages.values() if m["channel_id"] == channel_id and after < int(m["id"]) < before),
+            key=lambda m: int(m["id"]),
+            reverse=True,
+        )
+        return _json([self._as_read(m) for m in found[:limit]])
+
+    def _as_read(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Without the Message Content intent, Discord sends other people's messages without their content
+        unless they mention the bot (or are DMs)."""
+        if self.intents & MESSAGE_CONTENT or message["author"]["id"] == BOT_ID:
+            return message
+        if any(u["id"] == BOT_ID for u in message.get("mentions", [])) or "guild_id" not in message:
+            return message
+        return {**message, "content": "", "attachments": [], "embeds": []}
+
+    async def _rate_limit(self, key: str, *, storms: bool = True) -> web.Response | None:
         retry_after = None
-        if self.storm > 0:
+        if storms and self.storm > 0:
             self.storm -= 1
             retry_after = self.storm_retry_after
         else:

@@ -1,0 +1,172 @@
+"""Thread context on Discord, end to end with the real discord.py client: a question in a thread or at the
+end of a reply chain reaches the model with the messages before it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import discord
+import pytest
+
+from bots.discord.client import ChatbotClient
+from bots.discord.server import point_at
+from core.app import build_core
+from core.config import Settings
+from core.prompt import estimate_tokens
+from tests.discord.test_discord import MEMBER, Harness
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.discord import FakeDiscord
+
+ANA = "700000000000000011"
+BEN = "700000000000000012"
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[Harness]:
+    """The bot with the Message Content intent granted (thread context needs people's message text)."""
+    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    async with FakeDiscord(message_content_granted=True) as fake:
+        fake.add_member(MEMBER, "member")
+        fake.add_member(ANA, "Ana")
+        fake.add_member(BEN, "Ben")
+        settings = Settings(
+            CHATBOT_DATA_DIR=tmp_path,
+            ANTHROPIC_API_KEY="k",
+            ANTHROPIC_BASE_URL=fake_anthropic.url,
+            DISCORD_TOKEN=fake.token,
+            DISCORD_API_URL=fake.api_url,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+        )
+        core = await build_core(settings)
+        point_at(settings)
+        client = ChatbotClient(core, message_content=True)
+        runner = asyncio.create_task(client.start(fake.token))
+        await asyncio.wait_for(client.wait_until_ready(), 20)
+        try:
+            yield Harness(fake, client, core, fake_anthropic)
+        finally:
+            await client.drain()
+            await client.close()
+            runner.cancel()
+            await core.close()
+            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+
+async def settle_in(h: Harness, channel_id: str, replies: int, limit_s: float = 20) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while len(h.fake.bot_messages(channel_id)) < replies or h.client._tasks:
+        assert loop.time() < deadline
+        await asyncio.sleep(0.05)
+
+
+async def test_a_mention_in_a_human_thread_reaches_the_model_with_the_thread(harness: Harness) -> None:
+    h = harness
+    thread_id = await h.fake.open_thread(ANA, "release day")
+    h.fake.add_message(ANA, "Shall we move the release to Thursday?", channel_id=thread_id, mention_bot=False)
+    h.fake.add_message(BEN, "Thursday works if QA gets the build Tuesday.", channel_id=thread_id, mention_bot=False)
+    h.llm.script("You agreed on Thursday.")
+    await h.fake.send_message(ANA, "what did we agree above?", channel_id=thread_id)
+    await settle_in(h, thread_id, 1)
+    [turn] = h.llm.last_request["messages"]
+    assert "[Ana, " in turn["content"] and "Shall we move the release to Thursday?" in turn["content"]
+    assert "[Ben, " in turn["content"] and "QA gets the build Tuesday" in turn["content"]
+    assert turn["content"].endswith("what did we agree above?")
+    assert h.fake.calls_to("GET", f"/channels/{thread_id}/messages")
+
+    # The bot's answer comes back as an assistant turn.
+    h.llm.script("Ben does.")
+    await h.fake.send_message(BEN, "who tells QA?", channel_id=thread_id)
+    await settle_in(h, thread_id, 2)
+    turns = h.llm.last_request["messages"]
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"]
+    assert turns[1]["content"] == "You agreed on Thursday."
+
+
+async def test_a_reply_to_someones_message_brings_the_chain(harness: Harness) -> None:
+    h = harness
+    first = h.fake.add_message(ANA, "The deploy failed with exit code 137.", mention_bot=False)
+    second = h.fake.add_message(BEN, "Probably the memory limit again.", mention_bot=False, reply_to=first["id"])
+    h.llm.script("Exit code 137 means the process was killed, usually for memory.")
+    await h.fake.send_message(MEMBER, "is Ben right?", reply_to=second["id"])
+    await h.settle()
+    [turn] = h.llm.last_request["messages"]
+    assert turn["content"].index("exit code 137") < turn["content"].index("memory limit again")
+    assert turn["content"].endswith("is Ben right?")
+
+
+async def test_a_long_thread_is_read_within_budget_newest_first(harness: Harness) -> None:
+    h = harness
+    thread_id = await h.fake.open_thread(ANA)
+    for i in range(600):
+        h.fake.add_message(
+            ANA if i % 2 else BEN, f"message {i}: " + "some discussion " * 6, channel_id=thread_id, mention_bot=False
+        )
+    await h.fake.send_message(ANA, "summarize the latest points", channel_id=thread_id)
+    await settle_in(h, thread_id, 1)
+    text = json.dumps(h.llm.last_request["messages"])
+    assert "message 599:" in text and "message 0:" not in text
+    assert "left out to fit" in text
+    assert len(h.fake.calls_to("GET", f"/channels/{thread_id}/messages")) == 2  # at most 200 read, 100 a page
+    body = h.llm.last_request
+    used = estimate_tokens(json.dumps(body["system"])) + sum(estimate_tokens(t["content"]) for t in body["messages"])
+    assert used <= h.core.settings.context_token_budget * 1.1
+
+
+async def test_a_refused_history_read_still_answers(harness: Harness) -> None:
+    h = harness
+    h.llm.script("Paris is the capital of France.")
+    await h.fake.send_message(MEMBER, "what is the capital of France?")
+    await h.settle()
+    [answer] = h.fake.bot_messages()
+    h.client._connection._messages.clear()  # type: ignore[union-attr]  # force a read from Discord
+    h.fake.history_refused = True
+    h.llm.script("About two million people.")
+    payload = h.fake.message_payload(MEMBER, "how many live there?", mention_bot=False, reply_to=answer["id"])
+    payload.pop("referenced_message")  # Discord left the referenced message out: it must be fetched
+    h.fake.messages[payload["id"]] = payload
+    await h.fake.dispatch("MESSAGE_CREATE", payload)
+    await h.settle(replies=2)
+    assert any(c.status == 403 for c in h.fake.calls if "/messages/" in c.path and c.method == "GET")
+    turns = h.llm.last_request["messages"]
+    assert [t["role"] for t in turns] == ["user", "assistant", "user"]  # the stored history
+    assert turns[1]["content"] == "Paris is the capital of France."
+    assert h.fake.bot_messages()[-1]["content"] == "About two million people."
+
+
+async def test_without_message_content_other_peoples_messages_are_not_invented(
+    tmp_path: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    async with FakeDiscord() as fake:
+        fake.add_member(ANA, "Ana")
+        settings = Settings(
+            CHATBOT_DATA_DIR=tmp_path,
+            ANTHROPIC_API_KEY="k",
+            ANTHROPIC_BASE_URL=fake_anthropic.url,
+            DISCORD_TOKEN=fake.token,
+            DISCORD_API_URL=fake.api_url,
+            DISCORD_GATEWAY_URL=fake.gateway_url,
+        )
+        core = await build_core(settings)
+        point_at(settings)
+        client = ChatbotClient(core)
+        runner = asyncio.create_task(client.start(fake.token))
+        await asyncio.wait_for(client.wait_until_ready(), 20)
+        h = Harness(fake, client, core, fake_anthropic)
+        try:
+            thread_id = await fake.open_thread(ANA)
+            fake.add_message(ANA, "a secret plan", channel_id=thread_id, mention_bot=False)
+            await fake.send_message(ANA, "what is this thread about?", channel_id=thread_id)
+            await settle_in(h, thread_id, 1)
+            text = json.dumps(fake_anthropic.last_request["messages"])
+            assert "a secret plan" not in text and "what is this thread about?" in text
+        finally:
+            await client.drain()
+            await client.close()
+            runner.cancel()
+            await core.close()
+            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
