@@ -13,10 +13,37 @@ import asyncio
 import heapq
 import itertools
 import time
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from core.surface import RateLimited, RateScope
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A platform's documented limit (`limit` requests in any `window_s`) and the bucket kept inside it.
+
+    A token bucket of rate r and burst b admits at most b + r*W requests in a window W, so a table of
+    budgets states both, and `admits` shows the margin kept. Adapters, fakes and benchmarks read the
+    same table (bots/<platform>/limits.py).
+    """
+
+    limit: int  # what the platform allows in one window
+    window_s: float
+    per_second: float  # the bucket's rate
+    burst: float  # the bucket's capacity
+    note: str = ""  # where the limit is documented, or how it was measured
+
+    def admits(self, window_s: float | None = None) -> float:
+        """The most requests the bucket can grant in any window of `window_s` (the platform's window)."""
+        return self.burst + self.per_second * (self.window_s if window_s is None else window_s)
+
+    def scope(self, key: str) -> RateScope:
+        return RateScope(key, per_second=self.per_second, burst=self.burst)
+
 
 # ---------------------------------------------------------------------------------------------
 # Clocks
@@ -354,3 +381,24 @@ class EditScheduler:
             return None
         bucket._refill(self.clock.now())
         return bucket.rate
+
+
+async def within_budget(
+    scheduler: EditScheduler,
+    scopes: Sequence[RateScope],
+    call: Callable[[], Awaitable[T]],
+    *,
+    final: bool = True,
+    deadline_s: float = 120.0,
+) -> T:
+    """Run one platform request that is not a reply edit (typing, a stream stop, a notice) inside
+    its budget: wait for a grant, and after a 429 wait as the platform says and try again."""
+    started = scheduler.clock.now()
+    while True:
+        await scheduler.acquire(scopes, final=final)
+        try:
+            return await call()
+        except RateLimited as exc:
+            scheduler.rate_limited_by(scopes, exc)
+            if scheduler.clock.now() - started > deadline_s:
+                raise

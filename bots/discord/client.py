@@ -10,6 +10,7 @@ import discord
 import structlog
 from discord import app_commands
 
+from bots.discord.budget import rate_limit_trace
 from bots.discord.history import DiscordHistory
 from bots.discord.surface import DiscordSurface
 from core.app import ChatCore
@@ -46,9 +47,13 @@ class ChatbotClient(discord.Client):
         intents = discord.Intents.default()
         # Mentions and DMs carry their content without the privileged intent; with it, follow-ups do too.
         intents.message_content = message_content
-        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
+        scheduler = EditScheduler()
+        # discord.py retries 429s itself; the trace tells the scheduler, so its budgets learn.
+        super().__init__(
+            intents=intents, allowed_mentions=discord.AllowedMentions.none(), http_trace=rate_limit_trace(scheduler)
+        )
         self.core = core
-        self.scheduler = EditScheduler()
+        self.scheduler = scheduler
         self.history = DiscordHistory(self, self.scheduler)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(admin_commands(self))
@@ -135,6 +140,7 @@ class ChatbotClient(discord.Client):
         surface = DiscordSurface(
             channel,
             channel_id=int(incoming.channel_id),
+            scheduler=self.scheduler,
             reply_to=reply_to,
             on_posted=lambda posted: self._remember(posted, thread_id),
         )

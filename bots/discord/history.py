@@ -21,18 +21,13 @@ from collections.abc import Sequence
 import discord
 import structlog
 
-from bots.discord.surface import GLOBAL_SCOPE
+from bots.discord import limits
 from core.context import Attachment, HistoryUnavailable, ThreadMessage
 from core.pacing import EditScheduler
-from core.surface import RateScope
 
 log = structlog.get_logger(__name__)
 
 PAGE = 100  # Discord's most messages per history request
-
-
-def history_scope(channel_id: int) -> RateScope:
-    return RateScope(f"discord:channel:{channel_id}:history", per_second=1.0, burst=5.0)
 
 
 class DiscordHistory:
@@ -76,7 +71,7 @@ class DiscordHistory:
 
     async def _spend(self, channel_id: int) -> None:
         try:
-            await asyncio.wait_for(self.scheduler.acquire([history_scope(channel_id), GLOBAL_SCOPE]), self.max_wait_s)
+            await asyncio.wait_for(self.scheduler.acquire(list(limits.history_scopes(channel_id))), self.max_wait_s)
         except TimeoutError:
             raise HistoryUnavailable("no history budget right now") from None
         self.requests += 1

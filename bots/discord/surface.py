@@ -1,4 +1,10 @@
-"""Where one reply appears on Discord: a channel or thread, as a reply to the question."""
+"""Where one reply appears on Discord: a channel or thread, every part replying to the one before.
+
+A reply longer than one message continues in messages that each reply to the previous part (the
+first replies to the question), so in a busy channel every part shows which question it answers,
+at no extra request. Every request spends from its budget (bots/discord/limits.py): the parts and
+edits through the streaming engine's grants, typing and notices through `within_budget`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +12,12 @@ from collections.abc import Callable, Sequence
 
 import discord
 
+from bots.discord import limits
 from bots.discord.render import sources_text, tables_to_code
 from core.messages import Source
+from core.pacing import EditScheduler, within_budget
 from core.surface import Operation, RateLimited, RateScope
 
-# Discord allows 5 message creates/edits per 5 s per channel, and 50 requests/s per bot.
-# A bucket of rate r and burst b admits b + r*W in a window W: stay just inside both.
-GLOBAL_SCOPE = RateScope("discord:global", per_second=44.0, burst=5.0)
 MAX_CONTENT = 2000
 
 
@@ -24,16 +29,20 @@ class DiscordSurface:
         channel: discord.abc.Messageable,
         *,
         channel_id: int,
+        scheduler: EditScheduler,
         reply_to: discord.Message | None = None,
         on_posted: Callable[[discord.Message], None] | None = None,
         interaction: discord.Interaction | None = None,
     ) -> None:
         self.channel = channel
+        self.channel_id = channel_id
+        self.scheduler = scheduler
         self.reply_to = reply_to
         self.on_posted = on_posted
         self.interaction = interaction
-        self._scopes = (RateScope(f"discord:channel:{channel_id}", per_second=0.75, burst=1.0), GLOBAL_SCOPE)
+        self._scopes = limits.message_scopes(channel_id)
         self._messages: dict[str, discord.Message] = {}
+        self._last: discord.Message | None = None  # the latest part: the next one replies to it
 
     def scopes(self, operation: Operation) -> Sequence[RateScope]:
         return self._scopes
@@ -47,13 +56,14 @@ class DiscordSurface:
             message = await self.channel.send(
                 content=tables_to_code(text)[:MAX_CONTENT],
                 embed=self._embed(sources),  # type: ignore[arg-type]
-                reference=self.reply_to if not self._messages else None,  # only the first part replies
+                reference=self._last or self.reply_to,  # type: ignore[arg-type]
                 mention_author=False,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
         except discord.RateLimited as exc:
             raise RateLimited(exc.retry_after, self._scopes[0].key) from exc
         self._messages[str(message.id)] = message
+        self._last = message
         if self.on_posted is not None:
             self.on_posted(message)
         return str(message.id)
@@ -68,14 +78,29 @@ class DiscordSurface:
             raise RateLimited(exc.retry_after, self._scopes[0].key) from exc
 
     async def thinking(self) -> None:
-        if isinstance(self.channel, discord.abc.Messageable) and self.interaction is None:
+        if self.interaction is None:
+            await within_budget(self.scheduler, limits.typing_scopes(self.channel_id), self._typing, final=False)
+
+    async def _typing(self) -> None:
+        try:
             await self.channel.typing()
+        except discord.RateLimited as exc:
+            raise RateLimited(exc.retry_after, limits.typing_scopes(self.channel_id)[0].key) from exc
 
     async def notice(self, text: str) -> None:
         if self.interaction is not None:
             await self.interaction.followup.send(text, ephemeral=True)
             return
         # Ordinary messages have no ephemeral replies on Discord: a short reply to the question instead.
-        await self.channel.send(
-            content=text, reference=self.reply_to, mention_author=False, allowed_mentions=discord.AllowedMentions.none()
-        )
+        await within_budget(self.scheduler, self._scopes, lambda: self._send_line(text, self.reply_to))
+
+    async def _send_line(self, text: str, reference: discord.Message | None) -> discord.Message:
+        try:
+            return await self.channel.send(
+                content=text,
+                reference=reference,  # type: ignore[arg-type]
+                mention_author=False,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        except discord.RateLimited as exc:
+            raise RateLimited(exc.retry_after, self._scopes[0].key) from exc

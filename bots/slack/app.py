@@ -25,13 +25,14 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetr
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.ops import ops_routes
+from bots.slack import limits
 from bots.slack.edge import EVENT_FIELDS, SlackEdge
 from bots.slack.history import SlackThreadReader
 from bots.slack.mrkdwn import to_mrkdwn
-from bots.slack.surface import SlackSurface, StreamRefusals
+from bots.slack.surface import SlackSurface, StreamRefusals, call_slack
 from bots.slack.users import UserDirectory
 from core.messages import IncomingMessage, Platform, WorkspaceRef
-from core.pacing import EditScheduler
+from core.pacing import EditScheduler, within_budget
 
 if TYPE_CHECKING:
     from core.app import ChatCore
@@ -236,6 +237,7 @@ class SlackBot:
         )
         surface = SlackSurface(
             self.client,
+            scheduler=self.scheduler,
             team_id=team_id,
             channel_id=channel,
             user_id=user.user_id,
@@ -259,7 +261,20 @@ class SlackBot:
         try:
             if text and await self.core.store.find_thread(ws, channel, thread_ts) is None:
                 title = text if len(text) <= 60 else text[:59] + "…"
-                await self.client.assistant_threads_setTitle(channel_id=channel, thread_ts=thread_ts, title=title)
+                scope = limits.scope("assistant.threads.setTitle", ws.external_id, channel)
+                await within_budget(
+                    self.scheduler,
+                    (scope,),
+                    lambda: call_slack(
+                        self.client,
+                        "assistant_threads_setTitle",
+                        scope.key,
+                        channel_id=channel,
+                        thread_ts=thread_ts,
+                        title=title,
+                    ),
+                    final=False,
+                )
         except Exception as exc:
             log.warning("slack.set_title_failed", error=repr(exc))
 

@@ -2,18 +2,20 @@
 
 Two ways to show a growing answer:
 
-- native streaming (chat.startStream / appendStream / stopStream), used in threads (Slack streams
-  only replies in a thread) unless it is turned off: Slack renders the Markdown itself and the
-  message shows as being written. Appends only add text, so an edit that is not an extension of
-  what was streamed (a continuation split moved, a table to show as code) stops the stream and
-  replaces the message with chat.update; a stream Slack refuses to start falls back for the reply.
-- a placeholder, then chat.update: the answer in mrkdwn section blocks (a message with blocks
-  shows the blocks and uses `text` only for notifications).
+- native streaming (chat.startStream / appendStream / stopStream), only where the audience is one
+  person: DMs and assistant threads. Outside a DM a stream names one `recipient_user_id`, and only
+  that person sees it grow; everyone else in the channel sees the first chunk until it stops (see
+  bots/slack/README.md). Slack renders the Markdown itself. Appends only add text, so an edit that
+  is not an extension of what was streamed (a table to show as code) stops the stream and replaces
+  the message with chat.update; a stream Slack refuses to start falls back for the reply, and one
+  Slack expired after a pause (`message_not_in_streaming_state`) is finished with chat.update.
+- everywhere else a placeholder, then chat.update: the answer in mrkdwn section blocks (a message
+  with blocks shows the blocks and uses `text` only for notifications).
 
-Either way the sources end up in a context block of links. Rate-limit scopes follow Slack's own:
-chat.update is Tier 3 per workspace (about 50 a minute, shared by every reply in the team),
-chat.postMessage about one a second per channel. The streaming methods' tiers are not published
-per method; they get budgets of their own of the same size, and 429s tune them from there.
+Either way the sources end up in a context block of links. Every call spends from its method's
+budget in bots/slack/limits.py: the streaming engine's grants cover the post and edit it asks for,
+and every other call (stream stops, the replacing chat.update, status, notices) waits for its own
+grant through `within_budget`, which also retries it after a 429.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack import limits
 from bots.slack.mrkdwn import escape, has_table, link, to_mrkdwn
 from core.markdown import split_markdown
 from core.messages import Source
+from core.pacing import EditScheduler, within_budget
 from core.surface import PLACEHOLDER, Operation, RateLimited, RateScope
 
 log = structlog.get_logger(__name__)
@@ -35,25 +39,8 @@ log = structlog.get_logger(__name__)
 SECTION_LIMIT = 3000  # characters of text in one section block
 NOTIFICATION_CHARS = 300  # `text` is only the notification preview once blocks are present
 MAX_SOURCE_LINKS = 10  # a context block holds at most 10 elements
-UPDATE_PER_SECOND = 50 / 60  # Tier 3
-POST_PER_SECOND = 1.0
 THINKING_STATUS = "is thinking…"
-
-
-def update_scope(team_id: str) -> RateScope:
-    return RateScope(f"slack:{team_id}:chat.update", per_second=UPDATE_PER_SECOND, burst=3)
-
-
-def post_scope(team_id: str, channel_id: str) -> RateScope:
-    return RateScope(f"slack:{team_id}:{channel_id}:chat.postMessage", per_second=POST_PER_SECOND, burst=2)
-
-
-def start_stream_scope(team_id: str, channel_id: str) -> RateScope:
-    return RateScope(f"slack:{team_id}:{channel_id}:chat.startStream", per_second=POST_PER_SECOND, burst=2)
-
-
-def append_stream_scope(team_id: str) -> RateScope:
-    return RateScope(f"slack:{team_id}:chat.appendStream", per_second=UPDATE_PER_SECOND, burst=3)
+STREAM_EXPIRED = "message_not_in_streaming_state"
 
 
 def defuse_broadcasts(markdown: str) -> str:
@@ -142,6 +129,7 @@ class SlackSurface:
         self,
         client: AsyncWebClient,
         *,
+        scheduler: EditScheduler,
         team_id: str,
         channel_id: str,
         user_id: str,
@@ -151,6 +139,7 @@ class SlackSurface:
         refusals: StreamRefusals | None = None,
     ) -> None:
         self.client = client
+        self.scheduler = scheduler
         self.team_id = team_id
         self.channel_id = channel_id
         self.user_id = user_id
@@ -158,25 +147,35 @@ class SlackSurface:
         self.assistant_thread = assistant_thread
         self.refusals = refusals
         self.native_streaming = (
-            native_streaming and thread_ts is not None and (refusals is None or (team_id, channel_id) not in refusals)
+            native_streaming
+            and one_person_audience(channel_id, thread_ts, assistant_thread)
+            and (refusals is None or (team_id, channel_id) not in refusals)
         )
-        self._update = update_scope(team_id)
-        self._post = post_scope(team_id, channel_id)
-        self._start = start_stream_scope(team_id, channel_id)
-        self._append = append_stream_scope(team_id)
         self._streams: dict[str, str] = {}  # ts -> Markdown streamed so far, for streams still open
+        self._latest: dict[str, tuple[str, Sequence[Source]]] = {}  # ts -> the whole text last asked for
+
+    def _scope(self, method: str) -> RateScope:
+        return limits.scope(method, self.team_id, self.channel_id)
 
     def scopes(self, operation: Operation) -> Sequence[RateScope]:
         if self.native_streaming:
-            return (self._append,) if operation == "edit" else (self._start,)
-        return (self._update,) if operation == "edit" else (self._post,)
+            method = "chat.appendStream" if operation == "edit" else "chat.startStream"
+        else:
+            method = "chat.update" if operation == "edit" else "chat.postMessage"
+        return (self._scope(method),)
 
     async def post(self, text: str, *, sources: Sequence[Source] = ()) -> str:
         # A post with sources is a finished message: nothing left to stream.
         if self.native_streaming and not sources:
             ts = await self._start_stream(text)
             if ts is not None:
+                self._latest[ts] = (text, sources)
                 return ts
+            # Refused: the grant was for chat.startStream, the post spends its own.
+            return str(await self._granted("chat.postMessage", self._post_message, text, sources))
+        return await self._post_message(text, sources)
+
+    async def _post_message(self, text: str, sources: Sequence[Source]) -> str:
         notification, blocks = render_blocks(text, sources)
         args: dict[str, Any] = {
             "channel": self.channel_id,
@@ -187,41 +186,68 @@ class SlackSurface:
         }
         if self.thread_ts:
             args["thread_ts"] = self.thread_ts
-        response = await self._call("chat_postMessage", self._post, **args)
-        return str(response["ts"])
+        response = await self._call("chat_postMessage", "chat.postMessage", **args)
+        ts = str(response["ts"])
+        self._latest[ts] = (text, sources)
+        return ts
 
     async def edit(self, message_id: str, text: str, *, sources: Sequence[Source] = ()) -> None:
+        self._latest[message_id] = (text, sources)
         streamed = self._streams.get(message_id)
-        if streamed is not None:
-            markdown = defuse_broadcasts(text)
-            if markdown.startswith(streamed) and not has_table(text):
-                await self._extend_stream(message_id, markdown[len(streamed) :], sources)
+        if streamed is None:
+            if self.native_streaming:  # the grant was for an append; the update spends its own
+                await self._granted("chat.update", self._update, message_id, text, sources)
+            else:
+                await self._update(message_id, text, sources)
+            return
+        markdown = defuse_broadcasts(text)
+        if markdown.startswith(streamed) and not has_table(text):
+            if not sources:
+                delta = markdown[len(streamed) :]
+                if delta:
+                    await self._append(message_id, delta, text, sources)
                 return
-            # Appends cannot rewrite: end the stream, then replace the message as a whole.
-            await self._stop_stream(message_id)
+            # The final text: the rest of it and the sources in the call that ends the stream.
+            self.scheduler.release(self.scopes("edit"))
+            await self._stop_stream(message_id, markdown[len(streamed) :], source_blocks(sources))
+            return
+        # Appends cannot rewrite: end the stream, then replace the message as a whole.
+        self.scheduler.release(self.scopes("edit"))
+        await self._stop_stream(message_id)
+        await self._granted("chat.update", self._update, message_id, text, sources)
+
+    async def _update(self, ts: str, text: str, sources: Sequence[Source]) -> None:
         notification, blocks = render_blocks(text, sources)
-        await self._call(
-            "chat_update", self._update, channel=self.channel_id, ts=message_id, text=notification, blocks=blocks
-        )
+        await self._call("chat_update", "chat.update", channel=self.channel_id, ts=ts, text=notification, blocks=blocks)
 
     async def thinking(self) -> None:
         if self.assistant_thread and self.thread_ts:
-            await self._call(
-                "assistant_threads_setStatus",
-                None,
-                channel_id=self.channel_id,
-                thread_ts=self.thread_ts,
-                status=THINKING_STATUS,
+            await within_budget(
+                self.scheduler,
+                (self._scope("assistant.threads.setStatus"),),
+                lambda: self._call(
+                    "assistant_threads_setStatus",
+                    "assistant.threads.setStatus",
+                    channel_id=self.channel_id,
+                    thread_ts=self.thread_ts,
+                    status=THINKING_STATUS,
+                ),
+                final=False,
             )
 
     async def notice(self, text: str) -> None:
         args: dict[str, Any] = {"channel": self.channel_id, "user": self.user_id, "text": to_mrkdwn(text)}
         if self.thread_ts:
             args["thread_ts"] = self.thread_ts
-        await self._call("chat_postEphemeral", None, **args)
+        await within_budget(
+            self.scheduler,
+            (self._scope("chat.postEphemeral"),),
+            lambda: self._call("chat_postEphemeral", "chat.postEphemeral", **args),
+        )
 
     async def close(self) -> None:
-        """Stop the streams still open (best effort: Slack ends abandoned streams by itself)."""
+        """Stop the streams still open, each within its budget and retried after 429s; a stream
+        Slack already expired gets its whole text with chat.update."""
         for ts in list(self._streams):
             try:
                 await self._stop_stream(ts)
@@ -234,12 +260,12 @@ class SlackSurface:
         markdown = "" if text == PLACEHOLDER else defuse_broadcasts(text)
         args: dict[str, Any] = {"channel": self.channel_id, "thread_ts": self.thread_ts}
         if not self.channel_id.startswith("D"):
-            # Outside a DM Slack needs to know whom the stream is for.
+            # Outside a DM (an assistant thread) Slack needs to know whom the stream is for.
             args.update(recipient_team_id=self.team_id, recipient_user_id=self.user_id)
         if markdown:
             args["markdown_text"] = markdown
         try:
-            response = await self._call("chat_startStream", self._start, **args)
+            response = await self._call("chat_startStream", "chat.startStream", **args)
         except SlackApiError as exc:
             error = str(exc.response.get("error"))
             log.warning("slack.native_streaming_unavailable", error=error, channel=self.channel_id)
@@ -251,41 +277,71 @@ class SlackSurface:
         self._streams[ts] = markdown
         return ts
 
-    async def _extend_stream(self, ts: str, delta: str, sources: Sequence[Source]) -> None:
-        if sources:
-            # The final text: the rest of it and the sources in one call that ends the stream.
-            await self._stop_stream(ts, delta, source_blocks(sources))
-        elif delta:
-            await self._stream_call("chat_appendStream", channel=self.channel_id, ts=ts, markdown_text=delta)
-            self._streams[ts] += delta
+    async def _append(self, ts: str, delta: str, text: str, sources: Sequence[Source]) -> None:
+        """Append within the engine's grant. A 429 leaves the stream as it was (the same text goes
+        again); an expired stream is finished with chat.update; any other error means the stream
+        cannot be trusted to be open, so the next edit replaces the message whole."""
+        try:
+            await self._call(
+                "chat_appendStream", "chat.appendStream", channel=self.channel_id, ts=ts, markdown_text=delta
+            )
+        except RateLimited:
+            raise
+        except SlackApiError as exc:
+            self._streams.pop(ts, None)
+            if exc.response.get("error") == STREAM_EXPIRED:
+                await self._granted("chat.update", self._update, ts, text, sources)
+                return
+            raise
+        except Exception:
+            self._streams.pop(ts, None)
+            raise
+        self._streams[ts] += delta
 
     async def _stop_stream(self, ts: str, delta: str = "", blocks: list[dict[str, Any]] | None = None) -> None:
-        """End the stream, appending `delta` and `blocks` (the sources) if given."""
+        """End the stream within chat.stopStream's budget, appending `delta` and `blocks` (the sources)
+        if given; 429s are waited out and retried. A stream Slack expired is finished with chat.update."""
         args: dict[str, Any] = {"channel": self.channel_id, "ts": ts}
         if delta:
             args["markdown_text"] = delta
         if blocks:
             args["blocks"] = blocks
-        await self._stream_call("chat_stopStream", **args)
+        try:
+            await within_budget(
+                self.scheduler,
+                (self._scope("chat.stopStream"),),
+                lambda: self._call("chat_stopStream", "chat.stopStream", **args),
+            )
+        except SlackApiError as exc:
+            self._streams.pop(ts, None)
+            if exc.response.get("error") != STREAM_EXPIRED:
+                raise
+            text, sources = self._latest.get(ts, ("", ()))
+            if text:
+                await self._granted("chat.update", self._update, ts, text, sources)
+            return
         self._streams.pop(ts, None)
 
-    async def _stream_call(self, method: str, **args: Any) -> None:
-        """A call on an open stream. A 429 leaves the stream as it was (the same text goes again);
-        any other error means the stream cannot be trusted to be open, so the message is treated as
-        an ordinary one from then on and the next edit replaces it whole."""
-        try:
-            await self._call(method, self._append, **args)
-        except RateLimited:
-            raise
-        except Exception:
-            self._streams.pop(args["ts"], None)
-            raise
+    async def _granted(self, method: str, call: Any, *args: Any) -> Any:
+        """A call the engine's grant did not cover: it waits for its own (and retries after 429s)."""
+        return await within_budget(self.scheduler, (self._scope(method),), lambda: call(*args))
 
-    async def _call(self, method: str, scope: RateScope | None, **args: Any) -> Any:
-        try:
-            return await getattr(self.client, method)(**args)
-        except SlackApiError as exc:
-            wait = retry_after(exc)
-            if wait is not None:
-                raise RateLimited(wait, scope.key if scope else None) from exc
-            raise
+    async def _call(self, client_method: str, method: str, **args: Any) -> Any:
+        return await call_slack(self.client, client_method, self._scope(method).key, **args)
+
+
+async def call_slack(client: AsyncWebClient, client_method: str, scope_key: str, **args: Any) -> Any:
+    """One Web API call; Slack's 429 becomes RateLimited for the scheduler (the SDK does not retry it)."""
+    try:
+        return await getattr(client, client_method)(**args)
+    except SlackApiError as exc:
+        wait = retry_after(exc)
+        if wait is not None:
+            raise RateLimited(wait, scope_key) from exc
+        raise
+
+
+def one_person_audience(channel_id: str, thread_ts: str | None, assistant_thread: bool) -> bool:
+    """Where a native stream reaches everyone who reads the reply: a thread in a DM, or an assistant
+    thread (Slack streams only in threads, and outside DMs to one named recipient)."""
+    return thread_ts is not None and (channel_id.startswith("D") or assistant_thread)

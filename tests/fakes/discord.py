@@ -1,6 +1,8 @@
 """A loopback Discord: REST (the routes the bot uses) and the gateway WebSocket, speaking the real wire
-format so the real discord.py client runs end to end. Per-route rate limits answer 429 with
-retry_after and the X-RateLimit-* headers discord.py reads; the gateway can drop the connection and
+format so the real discord.py client runs end to end. The limits of bots/discord/limits.py are
+enforced as Discord does: per-channel route buckets (message creates and edits share one) and the
+global 50 requests per second over every route, with X-RateLimit-* headers on every answer of a
+limited route and 429s carrying retry_after and `global`; the gateway can drop the connection and
 replays missed events after RESUME.
 """
 
@@ -16,6 +18,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from bots.discord import limits
+from core.pacing import Budget
 from tests.fakes.loopback import serve
 
 BOT_ID = "100000000000000001"
@@ -65,7 +69,10 @@ class FakeDiscord:
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> latest message payload
     members: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id -> member payload
-    channel_limit: tuple[int, float] = (5, 5.0)  # requests per window, per channel and route
+    channel_limit: tuple[int, float] = (limits.CHANNEL_MESSAGES.limit, limits.CHANNEL_MESSAGES.window_s)
+    global_limit: tuple[int, float] = (limits.GLOBAL.limit, limits.GLOBAL.window_s)
+    latency_s: float = 0.0  # added to every REST call, as the network would
+    rate_limited: list[Call] = field(default_factory=list)  # every 429 answered (storms included)
     storm: int = 0  # answer this many next message create/edit requests with 429
     storm_retry_after: float = 0.3
     token: str = "test-token"
@@ -326,9 +333,8 @@ class FakeDiscord:
                 self._connected.set()
         return ws
 
-    def _limited(self, key: str) -> float | None:
-        """Seconds until the route frees up, or None when this request is within its limit."""
-        limit, window = self.channel_limit
+    def _limited(self, key: str, limit: int, window: float) -> float | None:
+        """Seconds until the bucket frees up, or None when this request is within its limit (and counted)."""
         now = time.monotonic()
         hits = self._windows[key]
         while hits and now - hits[0] >= window:
@@ -348,13 +354,34 @@ class FakeDiscord:
                 form = await request.post()
                 body = json.loads(str(form.get("payload_json") or "{}"))
         # Interaction callbacks and webhooks authenticate by their token in the path, not the bot token.
+        arrived = time.monotonic()
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s / 2)  # half on the way in, half on the way out
         needs_auth = not path.startswith(("/interactions/", "/webhooks/"))
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.token}":
             response = _json({"message": "401: Unauthorized", "code": 0}, status=401)
         else:
-            response = await self._route(request.method, path, body, dict(request.query))
-        self.calls.append(Call(request.method, path, body, time.monotonic(), response.status))
+            # Interaction responses are not bound by the global limit (Discord's docs).
+            response = (self._global_limit() if needs_auth else None) or await self._route(
+                request.method, path, body, dict(request.query)
+            )
+        call = Call(request.method, path, body, arrived, response.status)
+        self.calls.append(call)
+        if response.status == 429:
+            self.rate_limited.append(call)
+        if self.latency_s:
+            await asyncio.sleep(self.latency_s / 2)
         return response
+
+    def _global_limit(self) -> web.Response | None:
+        limit, window = self.global_limit
+        retry_after = self._limited("global", limit, window)
+        if retry_after is None:
+            return None
+        headers = {"X-RateLimit-Global": "true", "X-RateLimit-Scope": "global", "Via": "1.1 google"}
+        headers["Retry-After"] = str(max(1, round(retry_after)))
+        body = {"message": "You are being rate limited.", "retry_after": round(retry_after, 3), "global": True}
+        return _json(body, status=429, headers=headers)
 
     async def _route(self, method: str, path: str, body: dict[str, Any], query: dict[str, str]) -> web.Response:
         parts = path.strip("/").split("/")
@@ -399,25 +426,29 @@ class FakeDiscord:
                 {"id": f"9{recipient[1:]}", "type": 1, "recipients": [user(recipient, "dm")], "last_message_id": None}
             )
         if parts[0] == "channels" and parts[-1] == "typing":
-            return web.Response(status=204)
+            limited, headers = self._route_limit(f"typing:{parts[1]}", limits.TYPING)
+            return limited or web.Response(status=204, headers=headers)
         if parts[0] == "channels" and len(parts) == 5 and parts[2] == "messages" and parts[4] == "threads":
+            limited, headers = self._route_limit(f"threads:{parts[1]}", limits.THREADS)
+            if limited is not None:
+                return limited
             # A thread started from a message has that message's id (its starter message).
             thread = self._thread(parts[1], body["name"], BOT_ID, body.get("auto_archive_duration", 1440), parts[3])
             await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
-            return _json(thread, status=201)
+            return _json(thread, status=201, headers=headers)
         if parts[0] == "channels" and len(parts) in (3, 4) and parts[2] == "messages" and method == "GET":
             return await self._read_messages(parts[1], parts[3] if len(parts) == 4 else None, query)
         if parts[0] == "channels" and len(parts) >= 3 and parts[2] == "messages":
             channel_id = parts[1]
-            retry = await self._rate_limit(f"messages:{channel_id}")
+            retry, headers = self._message_limit(channel_id)
             if retry is not None:
                 return retry
             if method == "POST" and len(parts) == 3:
-                return _json(self._store(channel_id, snowflake(), body, created=True))
+                return _json(self._store(channel_id, snowflake(), body, created=True), headers=headers)
             if method == "PATCH" and len(parts) == 4:
                 if parts[3] not in self.messages:
-                    return _json({"message": "Unknown Message", "code": 10008}, status=404)
-                return _json(self._store(channel_id, parts[3], body, created=False))
+                    return _json({"message": "Unknown Message", "code": 10008}, status=404, headers=headers)
+                return _json(self._store(channel_id, parts[3], body, created=False), headers=headers)
         if parts[0] == "interactions" and parts[-1] == "callback":
             self.callbacks.append(body)
             flags = (body.get("data") or {}).get("flags", 0) or 0
@@ -463,7 +494,7 @@ class FakeDiscord:
 
     async def _read_messages(self, channel_id: str, message_id: str | None, query: dict[str, str]) -> web.Response:
         """GET one message, or a page of the channel's messages newest first (`before`/`after`, at most 100)."""
-        retry = await self._rate_limit(f"history:{channel_id}", storms=False)
+        retry, _ = self._route_limit(f"history:{channel_id}", limits.HISTORY)
         if retry is not None:
             return retry
         if self.history_refused:
@@ -496,25 +527,41 @@ class FakeDiscord:
             return message
         return {**message, "content": "", "attachments": [], "embeds": []}
 
-    async def _rate_limit(self, key: str, *, storms: bool = True) -> web.Response | None:
-        retry_after = None
-        if storms and self.storm > 0:
+    def _message_limit(self, channel_id: str) -> tuple[web.Response | None, dict[str, str]]:
+        """The per-channel bucket shared by message creates and edits (and `storm`'s injected 429s)."""
+        limit, window = self.channel_limit
+        if self.storm > 0:
             self.storm -= 1
-            retry_after = self.storm_retry_after
-        else:
-            retry_after = self._limited(key)
-        if retry_after is None:
-            return None
+            return self._too_many(f"messages:{channel_id}", limit, self.storm_retry_after), {}
+        return self._route_limit(f"messages:{channel_id}", Budget(limit, window, 0.0, 0.0))
+
+    def _route_limit(self, key: str, budget: Budget) -> tuple[web.Response | None, dict[str, str]]:
+        """(a 429 when over the route's limit, else None; the X-RateLimit-* headers of the answer)."""
+        retry_after = self._limited(key, budget.limit, budget.window_s)
+        if retry_after is not None:
+            return self._too_many(key, budget.limit, retry_after), {}
+        hits = self._windows[key]
+        reset_after = budget.window_s - (time.monotonic() - hits[0]) if hits else budget.window_s
+        return None, {
+            "X-RateLimit-Limit": str(budget.limit),
+            "X-RateLimit-Remaining": str(max(0, budget.limit - len(hits))),
+            "X-RateLimit-Reset-After": f"{max(0.0, reset_after):.3f}",
+            "X-RateLimit-Reset": f"{time.time() + max(0.0, reset_after):.3f}",
+            "X-RateLimit-Bucket": key.split(":")[0],
+        }
+
+    def _too_many(self, key: str, limit: int, retry_after: float) -> web.Response:
         headers = {
-            "X-RateLimit-Limit": str(self.channel_limit[0]),
+            "X-RateLimit-Limit": str(limit),
             "X-RateLimit-Remaining": "0",
             "X-RateLimit-Reset-After": f"{retry_after:.3f}",
-            "X-RateLimit-Bucket": key,
+            "X-RateLimit-Bucket": key.split(":")[0],
             "X-RateLimit-Scope": "user",
             "Retry-After": str(max(1, round(retry_after))),
+            "Via": "1.1 google",  # discord.py takes a 429 without it for a Cloudflare ban
         }
         return _json(
-            {"message": "You are being rate limited.", "retry_after": retry_after, "global": False},
+            {"message": "You are being rate limited.", "retry_after": round(retry_after, 3), "global": False},
             status=429,
             headers=headers,
         )

@@ -3,7 +3,9 @@
 The real slack-sdk AsyncWebClient is pointed at it with base_url (SLACK_API_URL, ending in
 '/'), so the adapter runs its real client code. The fake keeps messages per channel, records
 every call, enforces per-method rate limits (HTTP 429 + Retry-After, as Slack does), and can be
-told to fail or rate-limit the next calls of a method. Response URLs of slash commands point
+told to fail or rate-limit the next calls of a method. `enforce_limits()` applies Slack's own
+limits from bots/slack/limits.py: each method's calls per window per workspace, or per channel for
+the methods Slack counts per channel (tests on a sped-up clock leave it off). Response URLs of slash commands point
 here too (`fake.response_url()`), so `respond()` lands in `fake.responses`.
 
 Socket Mode too: `apps.connections.open` (with the app-level token) hands out a WebSocket URL on
@@ -19,13 +21,14 @@ import hmac
 import itertools
 import json
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
+from bots.slack import limits
 from tests.fakes.loopback import serve
 
 BOT_TOKEN = "xoxb-fake-token"
@@ -99,6 +102,8 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.limits: dict[str, Limit] = {}
         self.faults: dict[str, list[Fault]] = defaultdict(list)
+        self.windows: dict[str, limits.Method] = {}  # Slack's limits, per window (enforce_limits)
+        self._window_hits: dict[str, deque[float]] = defaultdict(deque)
         self.latency_s = 0.0
         self.sockets: list[web.WebSocketResponse] = []  # Socket Mode connections, newest last
         self.socket_connected = asyncio.Event()
@@ -144,6 +149,25 @@ class FakeSlack:
     def rate_limit(self, method: str, *, per_minute: float, burst: float = 1.0) -> None:
         """Enforce a real limit on `method` from now on (429 + Retry-After beyond it)."""
         self.limits[method] = Limit(per_minute, burst, tokens=burst, updated=time.monotonic())
+
+    def enforce_limits(self) -> None:
+        """From now on answer 429 beyond Slack's limits (bots/slack/limits.py), counted in sliding
+        windows: at most `limit` calls of a method in any `window_s`, per workspace or per channel."""
+        self.windows = dict(limits.METHODS)
+
+    def _over_window(self, method: str, args: dict[str, Any], now: float) -> float:
+        """0 if the call is within its window (and counts), else the seconds until it would be."""
+        spec = self.windows.get(method)
+        if spec is None:
+            return 0.0
+        key = f"{method}:{args.get('channel') or args.get('channel_id') or ''}" if spec.per_channel else method
+        hits = self._window_hits[key]
+        while hits and now - hits[0] >= spec.budget.window_s:
+            hits.popleft()
+        if len(hits) >= spec.budget.limit:
+            return spec.budget.window_s - (now - hits[0])
+        hits.append(now)
+        return 0.0
 
     def fail(self, method: str, *, times: int = 1, status: int = 200, error: str = "internal_error") -> None:
         """The next `times` calls of `method` fail (ok=false with `error`, or HTTP `status`)."""
@@ -284,11 +308,11 @@ class FakeSlack:
                 return _ratelimited(fault.retry_after)
             return web.json_response({"ok": False, "error": fault.error}, status=fault.status)
         limit = self.limits.get(method)
-        if limit is not None:
-            wait = limit.take(now)
-            if wait > 0:
-                call.status, call.error = 429, "ratelimited"
-                return _ratelimited(wait)
+        wait = limit.take(now) if limit is not None else 0.0
+        wait = wait or self._over_window(method, args, now)
+        if wait > 0:
+            call.status, call.error = 429, "ratelimited"
+            return _ratelimited(wait)
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             call.error = "unknown_method"

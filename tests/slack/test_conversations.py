@@ -10,7 +10,7 @@ from typing import Any
 
 from bots.slack.mrkdwn import to_mrkdwn
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.slack import BOT_USER_ID, TEAM_ID, event_body, signed_headers
+from tests.fakes.slack import BOT_USER_ID, event_body, signed_headers
 from tests.slack.conftest import Harness
 
 _ts = itertools.count(1)
@@ -323,26 +323,39 @@ async def test_long_answer_continues_in_follow_up_messages_without_breaking_code
     assert shown.rstrip().endswith("The end.")
 
 
-# -- native streaming (the default in threads) ------------------------------------------------------
+# -- native streaming (the default where the audience is one person: DM threads, assistant threads) ---
+
+DM_THREAD = "1690000000.000100"
 
 
-async def test_mention_streams_natively_in_the_thread_and_ends_with_the_full_answer(
+async def test_a_dm_thread_streams_natively_and_ends_with_the_full_answer(
     native_harness: Harness, fake_anthropic: FakeAnthropic
 ) -> None:
     h = native_harness
     fake_anthropic.script(ANSWER, chunk_chars=8, delay_s=0.08)
-    event = mention("how do I roll back a deploy?")
+    event = dm("how do I roll back a deploy?", thread_ts=DM_THREAD)
     await answered(h, event)
 
-    [reply] = h.slack.replies_in("C1")
-    assert reply.thread_ts == event["ts"] and not reply.streaming
+    [reply] = h.slack.replies_in("D1")
+    assert reply.thread_ts == DM_THREAD and not reply.streaming
     assert reply.text == ANSWER  # Slack renders the Markdown itself
     [start] = h.slack.calls_to("chat.startStream")
-    assert (start.args["recipient_team_id"], start.args["recipient_user_id"]) == (TEAM_ID, "U1")
+    assert "recipient_user_id" not in start.args  # a DM's audience is its one person
     appended = [c.args["markdown_text"] for c in h.slack.calls_to("chat.appendStream")]
     assert len(appended) >= 2, "the answer arrives in several appends as it is written"
     assert len(h.slack.calls_to("chat.stopStream")) == 1
     assert not h.slack.calls_to("chat.update", ok_only=False) and not h.slack.calls_to("chat.postMessage")
+
+
+async def test_a_channel_thread_is_edited_with_chat_update_so_everyone_watches_it_grow(
+    native_harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    h = native_harness
+    fake_anthropic.script(ANSWER, chunk_chars=40, delay_s=0.05)
+    await answered(h, mention("how do I roll back?"))
+    [reply] = h.slack.replies_in("C1")
+    assert h.slack.shown_text(reply) == to_mrkdwn(ANSWER)
+    assert not h.slack.calls_to("chat.startStream", ok_only=False) and h.slack.calls_to("chat.update")
 
 
 async def test_native_streaming_falls_back_to_chat_update_where_slack_refuses_it(
@@ -351,8 +364,8 @@ async def test_native_streaming_falls_back_to_chat_update_where_slack_refuses_it
     h = native_harness
     h.slack.fail("chat.startStream", error="not_allowed_token_type")
     fake_anthropic.script(ANSWER, chunk_chars=40, delay_s=0.05)
-    await answered(h, mention("how do I roll back?"))
-    [reply] = h.slack.replies_in("C1")
+    await answered(h, dm("how do I roll back?", thread_ts=DM_THREAD))
+    [reply] = h.slack.replies_in("D1")
     assert h.slack.shown_text(reply) == to_mrkdwn(ANSWER)
     assert h.slack.calls_to("chat.postMessage") and h.slack.calls_to("chat.update")
 
@@ -364,8 +377,8 @@ async def test_429_storm_on_append_stream_still_ends_with_the_exact_final_text(
     fake_anthropic.script(ANSWER, chunk_chars=5, delay_s=0.01)
     h.slack.rate_limit("chat.appendStream", per_minute=50, burst=3)
     h.slack.storm("chat.appendStream", times=5, retry_after=1)
-    await answered(h, mention("how do I roll back?"))
-    [reply] = h.slack.replies_in("C1")
+    await answered(h, dm("how do I roll back?", thread_ts=DM_THREAD))
+    [reply] = h.slack.replies_in("D1")
     assert reply.text == ANSWER and not reply.streaming
     assert h.bot.scheduler.rate_limited >= 5
 
@@ -375,9 +388,8 @@ async def test_long_answer_streams_natively_into_follow_up_messages(
 ) -> None:
     h = native_fast_harness
     fake_anthropic.script(LONG_ANSWER, chunk_chars=200)
-    event = mention("give me the whole script")
-    await answered(h, event)
-    replies = h.slack.replies_in("C1", event["ts"])
+    await answered(h, dm("give me the whole script", thread_ts=DM_THREAD))
+    replies = h.slack.replies_in("D1", DM_THREAD)
     assert len(replies) >= 2 and not any(r.streaming for r in replies), "every stream was stopped"
     assert len(h.slack.calls_to("chat.startStream")) == len(replies)
     for reply in replies:

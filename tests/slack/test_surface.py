@@ -9,6 +9,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack import limits
 from bots.slack.mrkdwn import to_mrkdwn
 from bots.slack.surface import SECTION_LIMIT, SlackSurface, StreamRefusals, render_blocks
 from core.messages import ReplyStatus, Source
@@ -33,13 +34,15 @@ def surface(
     native: bool = False,
     channel: str = "C1",
 ) -> SlackSurface:
+    # Native streams only reach everyone in DMs and assistant threads: native tests stream in an assistant thread.
     return SlackSurface(
         client(slack),
+        scheduler=EditScheduler(FastClock()),
         team_id="T1",
         channel_id=channel,
         user_id="U1",
         thread_ts=thread_ts,
-        assistant_thread=assistant,
+        assistant_thread=assistant or native,
         native_streaming=native,
     )
 
@@ -91,10 +94,31 @@ async def test_rate_limit_becomes_rate_limited_with_retry_after(slack: FakeSlack
 
 async def test_scopes_are_per_workspace_for_updates_and_per_channel_for_posts(slack: FakeSlack) -> None:
     s = surface(slack)
-    other = SlackSurface(client(slack), team_id="T1", channel_id="C2", user_id="U1", thread_ts=None)
+    other = SlackSurface(
+        client(slack), scheduler=EditScheduler(), team_id="T1", channel_id="C2", user_id="U1", thread_ts=None
+    )
     assert s.scopes("edit") == other.scopes("edit")
     assert s.scopes("post") != other.scopes("post")
-    assert s.scopes("edit")[0].per_second == pytest.approx(50 / 60)
+    assert s.scopes("edit")[0].per_second == limits.METHODS["chat.update"].budget.per_second
+
+
+async def test_native_streaming_only_where_the_audience_is_one_person(slack: FakeSlack) -> None:
+    def where(channel: str, *, assistant: bool = False) -> bool:
+        return SlackSurface(
+            client(slack), scheduler=EditScheduler(), team_id="T1", channel_id=channel, user_id="U1",
+            thread_ts="1.0", assistant_thread=assistant, native_streaming=True,
+        ).native_streaming  # fmt: skip
+
+    assert where("D1") and where("C1", assistant=True)
+    assert not where("C1")  # a channel thread: others would watch a frozen reply
+    s = SlackSurface(
+        client(slack), scheduler=EditScheduler(), team_id="T1", channel_id="C1", user_id="U1", thread_ts="1.0",
+        native_streaming=True,
+    )  # fmt: skip
+    ts = await s.post("hello")
+    await s.edit(ts, "hello there")
+    assert not slack.calls_to("chat.startStream", ok_only=False)
+    assert slack.shown_text(slack.replies_in("C1")[0]) == "hello there"
 
 
 async def test_notice_is_ephemeral_and_thinking_only_in_assistant_threads(slack: FakeSlack) -> None:
@@ -216,8 +240,8 @@ async def test_a_refused_stream_is_remembered_for_the_channel_unless_the_error_w
 
     def reply() -> SlackSurface:
         return SlackSurface(
-            client(slack), team_id="T1", channel_id="C1", user_id="U1", thread_ts="1.0",
-            native_streaming=True, refusals=refusals,
+            client(slack), scheduler=EditScheduler(), team_id="T1", channel_id="C1", user_id="U1", thread_ts="1.0",
+            assistant_thread=True, native_streaming=True, refusals=refusals,
         )  # fmt: skip
 
     slack.fail("chat.startStream", error=error)
@@ -226,8 +250,8 @@ async def test_a_refused_stream_is_remembered_for_the_channel_unless_the_error_w
     assert len(slack.calls_to("chat.startStream", ok_only=False)) == (1 if remembered else 2)
     assert len(slack.calls_to("chat.postMessage")) == (2 if remembered else 1)
     other_channel = SlackSurface(
-        client(slack), team_id="T1", channel_id="C2", user_id="U1", thread_ts="1.0",
-        native_streaming=True, refusals=refusals,
+        client(slack), scheduler=EditScheduler(), team_id="T1", channel_id="C2", user_id="U1", thread_ts="1.0",
+        assistant_thread=True, native_streaming=True, refusals=refusals,
     )  # fmt: skip
     assert other_channel.native_streaming
 
@@ -247,12 +271,27 @@ async def test_native_stream_429_keeps_the_stream_and_sends_the_same_text_again(
 async def test_native_stream_error_turns_the_message_into_an_ordinary_one(slack: FakeSlack) -> None:
     s = surface(slack, native=True)
     ts = await s.post("one")
-    slack.fail("chat.appendStream", error="message_not_in_streaming_state")
+    slack.fail("chat.appendStream", error="invalid_arguments")
     with pytest.raises(SlackApiError):
         await s.edit(ts, "one two")
     slack.messages[("C1", ts)].streaming = False  # as Slack would have ended it
     await s.edit(ts, "one two three")
     assert slack.shown_text(slack.replies_in("C1")[0]) == "one two three"
+
+
+async def test_a_stream_slack_expired_is_finished_with_chat_update_on_its_ts(slack: FakeSlack) -> None:
+    s = surface(slack, native=True)
+    ts = await s.post("one")
+    slack.messages[("C1", ts)].streaming = False  # Slack ended the stream after a pause
+    await s.edit(ts, "one two")  # the append answers message_not_in_streaming_state
+    [update] = slack.calls_to("chat.update")
+    assert update.args["ts"] == ts and slack.shown_text(slack.replies_in("C1")[0]) == "one two"
+    expired = surface(slack, native=True)
+    ts2 = await expired.post("alpha")
+    slack.messages[("C1", ts2)].streaming = False
+    await expired.close()  # the stop answers message_not_in_streaming_state: the whole text goes by update
+    assert slack.shown_text(slack.messages[("C1", ts2)]) == "alpha"
+    assert slack.calls_to("chat.update")[-1].args["ts"] == ts2
 
 
 async def test_native_streamed_reply_survives_a_429_storm_and_lands_the_exact_final_text(slack: FakeSlack) -> None:
