@@ -23,6 +23,7 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack import limits
 from bots.slack.surface import retry_after
 from bots.slack.users import UserDirectory
 from core.context import Attachment, HistoryUnavailable, ThreadMessage
@@ -31,16 +32,14 @@ from core.surface import RateLimited, RateScope
 
 log = structlog.get_logger(__name__)
 
-TIER3_PER_SECOND = 50 / 60
 TIER3_PAGE = 200  # Slack recommends at most 200 a page
-LIMITED_PER_SECOND = 1 / 60  # unlisted distributed apps: 1 request a minute
 LIMITED_PAGE = 15  # ... and at most 15 messages a page
 
 
 def replies_scope(team_id: str, *, limited: bool) -> RateScope:
-    if limited:
-        return RateScope(f"slack:{team_id}:conversations.replies", per_second=LIMITED_PER_SECOND, burst=1)
-    return RateScope(f"slack:{team_id}:conversations.replies", per_second=TIER3_PER_SECOND, burst=5)
+    """conversations.replies' budget (bots/slack/limits.py): Tier 3, or 1 a minute for unlisted apps."""
+    budget = limits.METHODS["conversations.replies:unlisted" if limited else "conversations.replies"].budget
+    return budget.scope(f"slack:{team_id}:conversations.replies")
 
 
 @dataclass

@@ -47,6 +47,8 @@ METHODS: dict[str, Method] = {
     "assistant.threads.setTitle": Method(tier(50)),
     "assistant.threads.setSuggestedPrompts": Method(tier(50)),
     "conversations.replies": Method(tier(50)),
+    # Distributed apps outside the Marketplace: 1 request a minute (and 15 messages a page).
+    "conversations.replies:unlisted": Method(Budget(1, 60.0, 1 / 61, 1.0, "1 per minute, unlisted apps")),
     "users.info": Method(tier(100)),
     "auth.test": Method(tier(100)),
 }
