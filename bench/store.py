@@ -62,12 +62,12 @@ async def measure(store: Store, n: int, batches: int) -> dict[str, Any]:
     claims = await timed(n, lambda i: store.claim_event(f"slack:T-bench:C1:{i}.0"))
     thread = await store.thread_for(WS, "C1", "bench")
     messages = await timed(
-        n, lambda i: store.add_message(thread, MessageRole.USER, f"question {i}", idempotency_key=f"k{i}")
+        n, lambda i: store.add_message(WS, thread, MessageRole.USER, f"question {i}", idempotency_key=f"k{i}")
     )
-    reply = await store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+    reply = await store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
     started = time.perf_counter()
     for b in range(batches):
-        await store.append_deltas([Delta(reply, b * 1000 + i, "word ") for i in range(1000)])
+        await store.append_deltas([Delta(reply, b * 1000 + i, "word ", WS.key) for i in range(1000)])
     batch_ms = 1000 * (time.perf_counter() - started) / batches
     return {
         "claims_per_s": round(claims),

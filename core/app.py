@@ -73,6 +73,7 @@ class ChatCore:
         stale = await self.store.stale_streaming(older_than_s)
         for message in stale:
             await self.store.complete_message(
+                WorkspaceRef.from_key(message.workspace),
                 message.id,
                 text=message.text + FAILURE_MARKER.format(reason="the bot restarted while answering"),
                 status=ReplyStatus.FAILED,

@@ -25,6 +25,11 @@ class WorkspaceRef:
     def key(self) -> str:
         return f"{self.platform.value}:{self.external_id}"
 
+    @classmethod
+    def from_key(cls, key: str) -> WorkspaceRef:
+        platform, _, external_id = key.partition(":")
+        return cls(Platform(platform), external_id)
+
 
 @dataclass(frozen=True, slots=True)
 class PlatformFacts:
@@ -108,3 +113,4 @@ class StoredMessage:
     sources: tuple[Source, ...] = ()
     usage: Usage = Usage()
     platform_message_id: str = ""
+    workspace: str = ""  # the workspace key of its thread

@@ -13,7 +13,7 @@ from core.access import RoleService
 from core.context import HistoryUnavailable, ThreadHistory, ThreadMessage
 from core.errors import Invalid, Unavailable
 from core.llm.base import LLM, LLMError
-from core.messages import IncomingMessage, MessageRole, ReplyStatus, Source, StoredMessage, Usage
+from core.messages import IncomingMessage, MessageRole, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
 from core.pacing import EditScheduler
 from core.prompt import build_prompt, cited_sources, sources_from_hits
 from core.retrieval.base import Hit, Retriever
@@ -43,7 +43,7 @@ class Outcome:
 class DeltaSink(Protocol):
     """Where reply deltas go while streaming (throttled store writes); see core.stores.deltas."""
 
-    def add(self, message_id: str, text: str) -> None: ...
+    def add(self, message_id: str, text: str, *, workspace: str) -> None: ...
 
     async def flush_message(self, message_id: str) -> None: ...
 
@@ -143,9 +143,10 @@ class Pipeline:
             return Outcome("refused", reason=decision.code)
 
         thread_id = await self.store.thread_for(ws, message.channel_id, message.thread_id)
-        page = await self.store.messages(thread_id, limit=HISTORY_PAGE)
+        page = await self.store.messages(ws, thread_id, limit=HISTORY_PAGE)
         # The user's message is saved before the model is called, so nothing the user said is lost.
         await self.store.add_message(
+            ws,
             thread_id,
             MessageRole.USER,
             question,
@@ -169,6 +170,7 @@ class Pipeline:
             max_tokens=self.max_answer_tokens,
         )
         reply_id = await self.store.add_message(
+            ws,
             thread_id,
             MessageRole.ASSISTANT,
             "",
@@ -176,6 +178,7 @@ class Pipeline:
             idempotency_key=f"{message.event_key}:a",
         )
         return await self._stream(
+            ws,
             reply_id,
             prompt_sources=list(prompt.sources),
             surface=surface,
@@ -193,6 +196,7 @@ class Pipeline:
 
     async def _stream(
         self,
+        ws: WorkspaceRef,
         reply_id: str,
         *,
         prompt_sources: list[Source],
@@ -208,7 +212,7 @@ class Pipeline:
         def feed(text: str) -> None:
             streamer.feed(text)
             if self.deltas is not None:
-                self.deltas.add(reply_id, text)
+                self.deltas.add(reply_id, text, workspace=ws.key)
 
         if degraded:
             feed(NO_KNOWLEDGE_NOTE)
@@ -223,10 +227,10 @@ class Pipeline:
             log.warning("pipeline.llm_failed", reply=reply_id, error=reason)
         except asyncio.CancelledError:
             status, reason = ReplyStatus.CANCELLED, "cancelled"
-            await asyncio.shield(self._finish(reply_id, streamer, status, reason, [], usage))
+            await asyncio.shield(self._finish(ws, reply_id, streamer, status, reason, [], usage))
             raise
         sources = cited_sources(streamer.text, prompt_sources)
-        final = await self._finish(reply_id, streamer, status, reason, sources, usage)
+        final = await self._finish(ws, reply_id, streamer, status, reason, sources, usage)
         return Outcome(
             "answered" if status is ReplyStatus.COMPLETE else "failed",
             text=final,
@@ -237,6 +241,7 @@ class Pipeline:
 
     async def _finish(
         self,
+        ws: WorkspaceRef,
         reply_id: str,
         streamer: ReplyStreamer,
         status: ReplyStatus,
@@ -253,6 +258,7 @@ class Pipeline:
             await _quietly(self.deltas.flush_message(reply_id))
         await self._persist(
             lambda: self.store.complete_message(
+                ws,
                 reply_id,
                 text=final,
                 status=status,

@@ -1,6 +1,6 @@
 // Document metadata and pointers only: the chunks and their vectors live in the retriever (Weaviate).
 import { v } from "convex/values";
-import { LIMITS, actorValidator, audit, bounded, boundedInt, requirePermission, serviceMutation, serviceQuery } from "./lib/security";
+import { acting, actorValidator, audit, bounded, boundedInt, requirePermission, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
 
 const docStatus = v.union(v.literal("ingesting"), v.literal("ready"), v.literal("failed"));
 
@@ -12,6 +12,8 @@ function present(row: { sourceUri: string; title: string; contentHash: string; c
 export const document = serviceQuery({
   args: { workspace: v.string(), sourceUri: v.string() },
   handler: async (ctx, { workspace, sourceUri }) => {
+    workspaceKey(workspace);
+    bounded(sourceUri, "uri", "source uri");
     const row = await ctx.db
       .query("documents")
       .withIndex("by_workspace_uri", (q) => q.eq("workspace", workspace).eq("sourceUri", sourceUri))
@@ -23,6 +25,7 @@ export const document = serviceQuery({
 export const documents = serviceQuery({
   args: { workspace: v.string() },
   handler: async (ctx, { workspace }) => {
+    workspaceKey(workspace);
     const rows = await ctx.db
       .query("documents")
       .withIndex("by_workspace_uri", (q) => q.eq("workspace", workspace))
@@ -32,6 +35,7 @@ export const documents = serviceQuery({
 });
 
 export const putDocument = serviceMutation({
+  name: "documents:putDocument",
   args: {
     workspace: v.string(),
     actor: actorValidator,
@@ -42,39 +46,50 @@ export const putDocument = serviceMutation({
     status: docStatus,
   },
   handler: async (ctx, args) => {
-    bounded(args.sourceUri, LIMITS.uri, "source uri");
-    bounded(args.title, LIMITS.title, "title", { allowEmpty: true });
-    bounded(args.contentHash, 128, "content hash", { allowEmpty: true });
-    boundedInt(args.chunkCount, 0, 100_000, "chunk count");
-    await requirePermission(ctx, args.workspace, args.actor, "manage_knowledge");
-    const row = {
-      workspace: args.workspace,
-      sourceUri: args.sourceUri,
-      title: args.title,
-      contentHash: args.contentHash,
-      chunkCount: args.chunkCount,
-      status: args.status,
-      updatedAt: Date.now() / 1000,
-    };
-    const existing = await ctx.db
-      .query("documents")
-      .withIndex("by_workspace_uri", (q) => q.eq("workspace", args.workspace).eq("sourceUri", args.sourceUri))
-      .unique();
-    if (existing) await ctx.db.replace(existing._id, row);
-    else await ctx.db.insert("documents", row);
-    if (args.status !== "ingesting") await audit(ctx, args.workspace, args.actor.userId, `document.${args.status}`, args.sourceUri);
+    bounded(args.sourceUri, "uri", "source uri");
+    bounded(args.title, "title", "title", { allowEmpty: true });
+    bounded(args.contentHash, "content_hash", "content hash", { allowEmpty: true });
+    boundedInt(args.chunkCount, "chunk_count", "chunk count");
+    return await acting(ctx, args.workspace, args.actor.userId, `document put ${args.sourceUri}`, async () => {
+      await requirePermission(ctx, args.workspace, args.actor, "manage_knowledge");
+      const row = {
+        workspace: args.workspace,
+        sourceUri: args.sourceUri,
+        title: args.title,
+        contentHash: args.contentHash,
+        chunkCount: args.chunkCount,
+        status: args.status,
+        updatedAt: Date.now() / 1000,
+      };
+      const existing = await ctx.db
+        .query("documents")
+        .withIndex("by_workspace_uri", (q) => q.eq("workspace", args.workspace).eq("sourceUri", args.sourceUri))
+        .unique();
+      if (existing) await ctx.db.replace(existing._id, row);
+      else await ctx.db.insert("documents", row);
+      // Every state a document enters is audited, `ingesting` over a ready one included.
+      await audit(ctx, args.workspace, args.actor.userId, `document.${args.status}`, args.sourceUri);
+      return null;
+    });
   },
 });
 
+/** True if the document existed (its deletion is audited); false changes and audits nothing. */
 export const deleteDocument = serviceMutation({
+  name: "documents:deleteDocument",
   args: { workspace: v.string(), actor: actorValidator, sourceUri: v.string() },
   handler: async (ctx, { workspace, actor, sourceUri }) => {
-    await requirePermission(ctx, workspace, actor, "manage_knowledge");
-    const existing = await ctx.db
-      .query("documents")
-      .withIndex("by_workspace_uri", (q) => q.eq("workspace", workspace).eq("sourceUri", sourceUri))
-      .unique();
-    if (existing) await ctx.db.delete(existing._id);
-    await audit(ctx, workspace, actor.userId, "document.delete", sourceUri);
+    bounded(sourceUri, "uri", "source uri");
+    return await acting(ctx, workspace, actor.userId, `document delete ${sourceUri}`, async () => {
+      await requirePermission(ctx, workspace, actor, "manage_knowledge");
+      const existing = await ctx.db
+        .query("documents")
+        .withIndex("by_workspace_uri", (q) => q.eq("workspace", workspace).eq("sourceUri", sourceUri))
+        .unique();
+      if (!existing) return false;
+      await ctx.db.delete(existing._id);
+      await audit(ctx, workspace, actor.userId, "document.delete", sourceUri);
+      return true;
+    });
   },
 });

@@ -8,11 +8,10 @@
 import { v } from "convex/values";
 import type { Doc } from "./_generated/dataModel";
 import type { MutationCtx } from "./_generated/server";
-import { LIMITS, bounded, boundedInt, fail, serviceMutation } from "./lib/security";
+import { bounded, boundedInt, fail, serviceMutation } from "./lib/security";
 
 const now = () => Date.now() / 1000;
 const MAX_ITEMS = 64;
-const MAX_WANT = 100;
 const MAX_REPLIES = 4096;
 
 function positive(value: number, max: number, name: string): number {
@@ -42,17 +41,18 @@ const budgetItem = v.object({ key: v.string(), perSecond: v.number(), burst: v.n
 
 /** Lease tokens from many buckets in one short mutation. */
 export const take = serviceMutation({
+  name: "leases:take",
   args: { items: v.array(budgetItem) },
   handler: async (ctx, { items }) => {
     if (items.length > MAX_ITEMS) fail("invalid", `at most ${MAX_ITEMS} buckets per lease`);
     const at = now();
     const grants = [];
     for (const item of items) {
-      bounded(item.key, LIMITS.key, "budget key");
+      bounded(item.key, "key", "budget key");
       positive(item.perSecond, 10_000, "perSecond");
       positive(item.burst, 10_000, "burst");
       if (item.burst < 1) fail("invalid", "burst must be at least 1");
-      boundedInt(item.want, 1, MAX_WANT, "want");
+      boundedInt(item.want, "lease_want", "want");
       positive(item.horizonS, 600, "horizonS");
       const row = await ctx.db
         .query("budgetBuckets")
@@ -73,9 +73,10 @@ export const take = serviceMutation({
 
 /** Give back the unused tail of a lease: applied only if no lease was made on that bucket since. */
 export const giveBack = serviceMutation({
+  name: "leases:giveBack",
   args: { key: v.string(), seq: v.number(), tat: v.number() },
   handler: async (ctx, { key, seq, tat }) => {
-    bounded(key, LIMITS.key, "budget key");
+    bounded(key, "key", "budget key");
     const row = await ctx.db
       .query("budgetBuckets")
       .withIndex("by_key", (q) => q.eq("key", key))
@@ -100,9 +101,10 @@ async function leaseOf(ctx: MutationCtx, message: Doc<"messages">["_id"]) {
  * no longer owns: taken over by another process, or no longer streaming. It must stop showing those.
  */
 export const heartbeat = serviceMutation({
+  name: "leases:heartbeat",
   args: { owner: v.string(), replies: v.array(v.string()) },
   handler: async (ctx, { owner, replies }) => {
-    bounded(owner, LIMITS.id, "owner");
+    bounded(owner, "id", "owner");
     if (replies.length > MAX_REPLIES) fail("invalid", `at most ${MAX_REPLIES} replies per heartbeat`);
     const at = now();
     const lost: string[] = [];
@@ -128,11 +130,12 @@ export const heartbeat = serviceMutation({
  * and stopped growing as long ago). Serializable: of several processes sweeping at once, one wins each.
  */
 export const takeOver = serviceMutation({
+  name: "leases:takeOver",
   args: { owner: v.string(), staleS: v.number(), limit: v.number(), platforms: v.array(v.string()) },
   handler: async (ctx, { owner, staleS, limit, platforms }) => {
-    bounded(owner, LIMITS.id, "owner");
+    bounded(owner, "id", "owner");
     positive(staleS, 86_400, "staleS");
-    boundedInt(limit, 1, 200, "limit");
+    boundedInt(limit, "lease_page", "limit");
     if (platforms.length > 10) fail("invalid", "at most 10 platforms");
     // Only replies this process can finish: those of the platforms it serves (all when none are named).
     const serves = async (message: Doc<"messages">) => {
@@ -175,9 +178,10 @@ export const takeOver = serviceMutation({
 
 /** The owner is done with a reply (it finished it): true if it still owned it. */
 export const release = serviceMutation({
+  name: "leases:release",
   args: { owner: v.string(), reply: v.string() },
   handler: async (ctx, { owner, reply }) => {
-    bounded(owner, LIMITS.id, "owner");
+    bounded(owner, "id", "owner");
     const id = ctx.db.normalizeId("messages", reply);
     if (id === null) fail("invalid", `${reply} is not a message id`);
     const lease = await leaseOf(ctx, id);

@@ -4,7 +4,8 @@ import { v } from "convex/values";
 import { internal } from "./_generated/api";
 import type { Doc, Id } from "./_generated/dataModel";
 import { internalMutation, type QueryCtx } from "./_generated/server";
-import { LIMITS, bounded, boundedInt, fail, serviceMutation, serviceQuery } from "./lib/security";
+import { RULES } from "./lib/rules";
+import { bounded, boundedCount, boundedInt, boundedNumber, fail, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
 
 const DELTA_CLEANUP_DELAY_MS = 60_000;
 const now = () => Date.now() / 1000;
@@ -36,21 +37,33 @@ async function present(ctx: QueryCtx, message: Doc<"messages">) {
   };
 }
 
-function threadId(ctx: QueryCtx, id: string): Id<"threads"> {
-  const normalized = ctx.db.normalizeId("threads", id);
+/** The thread, if it exists and belongs to the workspace; every thread function checks this first. */
+async function threadIn(ctx: QueryCtx, workspace: string, id: string): Promise<Doc<"threads">> {
+  workspaceKey(workspace);
+  const normalized = ctx.db.normalizeId("threads", bounded(id, "id", "thread id"));
   if (normalized === null) fail("invalid", `${id} is not a thread id`);
-  return normalized;
+  const row = await ctx.db.get(normalized);
+  if (row === null || row.workspace !== workspace) fail("not_found", `no thread ${id} in this workspace`);
+  return row;
 }
 
-function messageId(ctx: QueryCtx, id: string): Id<"messages"> {
-  const normalized = ctx.db.normalizeId("messages", id);
+/** The message, if it exists and its thread belongs to the workspace. */
+async function messageIn(ctx: QueryCtx, workspace: string, id: string): Promise<Doc<"messages"> | null> {
+  workspaceKey(workspace);
+  const normalized = ctx.db.normalizeId("messages", bounded(id, "id", "message id"));
   if (normalized === null) fail("invalid", `${id} is not a message id`);
-  return normalized;
+  const row = await ctx.db.get(normalized);
+  if (row === null) return null;
+  const thread = await ctx.db.get(row.thread);
+  return thread?.workspace === workspace ? row : null;
 }
 
 export const findThread = serviceQuery({
   args: { workspace: v.string(), channel: v.string(), externalThread: v.string() },
   handler: async (ctx, { workspace, channel, externalThread }) => {
+    workspaceKey(workspace);
+    bounded(channel, "id", "channel id");
+    bounded(externalThread, "id", "thread id");
     const row = await ctx.db
       .query("threads")
       .withIndex("by_workspace_channel_thread", (q) =>
@@ -62,11 +75,12 @@ export const findThread = serviceQuery({
 });
 
 export const threadFor = serviceMutation({
+  name: "threads:threadFor",
   args: { workspace: v.string(), channel: v.string(), externalThread: v.string() },
   handler: async (ctx, { workspace, channel, externalThread }) => {
-    bounded(workspace, LIMITS.id, "workspace");
-    bounded(channel, LIMITS.id, "channel id");
-    bounded(externalThread, LIMITS.id, "thread id");
+    workspaceKey(workspace);
+    bounded(channel, "id", "channel id");
+    bounded(externalThread, "id", "thread id");
     const row = await ctx.db
       .query("threads")
       .withIndex("by_workspace_channel_thread", (q) =>
@@ -78,7 +92,9 @@ export const threadFor = serviceMutation({
 });
 
 export const addMessage = serviceMutation({
+  name: "threads:addMessage",
   args: {
+    workspace: v.string(),
     thread: v.string(),
     role: v.union(v.literal("user"), v.literal("assistant")),
     text: v.string(),
@@ -87,18 +103,20 @@ export const addMessage = serviceMutation({
     idempotencyKey: v.string(),
   },
   handler: async (ctx, args) => {
-    bounded(args.text, LIMITS.text, "message text", { allowEmpty: true });
-    bounded(args.authorId, LIMITS.id, "author id", { allowEmpty: true });
-    bounded(args.idempotencyKey, LIMITS.key, "idempotency key", { allowEmpty: true });
-    if (args.idempotencyKey) {
+    bounded(args.text, "text", "message text", { allowEmpty: true });
+    bounded(args.authorId, "id", "author id", { allowEmpty: true });
+    bounded(args.idempotencyKey, "key", "idempotency key", { allowEmpty: true });
+    if (args.role === "user" && args.status !== "complete") fail("invalid", "a user's message is stored complete");
+    // Existence and ownership first: a key is only ever looked up within its own thread.
+    const thread = (await threadIn(ctx, args.workspace, args.thread))._id;
+    const key = args.idempotencyKey ? `${thread}:${args.idempotencyKey}` : undefined;
+    if (key) {
       const seen = await ctx.db
         .query("messages")
-        .withIndex("by_idempotency_key", (q) => q.eq("idempotencyKey", args.idempotencyKey))
+        .withIndex("by_idempotency_key", (q) => q.eq("idempotencyKey", key))
         .unique();
-      if (seen) return seen._id;
+      if (seen && seen.thread === thread) return seen._id;
     }
-    const thread = threadId(ctx, args.thread);
-    if ((await ctx.db.get(thread)) === null) fail("not_found", `no thread ${args.thread}`);
     const at = now();
     return await ctx.db.insert("messages", {
       thread,
@@ -111,19 +129,21 @@ export const addMessage = serviceMutation({
       sources: [],
       usage: { inputTokens: 0, outputTokens: 0 },
       platformMessageId: "",
-      idempotencyKey: args.idempotencyKey || undefined,
+      idempotencyKey: key,
     });
   },
 });
 
 /** Newest first; the cursor is Convex's own pagination cursor. */
 export const messages = serviceQuery({
-  args: { thread: v.string(), paginationOpts: paginationOptsValidator },
-  handler: async (ctx, { thread, paginationOpts }) => {
-    boundedInt(paginationOpts.numItems, 1, 200, "limit");
+  args: { workspace: v.string(), thread: v.string(), paginationOpts: paginationOptsValidator },
+  handler: async (ctx, { workspace, thread, paginationOpts }) => {
+    const n = paginationOpts.numItems;
+    if (!Number.isInteger(n) || n < 1 || n > RULES.counts.messages_page) fail("invalid", `limit must be between 1 and ${RULES.counts.messages_page}`);
+    const owned = await threadIn(ctx, workspace, thread);
     const page = await ctx.db
       .query("messages")
-      .withIndex("by_thread_createdAt", (q) => q.eq("thread", threadId(ctx, thread)))
+      .withIndex("by_thread_createdAt", (q) => q.eq("thread", owned._id))
       .order("desc")
       .paginate(paginationOpts);
     return { ...page, page: await Promise.all(page.page.map((m) => present(ctx, m))) };
@@ -132,57 +152,79 @@ export const messages = serviceQuery({
 
 /** A message with its text so far: a subscribed client sees a streaming reply grow. */
 export const message = serviceQuery({
-  args: { id: v.string() },
-  handler: async (ctx, { id }) => {
-    const row = await ctx.db.get(messageId(ctx, id));
+  args: { workspace: v.string(), id: v.string() },
+  handler: async (ctx, { workspace, id }) => {
+    const row = await messageIn(ctx, workspace, id);
     return row ? await present(ctx, row) : null;
   },
 });
 
 /** One write for the deltas of every live reply (the bot flushes them together about every 250 ms). */
 export const appendDeltas = serviceMutation({
-  args: { deltas: v.array(v.object({ message: v.string(), seq: v.number(), text: v.string() })) },
+  name: "threads:appendDeltas",
+  args: { deltas: v.array(v.object({ workspace: v.string(), message: v.string(), seq: v.number(), text: v.string() })) },
   handler: async (ctx, { deltas }) => {
-    if (deltas.length > 4096) fail("invalid", "at most 4096 deltas per call");
-    const touched = new Set<Id<"messages">>();
+    boundedCount(deltas, "deltas_per_call", "deltas");
+    const live = new Map<Id<"messages">, number>(); // live reply -> characters it holds so far
+    const fresh: { id: Id<"messages">; seq: number; text: string }[] = [];
     for (const delta of deltas) {
-      const id = messageId(ctx, delta.message);
-      boundedInt(delta.seq, 0, 1_000_000, "seq");
-      bounded(delta.text, LIMITS.text, "delta");
-      // Only live replies take deltas: one flushed after completion would be an orphan row.
-      if ((await ctx.db.get(id))?.status !== "streaming") continue;
+      boundedInt(delta.seq, "seq", "seq");
+      bounded(delta.text, "text", "delta");
+      const row = await messageIn(ctx, delta.workspace, delta.message);
+      // Only live replies of the delta's own workspace take deltas: one flushed after completion would be an orphan row.
+      if (row?.status !== "streaming" || row.role !== "assistant") continue;
       // Same (message, seq) again is a retried write that did land: skip it.
       const seen = await ctx.db
         .query("streamDeltas")
-        .withIndex("by_message_seq", (q) => q.eq("message", id).eq("seq", delta.seq))
+        .withIndex("by_message_seq", (q) => q.eq("message", row._id).eq("seq", delta.seq))
         .unique();
-      if (!seen) await ctx.db.insert("streamDeltas", { message: id, seq: delta.seq, text: delta.text });
-      touched.add(id);
+      if (!live.has(row._id)) live.set(row._id, (await textSoFar(ctx, row)).length);
+      if (seen || fresh.some((d) => d.id === row._id && d.seq === delta.seq)) continue;
+      // The text assembled from deltas has the same total bound as a completed text.
+      const total = live.get(row._id)! + delta.text.length;
+      if (total > RULES.text.text) fail("invalid", `reply ${row._id} would grow past ${RULES.text.text.toLocaleString("en")} characters`);
+      live.set(row._id, total);
+      fresh.push({ id: row._id, seq: delta.seq, text: delta.text });
     }
+    for (const d of fresh) await ctx.db.insert("streamDeltas", { message: d.id, seq: d.seq, text: d.text });
     const at = now();
-    for (const id of touched) {
-      const row = await ctx.db.get(id);
-      if (row?.status === "streaming") await ctx.db.patch(id, { updatedAt: at });
-    }
+    for (const id of live.keys()) await ctx.db.patch(id, { updatedAt: at });
   },
 });
 
 export const completeMessage = serviceMutation({
+  name: "threads:completeMessage",
   args: {
+    workspace: v.string(),
     id: v.string(),
     text: v.string(),
-    status,
+    status: v.union(v.literal("complete"), v.literal("failed"), v.literal("cancelled")),
     sources: v.array(source),
     usage: v.object({ inputTokens: v.number(), outputTokens: v.number() }),
     platformMessageId: v.string(),
   },
   handler: async (ctx, args) => {
-    const id = messageId(ctx, args.id);
-    bounded(args.text, LIMITS.text, "message text", { allowEmpty: true });
-    bounded(args.platformMessageId, LIMITS.id, "platform message id", { allowEmpty: true });
-    if (args.sources.length > 50) fail("invalid", "at most 50 sources");
-    if ((await ctx.db.get(id)) === null) fail("not_found", `no message ${args.id}`);
-    await ctx.db.patch(id, {
+    bounded(args.text, "text", "message text", { allowEmpty: true });
+    bounded(args.platformMessageId, "id", "platform message id", { allowEmpty: true });
+    boundedCount(args.sources, "sources", "sources");
+    for (const s of args.sources) {
+      boundedInt(s.index, "source_index", "source index");
+      bounded(s.title, "title", "source title", { allowEmpty: true });
+      bounded(s.uri, "uri", "source uri", { allowEmpty: true });
+      bounded(s.text, "source_text", "source text", { allowEmpty: true });
+      boundedNumber(s.score, "score", "source score");
+    }
+    boundedInt(args.usage.inputTokens, "tokens", "input tokens");
+    boundedInt(args.usage.outputTokens, "tokens", "output tokens");
+    const row = await messageIn(ctx, args.workspace, args.id);
+    if (row === null) fail("not_found", `no message ${args.id} in this workspace`);
+    if (row.role !== "assistant") fail("invalid", "only the bot's replies are completed");
+    if (row.status !== "streaming") {
+      // A message moves only forward; a retry of the same completion changes nothing.
+      if (row.status === args.status && row.text === args.text) return null;
+      fail("conflict", `reply ${args.id} is already ${row.status}`);
+    }
+    await ctx.db.patch(row._id, {
       text: args.text,
       status: args.status,
       sources: args.sources,
@@ -191,7 +233,8 @@ export const completeMessage = serviceMutation({
       updatedAt: now(),
     });
     // The final text lives in the row; the deltas were only for watching it grow.
-    await ctx.scheduler.runAfter(DELTA_CLEANUP_DELAY_MS, internal.threads.removeDeltas, { message: id });
+    await ctx.scheduler.runAfter(DELTA_CLEANUP_DELAY_MS, internal.threads.removeDeltas, { message: row._id });
+    return null;
   },
 });
 
@@ -215,9 +258,15 @@ async function stale(ctx: QueryCtx, olderThanS: number) {
     .take(200);
 }
 
+/** The crash sweep across workspaces (a recovering process finishes every reply it finds), with each reply's workspace. */
 export const staleStreaming = serviceQuery({
   args: { olderThanS: v.number() },
-  handler: async (ctx, { olderThanS }) => Promise.all((await stale(ctx, olderThanS)).map((m) => present(ctx, m))),
+  handler: async (ctx, { olderThanS }) => {
+    boundedNumber(olderThanS, "score", "olderThanS");
+    return Promise.all(
+      (await stale(ctx, olderThanS)).map(async (m) => ({ ...(await present(ctx, m)), workspace: (await ctx.db.get(m.thread))?.workspace ?? "" })),
+    );
+  },
 });
 
 /** The crash sweep (crons.ts): replies that stopped growing are marked failed with the text they had. */

@@ -1,25 +1,31 @@
 // Settings, members and roles, role mappings, channel rules and quotas of one workspace.
 import { v } from "convex/values";
+import { fail } from "./lib/security";
 import type { MutationCtx } from "./_generated/server";
 import {
   DEFAULT_SETTINGS,
-  LIMITS,
+  NO_FACTS,
   ROLES,
   ROLE_NAMES,
+  acting,
   actorValidator,
   audit,
   bounded,
   boundedInt,
   checkRole,
   effectiveRole,
-  fail,
+  factsValidator,
   memberOf,
   requirePermission,
   serviceMutation,
   serviceQuery,
   settingsOf,
+  targetOf,
+  workspaceKey,
   type Settings,
 } from "./lib/security";
+import { checkBlock, checkDefaultChange, checkMappingChange, checkRoleChange } from "./lib/roles";
+import { RULES } from "./lib/rules";
 
 const settingsPatch = v.object({
   systemPrompt: v.optional(v.string()),
@@ -32,9 +38,8 @@ const settingsPatch = v.object({
 });
 
 function splitKey(workspace: string) {
-  bounded(workspace, LIMITS.id, "workspace");
+  workspaceKey(workspace);
   const at = workspace.indexOf(":");
-  if (at <= 0) fail("invalid", "workspace must look like platform:id");
   return { platform: workspace.slice(0, at), externalId: workspace.slice(at + 1) };
 }
 
@@ -55,47 +60,47 @@ async function ownerCount(ctx: MutationCtx, workspace: string) {
   return members.filter((m) => m.role === ROLES.owner && !m.blocked).length;
 }
 
+const roleLabel = (role: number | null) => (role === null ? "default" : ROLE_NAMES[role]);
+
 export const settings = serviceQuery({
   args: { workspace: v.string() },
-  handler: async (ctx, { workspace }) => settingsOf(ctx, bounded(workspace, LIMITS.id, "workspace")),
+  handler: async (ctx, { workspace }) => settingsOf(ctx, workspaceKey(workspace)),
 });
 
 export const updateSettings = serviceMutation({
+  name: "workspaces:updateSettings",
   args: { workspace: v.string(), actor: actorValidator, changes: settingsPatch },
   handler: async (ctx, { workspace, actor, changes }) => {
-    const actorRole = await requirePermission(ctx, workspace, actor, "manage_settings");
-    if (changes.defaultRole !== undefined) {
-      checkRole(changes.defaultRole, "defaultRole");
-      // A default of owner would make every passer-by an owner (and void the last-owner rule).
-      if (changes.defaultRole === ROLES.owner) fail("invalid", "the default role cannot be owner");
-      // The default role is a grant to everyone, the actor included: the same bound as setRole.
-      if (changes.defaultRole >= actorRole && actorRole !== ROLES.owner) {
-        fail("escalation", `an ${ROLE_NAMES[actorRole]} can only set a default role below ${ROLE_NAMES[actorRole]}`);
-      }
-    }
-    if (changes.systemPrompt !== undefined) bounded(changes.systemPrompt, LIMITS.prompt, "systemPrompt", { allowEmpty: true });
-    if (changes.model !== undefined) bounded(changes.model, LIMITS.id, "model", { allowEmpty: true });
+    workspaceKey(workspace);
+    if (changes.defaultRole !== undefined) checkRole(changes.defaultRole, "defaultRole");
+    if (changes.systemPrompt !== undefined) bounded(changes.systemPrompt, RULES.settings.system_prompt, "system_prompt", { allowEmpty: true });
+    if (changes.model !== undefined) bounded(changes.model, RULES.settings.model, "model", { allowEmpty: true });
     if (changes.quotas !== undefined) {
       for (const [role, limit] of Object.entries(changes.quotas)) {
-        if (!ROLE_NAMES.includes(role) || role === "") fail("invalid", `quotas name an unknown role: ${role}`);
-        boundedInt(limit, 0, 1_000_000, `quota for ${role}`);
+        if (!(RULES.roles as readonly string[]).includes(role)) fail("invalid", `quotas name an unknown role: ${role}`);
+        boundedInt(limit, "quota", `quota for ${role}`);
       }
     }
-    const current = await settingsOf(ctx, workspace);
-    const next: Settings = { ...DEFAULT_SETTINGS, ...current };
-    for (const [key, value] of Object.entries(changes)) {
-      if (value !== undefined) (next as Record<string, unknown>)[key] = value;
-    }
-    await saveSettings(ctx, workspace, next);
-    await audit(ctx, workspace, actor.userId, "settings.update", Object.keys(changes).sort().join(", "));
-    return next;
+    const keys = Object.keys(changes).sort().join(", ");
+    return await acting(ctx, workspace, actor.userId, `settings ${keys}`, async () => {
+      const actorRole = await requirePermission(ctx, workspace, actor, "manage_settings");
+      const current = await settingsOf(ctx, workspace);
+      if (changes.defaultRole !== undefined) checkDefaultChange(actorRole, current.defaultRole, changes.defaultRole);
+      const next: Settings = { ...DEFAULT_SETTINGS, ...current };
+      for (const [key, value] of Object.entries(changes)) {
+        if (value !== undefined) (next as Record<string, unknown>)[key] = value;
+      }
+      await saveSettings(ctx, workspace, next);
+      await audit(ctx, workspace, actor.userId, "settings.update", keys);
+      return next;
+    });
   },
 });
 
 export const membership = serviceQuery({
   args: { workspace: v.string(), user: v.string() },
   handler: async (ctx, { workspace, user }) => {
-    const row = await memberOf(ctx, workspace, bounded(user, LIMITS.id, "user"));
+    const row = await memberOf(ctx, workspaceKey(workspace), bounded(user, "id", "user"));
     return row ? { user: row.user, role: row.role, blocked: row.blocked } : null;
   },
 });
@@ -103,6 +108,7 @@ export const membership = serviceQuery({
 export const members = serviceQuery({
   args: { workspace: v.string() },
   handler: async (ctx, { workspace }) => {
+    workspaceKey(workspace);
     const rows = await ctx.db
       .query("members")
       .withIndex("by_workspace_user", (q) => q.eq("workspace", workspace))
@@ -114,6 +120,7 @@ export const members = serviceQuery({
 export const roleMappings = serviceQuery({
   args: { workspace: v.string() },
   handler: async (ctx, { workspace }) => {
+    workspaceKey(workspace);
     const rows = await ctx.db
       .query("roleMappings")
       .withIndex("by_workspace_role", (q) => q.eq("workspace", workspace))
@@ -123,73 +130,65 @@ export const roleMappings = serviceQuery({
 });
 
 export const setRole = serviceMutation({
-  args: { workspace: v.string(), actor: actorValidator, user: v.string(), role: v.union(v.number(), v.null()) },
-  handler: async (ctx, { workspace, actor, user, role }) => {
-    bounded(user, LIMITS.id, "user");
+  name: "workspaces:setRole",
+  args: {
+    workspace: v.string(),
+    actor: actorValidator,
+    user: v.string(),
+    role: v.union(v.number(), v.null()),
+    targetFacts: v.optional(factsValidator),
+  },
+  handler: async (ctx, { workspace, actor, user, role, targetFacts }) => {
     if (role !== null) checkRole(role);
-    const actorRole = await effectiveRole(ctx, workspace, actor);
-    if (actorRole === null) fail("blocked", "you are blocked in this workspace");
-    if (actorRole < ROLES.admin) fail("forbidden", "you need the admin role to change roles");
-    if (actor.userId === user) fail("self_change", "nobody can change their own role");
-    const isOwner = actorRole === ROLES.owner;
-    const target = await memberOf(ctx, workspace, user);
-    const current = target?.role ?? (await settingsOf(ctx, workspace)).defaultRole;
-    if (role !== null && role >= actorRole && !isOwner) {
-      fail("escalation", `an ${ROLE_NAMES[actorRole]} can only grant roles below ${ROLE_NAMES[actorRole]}`);
-    }
-    if (current >= actorRole && !isOwner) {
-      fail("peer_or_higher", `an ${ROLE_NAMES[actorRole]} cannot change the role of a ${ROLE_NAMES[current]}`);
-    }
-    if (current === ROLES.owner && role !== ROLES.owner && (await ownerCount(ctx, workspace)) <= 1) {
-      fail("last_owner", "the last owner cannot be removed");
-    }
-    if (target) await ctx.db.patch(target._id, { role });
-    else await ctx.db.insert("members", { workspace, user, role, blocked: false });
-    await audit(ctx, workspace, actor.userId, "role.set", `${user}: ${role === null ? "default" : ROLE_NAMES[role]}`);
+    return await acting(ctx, workspace, actor.userId, `role set ${bounded(user, "id", "user")} ${roleLabel(role)}`, async () => {
+      const target = await targetOf(ctx, workspace, user, targetFacts ?? NO_FACTS);
+      const actorRole = await effectiveRole(ctx, workspace, actor);
+      checkRoleChange({ actorId: actor.userId, actorRole, target, newRole: role, ownerRows: await ownerCount(ctx, workspace) });
+      if (target.row) await ctx.db.patch(target.row._id, { role });
+      else await ctx.db.insert("members", { workspace, user, role, blocked: false });
+      await audit(ctx, workspace, actor.userId, "role.set", `${user}: ${roleLabel(role)}`);
+      return null;
+    });
   },
 });
 
 export const setBlocked = serviceMutation({
-  args: { workspace: v.string(), actor: actorValidator, user: v.string(), blocked: v.boolean() },
-  handler: async (ctx, { workspace, actor, user, blocked }) => {
-    bounded(user, LIMITS.id, "user");
-    const actorRole = await requirePermission(ctx, workspace, actor, "manage_roles");
-    if (actor.userId === user) fail("self_change", "nobody can block or unblock themselves");
-    const target = await memberOf(ctx, workspace, user);
-    const current = target?.role ?? (await settingsOf(ctx, workspace)).defaultRole;
-    if (current >= actorRole && actorRole !== ROLES.owner) {
-      fail("peer_or_higher", `an ${ROLE_NAMES[actorRole]} cannot block a ${ROLE_NAMES[current]}`);
-    }
-    if (blocked && current === ROLES.owner && (await ownerCount(ctx, workspace)) <= 1) {
-      fail("last_owner", "the last owner cannot be blocked");
-    }
-    if (target) await ctx.db.patch(target._id, { blocked });
-    else await ctx.db.insert("members", { workspace, user, role: null, blocked });
-    await audit(ctx, workspace, actor.userId, blocked ? "role.block" : "role.unblock", user);
+  name: "workspaces:setBlocked",
+  args: { workspace: v.string(), actor: actorValidator, user: v.string(), blocked: v.boolean(), targetFacts: v.optional(factsValidator) },
+  handler: async (ctx, { workspace, actor, user, blocked, targetFacts }) => {
+    const what = `role ${blocked ? "block" : "unblock"} ${bounded(user, "id", "user")}`;
+    return await acting(ctx, workspace, actor.userId, what, async () => {
+      const target = await targetOf(ctx, workspace, user, targetFacts ?? NO_FACTS);
+      const actorRole = await effectiveRole(ctx, workspace, actor);
+      checkBlock({ actorId: actor.userId, actorRole, target, blocked, ownerRows: await ownerCount(ctx, workspace) });
+      if (target.row) await ctx.db.patch(target.row._id, { blocked });
+      else await ctx.db.insert("members", { workspace, user, role: null, blocked });
+      await audit(ctx, workspace, actor.userId, blocked ? "role.block" : "role.unblock", user);
+      return null;
+    });
   },
 });
 
 export const setRoleMapping = serviceMutation({
+  name: "workspaces:setRoleMapping",
   args: { workspace: v.string(), actor: actorValidator, platformRole: v.string(), role: v.union(v.number(), v.null()) },
   handler: async (ctx, { workspace, actor, platformRole, role }) => {
-    bounded(platformRole, LIMITS.id, "platform role");
+    bounded(platformRole, "id", "platform role");
     if (role !== null) checkRole(role);
-    const actorRole = await requirePermission(ctx, workspace, actor, "manage_roles");
-    if (role !== null && role >= actorRole && actorRole !== ROLES.owner) {
-      fail("escalation", `an ${ROLE_NAMES[actorRole]} can only map roles below ${ROLE_NAMES[actorRole]}`);
-    }
-    const existing = await ctx.db
-      .query("roleMappings")
-      .withIndex("by_workspace_role", (q) => q.eq("workspace", workspace).eq("platformRole", platformRole))
-      .unique();
-    if (existing && existing.role >= actorRole && actorRole !== ROLES.owner) {
-      fail("peer_or_higher", `an ${ROLE_NAMES[actorRole]} cannot change a ${ROLE_NAMES[existing.role]} mapping`);
-    }
-    if (role === null) {
-      if (existing) await ctx.db.delete(existing._id);
-    } else if (existing) await ctx.db.patch(existing._id, { role });
-    else await ctx.db.insert("roleMappings", { workspace, platformRole, role });
-    await audit(ctx, workspace, actor.userId, "rolemap.set", `${platformRole}: ${role === null ? "none" : ROLE_NAMES[role]}`);
+    const label = role === null ? "none" : ROLE_NAMES[role];
+    return await acting(ctx, workspace, actor.userId, `rolemap ${platformRole} ${label}`, async () => {
+      const existing = await ctx.db
+        .query("roleMappings")
+        .withIndex("by_workspace_role", (q) => q.eq("workspace", workspace).eq("platformRole", platformRole))
+        .unique();
+      checkMappingChange(await effectiveRole(ctx, workspace, actor), existing?.role ?? null, role);
+      if (role === null) {
+        if (existing) await ctx.db.delete(existing._id);
+      } else if (existing) await ctx.db.patch(existing._id, { role });
+      else await ctx.db.insert("roleMappings", { workspace, platformRole, role });
+      await audit(ctx, workspace, actor.userId, "rolemap.set", `${platformRole}: ${label}`);
+      return null;
+    });
   },
 });
 
@@ -198,6 +197,8 @@ const mode = v.union(v.literal("allow"), v.literal("deny"), v.literal("default")
 export const channelRule = serviceQuery({
   args: { workspace: v.string(), channel: v.string() },
   handler: async (ctx, { workspace, channel }) => {
+    workspaceKey(workspace);
+    bounded(channel, "id", "channel");
     const row = await ctx.db
       .query("channelRules")
       .withIndex("by_workspace_channel", (q) => q.eq("workspace", workspace).eq("channel", channel))
@@ -209,6 +210,7 @@ export const channelRule = serviceQuery({
 export const channelRules = serviceQuery({
   args: { workspace: v.string() },
   handler: async (ctx, { workspace }) => {
+    workspaceKey(workspace);
     const rows = await ctx.db
       .query("channelRules")
       .withIndex("by_workspace_channel", (q) => q.eq("workspace", workspace))
@@ -218,28 +220,34 @@ export const channelRules = serviceQuery({
 });
 
 export const setChannelRule = serviceMutation({
+  name: "workspaces:setChannelRule",
   args: { workspace: v.string(), actor: actorValidator, channel: v.string(), mode, withoutMention: v.boolean() },
   handler: async (ctx, { workspace, actor, channel, mode, withoutMention }) => {
-    bounded(channel, LIMITS.id, "channel");
-    await requirePermission(ctx, workspace, actor, "manage_settings");
-    const existing = await ctx.db
-      .query("channelRules")
-      .withIndex("by_workspace_channel", (q) => q.eq("workspace", workspace).eq("channel", channel))
-      .unique();
-    if (mode === "default" && !withoutMention) {
-      if (existing) await ctx.db.delete(existing._id);
-    } else if (existing) await ctx.db.patch(existing._id, { mode, withoutMention });
-    else await ctx.db.insert("channelRules", { workspace, channel, mode, withoutMention });
-    await audit(ctx, workspace, actor.userId, "channel.set", `${channel}: ${mode}`);
+    bounded(channel, "id", "channel");
+    return await acting(ctx, workspace, actor.userId, `channel ${mode} ${channel}`, async () => {
+      await requirePermission(ctx, workspace, actor, "manage_settings");
+      const existing = await ctx.db
+        .query("channelRules")
+        .withIndex("by_workspace_channel", (q) => q.eq("workspace", workspace).eq("channel", channel))
+        .unique();
+      if (mode === "default" && !withoutMention) {
+        if (existing) await ctx.db.delete(existing._id);
+      } else if (existing) await ctx.db.patch(existing._id, { mode, withoutMention });
+      else await ctx.db.insert("channelRules", { workspace, channel, mode, withoutMention });
+      await audit(ctx, workspace, actor.userId, "channel.set", `${channel}: ${mode}`);
+      return null;
+    });
   },
 });
 
 export const consumeQuota = serviceMutation({
+  name: "workspaces:consumeQuota",
   args: { workspace: v.string(), user: v.string(), window: v.string(), limit: v.number() },
   handler: async (ctx, { workspace, user, window, limit }) => {
-    bounded(user, LIMITS.id, "user");
-    bounded(window, 40, "window");
-    boundedInt(limit, 0, 1_000_000, "limit");
+    workspaceKey(workspace);
+    bounded(user, "id", "user");
+    bounded(window, "window", "window");
+    boundedInt(limit, "quota", "limit");
     const row = await ctx.db
       .query("usage")
       .withIndex("by_workspace_user_window", (q) => q.eq("workspace", workspace).eq("user", user).eq("window", window))

@@ -57,7 +57,7 @@ describe("reply leases", () => {
   async function streamingReply(t: ReturnType<typeof backend>) {
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "x" });
     return await t.mutation(api.threads.addMessage, {
-      secret: SECRET, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
+      secret: SECRET, workspace: WS, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
     });
   }
 

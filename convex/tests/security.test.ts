@@ -96,14 +96,29 @@ describe("role changes", () => {
 });
 
 describe("default role", () => {
-  test("an admin cannot make the default role its own or higher, and nobody can make it owner", async () => {
+  const set = (t: ReturnType<typeof backend>, actor: typeof admin, defaultRole: number) =>
+    t.mutation(api.workspaces.updateSettings, { secret: SECRET, workspace: WS, actor, changes: { defaultRole } });
+
+  test("the default is at most curator for everyone, owners included", async () => {
     const t = backend();
-    const set = (actor: typeof admin, defaultRole: number) =>
-      t.mutation(api.workspaces.updateSettings, { secret: SECRET, workspace: WS, actor, changes: { defaultRole } });
-    expect(await code(set(admin, ROLE.admin))).toBe("escalation");
-    expect(await code(set(admin, ROLE.curator))).toBe("ok");
-    expect(await code(set(owner, ROLE.owner))).toBe("invalid");
-    expect(await code(set(owner, ROLE.admin))).toBe("ok");
+    expect(await code(set(t, admin, ROLE.admin))).toBe("invalid");
+    expect(await code(set(t, owner, ROLE.admin))).toBe("invalid");
+    expect(await code(set(t, owner, ROLE.owner))).toBe("invalid");
+    expect(await code(set(t, admin, ROLE.curator))).toBe("ok");
+  });
+
+  test("a default at or above the actor's rank cannot be changed by it (no demoting peers through the default)", async () => {
+    const t = backend();
+    // A workspace whose default was made admin before the limit existed: every user is an admin by default.
+    await t.run(async (ctx) => {
+      await ctx.db.insert("workspaces", {
+        key: WS, platform: "slack", externalId: "T1",
+        settings: { systemPrompt: "", defaultRole: ROLE.admin, guestsMayAsk: false, answerWithoutMention: false, model: "", quotas: {}, autoThread: false },
+      });
+    });
+    const byDefault = { ...member, userId: "U-default-admin" };
+    expect(await code(set(t, byDefault, ROLE.member))).toBe("peer_or_higher");
+    expect(await code(set(t, owner, ROLE.member))).toBe("ok");
   });
 });
 
@@ -112,10 +127,10 @@ describe("bounds", () => {
     const t = backend();
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "1" });
     const add = t.mutation(api.threads.addMessage, {
-      secret: SECRET, thread, role: "user", text: "x".repeat(40_001), authorId: "U", status: "complete", idempotencyKey: "",
+      secret: SECRET, workspace: WS, thread, role: "user", text: "x".repeat(40_001), authorId: "U", status: "complete", idempotencyKey: "",
     });
     expect(await code(add)).toBe("invalid");
-    const page = await t.query(api.threads.messages, { secret: SECRET, thread, paginationOpts: { numItems: 10, cursor: null } });
+    const page = await t.query(api.threads.messages, { secret: SECRET, workspace: WS, thread, paginationOpts: { numItems: 10, cursor: null } });
     expect(page.page).toHaveLength(0);
   });
 
@@ -129,7 +144,7 @@ describe("bounds", () => {
     expect(await code(badEnum)).toMatch(/^validator/);
     const badRole = t.mutation(api.workspaces.setRole, { secret: SECRET, workspace: WS, actor: admin, user: "U", role: 9 });
     expect(await code(badRole)).toBe("invalid");
-    const badId = t.query(api.threads.message, { secret: SECRET, id: "not-an-id" });
+    const badId = t.query(api.threads.message, { secret: SECRET, workspace: WS, id: "not-an-id" });
     expect(await code(badId)).toBe("invalid");
   });
 });

@@ -15,10 +15,12 @@ export const admin = { userId: "U-admin", isOwner: false, isAdmin: true, roleIds
 export const member = { userId: "U-member", isOwner: false, isAdmin: false, roleIds: [] as string[] };
 export const ROLE = { guest: 1, member: 2, curator: 3, admin: 4, owner: 5 };
 
-/** The stable error code of a refused call (ConvexError data), or "ok". */
+/** The stable code of a refused call (a returned refusal or ConvexError data), or "ok". */
 export async function code(call: Promise<unknown>): Promise<string> {
   try {
-    await call;
+    const result = (await call) as { refused?: { code: string } } | null;
+    // An acting mutation returns its refusal (so the refusal's audit row commits) instead of throwing.
+    if (result && typeof result === "object" && "refused" in result && result.refused) return result.refused.code;
     return "ok";
   } catch (error) {
     const data = (error as { data?: { code?: string } }).data;

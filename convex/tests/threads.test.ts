@@ -17,7 +17,7 @@ describe("messages", () => {
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "long" });
     for (let i = 0; i < 120; i++) {
       await t.mutation(api.threads.addMessage, {
-        secret: SECRET, thread, role: "user", text: `m${i}`, authorId: "U", status: "complete", idempotencyKey: "",
+        secret: SECRET, workspace: WS, thread, role: "user", text: `m${i}`, authorId: "U", status: "complete", idempotencyKey: "",
       });
     }
     const texts: string[] = [];
@@ -25,7 +25,7 @@ describe("messages", () => {
     for (;;) {
       const page: { page: { text: string }[]; isDone: boolean; continueCursor: string } = await t.query(
         api.threads.messages,
-        { secret: SECRET, thread, paginationOpts: { numItems: 25, cursor } },
+        { secret: SECRET, workspace: WS, thread, paginationOpts: { numItems: 25, cursor } },
       );
       texts.push(...page.page.map((m: { text: string }) => m.text));
       if (page.isDone) break;
@@ -37,7 +37,7 @@ describe("messages", () => {
   test("an idempotency key returns the same message", async () => {
     const t = backend();
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "k" });
-    const args = { secret: SECRET, thread, role: "user" as const, text: "hi", authorId: "U", status: "complete" as const, idempotencyKey: "k1" };
+    const args = { secret: SECRET, workspace: WS, thread, role: "user" as const, text: "hi", authorId: "U", status: "complete" as const, idempotencyKey: "k1" };
     expect(await t.mutation(api.threads.addMessage, args)).toBe(await t.mutation(api.threads.addMessage, args));
   });
 
@@ -46,17 +46,17 @@ describe("messages", () => {
     const t = backend();
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "s" });
     const id = await t.mutation(api.threads.addMessage, {
-      secret: SECRET, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
+      secret: SECRET, workspace: WS, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
     });
-    await t.mutation(api.threads.appendDeltas, { secret: SECRET, deltas: [{ message: id, seq: 0, text: "Hel" }] });
+    await t.mutation(api.threads.appendDeltas, { secret: SECRET, deltas: [{ workspace: WS, message: id, seq: 0, text: "Hel" }] });
     await t.mutation(api.threads.appendDeltas, {
-      secret: SECRET, deltas: [{ message: id, seq: 1, text: "lo" }, { message: id, seq: 1, text: "lo" }],
+      secret: SECRET, deltas: [{ workspace: WS, message: id, seq: 1, text: "lo" }, { workspace: WS, message: id, seq: 1, text: "lo" }],
     });
-    expect((await t.query(api.threads.message, { secret: SECRET, id }))?.text).toBe("Hello");
+    expect((await t.query(api.threads.message, { secret: SECRET, workspace: WS, id }))?.text).toBe("Hello");
     await t.mutation(api.threads.completeMessage, {
-      secret: SECRET, id, text: "Hello!", status: "complete", sources: [], usage: { inputTokens: 1, outputTokens: 2 }, platformMessageId: "p1",
+      secret: SECRET, workspace: WS, id, text: "Hello!", status: "complete", sources: [], usage: { inputTokens: 1, outputTokens: 2 }, platformMessageId: "p1",
     });
-    const done = await t.query(api.threads.message, { secret: SECRET, id });
+    const done = await t.query(api.threads.message, { secret: SECRET, workspace: WS, id });
     expect(done?.text).toBe("Hello!");
     expect(done?.status).toBe("complete");
     const before = await t.run(async (ctx) => (await ctx.db.query("streamDeltas").collect()).length);
@@ -72,15 +72,15 @@ describe("messages", () => {
     const t = backend();
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "x" });
     const id = await t.mutation(api.threads.addMessage, {
-      secret: SECRET, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
+      secret: SECRET, workspace: WS, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
     });
-    await t.mutation(api.threads.appendDeltas, { secret: SECRET, deltas: [{ message: id, seq: 0, text: "partial" }] });
+    await t.mutation(api.threads.appendDeltas, { secret: SECRET, deltas: [{ workspace: WS, message: id, seq: 0, text: "partial" }] });
     expect(await t.mutation(internal.threads.sweepStale, { olderThanS: 3600 })).toBe(0);
     await new Promise((resolve) => setTimeout(resolve, 20));
     const stale = await t.query(api.threads.staleStreaming, { secret: SECRET, olderThanS: 0.001 });
     expect(stale.map((m: { id: string }) => m.id)).toEqual([id]);
     expect(await t.mutation(internal.threads.sweepStale, { olderThanS: 0.001 })).toBe(1);
-    const swept = await t.query(api.threads.message, { secret: SECRET, id });
+    const swept = await t.query(api.threads.message, { secret: SECRET, workspace: WS, id });
     expect(swept?.status).toBe("failed");
     expect(swept?.text.startsWith("partial")).toBe(true);
   });
@@ -122,12 +122,23 @@ describe("retried mutations", () => {
     expect(entries.filter((e: { action: string }) => e.action === "role.set")).toHaveLength(1);
   });
 
-  test("a refused request is not recorded: its retry is judged again", async () => {
+  test("a refusal is recorded with its audit row: its retry gets the same refusal back and audits nothing more", async () => {
     const t = backend();
     const set = () =>
       t.mutation(api.workspaces.setRole, { secret: SECRET, workspace: WS, actor: member, user: "U-x", role: 3, requestId: "req-2" });
     expect(await code(set())).toBe("forbidden");
-    expect(await code(set())).toBe("forbidden");
+    expect(await replayed(set())).toEqual({ refused: { code: "forbidden", message: "you need the admin role to change roles" } });
+    const entries = await t.query(api.audit.entries, { secret: SECRET, workspace: WS, actor: owner, limit: 10 });
+    expect(entries.map((e: { action: string; actor: string }) => [e.action, e.actor])).toEqual([["refused", member.userId]]);
+  });
+
+  test("a request id is scoped to its function and workspace: reused elsewhere it is a new request", async () => {
+    const t = backend();
+    await t.mutation(api.workspaces.updateSettings, { secret: SECRET, workspace: "slack:B", actor: owner, changes: { systemPrompt: "B's secret" }, requestId: "r" });
+    const other = await t.mutation(api.workspaces.updateSettings, { secret: SECRET, workspace: WS, actor: owner, changes: { model: "m" }, requestId: "r" });
+    expect(other).toMatchObject({ model: "m", systemPrompt: "" });
+    const quota = await t.mutation(api.workspaces.consumeQuota, { secret: SECRET, workspace: "slack:B", user: "U", window: "w", limit: 1, requestId: "r" });
+    expect(quota).toBe(true);
   });
 
   test("request ids have bounds", async () => {
@@ -155,7 +166,7 @@ describe("housekeeping", () => {
       claims: (await ctx.db.query("eventClaims").collect()).map((r) => r.key),
       requests: (await ctx.db.query("requests").collect()).map((r) => r.requestId),
     }));
-    expect(left).toEqual({ claims: ["new"], requests: ["new"] });
+    expect(left).toEqual({ claims: ["new"], requests: ["claims:claim|||new"] });
     vi.useRealTimers();
   });
 });

@@ -16,13 +16,14 @@ from core.errors import ChatbotError, Invalid, Refused, Unavailable
 from core.messages import (
     Actor,
     MessageRole,
+    PlatformFacts,
     ReplyStatus,
     Source,
     StoredMessage,
     Usage,
     WorkspaceRef,
 )
-from core.roles import Membership, Role
+from core.roles import INITIAL_DEFAULT_ROLE, Membership, Role
 
 
 class StoreError(ChatbotError):
@@ -76,7 +77,7 @@ class ChannelRule:
 @dataclass(frozen=True, slots=True)
 class WorkspaceSettings:
     system_prompt: str = ""
-    default_role: Role = Role.MEMBER
+    default_role: Role = INITIAL_DEFAULT_ROLE
     guests_may_ask: bool = False
     answer_without_mention: bool = False
     model: str = ""  # empty: the configured default
@@ -122,6 +123,7 @@ class Delta:
     message_id: str
     seq: int
     text: str  # the text appended since the previous delta
+    workspace: str  # the key of the reply's workspace: a delta lands only in a reply of that workspace
 
 
 class EventClaims(Protocol):
@@ -143,11 +145,31 @@ class RoleStore(Protocol):
 
     async def role_mappings(self, ws: WorkspaceRef) -> dict[str, Role]: ...
 
-    async def set_role(self, ws: WorkspaceRef, actor: Actor, user_id: str, role: Role | None) -> None:
-        """Set (or with None, clear) a user's explicit role; audited; PermissionDenied on refusal."""
+    async def set_role(
+        self,
+        ws: WorkspaceRef,
+        actor: Actor,
+        user_id: str,
+        role: Role | None,
+        *,
+        target_facts: PlatformFacts | None = None,
+    ) -> None:
+        """Set (or with None, clear) a user's explicit role; audited; PermissionDenied on refusal.
+
+        The target is judged by its effective rank: its row, `target_facts` (what the platform says
+        about it; they can only raise its rank, so only make a change harder), mappings and default.
+        A refusal is audited by the store itself, in the transaction that refuses."""
         ...
 
-    async def set_blocked(self, ws: WorkspaceRef, actor: Actor, user_id: str, blocked: bool) -> None: ...
+    async def set_blocked(
+        self,
+        ws: WorkspaceRef,
+        actor: Actor,
+        user_id: str,
+        blocked: bool,
+        *,
+        target_facts: PlatformFacts | None = None,
+    ) -> None: ...
 
     async def set_role_mapping(self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None) -> None: ...
 
@@ -163,6 +185,8 @@ class RoleStore(Protocol):
 
 
 class ThreadStore(Protocol):
+    """Every call names the workspace; a thread or message of another workspace is not found."""
+
     async def find_thread(self, ws: WorkspaceRef, channel_id: str, external_thread: str) -> str | None:
         """The thread's store id if the bot has a conversation there, without creating one."""
         ...
@@ -173,6 +197,7 @@ class ThreadStore(Protocol):
 
     async def add_message(
         self,
+        ws: WorkspaceRef,
         thread_id: str,
         role: MessageRole,
         text: str,
@@ -181,23 +206,26 @@ class ThreadStore(Protocol):
         status: ReplyStatus = ReplyStatus.COMPLETE,
         idempotency_key: str = "",
     ) -> str:
-        """Append a message; the same idempotency key returns the same id instead of a duplicate."""
+        """Append a message; the same idempotency key in the same thread returns the same id."""
         ...
 
-    async def messages(self, thread_id: str, *, limit: int = 50, cursor: str | None = None) -> Page[StoredMessage]:
+    async def messages(
+        self, ws: WorkspaceRef, thread_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[StoredMessage]:
         """Newest first."""
         ...
 
-    async def message(self, message_id: str) -> StoredMessage | None:
+    async def message(self, ws: WorkspaceRef, message_id: str) -> StoredMessage | None:
         """A message with its text so far (the deltas joined while it is still streaming)."""
         ...
 
     async def append_deltas(self, deltas: Sequence[Delta]) -> None:
-        """Append the deltas of many live replies in one write."""
+        """Append the deltas of many live replies (of any workspaces, each delta names its own) in one write."""
         ...
 
     async def complete_message(
         self,
+        ws: WorkspaceRef,
         message_id: str,
         *,
         text: str,
@@ -205,10 +233,13 @@ class ThreadStore(Protocol):
         sources: Sequence[Source] = (),
         usage: Usage | None = None,
         platform_message_id: str = "",
-    ) -> None: ...
+    ) -> None:
+        """Finish a streaming reply (complete, failed or cancelled); a finished one is never reopened."""
+        ...
 
     async def stale_streaming(self, older_than_s: float) -> Sequence[StoredMessage]:
-        """Replies still `streaming` with no delta for `older_than_s` (crashed mid-stream)."""
+        """Replies still `streaming` with no delta for `older_than_s` (crashed mid-stream), in every
+        workspace: each carries its workspace key, for `complete_message`."""
         ...
 
 
@@ -221,11 +252,16 @@ class DocumentStore(Protocol):
         """Create or replace the record; needs manage_knowledge."""
         ...
 
-    async def delete_document(self, ws: WorkspaceRef, actor: Actor, source_uri: str) -> None: ...
+    async def delete_document(self, ws: WorkspaceRef, actor: Actor, source_uri: str) -> bool:
+        """True if it existed (and its deletion is audited); False changes and audits nothing."""
+        ...
 
 
 class AuditLog(Protocol):
-    async def audit(self, ws: WorkspaceRef, actor_id: str, action: str, detail: str = "") -> None: ...
+    async def audit(self, ws: WorkspaceRef, actor_id: str, action: str, detail: str = "") -> None:
+        """Record a refusal decided outside a store write; `action` must be core.policy.REFUSED.
+        Every other row is written by the function that acts, in the same transaction."""
+        ...
 
     async def audit_entries(self, ws: WorkspaceRef, actor: Actor, *, limit: int = 50) -> Sequence[AuditEntry]:
         """Newest first; needs view_audit."""

@@ -17,7 +17,8 @@ import httpx
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from core.messages import Actor, MessageRole, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
+from core.messages import Actor, MessageRole, PlatformFacts, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
+from core.policy import REFUSED
 from core.roles import Membership, Role
 from core.stores.base import (
     SETTING_FIELDS,
@@ -36,7 +37,7 @@ from core.stores.convex_version import source_hash
 
 log = structlog.get_logger(__name__)
 
-PERMISSION_CODES = {"forbidden", "self_change", "escalation", "peer_or_higher", "last_owner", "blocked"}
+PERMISSION_CODES = {"forbidden", "self_change", "escalation", "peer_or_higher", "last_owner", "blocked", "no_effect"}
 # Python settings field -> the Convex document's field.
 _SETTING_NAMES = {
     "system_prompt": "systemPrompt",
@@ -53,14 +54,17 @@ class _Retryable(Exception):
     """A transport failure or a 5xx: worth another try (mutations are idempotent by their arguments)."""
 
 
-def _actor(actor: Actor) -> dict[str, Any]:
+def _facts(facts: PlatformFacts) -> dict[str, Any]:
     return {
-        "userId": actor.user_id,
-        "isOwner": actor.facts.is_owner,
-        "isAdmin": actor.facts.is_admin,
-        "isGuest": actor.facts.is_guest,
-        "roleIds": list(actor.facts.role_ids),
+        "isOwner": facts.is_owner,
+        "isAdmin": facts.is_admin,
+        "isGuest": facts.is_guest,
+        "roleIds": list(facts.role_ids),
     }
+
+
+def _actor(actor: Actor) -> dict[str, Any]:
+    return {"userId": actor.user_id, **_facts(actor.facts)}
 
 
 def _settings(data: dict[str, Any]) -> WorkspaceSettings:
@@ -84,6 +88,7 @@ def _message(data: dict[str, Any]) -> StoredMessage:
         ),
         usage=Usage(int(data["usage"]["inputTokens"]), int(data["usage"]["outputTokens"])),
         platform_message_id=data["platformMessageId"],
+        workspace=data.get("workspace", ""),
     )
 
 
@@ -171,7 +176,12 @@ class ConvexStore:
         the extra record."""
         if once:
             args["requestId"] = uuid.uuid4().hex
-        return await self._call("mutation", path, args)
+        result = await self._call("mutation", path, args)
+        # An acting mutation's refusal commits its audit row, so it comes back as a value, not an error.
+        if isinstance(result, dict) and set(result) == {"refused"}:
+            refused = result["refused"]
+            raise PermissionDenied(str(refused.get("code", "forbidden")), str(refused.get("message", "")))
+        return result
 
     async def diagnose(self) -> str:
         """`chatbot doctor`: does the deployment run this checkout's functions (version:version)?"""
@@ -224,18 +234,40 @@ class ConvexStore:
         data = await self._query("workspaces:roleMappings", workspace=ws.key)
         return {key: Role(int(value)) for key, value in data.items()}
 
-    async def set_role(self, ws: WorkspaceRef, actor: Actor, user_id: str, role: Role | None) -> None:
+    async def set_role(
+        self,
+        ws: WorkspaceRef,
+        actor: Actor,
+        user_id: str,
+        role: Role | None,
+        *,
+        target_facts: PlatformFacts | None = None,
+    ) -> None:
         await self._mutation(
             "workspaces:setRole",
             workspace=ws.key,
             actor=_actor(actor),
             user=user_id,
             role=int(role) if role is not None else None,
+            targetFacts=_facts(target_facts or PlatformFacts()),
         )
 
-    async def set_blocked(self, ws: WorkspaceRef, actor: Actor, user_id: str, blocked: bool) -> None:
+    async def set_blocked(
+        self,
+        ws: WorkspaceRef,
+        actor: Actor,
+        user_id: str,
+        blocked: bool,
+        *,
+        target_facts: PlatformFacts | None = None,
+    ) -> None:
         await self._mutation(
-            "workspaces:setBlocked", workspace=ws.key, actor=_actor(actor), user=user_id, blocked=blocked
+            "workspaces:setBlocked",
+            workspace=ws.key,
+            actor=_actor(actor),
+            user=user_id,
+            blocked=blocked,
+            targetFacts=_facts(target_facts or PlatformFacts()),
         )
 
     async def set_role_mapping(self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None) -> None:
@@ -292,6 +324,7 @@ class ConvexStore:
 
     async def add_message(
         self,
+        ws: WorkspaceRef,
         thread_id: str,
         role: MessageRole,
         text: str,
@@ -305,6 +338,7 @@ class ConvexStore:
         result = await self._mutation(
             "threads:addMessage",
             once=False,
+            workspace=ws.key,
             thread=thread_id,
             role=MessageRole(role).value,
             text=text,
@@ -314,17 +348,19 @@ class ConvexStore:
         )
         return str(result)
 
-    async def messages(self, thread_id: str, *, limit: int = 50, cursor: str | None = None) -> Page[StoredMessage]:
+    async def messages(
+        self, ws: WorkspaceRef, thread_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[StoredMessage]:
         if not 1 <= limit <= 200:
             raise StoreError("invalid", "limit must be between 1 and 200")
         data = await self._query(
-            "threads:messages", thread=thread_id, paginationOpts={"numItems": limit, "cursor": cursor}
+            "threads:messages", workspace=ws.key, thread=thread_id, paginationOpts={"numItems": limit, "cursor": cursor}
         )
         items = [_message(m) for m in data["page"]]
         return Page(items, None if data["isDone"] else data["continueCursor"])
 
-    async def message(self, message_id: str) -> StoredMessage | None:
-        data = await self._query("threads:message", id=message_id)
+    async def message(self, ws: WorkspaceRef, message_id: str) -> StoredMessage | None:
+        data = await self._query("threads:message", workspace=ws.key, id=message_id)
         return _message(data) if data else None
 
     async def append_deltas(self, deltas: Sequence[Delta]) -> None:
@@ -332,11 +368,14 @@ class ConvexStore:
             await self._mutation(
                 "threads:appendDeltas",
                 once=False,
-                deltas=[{"message": d.message_id, "seq": d.seq, "text": d.text} for d in deltas],
+                deltas=[
+                    {"workspace": d.workspace, "message": d.message_id, "seq": d.seq, "text": d.text} for d in deltas
+                ],
             )
 
     async def complete_message(
         self,
+        ws: WorkspaceRef,
         message_id: str,
         *,
         text: str,
@@ -348,6 +387,7 @@ class ConvexStore:
         usage = usage or Usage()
         await self._mutation(
             "threads:completeMessage",
+            workspace=ws.key,
             id=message_id,
             text=text,
             status=ReplyStatus(status).value,
@@ -380,18 +420,17 @@ class ConvexStore:
             status=record.status,
         )
 
-    async def delete_document(self, ws: WorkspaceRef, actor: Actor, source_uri: str) -> None:
-        await self._mutation("documents:deleteDocument", workspace=ws.key, actor=_actor(actor), sourceUri=source_uri)
+    async def delete_document(self, ws: WorkspaceRef, actor: Actor, source_uri: str) -> bool:
+        deleted = await self._mutation(
+            "documents:deleteDocument", workspace=ws.key, actor=_actor(actor), sourceUri=source_uri
+        )
+        return bool(deleted)
 
     # -- AuditLog -------------------------------------------------------------------------------
     async def audit(self, ws: WorkspaceRef, actor_id: str, action: str, detail: str = "") -> None:
-        await self._mutation(
-            "audit:record",
-            workspace=ws.key,
-            actor=actor_id,
-            action=action,
-            detail=detail,
-        )
+        if action != REFUSED:
+            raise StoreError("invalid", f"only {REFUSED!r} rows are recorded directly; changes audit themselves")
+        await self._mutation("audit:refusal", workspace=ws.key, actor=actor_id, detail=detail)
 
     async def audit_entries(self, ws: WorkspaceRef, actor: Actor, *, limit: int = 50) -> Sequence[AuditEntry]:
         rows = await self._query("audit:entries", workspace=ws.key, actor=_actor(actor), limit=limit)

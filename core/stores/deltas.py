@@ -35,6 +35,7 @@ class DeltaWriter:
         self.clock: Clock = clock or SystemClock()
         self.max_batch = max_batch
         self._buffer: dict[str, list[str]] = {}
+        self._workspace: dict[str, str] = {}  # message id -> its workspace key
         self._retry: list[Delta] = []  # written and failed: resent first, unchanged
         self._seq: dict[str, int] = {}
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -43,10 +44,11 @@ class DeltaWriter:
         self.writes = 0
         self.failures = 0
 
-    def add(self, message_id: str, text: str) -> None:
+    def add(self, message_id: str, text: str, *, workspace: str) -> None:
         if not text or self._closed:
             return
         self._buffer.setdefault(message_id, []).append(text)
+        self._workspace[message_id] = workspace
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._loop())
 
@@ -66,7 +68,7 @@ class DeltaWriter:
                 break
             seq = self._seq.get(message_id, 0)
             self._seq[message_id] = seq + 1
-            batch.append(Delta(message_id, seq, "".join(self._buffer.pop(message_id))))
+            batch.append(Delta(message_id, seq, "".join(self._buffer.pop(message_id)), self._workspace[message_id]))
         return batch
 
     async def _flush_once(self) -> None:
@@ -107,6 +109,7 @@ class DeltaWriter:
             self._buffer.pop(message_id, None)
             self._retry = [d for d in self._retry if d.message_id != message_id]
             self._seq.pop(message_id, None)
+            self._workspace.pop(message_id, None)
             self._waiters.pop(message_id, None)
 
     async def close(self, *, timeout_s: float = 5.0) -> None:

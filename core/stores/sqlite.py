@@ -7,13 +7,11 @@ transaction as the write, exactly as the Convex mutations do.
 Open it with `store = await SqliteStore.open(path)`: that creates the folder, the file and the schema
 (idempotent) on the worker thread. `close()` must be awaited once at the end.
 
-What the store cannot know: a target user's platform facts (only the actor's arrive with a call),
-so a role change compares against the target's explicit role or, without one, the workspace default
-(a Slack admin with no row counts as the default role when someone else changes their role).
-`owner_count` for the last-owner rule counts rows whose explicit role is owner and that are not blocked.
-
-Inputs are validated with the same bounds as the Convex functions and rejected with
-`StoreError("invalid", ...)`, never truncated.
+A role change judges its target by its effective rank (explicit role, the platform facts the caller
+looked up for it, role mappings, default), exactly like the actor. The rules and every bound come from
+the rule book (core/policy/rules.json) that the Convex functions are built from; inputs outside them are
+rejected with `StoreError("invalid", ...)`, never truncated. A refused change is audited in the same
+transaction that refuses it.
 """
 
 from __future__ import annotations
@@ -26,8 +24,22 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.messages import Actor, MessageRole, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
-from core.roles import Membership, Permission, Role, RoleChangeDenied, allows, check_role_change, effective_role
+from core.messages import Actor, MessageRole, PlatformFacts, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
+from core.policy import COUNTS, REFUSED, SETTING_TEXT, TEXT, count_error, number_error, text_error, whole_error
+from core.roles import (
+    INITIAL_DEFAULT_ROLE,
+    Membership,
+    Permission,
+    Role,
+    RoleChangeDenied,
+    Target,
+    allows,
+    check_block,
+    check_default_change,
+    check_mapping_change,
+    check_role_change,
+    effective_role,
+)
 from core.sqlite_worker import SqliteUnavailable, SqliteWorker
 from core.stores.base import (
     SETTING_FIELDS,
@@ -45,15 +57,6 @@ from core.stores.base import (
 
 T = TypeVar("T")
 
-MAX_TEXT = 40_000
-MAX_ID = 200
-MAX_DETAIL = 2_000
-MAX_PROMPT = 8_000
-MAX_KEY = 600
-MAX_URI = 2_000
-MAX_SOURCES = 50
-MAX_DELTAS = 4_096
-MAX_SEQ = 1_000_000
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (key TEXT PRIMARY KEY, settings TEXT NOT NULL);
@@ -92,25 +95,40 @@ CREATE INDEX IF NOT EXISTS audit_by_ws ON audit (ws, id);
 """
 
 
-def _check(value: str, name: str, limit: int = MAX_ID, *, allow_empty: bool = False) -> str:
-    if not isinstance(value, str):
-        raise StoreError("invalid", f"{name} must be text")
-    if not value and not allow_empty:
-        raise StoreError("invalid", f"{name} must not be empty")
-    if len(value) > limit:
-        raise StoreError("invalid", f"{name} is too long ({len(value):,} characters; the limit is {limit:,})")
+def _check(value: object, name: str, kind: str = "id", *, allow_empty: bool = False) -> str:
+    """One validator for every identifier and text, with the rule book's bound for its kind."""
+    error = text_error(kind, value, name, allow_empty=allow_empty)
+    if error:
+        raise StoreError("invalid", error)
+    assert isinstance(value, str)
     return value
 
 
 def _ws(ws: WorkspaceRef) -> str:
-    _check(ws.external_id, "workspace id")
-    return ws.key
+    _check(ws.external_id, "workspace id", "workspace")
+    return _check(ws.key, "workspace", "workspace")
 
 
-def _whole(value: object, name: str, low: int, high: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise StoreError("invalid", f"{name} must be a whole number from {low:,} to {high:,}")
+def _whole(value: object, name: str, kind: str) -> int:
+    error = whole_error(kind, value, name)
+    if error:
+        raise StoreError("invalid", error)
+    assert isinstance(value, int)
     return value
+
+
+def _number(value: object, name: str, kind: str) -> float:
+    error = number_error(kind, value, name)
+    if error:
+        raise StoreError("invalid", error)
+    assert isinstance(value, (int, float))
+    return float(value)
+
+
+def _count(items: Sequence[object], name: str, kind: str) -> None:
+    error = count_error(kind, len(items), name)
+    if error:
+        raise StoreError("invalid", error)
 
 
 def _role(value: object) -> Role | None:
@@ -125,7 +143,7 @@ def _settings_from_json(raw: str | None) -> WorkspaceSettings:
     if not raw:
         return WorkspaceSettings()
     data = json.loads(raw)
-    data["default_role"] = Role(data.get("default_role", Role.MEMBER))
+    data["default_role"] = Role(data.get("default_role", INITIAL_DEFAULT_ROLE))
     return WorkspaceSettings(**{k: v for k, v in data.items() if k in SETTING_FIELDS})
 
 
@@ -146,21 +164,15 @@ def _validate_changes(changes: dict[str, object], current: WorkspaceSettings) ->
             if not isinstance(value, int) or isinstance(value, bool) or value not in {int(r) for r in Role}:
                 raise StoreError("invalid", "default_role must be a role")
             value = Role(value)
-            # A default of owner would make every passer-by an owner (and void the last-owner rule).
-            if value is Role.OWNER:
-                raise StoreError("invalid", "the default role cannot be owner")
         elif key == "quotas":
-            if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1_000_000
-                for k, v in value.items()
-            ):
+            if not isinstance(value, dict) or not set(value) <= {r.label for r in Role}:
                 raise StoreError("invalid", "quotas map role names to whole numbers")
-            if not set(value) <= {r.label for r in Role}:
-                raise StoreError("invalid", "quotas name unknown roles")
+            for role, limit in value.items():
+                _whole(limit, f"quota for {role}", "quota")
         elif not isinstance(value, expected):
             raise StoreError("invalid", f"{key} must be {expected.__name__}")
-        if isinstance(value, str):
-            _check(value, key, MAX_PROMPT, allow_empty=True)
+        if key in SETTING_TEXT:
+            _check(value, key, SETTING_TEXT[key], allow_empty=True)
         checked[key] = value
     return replace(current, **checked)
 
@@ -213,6 +225,7 @@ class SqliteStore:
 
     def _actor_role(self, db: sqlite3.Connection, ws: str, actor: Actor) -> Role | None:
         _check(actor.user_id, "actor id")
+        _count(actor.facts.role_ids, "role ids", "role_ids")
         return effective_role(
             self._membership(db, ws, actor.user_id),
             actor.facts,
@@ -223,21 +236,51 @@ class SqliteStore:
     def _require(self, db: sqlite3.Connection, ws: str, actor: Actor, permission: Permission) -> Role:
         role = self._actor_role(db, ws, actor)
         if role is None:
-            raise PermissionDenied("blocked", "you are blocked in this workspace")
+            raise RoleChangeDenied("blocked", "you are blocked in this workspace")
         if not allows(role, permission):
-            raise PermissionDenied("forbidden", f"{permission.value} needs a higher role than {role.label}")
+            raise RoleChangeDenied("forbidden", f"{permission.value} needs a higher role than {role.label}")
         return role
+
+    async def _act(self, ws: str, actor: Actor, what: str, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run an acting write; a refusal is audited in the same transaction (committed) and then raised."""
+
+        def run(db: sqlite3.Connection) -> tuple[T | None, RoleChangeDenied | None]:
+            try:
+                return fn(db), None
+            except RoleChangeDenied as exc:
+                if exc.code == "invalid":
+                    raise StoreError("invalid", str(exc)) from None
+                self._audit(db, ws, actor.user_id, REFUSED, f"{exc.code}: {what}")
+                return None, exc
+
+        result, refusal = await self._tx(run)
+        if refusal is not None:
+            raise PermissionDenied(refusal.code, str(refusal))
+        return result  # type: ignore[return-value]
 
     @staticmethod
     def _audit(db: sqlite3.Connection, ws: str, actor_id: str, action: str, detail: str) -> None:
         db.execute(
             "INSERT INTO audit (ws, at, actor_id, action, detail) VALUES (?, ?, ?, ?, ?)",
-            (ws, time.time(), actor_id, action, detail[:MAX_DETAIL]),
+            (ws, time.time(), actor_id, action, detail[: TEXT["detail"]]),
+        )
+
+    def _target(self, db: sqlite3.Connection, ws: str, user_id: str, facts: PlatformFacts) -> Target:
+        _count(facts.role_ids, "role ids", "role_ids")
+        settings = self._settings(db, ws)
+        return Target(user_id, self._membership(db, ws, user_id), facts, self._mappings(db, ws), settings.default_role)
+
+    @staticmethod
+    def _owner_rows(db: sqlite3.Connection, ws: str) -> int:
+        return int(
+            db.execute(
+                "SELECT COUNT(*) FROM members WHERE ws = ? AND role = ? AND blocked = 0", (ws, int(Role.OWNER))
+            ).fetchone()[0]
         )
 
     # -- EventClaims ----------------------------------------------------------------------------
     async def claim_event(self, key: str) -> bool:
-        _check(key, "event key", MAX_KEY)
+        _check(key, "event key", "key")
 
         def claim(db: sqlite3.Connection) -> bool:
             cur = db.execute("INSERT OR IGNORE INTO event_claims (key, at) VALUES (?, ?)", (key, time.time()))
@@ -257,12 +300,10 @@ class SqliteStore:
 
         def update(db: sqlite3.Connection) -> WorkspaceSettings:
             actor_role = self._require(db, ws.key, actor, Permission.MANAGE_SETTINGS)
-            new = _validate_changes(changes, self._settings(db, ws.key))
-            # The default role is a grant to everyone, the actor included: same bound as set_role.
-            if "default_role" in changes and new.default_role >= actor_role and actor_role is not Role.OWNER:
-                raise PermissionDenied(
-                    "escalation", f"{actor_role.with_article} can only set a default role below {actor_role.label}"
-                )
+            current = self._settings(db, ws.key)
+            new = _validate_changes(changes, current)
+            if "default_role" in changes:
+                check_default_change(actor_role=actor_role, old=current.default_role, new=new.default_role)
             db.execute(
                 "INSERT INTO workspaces (key, settings) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET settings = excluded.settings",
@@ -271,7 +312,7 @@ class SqliteStore:
             self._audit(db, ws.key, actor.user_id, "settings.update", ", ".join(sorted(changes)))
             return new
 
-        return await self._tx(update)
+        return await self._act(ws.key, actor, f"settings {', '.join(sorted(changes))}", update)
 
     async def membership(self, ws: WorkspaceRef, user_id: str) -> Membership | None:
         _ws(ws)
@@ -291,31 +332,27 @@ class SqliteStore:
         _ws(ws)
         return await self._read(lambda db: self._mappings(db, ws.key))
 
-    async def set_role(self, ws: WorkspaceRef, actor: Actor, user_id: str, role: Role | None) -> None:
+    async def set_role(
+        self,
+        ws: WorkspaceRef,
+        actor: Actor,
+        user_id: str,
+        role: Role | None,
+        *,
+        target_facts: PlatformFacts | None = None,
+    ) -> None:
         _ws(ws)
         _check(user_id, "user id")
         role = _role(role)
 
         def change(db: sqlite3.Connection) -> None:
-            actor_role = self._actor_role(db, ws.key, actor)
-            if actor_role is None:
-                raise PermissionDenied("blocked", "you are blocked in this workspace")
-            target = self._membership(db, ws.key, user_id)
-            current = target.role if target and target.role is not None else self._settings(db, ws.key).default_role
-            owners = db.execute(
-                "SELECT COUNT(*) FROM members WHERE ws = ? AND role = ? AND blocked = 0", (ws.key, int(Role.OWNER))
-            ).fetchone()[0]
-            try:
-                check_role_change(
-                    actor_id=actor.user_id,
-                    actor_role=actor_role,
-                    target_id=user_id,
-                    target_current=current,
-                    new_role=role,
-                    owner_count=owners,
-                )
-            except RoleChangeDenied as exc:
-                raise PermissionDenied(exc.code, str(exc)) from None
+            check_role_change(
+                actor_id=actor.user_id,
+                actor_role=self._actor_role(db, ws.key, actor),
+                target=self._target(db, ws.key, user_id, target_facts or PlatformFacts()),
+                new_role=role,
+                owner_rows=self._owner_rows(db, ws.key),
+            )
             db.execute(
                 "INSERT INTO members (ws, user_id, role, blocked) VALUES (?, ?, ?, 0) "
                 "ON CONFLICT (ws, user_id) DO UPDATE SET role = excluded.role",
@@ -323,31 +360,30 @@ class SqliteStore:
             )
             self._audit(db, ws.key, actor.user_id, "role.set", f"{user_id}: {role.label if role else 'default'}")
 
-        await self._tx(change)
+        await self._act(ws.key, actor, f"role set {user_id} {role.label if role else 'default'}", change)
 
-    async def set_blocked(self, ws: WorkspaceRef, actor: Actor, user_id: str, blocked: bool) -> None:
+    async def set_blocked(
+        self,
+        ws: WorkspaceRef,
+        actor: Actor,
+        user_id: str,
+        blocked: bool,
+        *,
+        target_facts: PlatformFacts | None = None,
+    ) -> None:
         _ws(ws)
         _check(user_id, "user id")
         if not isinstance(blocked, bool):
             raise StoreError("invalid", "blocked must be true or false")
 
         def change(db: sqlite3.Connection) -> None:
-            actor_role = self._require(db, ws.key, actor, Permission.MANAGE_ROLES)
-            if user_id == actor.user_id:
-                raise PermissionDenied("self_change", "nobody can block or unblock themselves")
-            target = self._membership(db, ws.key, user_id)
-            current = target.role if target and target.role is not None else self._settings(db, ws.key).default_role
-            if current >= actor_role and actor_role is not Role.OWNER:
-                raise PermissionDenied(
-                    "peer_or_higher", f"{actor_role.with_article} cannot block {current.with_article}"
-                )
-            if blocked and current is Role.OWNER:
-                owners = db.execute(
-                    "SELECT COUNT(*) FROM members WHERE ws = ? AND role = ? AND blocked = 0",
-                    (ws.key, int(Role.OWNER)),
-                ).fetchone()[0]
-                if owners <= 1:
-                    raise PermissionDenied("last_owner", "the last owner cannot be blocked")
+            check_block(
+                actor_id=actor.user_id,
+                actor_role=self._actor_role(db, ws.key, actor),
+                target=self._target(db, ws.key, user_id, target_facts or PlatformFacts()),
+                blocked=blocked,
+                owner_rows=self._owner_rows(db, ws.key),
+            )
             db.execute(
                 "INSERT INTO members (ws, user_id, role, blocked) VALUES (?, ?, NULL, ?) "
                 "ON CONFLICT (ws, user_id) DO UPDATE SET blocked = excluded.blocked",
@@ -355,7 +391,7 @@ class SqliteStore:
             )
             self._audit(db, ws.key, actor.user_id, "role.block" if blocked else "role.unblock", user_id)
 
-        await self._tx(change)
+        await self._act(ws.key, actor, f"role {'block' if blocked else 'unblock'} {user_id}", change)
 
     async def set_role_mapping(self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None) -> None:
         _ws(ws)
@@ -363,16 +399,11 @@ class SqliteStore:
         role = _role(role)
 
         def change(db: sqlite3.Connection) -> None:
-            actor_role = self._require(db, ws.key, actor, Permission.MANAGE_ROLES)
-            if role is not None and role >= actor_role and actor_role is not Role.OWNER:
-                raise PermissionDenied(
-                    "escalation", f"{actor_role.with_article} can only map roles below {actor_role.label}"
-                )
-            existing = self._mappings(db, ws.key).get(platform_role)
-            if existing is not None and existing >= actor_role and actor_role is not Role.OWNER:
-                raise PermissionDenied(
-                    "peer_or_higher", f"{actor_role.with_article} cannot change the mapping to {existing.label}"
-                )
+            check_mapping_change(
+                actor_role=self._actor_role(db, ws.key, actor),
+                existing=self._mappings(db, ws.key).get(platform_role),
+                new=role,
+            )
             if role is None:
                 db.execute("DELETE FROM role_mappings WHERE ws = ? AND platform_role = ?", (ws.key, platform_role))
             else:
@@ -383,7 +414,7 @@ class SqliteStore:
                 )
             self._audit(db, ws.key, actor.user_id, "rolemap.set", f"{platform_role}: {role.label if role else 'none'}")
 
-        await self._tx(change)
+        await self._act(ws.key, actor, f"rolemap {platform_role} {role.label if role else 'none'}", change)
 
     async def channel_rule(self, ws: WorkspaceRef, channel_id: str) -> ChannelRule | None:
         _ws(ws)
@@ -427,13 +458,13 @@ class SqliteStore:
                 )
             self._audit(db, ws.key, actor.user_id, "channel.set", f"{rule.channel_id}: {mode.value}")
 
-        await self._tx(change)
+        await self._act(ws.key, actor, f"channel {mode.value} {rule.channel_id}", change)
 
     async def consume_quota(self, ws: WorkspaceRef, user_id: str, window: str, limit: int) -> bool:
         _ws(ws)
         _check(user_id, "user id")
-        _check(window, "window", 40)
-        _whole(limit, "limit", 0, 1_000_000)
+        _check(window, "window", "window")
+        _whole(limit, "limit", "quota")
 
         def consume(db: sqlite3.Connection) -> bool:
             row = db.execute(
@@ -486,6 +517,7 @@ class SqliteStore:
 
     async def add_message(
         self,
+        ws: WorkspaceRef,
         thread_id: str,
         role: MessageRole,
         text: str,
@@ -494,32 +526,44 @@ class SqliteStore:
         status: ReplyStatus = ReplyStatus.COMPLETE,
         idempotency_key: str = "",
     ) -> str:
-        _check(text, "message text", MAX_TEXT, allow_empty=True)
+        _ws(ws)
+        _check(text, "message text", "text", allow_empty=True)
         _check(author_id, "author id", allow_empty=True)
-        _check(idempotency_key, "idempotency key", MAX_KEY, allow_empty=True)
+        _check(idempotency_key, "idempotency key", "key", allow_empty=True)
         role, status = MessageRole(role), ReplyStatus(status)
+        if role is MessageRole.USER and status is not ReplyStatus.COMPLETE:
+            raise StoreError("invalid", "a user's message is stored complete")
         thread = _int_id(thread_id, "thread id")
 
         def add(db: sqlite3.Connection) -> str:
-            if idempotency_key:
-                row = db.execute("SELECT id FROM messages WHERE idempotency_key = ?", (idempotency_key,)).fetchone()
+            # The thread first: a key is only ever looked up within the thread it was stored in.
+            self._thread_in(db, ws.key, thread, thread_id)
+            scoped_key = f"{thread}:{idempotency_key}" if idempotency_key else None
+            if scoped_key:
+                row = db.execute(
+                    "SELECT id FROM messages WHERE idempotency_key = ? AND thread_id = ?", (scoped_key, thread)
+                ).fetchone()
                 if row:
                     return str(row[0])
-            if db.execute("SELECT 1 FROM threads WHERE id = ?", (thread,)).fetchone() is None:
-                raise StoreError("not_found", f"no thread {thread_id}")
             now = time.time()
             cur = db.execute(
                 "INSERT INTO messages (thread_id, role, text, status, author_id, created_at, updated_at, "
                 "idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (thread, role.value, text, status.value, author_id, now, now, idempotency_key or None),
+                (thread, role.value, text, status.value, author_id, now, now, scoped_key),
             )
             return str(cur.lastrowid)
 
         return await self._tx(add)
 
     @staticmethod
+    def _thread_in(db: sqlite3.Connection, ws: str, thread: int, thread_id: str) -> None:
+        """Existence and ownership first: a thread of another workspace is not found."""
+        if db.execute("SELECT 1 FROM threads WHERE id = ? AND ws = ?", (thread, ws)).fetchone() is None:
+            raise StoreError("not_found", f"no thread {thread_id} in this workspace")
+
+    @staticmethod
     def _message_row(db: sqlite3.Connection, row: sqlite3.Row | tuple[Any, ...]) -> StoredMessage:
-        (mid, thread_id, role, text, status, author_id, created_at, sources, tin, tout, pmid) = row
+        (mid, thread_id, role, text, status, author_id, created_at, sources, tin, tout, pmid, ws) = row
         if status == ReplyStatus.STREAMING.value:
             parts = db.execute("SELECT text FROM deltas WHERE message_id = ? ORDER BY seq", (mid,)).fetchall()
             text = text + "".join(p[0] for p in parts)
@@ -534,20 +578,26 @@ class SqliteStore:
             sources=tuple(Source(**s) for s in json.loads(sources)),
             usage=Usage(tin, tout),
             platform_message_id=pmid,
+            workspace=ws,
         )
 
     _COLUMNS = (
         "id, thread_id, role, text, status, author_id, created_at, sources, input_tokens, output_tokens, "
-        "platform_message_id"
+        "platform_message_id, (SELECT ws FROM threads WHERE threads.id = messages.thread_id)"
     )
+    _IN_WS = "thread_id IN (SELECT id FROM threads WHERE ws = ?)"
 
-    async def messages(self, thread_id: str, *, limit: int = 50, cursor: str | None = None) -> Page[StoredMessage]:
+    async def messages(
+        self, ws: WorkspaceRef, thread_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> Page[StoredMessage]:
+        _ws(ws)
         thread = _int_id(thread_id, "thread id")
-        if not 1 <= limit <= 200:
-            raise StoreError("invalid", "limit must be between 1 and 200")
+        if not isinstance(limit, int) or not 1 <= limit <= COUNTS["messages_page"]:
+            raise StoreError("invalid", f"limit must be between 1 and {COUNTS['messages_page']}")
         before = _int_id(cursor, "cursor") if cursor else None
 
         def read(db: sqlite3.Connection) -> Page[StoredMessage]:
+            self._thread_in(db, ws.key, thread, thread_id)
             rows = db.execute(
                 f"SELECT {self._COLUMNS} FROM messages WHERE thread_id = ? AND (? IS NULL OR id < ?) "
                 "ORDER BY id DESC LIMIT ?",
@@ -558,20 +608,27 @@ class SqliteStore:
 
         return await self._read(read)
 
-    async def message(self, message_id: str) -> StoredMessage | None:
+    async def message(self, ws: WorkspaceRef, message_id: str) -> StoredMessage | None:
+        _ws(ws)
         mid = _int_id(message_id, "message id")
 
         def read(db: sqlite3.Connection) -> StoredMessage | None:
-            row = db.execute(f"SELECT {self._COLUMNS} FROM messages WHERE id = ?", (mid,)).fetchone()
+            row = db.execute(
+                f"SELECT {self._COLUMNS} FROM messages WHERE id = ? AND {self._IN_WS}", (mid, ws.key)
+            ).fetchone()
             return self._message_row(db, row) if row else None
 
         return await self._read(read)
 
     async def append_deltas(self, deltas: Sequence[Delta]) -> None:
-        if len(deltas) > MAX_DELTAS:
-            raise StoreError("invalid", f"at most {MAX_DELTAS:,} deltas per call")
+        _count(deltas, "deltas", "deltas_per_call")
         rows = [
-            (_int_id(d.message_id, "message id"), _whole(d.seq, "seq", 0, MAX_SEQ), _check(d.text, "delta", MAX_TEXT))
+            (
+                _int_id(d.message_id, "message id"),
+                _whole(d.seq, "seq", "seq"),
+                _check(d.text, "delta", "text"),
+                _check(d.workspace, "workspace", "workspace"),
+            )
             for d in deltas
         ]
         if not rows:
@@ -579,22 +636,40 @@ class SqliteStore:
         now = time.time()
 
         def append(db: sqlite3.Connection) -> None:
-            # OR IGNORE: a retried batch that did land once is not appended twice (same seq).
-            # Only live replies take deltas: one flushed after completion would be an orphan row forever.
-            db.executemany(
-                "INSERT OR IGNORE INTO deltas (message_id, seq, text) SELECT ?, ?, ? "
-                "WHERE EXISTS (SELECT 1 FROM messages WHERE id = ? AND status = 'streaming')",
-                [(*r, r[0]) for r in rows],
-            )
-            db.executemany(
-                "UPDATE messages SET updated_at = ? WHERE id = ? AND status = 'streaming'",
-                [(now, r[0]) for r in rows],
-            )
+            totals: dict[int, int] = {}  # live reply -> characters it holds with this batch
+            fresh: list[tuple[int, int, str]] = []
+            taken: set[tuple[int, int]] = set()
+            for mid, seq, text, ws in rows:
+                # Only live replies of the delta's own workspace take deltas: one flushed after
+                # completion would be an orphan row forever.
+                live = db.execute(
+                    "SELECT length(text) FROM messages WHERE id = ? AND status = 'streaming' AND role = 'assistant' "
+                    f"AND {self._IN_WS}",
+                    (mid, ws),
+                ).fetchone()
+                if live is None:
+                    continue
+                if mid not in totals:
+                    streamed = db.execute("SELECT SUM(length(text)) FROM deltas WHERE message_id = ?", (mid,))
+                    totals[mid] = live[0] + (streamed.fetchone()[0] or 0)
+                # The same (message, seq) again is a retried write that did land: skip it.
+                seen = db.execute("SELECT 1 FROM deltas WHERE message_id = ? AND seq = ?", (mid, seq)).fetchone()
+                if seen or (mid, seq) in taken:
+                    continue
+                taken.add((mid, seq))
+                # The text assembled from deltas has the same total bound as a completed text.
+                totals[mid] += len(text)
+                if totals[mid] > TEXT["text"]:
+                    raise StoreError("invalid", f"reply {mid} would grow past {TEXT['text']:,} characters")
+                fresh.append((mid, seq, text))
+            db.executemany("INSERT INTO deltas (message_id, seq, text) VALUES (?, ?, ?)", fresh)
+            db.executemany("UPDATE messages SET updated_at = ? WHERE id = ?", [(now, mid) for mid in totals])
 
         await self._tx(append)
 
     async def complete_message(
         self,
+        ws: WorkspaceRef,
         message_id: str,
         *,
         text: str,
@@ -603,23 +678,44 @@ class SqliteStore:
         usage: Usage | None = None,
         platform_message_id: str = "",
     ) -> None:
+        _ws(ws)
         mid = _int_id(message_id, "message id")
-        _check(text, "message text", MAX_TEXT, allow_empty=True)
+        _check(text, "message text", "text", allow_empty=True)
         _check(platform_message_id, "platform message id", allow_empty=True)
-        if len(sources) > MAX_SOURCES:
-            raise StoreError("invalid", f"at most {MAX_SOURCES} sources")
+        status = ReplyStatus(status)
+        if status is ReplyStatus.STREAMING:
+            raise StoreError("invalid", "a reply is completed as complete, failed or cancelled, never streaming")
+        _count(sources, "sources", "sources")
+        for s in sources:
+            _whole(s.index, "source index", "source_index")
+            _check(s.title, "source title", "title", allow_empty=True)
+            _check(s.uri, "source uri", "uri", allow_empty=True)
+            _check(s.text, "source text", "source_text", allow_empty=True)
+            _number(s.score, "source score", "score")
         usage = usage or Usage()
-        _whole(usage.input_tokens, "input tokens", 0, 10_000_000)
-        _whole(usage.output_tokens, "output tokens", 0, 10_000_000)
+        _whole(usage.input_tokens, "input tokens", "tokens")
+        _whole(usage.output_tokens, "output tokens", "tokens")
         encoded = json.dumps([asdict(s) for s in sources])
 
         def complete(db: sqlite3.Connection) -> None:
-            cur = db.execute(
+            row = db.execute(
+                f"SELECT role, status, text FROM messages WHERE id = ? AND {self._IN_WS}", (mid, ws.key)
+            ).fetchone()
+            if row is None:
+                raise StoreError("not_found", f"no message {message_id} in this workspace")
+            if row[0] != MessageRole.ASSISTANT.value:
+                raise StoreError("invalid", "only the bot's replies are completed")
+            if row[1] != ReplyStatus.STREAMING.value:
+                # A message moves only forward; a retry of the same completion changes nothing.
+                if row[1] == status.value and row[2] == text:
+                    return
+                raise StoreError("conflict", f"reply {message_id} is already {row[1]}")
+            db.execute(
                 "UPDATE messages SET text = ?, status = ?, sources = ?, input_tokens = ?, output_tokens = ?, "
                 "platform_message_id = ?, updated_at = ? WHERE id = ?",
                 (
                     text,
-                    ReplyStatus(status).value,
+                    status.value,
                     encoded,
                     usage.input_tokens,
                     usage.output_tokens,
@@ -628,8 +724,6 @@ class SqliteStore:
                     mid,
                 ),
             )
-            if cur.rowcount != 1:
-                raise StoreError("not_found", f"no message {message_id}")
             # The final text lives in the row; the deltas were only for watching it grow.
             db.execute("DELETE FROM deltas WHERE message_id = ?", (mid,))
 
@@ -656,7 +750,7 @@ class SqliteStore:
 
     async def document(self, ws: WorkspaceRef, source_uri: str) -> DocumentRecord | None:
         _ws(ws)
-        _check(source_uri, "source uri", MAX_URI)
+        _check(source_uri, "source uri", "uri")
 
         def read(db: sqlite3.Connection) -> DocumentRecord | None:
             row = db.execute(
@@ -683,12 +777,12 @@ class SqliteStore:
 
     async def put_document(self, ws: WorkspaceRef, actor: Actor, record: DocumentRecord) -> None:
         _ws(ws)
-        _check(record.source_uri, "source uri", MAX_URI)
-        _check(record.title, "title", 500, allow_empty=True)
-        _check(record.content_hash, "content hash", 128, allow_empty=True)
+        _check(record.source_uri, "source uri", "uri")
+        _check(record.title, "title", "title", allow_empty=True)
+        _check(record.content_hash, "content hash", "content_hash", allow_empty=True)
         if record.status not in {"ingesting", "ready", "failed"}:
             raise StoreError("invalid", "document status must be ingesting, ready or failed")
-        _whole(record.chunk_count, "chunk count", 0, 100_000)
+        _whole(record.chunk_count, "chunk count", "chunk_count")
 
         def put(db: sqlite3.Connection) -> None:
             self._require(db, ws.key, actor, Permission.MANAGE_KNOWLEDGE)
@@ -707,44 +801,54 @@ class SqliteStore:
                     time.time(),
                 ),
             )
-            if record.status != "ingesting":
-                self._audit(db, ws.key, actor.user_id, f"document.{record.status}", record.source_uri)
+            # Every state a document enters is audited, `ingesting` over a ready one included.
+            self._audit(db, ws.key, actor.user_id, f"document.{record.status}", record.source_uri)
 
-        await self._tx(put)
+        await self._act(ws.key, actor, f"document put {record.source_uri}", put)
 
-    async def delete_document(self, ws: WorkspaceRef, actor: Actor, source_uri: str) -> None:
+    async def delete_document(self, ws: WorkspaceRef, actor: Actor, source_uri: str) -> bool:
         _ws(ws)
-        _check(source_uri, "source uri", MAX_URI)
+        _check(source_uri, "source uri", "uri")
 
-        def delete(db: sqlite3.Connection) -> None:
+        def delete(db: sqlite3.Connection) -> bool:
             self._require(db, ws.key, actor, Permission.MANAGE_KNOWLEDGE)
-            db.execute("DELETE FROM documents WHERE ws = ? AND source_uri = ?", (ws.key, source_uri))
+            cur = db.execute("DELETE FROM documents WHERE ws = ? AND source_uri = ?", (ws.key, source_uri))
+            if cur.rowcount == 0:
+                return False  # nothing was deleted, so nothing is audited as deleted
             self._audit(db, ws.key, actor.user_id, "document.delete", source_uri)
+            return True
 
-        await self._tx(delete)
+        return await self._act(ws.key, actor, f"document delete {source_uri}", delete)
 
     # -- AuditLog -------------------------------------------------------------------------------
     async def audit(self, ws: WorkspaceRef, actor_id: str, action: str, detail: str = "") -> None:
+        """Only refusals decided outside a store write (a question refused) are recorded this way;
+        every other audit row is written by the function that acts, in its own transaction."""
         _ws(ws)
         _check(actor_id, "actor id")
-        _check(action, "action", 100)
-        _check(detail, "detail", MAX_DETAIL, allow_empty=True)
+        if action != REFUSED:
+            raise StoreError("invalid", f"only {REFUSED!r} rows are recorded directly; changes audit themselves")
+        _check(detail, "detail", "detail", allow_empty=True)
         await self._tx(lambda db: self._audit(db, ws.key, actor_id, action, detail))
 
     async def audit_entries(self, ws: WorkspaceRef, actor: Actor, *, limit: int = 50) -> Sequence[AuditEntry]:
         _ws(ws)
-        if not 1 <= limit <= 500:
-            raise StoreError("invalid", "limit must be between 1 and 500")
+        if not isinstance(limit, int) or not 1 <= limit <= COUNTS["audit_page"]:
+            raise StoreError("invalid", f"limit must be between 1 and {COUNTS['audit_page']}")
 
         def read(db: sqlite3.Connection) -> list[AuditEntry]:
-            self._require(db, ws.key, actor, Permission.VIEW_AUDIT)
+            # A read writes nothing, so its refusal is not audited here (as in the Convex query).
+            try:
+                self._require(db, ws.key, actor, Permission.VIEW_AUDIT)
+            except RoleChangeDenied as exc:
+                raise PermissionDenied(exc.code, str(exc)) from None
             rows = db.execute(
                 "SELECT at, actor_id, action, detail FROM audit WHERE ws = ? ORDER BY id DESC LIMIT ?",
                 (ws.key, limit),
             ).fetchall()
             return [AuditEntry(*r) for r in rows]
 
-        return await self._tx(read)
+        return await self._read(read)
 
 
 def _int_id(value: str | None, name: str) -> int:

@@ -60,7 +60,7 @@ async def clients(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 async def streaming_reply(store: Store, name: str = "t") -> str:
     thread = await store.thread_for(WS, "C1", name)
-    return await store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+    return await store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
 
 
 def bucket(key: str = "slack:T1:chat.update", *, want: int = 5, per_second: float = 10.0, burst: float = 2.0):
@@ -167,7 +167,7 @@ async def test_finished_replies_are_not_taken_over_and_not_owned(clients: tuple[
     a, b = clients
     reply = await streaming_reply(a.store)
     await a.leases.heartbeat("proc-a", [reply])
-    await a.store.complete_message(reply, text="done", status=ReplyStatus.COMPLETE)
+    await a.store.complete_message(WS, reply, text="done", status=ReplyStatus.COMPLETE)
     await asyncio.sleep(0.45)
     assert await b.leases.take_over("proc-b", stale_s=0.3) == []
     assert await a.leases.heartbeat("proc-a", [reply]) == [reply]  # nothing to own any more

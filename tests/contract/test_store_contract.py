@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from dataclasses import replace
 
 import pytest
 
@@ -87,42 +88,42 @@ async def test_concurrent_thread_for_creates_one_thread(store: Store) -> None:
 
 async def test_idempotent_add_message(store: Store) -> None:
     thread = await store.thread_for(WS, "C1", "t")
-    first = await store.add_message(thread, MessageRole.USER, "hi", author_id="U1", idempotency_key="k1")
-    again = await store.add_message(thread, MessageRole.USER, "hi", author_id="U1", idempotency_key="k1")
+    first = await store.add_message(WS, thread, MessageRole.USER, "hi", author_id="U1", idempotency_key="k1")
+    again = await store.add_message(WS, thread, MessageRole.USER, "hi", author_id="U1", idempotency_key="k1")
     assert first == again
-    page = await store.messages(thread)
+    page = await store.messages(WS, thread)
     assert [m.id for m in page.items] == [first]
 
 
 async def test_concurrent_retries_of_one_message_store_it_once(store: Store) -> None:
     thread = await store.thread_for(WS, "C1", "retry")
     ids = await asyncio.gather(
-        *(store.add_message(thread, MessageRole.USER, "q", idempotency_key="retry-1") for _ in range(20))
+        *(store.add_message(WS, thread, MessageRole.USER, "q", idempotency_key="retry-1") for _ in range(20))
     )
     assert len(set(ids)) == 1
-    assert [m.id for m in (await store.messages(thread)).items] == [ids[0]]
+    assert [m.id for m in (await store.messages(WS, thread)).items] == [ids[0]]
 
 
 async def test_messages_are_kept_per_thread(store: Store) -> None:
     one = await store.thread_for(WS, "C1", "one")
     two = await store.thread_for(WS, "C1", "two")
-    first = await store.add_message(one, MessageRole.USER, "in one", author_id="U1")
-    await store.add_message(two, MessageRole.USER, "in two")
-    page = await store.messages(one)
+    first = await store.add_message(WS, one, MessageRole.USER, "in one", author_id="U1")
+    await store.add_message(WS, two, MessageRole.USER, "in two")
+    page = await store.messages(WS, one)
     assert [(m.id, m.text, m.author_id, m.role) for m in page.items] == [(first, "in one", "U1", MessageRole.USER)]
     assert page.cursor is None
-    stored = await store.message(first)
+    stored = await store.message(WS, first)
     assert stored is not None and stored.thread_id == one and stored.status is ReplyStatus.COMPLETE
 
 
 async def test_pagination_newest_first_without_gaps(store: Store) -> None:
     thread = await store.thread_for(WS, "C1", "long")
-    ids = [await store.add_message(thread, MessageRole.USER, f"m{i}") for i in range(120)]
+    ids = [await store.add_message(WS, thread, MessageRole.USER, f"m{i}") for i in range(120)]
     seen: list[str] = []
     texts: list[str] = []
     cursor: str | None = None
     while True:
-        page = await store.messages(thread, limit=25, cursor=cursor)
+        page = await store.messages(WS, thread, limit=25, cursor=cursor)
         seen.extend(m.id for m in page.items)
         texts.extend(m.text for m in page.items)
         cursor = page.cursor
@@ -134,28 +135,29 @@ async def test_pagination_newest_first_without_gaps(store: Store) -> None:
 
 async def test_pages_that_end_exactly_on_the_last_message(store: Store) -> None:
     thread = await store.thread_for(WS, "C1", "even")
-    ids = [await store.add_message(thread, MessageRole.USER, f"m{i}") for i in range(6)]
-    first = await store.messages(thread, limit=3)
+    ids = [await store.add_message(WS, thread, MessageRole.USER, f"m{i}") for i in range(6)]
+    first = await store.messages(WS, thread, limit=3)
     assert [m.id for m in first.items] == ids[:2:-1] and first.cursor is not None
-    second = await store.messages(thread, limit=3, cursor=first.cursor)
+    second = await store.messages(WS, thread, limit=3, cursor=first.cursor)
     assert [m.id for m in second.items] == ids[2::-1]
     if second.cursor is not None:  # an implementation may not know it is at the end: then the next page is empty
-        assert (await store.messages(thread, limit=3, cursor=second.cursor)).items == []
+        assert (await store.messages(WS, thread, limit=3, cursor=second.cursor)).items == []
 
 
 async def test_deltas_show_the_reply_growing_then_completion(store: Store) -> None:
     thread = await store.thread_for(WS, "C1", "stream")
-    reply = await store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
-    await store.append_deltas([Delta(reply, 0, "Hello")])
-    await store.append_deltas([Delta(reply, 1, ", wor"), Delta(reply, 2, "ld")])
-    live = await store.message(reply)
+    reply = await store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+    await store.append_deltas([Delta(reply, 0, "Hello", WS.key)])
+    await store.append_deltas([Delta(reply, 1, ", wor", WS.key), Delta(reply, 2, "ld", WS.key)])
+    live = await store.message(WS, reply)
     assert live is not None and live.text == "Hello, world" and live.status is ReplyStatus.STREAMING
     # a retried batch (same seq) is not appended twice
-    await store.append_deltas([Delta(reply, 2, "ld")])
-    live = await store.message(reply)
+    await store.append_deltas([Delta(reply, 2, "ld", WS.key)])
+    live = await store.message(WS, reply)
     assert live is not None and live.text == "Hello, world"
     source = Source(1, "Deploys", "file:deploy.md", "text", 1.5)
     await store.complete_message(
+        WS,
         reply,
         text="Hello, world [1]",
         status=ReplyStatus.COMPLETE,
@@ -163,7 +165,7 @@ async def test_deltas_show_the_reply_growing_then_completion(store: Store) -> No
         usage=Usage(10, 4),
         platform_message_id="1700.2",
     )
-    done = await store.message(reply)
+    done = await store.message(WS, reply)
     assert done is not None
     assert (done.text, done.status, done.platform_message_id) == ("Hello, world [1]", ReplyStatus.COMPLETE, "1700.2")
     assert done.sources == (source,) and done.usage == Usage(10, 4)
@@ -171,48 +173,48 @@ async def test_deltas_show_the_reply_growing_then_completion(store: Store) -> No
 
 async def test_a_delta_flushed_after_completion_changes_nothing(store: Store) -> None:
     thread = await store.thread_for(WS, "C1", "late")
-    reply = await store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
-    await store.append_deltas([Delta(reply, 0, "Hel")])
-    await store.complete_message(reply, text="Hello.", status=ReplyStatus.COMPLETE)
-    await store.append_deltas([Delta(reply, 1, "lo")])
-    done = await store.message(reply)
+    reply = await store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+    await store.append_deltas([Delta(reply, 0, "Hel", WS.key)])
+    await store.complete_message(WS, reply, text="Hello.", status=ReplyStatus.COMPLETE)
+    await store.append_deltas([Delta(reply, 1, "lo", WS.key)])
+    done = await store.message(WS, reply)
     assert done is not None and (done.text, done.status) == ("Hello.", ReplyStatus.COMPLETE)
 
 
 async def test_failed_reply_keeps_its_partial_text(store: Store) -> None:
     thread = await store.thread_for(WS, "C1", "cut")
-    reply = await store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
-    await store.append_deltas([Delta(reply, 0, "half an answer")])
-    await store.complete_message(reply, text="half an answer [cut off]", status=ReplyStatus.FAILED)
-    done = await store.message(reply)
+    reply = await store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+    await store.append_deltas([Delta(reply, 0, "half an answer", WS.key)])
+    await store.complete_message(WS, reply, text="half an answer [cut off]", status=ReplyStatus.FAILED)
+    done = await store.message(WS, reply)
     assert done is not None and (done.text, done.status) == ("half an answer [cut off]", ReplyStatus.FAILED)
 
 
 async def test_stale_streaming_replies_are_found(store: Store) -> None:
     thread = await store.thread_for(WS, "C1", "crash")
-    reply = await store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
-    await store.append_deltas([Delta(reply, 0, "partial")])
+    reply = await store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+    await store.append_deltas([Delta(reply, 0, "partial", WS.key)])
     assert [m.id for m in await store.stale_streaming(3600)] == []
     await asyncio.sleep(0.05)
     stale = await store.stale_streaming(0.01)
     assert [m.id for m in stale] == [reply] and stale[0].text == "partial"
-    await store.complete_message(reply, text="partial", status=ReplyStatus.FAILED)
+    await store.complete_message(WS, reply, text="partial", status=ReplyStatus.FAILED)
     assert list(await store.stale_streaming(0.0)) == []
 
 
 async def test_oversized_text_is_rejected_not_truncated(store: Store) -> None:
     thread = await store.thread_for(WS, "C1", "big")
-    await store.add_message(thread, MessageRole.USER, "x" * 40_000)  # the limit itself is fine
-    await invalid(store.add_message(thread, MessageRole.USER, "x" * 40_001))
-    assert [len(m.text) for m in (await store.messages(thread)).items] == [40_000]
+    await store.add_message(WS, thread, MessageRole.USER, "x" * 40_000)  # the limit itself is fine
+    await invalid(store.add_message(WS, thread, MessageRole.USER, "x" * 40_001))
+    assert [len(m.text) for m in (await store.messages(WS, thread)).items] == [40_000]
 
 
 async def test_oversized_reply_parts_are_rejected(store: Store) -> None:
     thread = await store.thread_for(WS, "C1", "big-reply")
-    reply = await store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
-    await invalid(store.append_deltas([Delta(reply, 0, "x" * 40_001)]))
-    await invalid(store.complete_message(reply, text="x" * 40_001, status=ReplyStatus.COMPLETE))
-    live = await store.message(reply)
+    reply = await store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+    await invalid(store.append_deltas([Delta(reply, 0, "x" * 40_001, WS.key)]))
+    await invalid(store.complete_message(WS, reply, text="x" * 40_001, status=ReplyStatus.COMPLETE))
+    live = await store.message(WS, reply)
     assert live is not None and (live.text, live.status) == ("", ReplyStatus.STREAMING)
 
 
@@ -319,10 +321,21 @@ async def test_platform_admin_is_admin_without_a_row(store: Store) -> None:
 
 
 async def test_admin_grants_roles_below_its_own(store: Store) -> None:
+    await store.update_settings(WS, ADMIN, {"default_role": Role.GUEST})
     for role in (Role.CURATOR, Role.MEMBER, Role.GUEST):
         await store.set_role(WS, ADMIN, "U-x", role)
         membership = await store.membership(WS, "U-x")
         assert membership is not None and membership.role is role
+
+
+async def test_a_demotion_below_the_default_is_refused_as_changing_nothing(store: Store) -> None:
+    await denied(store.set_role(WS, ADMIN, "U-x", Role.GUEST), "no_effect")  # the default member still counts
+    assert await store.membership(WS, "U-x") is None
+    with pytest.raises(PermissionDenied, match="workspace default role"):
+        await store.set_role(WS, ADMIN, "U-x", Role.GUEST)
+    platform_admin = PlatformFacts(is_admin=True)
+    await denied(store.set_role(WS, OWNER, "U-pa", Role.CURATOR, target_facts=platform_admin), "no_effect")
+    assert (await actions(store))[-1] == "refused"
 
 
 async def test_admin_cannot_grant_admin_or_owner(store: Store) -> None:
@@ -482,8 +495,14 @@ async def test_audit_needs_admin_and_is_newest_first(store: Store) -> None:
 
 async def test_audit_limit_keeps_the_newest(store: Store) -> None:
     for i in range(5):
-        await store.audit(WS, "U-9", f"a{i}")
-    assert [e.action for e in await store.audit_entries(WS, ADMIN, limit=2)] == ["a4", "a3"]
+        await store.audit(WS, "U-9", "refused", f"a{i}")
+    assert [e.detail for e in await store.audit_entries(WS, ADMIN, limit=2)] == ["a4", "a3"]
+
+
+async def test_only_refusals_are_recorded_directly(store: Store) -> None:
+    await invalid(store.audit(WS, OWNER.user_id, "role.set", "U-x: owner"))
+    await invalid(store.audit(WS, "U-9", "settings.update"))
+    assert await actions(store) == []
 
 
 async def test_every_change_is_audited(store: Store) -> None:
@@ -494,19 +513,27 @@ async def test_every_change_is_audited(store: Store) -> None:
     await store.update_settings(WS, ADMIN, {"system_prompt": "Hi"})
     await store.set_channel_rule(WS, ADMIN, ChannelRule("C-1", ChannelMode.DENY))
     await store.put_document(WS, ADMIN, record)
-    await store.delete_document(WS, ADMIN, record.source_uri)
+    await store.put_document(WS, ADMIN, replace(record, status="ingesting"))  # over a ready one: audited too
+    assert await store.delete_document(WS, ADMIN, record.source_uri) is True
+    assert await store.delete_document(WS, ADMIN, "file:///never.md") is False  # nothing deleted, nothing audited
     trail = await store.audit_entries(WS, OWNER, limit=500)
-    assert len(trail) == 7 and {e.actor_id for e in trail} == {ADMIN.user_id}
+    assert len(trail) == 8 and {e.actor_id for e in trail} == {ADMIN.user_id}
+    assert [e.action for e in reversed(trail)][5:] == ["document.ready", "document.ingesting", "document.delete"]
     assert [e.action.split(".")[0] for e in reversed(trail)] == [
-        "role", "role", "rolemap", "settings", "channel", "document", "document"
+        "role", "role", "rolemap", "settings", "channel", "document", "document", "document"
     ]  # fmt: skip
     assert "U-1" in trail[-1].detail and "U-2" in trail[-2].detail
 
 
-async def test_refused_changes_change_nothing(store: Store) -> None:
-    await store.audit(WS, "U-0", "start")
+async def test_refused_changes_change_nothing_but_are_audited(store: Store) -> None:
     await denied(store.set_role(WS, ADMIN, "U-x", Role.OWNER), "escalation")
     await denied(store.update_settings(WS, MEMBER, {"system_prompt": "x"}), "forbidden")
     await denied(store.put_document(WS, MEMBER, DocumentRecord("file:///x", "X", "h", 1, "ready")), "forbidden")
-    assert await actions(store) == ["start"]
+    trail = list(reversed(await store.audit_entries(WS, OWNER, limit=500)))
+    assert [(e.actor_id, e.action, e.detail.split(":")[0]) for e in trail] == [
+        (ADMIN.user_id, "refused", "escalation"),
+        (MEMBER.user_id, "refused", "forbidden"),
+        (MEMBER.user_id, "refused", "forbidden"),
+    ]
+    assert (await store.settings(WS)).system_prompt == ""
     assert await store.documents(WS) == [] and await store.members(WS) == []

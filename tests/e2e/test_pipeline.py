@@ -143,7 +143,7 @@ async def test_failed_stream_is_saved_with_a_marker(core: ChatCore, fake_anthrop
     assert "cut off" in screen.out.getvalue()
     thread = await core.store.find_thread(WS, "C1", "T-F")
     assert thread is not None
-    page = await core.store.messages(thread, limit=10)
+    page = await core.store.messages(WS, thread, limit=10)
     reply = page.items[0]
     assert reply.role is MessageRole.ASSISTANT and reply.status is ReplyStatus.FAILED
     assert reply.text.startswith("Half of this answer") and "cut off" in reply.text
@@ -170,11 +170,11 @@ async def test_admin_commands_respect_roles(core: ChatCore) -> None:
 
 async def test_replies_left_streaming_by_a_crash_are_marked_failed(core: ChatCore) -> None:
     thread = await core.store.thread_for(WS, "C1", "T-crash")
-    reply = await core.store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
-    await core.deltas.store.append_deltas([Delta(reply, 0, "Half an ans")])
+    reply = await core.store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+    await core.deltas.store.append_deltas([Delta(reply, 0, "Half an ans", WS.key)])
     await asyncio.sleep(0.05)
     assert await core.recover_stale(older_than_s=0.01) == 1
-    message = await core.store.message(reply)
+    message = await core.store.message(WS, reply)
     assert message is not None and message.status is ReplyStatus.FAILED
     assert message.text.startswith("Half an ans") and "restarted" in message.text
     assert await core.recover_stale(older_than_s=0.01) == 0
@@ -190,7 +190,7 @@ async def test_the_stored_reply_grows_while_streaming(core: ChatCore, fake_anthr
         thread = await core.store.find_thread(WS, "C1", "T-grow")
         if thread is None:
             continue
-        page = await core.store.messages(thread, limit=1)
+        page = await core.store.messages(WS, thread, limit=1)
         if page.items and page.items[0].role is MessageRole.ASSISTANT:
             seen.append(page.items[0].text)
         if task.done():

@@ -54,7 +54,7 @@ async def stored_replies(data_dir: Path) -> list[tuple[MessageRole, ReplyStatus,
         ws = WorkspaceRef(Platform.SHELL, "local")
         thread_id = await store.find_thread(ws, "terminal", "t1")
         assert thread_id is not None
-        page = await store.messages(thread_id, limit=100)
+        page = await store.messages(ws, thread_id, limit=100)
         return [(m.role, m.status, m.text) for m in reversed(page.items)]
     finally:
         await store.close()

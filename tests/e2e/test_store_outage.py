@@ -63,7 +63,7 @@ async def test_question_waits_for_the_store_and_is_then_answered(tmp_path: Path)
         assert "nothing in the knowledge base matches" in out.getvalue()  # the answer arrived after all
         thread = await store.find_thread(WS, "C1", "t1")
         assert thread is not None
-        page = await store.messages(thread)
+        page = await store.messages(WS, thread)
         assert [(m.role, m.status) for m in reversed(page.items)] == [
             (MessageRole.USER, ReplyStatus.COMPLETE),
             (MessageRole.ASSISTANT, ReplyStatus.COMPLETE),

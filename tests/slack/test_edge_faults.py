@@ -202,7 +202,7 @@ async def test_odd_text_is_normalized_at_the_edge_and_answered(
     store = harness.bot.core.store
     thread = await store.find_thread(WorkspaceRef(Platform.SLACK, TEAM_ID), "C1", ts)
     assert thread is not None
-    page = await store.messages(thread)
+    page = await store.messages(WorkspaceRef(Platform.SLACK, TEAM_ID), thread)
     [question] = [m for m in page.items if m.role is MessageRole.USER]
     assert question.text == stored
     assert fake_anthropic.last_request["messages"][-1]["content"] == stored

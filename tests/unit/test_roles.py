@@ -17,7 +17,10 @@ from core.roles import (
     Permission,
     Role,
     RoleChangeDenied,
+    Target,
     allows,
+    check_block,
+    check_default_change,
     check_role_change,
     effective_role,
     platform_role,
@@ -157,13 +160,15 @@ def test_platform_guests_get_at_most_guest_by_default() -> None:
 
 
 def change(actor: Role | None, current: Role | None, new: Role | None, *, owners: int = 2, same: bool = False) -> None:
+    """`current` is the target's explicit role; the default is guest, so it is also its rank."""
+    target_id = "a" if same else "t"
+    membership = Membership(target_id, current) if current is not None else None
     check_role_change(
         actor_id="a",
         actor_role=actor,
-        target_id="a" if same else "t",
-        target_current=current,
+        target=Target(target_id, membership, PlatformFacts(), {}, Role.GUEST),
         new_role=new,
-        owner_count=owners,
+        owner_rows=owners,
     )
 
 
@@ -175,7 +180,9 @@ def code(actor: Role | None, current: Role | None, new: Role | None, *, owners: 
 
 def expected_refusal(actor: Role | None, current: Role | None, new: Role | None, owners: int, same: bool) -> str | None:
     """DESIGN.md section 3 as a decision table, in the order the refusals are reported."""
-    if actor is None or actor < Role.ADMIN:
+    if actor is None:
+        return "blocked"
+    if actor < Role.ADMIN:
         return "forbidden"
     if same:
         return "self_change"
@@ -204,7 +211,7 @@ def test_check_role_change_every_combination() -> None:
     assert wrong == []
 
 
-@pytest.mark.parametrize("actor", [None, Role.GUEST, Role.MEMBER, Role.CURATOR])
+@pytest.mark.parametrize("actor", [Role.GUEST, Role.MEMBER, Role.CURATOR])
 def test_below_admin_cannot_change_roles(actor: Role | None) -> None:
     assert code(actor, Role.GUEST, Role.MEMBER) == "forbidden"
     assert code(actor, None, None) == "forbidden"
@@ -243,3 +250,48 @@ def test_refusal_messages_read_well() -> None:
         change(Role.ADMIN, Role.OWNER, Role.MEMBER)
     with pytest.raises(RoleChangeDenied, match=r"^an admin can only grant roles below admin$"):
         change(Role.ADMIN, Role.MEMBER, Role.ADMIN)
+
+
+# -- targets judged by their effective rank (issue classes 1 and 2) --------------------------------
+
+
+def target(facts: PlatformFacts | None = None, explicit: Role | None = None, default: Role = Role.MEMBER) -> Target:
+    membership = Membership("t", explicit) if explicit else None
+    return Target("t", membership, facts or PlatformFacts(), MAPPINGS, default)
+
+
+def test_a_platform_owner_or_mapped_admin_is_judged_by_that_rank() -> None:
+    for facts in (PlatformFacts(is_owner=True), PlatformFacts(is_admin=True), PlatformFacts(role_ids=("r-own",))):
+        with pytest.raises(RoleChangeDenied, match="cannot block") as info:
+            check_block(actor_id="a", actor_role=Role.ADMIN, target=target(facts), blocked=True, owner_rows=2)
+        assert info.value.code == "peer_or_higher"
+        with pytest.raises(RoleChangeDenied) as info:
+            check_role_change(actor_id="a", actor_role=Role.ADMIN, target=target(facts), new_role=None, owner_rows=2)
+        assert info.value.code == "peer_or_higher"
+
+
+def test_a_demotion_that_changes_nothing_says_where_the_rank_comes_from() -> None:
+    cases = [
+        (target(PlatformFacts(is_admin=True)), "platform role"),
+        (target(PlatformFacts(role_ids=("r-cur",))), "role mapping"),
+        (target(default=Role.CURATOR), "workspace default"),
+    ]
+    for who, source in cases:
+        with pytest.raises(RoleChangeDenied, match=source) as info:
+            check_role_change(actor_id="a", actor_role=Role.OWNER, target=who, new_role=Role.GUEST, owner_rows=2)
+        assert info.value.code == "no_effect"
+
+
+def test_the_default_role_is_no_back_door() -> None:
+    check_default_change(actor_role=Role.ADMIN, old=Role.MEMBER, new=Role.CURATOR)
+    for old, new, expected in [
+        (Role.ADMIN, Role.MEMBER, "peer_or_higher"),  # lowering a default at the actor's rank demotes its peers
+        (Role.MEMBER, Role.ADMIN, "invalid"),  # never above curator, for anyone
+        (Role.CURATOR, Role.OWNER, "invalid"),
+    ]:
+        with pytest.raises(RoleChangeDenied) as info:
+            check_default_change(actor_role=Role.ADMIN, old=old, new=new)
+        assert info.value.code == expected
+    with pytest.raises(RoleChangeDenied) as info:
+        check_default_change(actor_role=Role.CURATOR, old=Role.MEMBER, new=Role.CURATOR)
+    assert info.value.code == "escalation"

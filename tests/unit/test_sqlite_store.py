@@ -129,20 +129,20 @@ async def test_loop_stays_responsive_while_the_store_writes(store: SqliteStore) 
             await asyncio.sleep(0)
 
     beat = asyncio.create_task(heartbeat())
-    await asyncio.gather(*(store.add_message(thread, MessageRole.USER, "x" * 10_000) for _ in range(200)))
+    await asyncio.gather(*(store.add_message(WS, thread, MessageRole.USER, "x" * 10_000) for _ in range(200)))
     beat.cancel()
     assert ticks > 200  # the loop ran other work while the disk writes happened elsewhere
 
 
 async def test_unknown_and_foreign_ids(store: SqliteStore) -> None:
-    assert await store.message("999999") is None
-    await invalid(store.message("not-a-number"))
-    await invalid(store.messages("j57abc"))
+    assert await store.message(WS, "999999") is None
+    await invalid(store.message(WS, "not-a-number"))
+    await invalid(store.messages(WS, "j57abc"))
     with pytest.raises(StoreError) as info:
-        await store.add_message("999999", MessageRole.USER, "hi")
+        await store.add_message(WS, "999999", MessageRole.USER, "hi")
     assert info.value.code == "not_found"
     with pytest.raises(StoreError) as info:
-        await store.complete_message("999999", text="x", status=ReplyStatus.COMPLETE)
+        await store.complete_message(WS, "999999", text="x", status=ReplyStatus.COMPLETE)
     assert info.value.code == "not_found"
 
 
@@ -155,12 +155,12 @@ async def test_oversized_audit_detail_is_rejected_not_cut(store: SqliteStore) ->
 
 async def test_other_bad_inputs(store: SqliteStore) -> None:
     thread = await store.thread_for(WS, "C1", "t")
-    reply = await store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+    reply = await store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
     await invalid(store.settings(WorkspaceRef(Platform.SLACK, "T" * 201)))
     await invalid(store.settings(WorkspaceRef(Platform.SLACK, "")))
-    await invalid(store.append_deltas([Delta(reply, -1, "x")]))
-    await invalid(store.append_deltas([Delta(reply, 0, "x")] * 4_097))
-    await invalid(store.messages(thread, limit=0))
+    await invalid(store.append_deltas([Delta(reply, -1, "x", WS.key)]))
+    await invalid(store.append_deltas([Delta(reply, 0, "x", WS.key)] * 4_097))
+    await invalid(store.messages(WS, thread, limit=0))
     await invalid(store.consume_quota(WS, "U1", "w", -1))
     await invalid(store.update_settings(WS, ADMIN, {}))
     await invalid(store.update_settings(WS, ADMIN, {"quotas": {"emperor": 5}}))
@@ -171,18 +171,25 @@ async def test_other_bad_inputs(store: SqliteStore) -> None:
 
 async def test_deltas_are_dropped_once_the_reply_is_final(store: SqliteStore) -> None:
     thread = await store.thread_for(WS, "C1", "t")
-    reply = await store.add_message(thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
-    await store.append_deltas([Delta(reply, 0, "a"), Delta(reply, 1, "b")])
-    await store.complete_message(reply, text="ab", status=ReplyStatus.COMPLETE)
-    await store.append_deltas([Delta(reply, 2, "late")])  # a flush that lost the race with completion
+    reply = await store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
+    await store.append_deltas([Delta(reply, 0, "a", WS.key), Delta(reply, 1, "b", WS.key)])
+    await store.complete_message(WS, reply, text="ab", status=ReplyStatus.COMPLETE)
+    await store.append_deltas([Delta(reply, 2, "late", WS.key)])  # a flush that lost the race with completion
     assert await store._worker.read(lambda db: db.execute("SELECT COUNT(*) FROM deltas").fetchone()[0]) == 0
 
 
-async def test_admin_cannot_raise_the_default_role_to_its_own(store: SqliteStore) -> None:
-    # The default role is granted to everyone, the admin included: raising it is an escalation.
+async def test_the_default_role_is_at_most_curator_and_no_back_door(store: SqliteStore) -> None:
+    # The default role is granted to everyone, the admin included: never admin, for anyone.
+    await invalid(store.update_settings(WS, ADMIN, {"default_role": Role.ADMIN}))
+    await invalid(store.update_settings(WS, OWNER, {"default_role": Role.ADMIN}))
+    # A default made admin before the limit: an admin by default cannot lower it (that demotes its peers).
+    await store._worker.transaction(
+        lambda db: db.execute("INSERT INTO workspaces (key, settings) VALUES (?, ?)", (WS.key, '{"default_role": 4}'))
+    )
     with pytest.raises(PermissionDenied) as info:
-        await store.update_settings(WS, ADMIN, {"default_role": Role.ADMIN})
-    assert info.value.code == "escalation"
+        await store.update_settings(WS, Actor("U-by-default"), {"default_role": Role.MEMBER})
+    assert info.value.code == "peer_or_higher"
+    await store.update_settings(WS, OWNER, {"default_role": Role.MEMBER})
     await store.update_settings(WS, ADMIN, {"default_role": Role.CURATOR})
     assert (await store.settings(WS)).default_role is Role.CURATOR
 

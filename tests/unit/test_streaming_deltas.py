@@ -48,7 +48,7 @@ async def test_all_live_replies_are_flushed_together_once_per_tick() -> None:
     writer = DeltaWriter(store, tick_s=0.25, clock=clock)
     for step in range(40):  # 2 s of tokens for 300 replies, every 50 ms
         for reply in range(300):
-            writer.add(f"r{reply}", f"{step},")
+            writer.add(f"r{reply}", f"{step},", workspace="slack:T1")
         await clock.advance(0.05)
     await clock.advance(0.5)
     assert 7 <= len(store.calls) <= 9  # ~2.25 s / 0.25 s, not 12,000 writes
@@ -63,7 +63,7 @@ async def test_a_slow_store_never_gets_two_writes_at_once() -> None:
     store = FakeDeltaStore(clock, latency=0.8)
     writer = DeltaWriter(store, tick_s=0.25, clock=clock)
     for step in range(30):
-        writer.add("a", f"{step} ")
+        writer.add("a", f"{step} ", workspace="slack:T1")
         await clock.advance(0.1)
     await clock.advance(3)
     assert store.max_in_flight == 1
@@ -74,14 +74,14 @@ async def test_a_failed_write_is_retried_with_the_same_numbers_and_nothing_is_lo
     clock = VirtualClock()
     store = FakeDeltaStore(clock, fail_next=3)
     writer = DeltaWriter(store, tick_s=0.25, clock=clock)
-    writer.add("a", "one ")
+    writer.add("a", "one ", workspace="slack:T1")
     await clock.advance(0.3)  # first write fails
-    writer.add("a", "two ")
-    writer.add("b", "bee")
+    writer.add("a", "two ", workspace="slack:T1")
+    writer.add("b", "bee", workspace="slack:T1")
     await clock.advance(1.0)
     assert writer.failures == 3
     first = store.calls[0][1]
-    assert first[0] == Delta("a", 0, "one ")  # the failed delta, unchanged, goes first
+    assert first[0] == Delta("a", 0, "one ", "slack:T1")  # the failed delta, unchanged, goes first
     assert store.text_of("a") == "one two " and store.text_of("b") == "bee"
 
 
@@ -89,7 +89,7 @@ async def test_flush_message_waits_for_its_deltas_then_forgets_the_message() -> 
     clock = VirtualClock()
     store = FakeDeltaStore(clock)
     writer = DeltaWriter(store, tick_s=0.25, clock=clock)
-    writer.add("a", "text")
+    writer.add("a", "text", workspace="slack:T1")
     task = asyncio.create_task(writer.flush_message("a"))
     await clock.advance(0.1)
     assert not task.done()
@@ -102,7 +102,7 @@ async def test_flush_message_gives_up_after_its_timeout_when_the_store_is_down()
     clock = VirtualClock()
     store = FakeDeltaStore(clock, fail_next=10_000)
     writer = DeltaWriter(store, tick_s=0.25, clock=clock)
-    writer.add("a", "text")
+    writer.add("a", "text", workspace="slack:T1")
     task = asyncio.create_task(writer.flush_message("a", timeout_s=2.0))
     await clock.run_until(task.done, limit=3)
     assert not writer.pending("a")
@@ -114,10 +114,10 @@ async def test_idle_writer_has_no_task_and_close_writes_what_is_pending() -> Non
     clock = VirtualClock()
     store = FakeDeltaStore(clock, latency=0.0)
     writer = DeltaWriter(store, tick_s=0.25, clock=clock)
-    writer.add("a", "x")
+    writer.add("a", "x", workspace="slack:T1")
     await clock.advance(1)
     assert writer._task is not None and writer._task.done()  # stopped by itself once idle
-    writer.add("a", "y")
+    writer.add("a", "y", workspace="slack:T1")
     task = asyncio.create_task(writer.close())
     await clock.run_until(task.done)
     assert store.text_of("a") == "xy"

@@ -8,6 +8,8 @@ import type * as crons from "../crons.js";
 import type * as documents from "../documents.js";
 import type * as housekeeping from "../housekeeping.js";
 import type * as leases from "../leases.js";
+import type * as lib_roles from "../lib/roles.js";
+import type * as lib_rules from "../lib/rules.js";
 import type * as lib_security from "../lib/security.js";
 import type * as threads from "../threads.js";
 import type * as version from "../version.js";
@@ -20,6 +22,8 @@ declare const fullApi: ApiFromModules<{
   "documents": typeof documents;
   "housekeeping": typeof housekeeping;
   "leases": typeof leases;
+  "lib/roles": typeof lib_roles;
+  "lib/rules": typeof lib_rules;
   "lib/security": typeof lib_security;
   "threads": typeof threads;
   "version": typeof version;

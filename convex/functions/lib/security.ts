@@ -4,6 +4,10 @@
 import { customMutation, customQuery } from "convex-helpers/server/customFunctions";
 import { ConvexError, v, type Infer } from "convex/values";
 import { mutation, query, type MutationCtx, type QueryCtx } from "../_generated/server";
+import { INITIAL_DEFAULT, ROLE_NAMES, Refusal, allows, rank, type Permission, type Target } from "./roles";
+import { RULES } from "./rules";
+
+export { ROLES, ROLE_NAMES, Refusal } from "./roles";
 
 export type Code =
   | "unauthorized"
@@ -13,6 +17,8 @@ export type Code =
   | "peer_or_higher"
   | "last_owner"
   | "blocked"
+  | "no_effect"
+  | "conflict"
   | "invalid"
   | "not_found"
   | "replayed";
@@ -46,36 +52,48 @@ export const serviceQuery = customQuery(query, {
 /**
  * Mutations take an optional `requestId`: the bot sends one per logical call and the same one on
  * every retry of it. The first success is recorded with its result in the same transaction; a
- * retry of a request that already landed (its answer was lost on the way) writes nothing and fails
- * with code "replayed" carrying that first result, which the bot takes as the answer. So a retry
- * can never apply a change, or write its audit row, twice.
+ * retry of a request that already landed (its answer was lost on the way) is rolled back whole and
+ * fails with code "replayed" carrying that first result, which the bot takes as the answer. So a
+ * retry can never apply a change, or write its audit row, twice.
+ *
+ * A request id is scoped to the function (each definition names itself: `name: "module:function"`),
+ * the workspace and the thread of the call, so an id reused elsewhere is simply a new request and
+ * can never hand back another call's result.
  */
 export const serviceMutation = customMutation(mutation, {
   args: { secret: v.string(), requestId: v.optional(v.string()) },
-  input: async (ctx, { secret, requestId }) => {
+  input: async (ctx, { secret, requestId }, extra: { name?: string }) => {
     checkSecret(secret);
     if (requestId === undefined) return { ctx: {}, args: {} };
-    bounded(requestId, LIMITS.key, "request id");
-    const seen = await ctx.db
-      .query("requests")
-      .withIndex("by_request", (q) => q.eq("requestId", requestId))
-      .unique();
-    if (seen) throw new ConvexError({ code: "replayed", message: "this request was already applied", result: seen.result });
+    bounded(requestId, "key", "request id");
+    if (!extra.name) fail("invalid", "this function takes no request id");
     return {
       ctx: {},
       args: {},
-      onSuccess: async ({ result }: { result: unknown }) => {
-        await ctx.db.insert("requests", { requestId, result: result ?? null, at: Date.now() });
+      onSuccess: async ({ args, result }: { args: Record<string, unknown>; result: unknown }) => {
+        const scope = [extra.name, args.workspace ?? "", args.thread ?? "", requestId].map(String).join("|");
+        const seen = await ctx.db
+          .query("requests")
+          .withIndex("by_request", (q) => q.eq("requestId", scope))
+          .unique();
+        // Thrown after the body ran: the whole transaction, this retry's writes included, rolls back.
+        if (seen) throw new ConvexError({ code: "replayed", message: "this request was already applied", result: seen.result });
+        await ctx.db.insert("requests", { requestId: scope, result: result ?? null, at: Date.now() });
       },
     };
   },
 });
 
-// -- bounds: validators say the type; these say how much ------------------------------------------
+// -- bounds: validators say the type; the rule book (lib/rules.ts) says how much ------------------
 
-export const LIMITS = { id: 200, key: 600, text: 40_000, prompt: 8_000, title: 500, uri: 2_000, detail: 2_000 };
+export type TextKind = keyof typeof RULES.text;
+export type NumberKind = keyof typeof RULES.numbers;
+export type CountKind = keyof typeof RULES.counts;
 
-export function bounded(value: string, max: number, name: string, { allowEmpty = false } = {}): string {
+/** The one validator for every identifier and text: the rule book's bound for its kind. */
+export function bounded(value: string, kind: TextKind, name: string, { allowEmpty = false } = {}): string {
+  const max: number = RULES.text[kind];
+  if (typeof value !== "string") fail("invalid", `${name} must be text`);
   if (!allowEmpty && value.length === 0) fail("invalid", `${name} must not be empty`);
   if (value.length > max) {
     fail("invalid", `${name} is too long (${value.length.toLocaleString("en")} characters; the limit is ${max.toLocaleString("en")})`);
@@ -83,22 +101,34 @@ export function bounded(value: string, max: number, name: string, { allowEmpty =
   return value;
 }
 
-export function boundedInt(value: number, min: number, max: number, name: string): number {
-  if (!Number.isInteger(value) || value < min || value > max) fail("invalid", `${name} must be a whole number from ${min} to ${max}`);
+export function boundedInt(value: number, kind: NumberKind, name: string): number {
+  const [min, max] = RULES.numbers[kind];
+  if (!Number.isInteger(value) || value < min || value > max) {
+    fail("invalid", `${name} must be a whole number from ${min.toLocaleString("en")} to ${max.toLocaleString("en")}`);
+  }
   return value;
 }
 
-// -- roles -----------------------------------------------------------------------------------------
+export function boundedNumber(value: number, kind: NumberKind, name: string): number {
+  const [min, max] = RULES.numbers[kind];
+  if (!Number.isFinite(value)) fail("invalid", `${name} must be a finite number`);
+  if (value < min || value > max) fail("invalid", `${name} must be from ${min.toLocaleString("en")} to ${max.toLocaleString("en")}`);
+  return value;
+}
 
-export const ROLES = { guest: 1, member: 2, curator: 3, admin: 4, owner: 5 } as const;
-export const ROLE_NAMES = ["", "guest", "member", "curator", "admin", "owner"];
-export const PERMISSIONS = {
-  manage_knowledge: ROLES.curator,
-  manage_settings: ROLES.admin,
-  manage_roles: ROLES.admin,
-  view_audit: ROLES.admin,
-} as const;
-export type Permission = keyof typeof PERMISSIONS;
+export function boundedCount(items: readonly unknown[], kind: CountKind, name: string) {
+  const max: number = RULES.counts[kind];
+  if (items.length > max) fail("invalid", `at most ${max.toLocaleString("en")} ${name} per call`);
+}
+
+/** Every function's workspace argument: bounded, and shaped like `platform:id`. */
+export function workspaceKey(workspace: string): string {
+  bounded(workspace, "workspace", "workspace");
+  if (workspace.indexOf(":") <= 0) fail("invalid", "workspace must look like platform:id");
+  return workspace;
+}
+
+// -- roles -----------------------------------------------------------------------------------------
 
 export const actorValidator = v.object({
   userId: v.string(),
@@ -108,11 +138,18 @@ export const actorValidator = v.object({
   roleIds: v.array(v.string()),
 });
 export type Actor = Infer<typeof actorValidator>;
-
-export const roleValidator = v.number();
+/** What the caller knows of a role change's target; facts can only raise its rank. */
+export const factsValidator = v.object({
+  isOwner: v.boolean(),
+  isAdmin: v.boolean(),
+  isGuest: v.optional(v.boolean()),
+  roleIds: v.array(v.string()),
+});
+export type Facts = Infer<typeof factsValidator>;
+export const NO_FACTS: Facts = { isOwner: false, isAdmin: false, roleIds: [] };
 
 export function checkRole(role: number, name = "role"): number {
-  if (!Number.isInteger(role) || role < ROLES.guest || role > ROLES.owner) fail("invalid", `${name} must be a role from 1 to 5`);
+  if (!Number.isInteger(role) || role < 1 || role > RULES.roles.length) fail("invalid", `${name} must be a role from 1 to ${RULES.roles.length}`);
   return role;
 }
 
@@ -128,7 +165,7 @@ export type Settings = {
 
 export const DEFAULT_SETTINGS: Settings = {
   systemPrompt: "",
-  defaultRole: ROLES.member,
+  defaultRole: INITIAL_DEFAULT,
   guestsMayAsk: false,
   answerWithoutMention: false,
   model: "",
@@ -153,35 +190,84 @@ export async function memberOf(ctx: Ctx, workspace: string, user: string) {
     .unique();
 }
 
-/** blocked ? none : max(explicit role, role from platform facts and mappings, workspace default). */
-export async function effectiveRole(ctx: Ctx, workspace: string, actor: Actor): Promise<number | null> {
-  bounded(actor.userId, LIMITS.id, "actor id");
-  if (actor.roleIds.length > 250) fail("invalid", "too many role ids");
-  const member = await memberOf(ctx, workspace, actor.userId);
-  if (member?.blocked) return null;
-  const settings = await settingsOf(ctx, workspace);
-  const candidates = [actor.isGuest ? Math.min(settings.defaultRole, ROLES.guest) : settings.defaultRole];
-  if (member?.role != null) candidates.push(member.role);
-  if (actor.isOwner) candidates.push(ROLES.owner);
-  if (actor.isAdmin) candidates.push(ROLES.admin);
-  for (const roleId of actor.roleIds) {
+/** The mappings of the given platform role ids (all a rank needs). */
+export async function mappingsFor(ctx: Ctx, workspace: string, roleIds: readonly string[]): Promise<Record<string, number>> {
+  boundedCount(roleIds, "role_ids", "role ids");
+  const mappings: Record<string, number> = {};
+  for (const roleId of roleIds) {
+    bounded(roleId, "id", "role id");
     const mapping = await ctx.db
       .query("roleMappings")
       .withIndex("by_workspace_role", (q) => q.eq("workspace", workspace).eq("platformRole", roleId))
       .unique();
-    if (mapping) candidates.push(mapping.role);
+    if (mapping) mappings[roleId] = mapping.role;
   }
-  return Math.max(...candidates);
+  return mappings;
 }
 
+/** blocked ? none : rank(explicit role, platform facts and mappings, workspace default). */
+export async function effectiveRole(ctx: Ctx, workspace: string, actor: Actor): Promise<number | null> {
+  workspaceKey(workspace);
+  bounded(actor.userId, "id", "actor id");
+  const member = await memberOf(ctx, workspace, actor.userId);
+  const mappings = await mappingsFor(ctx, workspace, actor.roleIds);
+  if (member?.blocked) return null;
+  const settings = await settingsOf(ctx, workspace);
+  return rank(member?.role ?? null, actor, mappings, settings.defaultRole);
+}
+
+/** The target of a role change, with everything that gives it rank. */
+export async function targetOf(ctx: Ctx, workspace: string, user: string, facts: Facts): Promise<Target & { row: Awaited<ReturnType<typeof memberOf>> }> {
+  const row = await memberOf(ctx, workspace, bounded(user, "id", "user"));
+  return {
+    userId: user,
+    row,
+    explicit: row?.role ?? null,
+    blocked: row?.blocked ?? false,
+    facts,
+    mappings: await mappingsFor(ctx, workspace, facts.roleIds),
+    defaultRole: (await settingsOf(ctx, workspace)).defaultRole,
+  };
+}
+
+/** Throws a Refusal (audited by `acting`) unless the actor holds the permission. */
 export async function requirePermission(ctx: Ctx, workspace: string, actor: Actor, permission: Permission): Promise<number> {
   const role = await effectiveRole(ctx, workspace, actor);
-  if (role === null) fail("blocked", "you are blocked in this workspace");
-  if (role < PERMISSIONS[permission]) fail("forbidden", `${permission} needs a higher role than ${ROLE_NAMES[role]}`);
+  if (role === null) throw new Refusal("blocked", "you are blocked in this workspace");
+  if (!allows(role, permission)) throw new Refusal("forbidden", `${permission} needs a higher role than ${ROLE_NAMES[role]}`);
   return role;
 }
 
-export async function audit(ctx: MutationCtx, workspace: string, actor: string, action: string, detail: string) {
-  await ctx.db.insert("auditLog", { workspace, at: Date.now() / 1000, actor, action, detail: detail.slice(0, LIMITS.detail) });
+/** In a query (which cannot write an audit row), a Refusal is a plain error with its code. */
+export async function inQuery<T>(check: () => Promise<T>): Promise<T> {
+  try {
+    return await check();
+  } catch (error) {
+    if (error instanceof Refusal) fail(error.code as Code, error.message);
+    throw error;
+  }
 }
 
+export type Refused = { refused: { code: string; message: string } };
+
+/**
+ * Run an acting mutation's body. A Refusal (thrown by the checks, which all come before any write)
+ * is audited in this same transaction and returned as `{refused}`, so the refusal row commits while
+ * nothing else changes; ConvexStore turns it into PermissionDenied. Audit rows exist only this way.
+ */
+export async function acting<T>(ctx: MutationCtx, workspace: string, actorId: string, what: string, body: () => Promise<T>): Promise<T | Refused> {
+  workspaceKey(workspace);
+  bounded(actorId, "id", "actor id");
+  try {
+    return await body();
+  } catch (error) {
+    if (!(error instanceof Refusal)) throw error;
+    if (error.code === "invalid") fail("invalid", error.message);
+    await audit(ctx, workspace, actorId, RULES.audit.direct_action, `${error.code}: ${what}`);
+    return { refused: { code: error.code, message: error.message } };
+  }
+}
+
+export async function audit(ctx: MutationCtx, workspace: string, actor: string, action: string, detail: string) {
+  await ctx.db.insert("auditLog", { workspace, at: Date.now() / 1000, actor, action, detail: detail.slice(0, RULES.text.detail) });
+}
