@@ -1,4 +1,4 @@
-"""The operator's endpoints, the same on every process: GET /healthz, /readyz (and /metrics).
+"""The operator's endpoints, the same on every process: GET /healthz, /readyz and /metrics.
 
 The Slack HTTP server mounts them beside /slack/events; the Discord process and Slack Socket Mode,
 which have no web server of their own, serve them on CHATBOT_HEALTH_PORT.
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-HEALTH_PATH, READY_PATH = "/healthz", "/readyz"
+HEALTH_PATH, READY_PATH, METRICS_PATH = "/healthz", "/readyz", "/metrics"
 
 
 def ops_routes(core: ChatCore) -> list[web.RouteDef]:
@@ -29,7 +29,11 @@ def ops_routes(core: ChatCore) -> list[web.RouteDef]:
             log.warning("ops.not_ready", failed=[c.name for c in report.checks if not c.ok])
         return web.json_response(report.as_dict(), status=200 if report.ok else 503)
 
-    return [web.get(HEALTH_PATH, healthz), web.get(READY_PATH, readyz)]
+    async def metrics(request: web.Request) -> web.Response:
+        body, content_type = core.metrics.exposition()  # the Prometheus text format
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    return [web.get(HEALTH_PATH, healthz), web.get(READY_PATH, readyz), web.get(METRICS_PATH, metrics)]
 
 
 class OpsServer:

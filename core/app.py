@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from core.ingest import Ingestor, IngestReport, ProgressCallback
 from core.llm.base import LLM
 from core.logs import bind_reply
 from core.messages import Actor, IncomingMessage, ReplyStatus, WorkspaceRef
+from core.metrics import Metrics, SchedulerMetrics, TimedLLM, record_outcome, timed
+from core.metrics_prometheus import PrometheusMetrics
 from core.pacing import EditScheduler
 from core.pipeline import Outcome, Pipeline
 from core.retrieval.base import Retriever
@@ -34,16 +37,22 @@ class ConfigError(Exception):
 class ChatCore:
     """Everything an adapter needs: answer a message, run an admin command, ingest knowledge."""
 
-    def __init__(self, settings: Settings, store: Store, retriever: Retriever, llm: LLM) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, retriever: Retriever, llm: LLM, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.retriever = retriever
         self.llm = llm
-        self.deltas = DeltaWriter(store)
+        self.metrics: Metrics = metrics or PrometheusMetrics()
+        self._scheduler_metrics = SchedulerMetrics(self.metrics)
+        # The pipeline's parts are timed (the metrics' store, retriever and LLM latency).
+        timed_store = timed(store, "store", self.metrics)
+        self.deltas = DeltaWriter(timed_store)
         self.pipeline = Pipeline(
-            store=store,
-            retriever=retriever,
-            llm=llm,
+            store=timed_store,
+            retriever=timed(retriever, "retriever", self.metrics),
+            llm=TimedLLM(llm, self.metrics),
             deltas=self.deltas,
             model=settings.model,
             max_answer_tokens=settings.max_answer_tokens,
@@ -60,8 +69,20 @@ class ChatCore:
         scheduler: EditScheduler,
         history: ThreadHistory | None = None,
     ) -> Outcome:
-        with bind_reply(message.event_key):  # every record of this reply carries its key
-            return await self.pipeline.answer(message, surface, scheduler, history)
+        if scheduler.observer is None:
+            scheduler.observer = self._scheduler_metrics  # the adapter's budgets count into our metrics
+        platform = message.workspace.platform.value
+        started = time.monotonic()
+        self.metrics.reply_started(platform)
+        outcome_status = "error"
+        try:
+            with bind_reply(message.event_key):  # every record of this reply carries its key
+                outcome = await self.pipeline.answer(message, surface, scheduler, history)
+            outcome_status = outcome.status
+            record_outcome(self.metrics, message.workspace.key, platform, started, outcome)
+            return outcome
+        finally:
+            self.metrics.reply_finished(platform, outcome_status)
 
     async def ingest(
         self, ws: WorkspaceRef, actor: Actor, sources: Sequence[str], progress: ProgressCallback | None = None

@@ -117,12 +117,14 @@ class TokenBucket:
         "rate",
         "recovery_s",
         "reserved",
+        "scope",
         "tokens",
         "updated",
         "wake_at",
     )
 
     def __init__(self, scope: RateScope, now: float, recovery_s: float) -> None:
+        self.scope = scope
         self.key = scope.key
         self.base_rate = scope.per_second
         self.rate = scope.per_second
@@ -215,6 +217,12 @@ class SharedBudgets(Protocol):
         ...
 
 
+class SchedulerObserver(Protocol):
+    def granted(self, scopes: Sequence[RateScope]) -> None: ...
+
+    def rate_limited(self, scope: RateScope) -> None: ...
+
+
 class EditScheduler:
     """Rate budgets for one platform, keyed by the platform's limit scopes.
 
@@ -238,6 +246,7 @@ class EditScheduler:
         self._order = itertools.count()
         self.rate_limited = 0  # 429s received, for logs and benchmarks
         self.granted = 0
+        self.observer: SchedulerObserver | None = None  # the metrics (wired by core.app)
 
     def bucket(self, scope: RateScope) -> TokenBucket:
         bucket = self._buckets.get(scope.key)
@@ -290,6 +299,8 @@ class EditScheduler:
         ticket.done = True
         ticket.parked_at = None
         self.granted += 1
+        if self.observer is not None:
+            self.observer.granted([b.scope for b in ticket.buckets])
         if not ticket.future.done():
             ticket.future.set_result(None)
         return True
@@ -368,6 +379,8 @@ class EditScheduler:
         now = self.clock.now()
         hit = [s for s in scopes if s.key == error.scope_key] or list(scopes)
         for scope in hit:
+            if self.observer is not None:
+                self.observer.rate_limited(scope)
             bucket = self.bucket(scope)
             bucket.penalize(max(0.0, error.retry_after), now)
             best = bucket._best_parked()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import structlog
@@ -38,6 +38,11 @@ class Outcome:
     reason: str = ""
     reply_id: str = ""
     sources: tuple[Source, ...] = ()
+    # For metrics and usage: the model's tokens, when the first words were shown (time.monotonic)
+    # and how long streamed text waited for each edit.
+    usage: Usage = field(default_factory=Usage)
+    first_text_at: float | None = None
+    lags: tuple[float, ...] = ()
 
 
 class DeltaSink(Protocol):
@@ -237,6 +242,9 @@ class Pipeline:
             reason=reason,
             reply_id=reply_id,
             sources=tuple(sources),
+            usage=usage,
+            first_text_at=streamer.first_text_at,
+            lags=tuple(streamer.lags),
         )
 
     async def _finish(

@@ -9,6 +9,7 @@ the surface's `max_chars`. It knows no platform: pacing lives in `core.pacing`, 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 import structlog
@@ -74,6 +75,10 @@ class ReplyStreamer:
         self._finishing = False
         self._finished = False
         self._errors = 0
+        # For the metrics: when the first words were shown (time.monotonic) and, per request that
+        # showed new text, how long that text had waited (the engine's clock).
+        self.first_text_at: float | None = None
+        self.lags: list[float] = []
 
     @property
     def text(self) -> str:
@@ -136,7 +141,11 @@ class ReplyStreamer:
                 finally:
                     self._in_request = False
                 if ok and self.text:
+                    if not self._text_shown:
+                        self.first_text_at = time.monotonic()
                     self._text_shown = True
+                    if lag_since is not None:
+                        self.lags.append(self.clock.now() - lag_since)
                 if not ok:
                     if lag_since is not None and (self._since is None or lag_since < self._since):
                         self._since = lag_since
@@ -224,6 +233,7 @@ class ReplyStreamer:
 
     async def _land(self, text: str, sources: Sequence[Source]) -> None:
         parts = split_markdown(text, self.surface.max_chars)
+        waiting = self._since  # the oldest text the final edit is the first to show, if any
         since = self._since if self._since is not None else self.clock.now()
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
@@ -249,4 +259,8 @@ class ReplyStreamer:
                 # Rate limited: the bucket now waits out Retry-After before granting again.
                 if self.clock.now() - started > self.final_deadline_s:
                     raise RateLimited(0.0, "final edit still rate limited")
+        if waiting is not None and self.text:
+            self.lags.append(self.clock.now() - waiting)
+        if self.first_text_at is None and self.text:
+            self.first_text_at = time.monotonic()
         # Messages beyond the final split (possible only if the text shrank) are left as they are.

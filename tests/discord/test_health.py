@@ -1,4 +1,4 @@
-"""The Discord process serves /healthz and /readyz on CHATBOT_HEALTH_PORT while it runs."""
+"""The Discord process serves /healthz, /readyz and /metrics on CHATBOT_HEALTH_PORT while it runs."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from pathlib import Path
 
 import aiohttp
 import discord
+from prometheus_client.parser import text_string_to_metric_families
 
 from bots.discord.server import run_discord
 from core.app import build_core
 from core.config import Settings
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import CHANNEL_ID, FakeDiscord
+
+MEMBER = "700000000000000001"
 
 
 def free_port() -> int:
@@ -22,10 +25,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_the_discord_process_answers_healthz_and_readyz(tmp_path: Path, fake_anthropic: FakeAnthropic) -> None:
+async def test_the_discord_process_answers_healthz_readyz_and_metrics(
+    tmp_path: Path, fake_anthropic: FakeAnthropic
+) -> None:
     base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     port = free_port()
     async with FakeDiscord() as fake:
+        fake.add_member(MEMBER, "member")
         settings = Settings(
             CHATBOT_DATA_DIR=tmp_path,
             ANTHROPIC_API_KEY="k",
@@ -48,6 +54,20 @@ async def test_the_discord_process_answers_healthz_and_readyz(tmp_path: Path, fa
                     assert response.status == 200, body
                     assert set(body["checks"]) == {"store", "retriever", "llm"}
                     assert body["checks"]["llm"]["detail"].startswith("anthropic")
+                fake_anthropic.script("Deploys go through the release pipeline.", chunk_chars=8, delay_s=0.05)
+                await fake.send_message(MEMBER, "how do I deploy?")
+                async with asyncio.timeout(30):
+                    while not _answered(await _scrape(http)):  # noqa: ASYNC110 - polls the endpoint, as a scraper would
+                        await asyncio.sleep(0.05)
+                samples = await _scrape(http)
+                assert samples[("chatbot_replies_in_flight", frozenset({("platform", "discord")}))] == 0
+                posts = fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")
+                edits = fake.calls_to("PATCH", f"/channels/{CHANNEL_ID}/messages")
+                granted = samples[
+                    ("chatbot_platform_requests_total", frozenset({("platform", "discord"), ("scope", "channel")}))
+                ]
+                assert granted >= len(posts) + len(edits) >= 2
+                assert samples[("chatbot_first_text_seconds_count", frozenset({("platform", "discord")}))] == 1
         finally:
             stop.set()
             assert await asyncio.wait_for(runner, 20) == 0
@@ -55,3 +75,19 @@ async def test_the_discord_process_answers_healthz_and_readyz(tmp_path: Path, fa
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
         with socket.socket() as s:  # the listener is gone with the process's work
             assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def _scrape(http: aiohttp.ClientSession) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    async with http.get("/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _answered(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> bool:
+    key = ("chatbot_replies_total", frozenset({("platform", "discord"), ("outcome", "answered")}))
+    return samples.get(key, 0.0) == 1
