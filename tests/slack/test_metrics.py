@@ -70,7 +70,7 @@ async def test_metrics_after_three_answered_questions(
     for channel, ts in QUESTIONS.items():
         thread = await core.store.find_thread(ws, channel, ts)
         assert thread is not None
-        for message in (await core.store.messages(thread)).items:
+        for message in (await core.store.messages(ws, thread)).items:
             used_in += message.usage.input_tokens
             used_out += message.usage.output_tokens
     assert used_in > 0 and used_out > 0
