@@ -1,7 +1,12 @@
 """Admin commands: one grammar for Slack's /chatbot, Discord's app commands and `chatbot roles`.
 
-Each command is checked here (RoleService) for a fast, friendly refusal, and again by the
-store inside its own write, which is the check that counts.
+Changes are judged by the store inside its own write (which also audits a refusal, in the same
+transaction); reads and ingestion are checked here first, and their refusals audited here. So every
+refusal is audited exactly once, the same way from every front end, and `run` always answers with
+text meant for the user: never a raw exception.
+
+The target of a role change is judged by its effective rank, platform facts included: the front end
+passes a `UserFacts` that looks the target up on the platform.
 """
 
 from __future__ import annotations
@@ -10,12 +15,26 @@ import re
 import shlex
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Protocol
 
+import structlog
+
 from core.access import RoleService
-from core.messages import Actor, WorkspaceRef
+from core.messages import Actor, PlatformFacts, WorkspaceRef
+from core.policy import REFUSED
 from core.roles import Permission, Role
-from core.stores.base import SETTING_FIELDS, ChannelMode, ChannelRule, PermissionDenied, Store, StoreError
+from core.stores.base import (
+    SETTING_FIELDS,
+    ChannelMode,
+    ChannelRule,
+    PermissionDenied,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
+
+log = structlog.get_logger(__name__)
 
 _USER = re.compile(r"^<@!?([A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
 _CHANNEL = re.compile(r"^<#([A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
@@ -34,6 +53,16 @@ class UrlIngestor(Protocol):
     async def ingest_url(self, ws: WorkspaceRef, actor: Actor, url: str) -> str:
         """Ingest one URL for the workspace; returns a one-line summary."""
         ...
+
+
+class UserFacts(Protocol):
+    async def facts(self, ws: WorkspaceRef, user_id: str) -> PlatformFacts:
+        """What the platform says about a user (owner, admin, role ids), to judge a role change's target."""
+        ...
+
+
+# The target lookup of the command being run (per task, so concurrent commands never share one).
+_USERS: ContextVar[UserFacts | None] = ContextVar("admin_users", default=None)
 
 
 class CommandError(Exception):
@@ -61,7 +90,7 @@ class AdminCommands:
         self.roles = RoleService(store)
         self.ingestor = ingestor
 
-    async def run(self, ws: WorkspaceRef, actor: Actor, command: str) -> str:
+    async def run(self, ws: WorkspaceRef, actor: Actor, command: str, *, users: UserFacts | None = None) -> str:
         """Run one command line; always returns Markdown to show the actor (ephemerally)."""
         try:
             words = shlex.split(command.strip())
@@ -72,15 +101,36 @@ class AdminCommands:
         handler = self._dispatch(words)
         if handler is None:
             return f"Unknown command `{command.strip()[:80]}`.\n\n{HELP}"
+        token = _USERS.set(users)
         try:
             return await handler(ws, actor, words)
         except CommandError as exc:
             return f"{exc}\n\n{HELP}"
         except PermissionDenied as exc:
-            await self.store.audit(ws, actor.user_id, "refused", f"{exc.code}: {command[:200]}")
-            return f"Not allowed: {exc}"
+            # A demotion below a rank the target has anyway is refused: say so, and where the rank comes from.
+            return f"No change: {exc}." if exc.code == "no_effect" else f"Not allowed: {exc}."
+        except StoreUnavailable:
+            log.warning("admin.store_unavailable", command=words[0])
+            return "I can't reach my store right now, so nothing was changed. Please try again in a moment."
         except (StoreError, ValueError) as exc:
             return f"That didn't work: {exc}"
+        except Exception as exc:
+            log.error("admin.failed", command=words[0], error=repr(exc))
+            return "Sorry, that command failed on my side. Please try again."
+        finally:
+            _USERS.reset(token)
+
+    async def _require(self, ws: WorkspaceRef, actor: Actor, permission: Permission, what: str) -> None:
+        """The check for reads and ingestion (a store write checks and audits itself): audited here."""
+        try:
+            await self.roles.require(ws, actor, permission)
+        except PermissionDenied as exc:
+            await self.store.audit(ws, actor.user_id, REFUSED, f"{exc.code}: {what}"[:200])
+            raise
+
+    async def _target_facts(self, ws: WorkspaceRef, user_id: str) -> PlatformFacts:
+        users = _USERS.get()
+        return await users.facts(ws, user_id) if users is not None else PlatformFacts()
 
     def _dispatch(self, words: list[str]) -> Callable[[WorkspaceRef, Actor, list[str]], Awaitable[str]] | None:
         head = words[0].lower()
@@ -101,17 +151,17 @@ class AdminCommands:
 
     # -- typed operations (Discord's app commands call these directly) --------------------------
     async def set_role(self, ws: WorkspaceRef, actor: Actor, user_id: str, role: Role | None) -> str:
-        await self.roles.require(ws, actor, Permission.MANAGE_ROLES)
-        await self.store.set_role(ws, actor, user_id, role)
+        facts = await self._target_facts(ws, user_id)
+        await self.store.set_role(ws, actor, user_id, role, target_facts=facts)
         return f"<@{user_id}> is now {role.label if role else 'back to the default role'}."
 
     async def set_blocked(self, ws: WorkspaceRef, actor: Actor, user_id: str, blocked: bool) -> str:
-        await self.roles.require(ws, actor, Permission.MANAGE_ROLES)
-        await self.store.set_blocked(ws, actor, user_id, blocked)
+        facts = await self._target_facts(ws, user_id)
+        await self.store.set_blocked(ws, actor, user_id, blocked, target_facts=facts)
         return f"<@{user_id}> is {'blocked' if blocked else 'no longer blocked'}."
 
     async def list_roles(self, ws: WorkspaceRef, actor: Actor) -> str:
-        await self.roles.require(ws, actor, Permission.MANAGE_ROLES)
+        await self._require(ws, actor, Permission.MANAGE_ROLES, "role list")
         members = await self.store.members(ws)
         mappings = await self.store.role_mappings(ws)
         settings = await self.store.settings(ws)
@@ -125,7 +175,6 @@ class AdminCommands:
         return "\n".join(lines)
 
     async def set_role_mapping(self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None) -> str:
-        await self.roles.require(ws, actor, Permission.MANAGE_ROLES)
         await self.store.set_role_mapping(ws, actor, platform_role, role)
         target = role.label if role else "nothing (mapping removed)"
         return f"Platform role `{platform_role}` now maps to {target}."
@@ -133,19 +182,17 @@ class AdminCommands:
     async def set_channel(
         self, ws: WorkspaceRef, actor: Actor, channel_id: str, mode: ChannelMode, without_mention: bool = False
     ) -> str:
-        await self.roles.require(ws, actor, Permission.MANAGE_SETTINGS)
         await self.store.set_channel_rule(ws, actor, ChannelRule(channel_id, mode, without_mention))
         extra = " I'll answer there without a mention." if without_mention else ""
         return f"<#{channel_id}> is now `{mode.value}`.{extra}"
 
     async def update_settings(self, ws: WorkspaceRef, actor: Actor, key: str, value: str) -> str:
-        await self.roles.require(ws, actor, Permission.MANAGE_SETTINGS)
         changes = _setting_change(key, value, await self.store.settings(ws))
         await self.store.update_settings(ws, actor, changes)
         return f"Setting `{key}` updated."
 
     async def show_settings(self, ws: WorkspaceRef, actor: Actor) -> str:
-        await self.roles.require(ws, actor, Permission.MANAGE_SETTINGS)
+        await self._require(ws, actor, Permission.MANAGE_SETTINGS, "settings")
         s = await self.store.settings(ws)
         quotas = ", ".join(f"{k}: {v}/h" for k, v in sorted(s.quotas.items())) or "none"
         rules = await self.store.channel_rules(ws)
@@ -162,7 +209,7 @@ class AdminCommands:
         )
 
     async def ingest_url(self, ws: WorkspaceRef, actor: Actor, url: str) -> str:
-        await self.roles.require(ws, actor, Permission.MANAGE_KNOWLEDGE)
+        await self._require(ws, actor, Permission.MANAGE_KNOWLEDGE, f"ingest {url}")
         if self.ingestor is None:
             return "Ingestion is not available in this process."
         if not re.match(r"^https?://", url):
@@ -170,7 +217,7 @@ class AdminCommands:
         return await self.ingestor.ingest_url(ws, actor, url)
 
     async def audit(self, ws: WorkspaceRef, actor: Actor, limit: int = 20) -> str:
-        await self.roles.require(ws, actor, Permission.VIEW_AUDIT)
+        await self._require(ws, actor, Permission.VIEW_AUDIT, "audit")
         entries = await self.store.audit_entries(ws, actor, limit=max(1, min(limit, 100)))
         if not entries:
             return "The audit log is empty."

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shlex
 from collections import OrderedDict
+from collections.abc import Awaitable
 
 import discord
 import structlog
@@ -12,6 +14,7 @@ from discord import app_commands
 
 from bots.discord.budget import rate_limit_trace
 from bots.discord.history import DiscordHistory
+from bots.discord.members import GuildMembers, member_facts
 from bots.discord.surface import DiscordSurface
 from core.app import ChatCore
 from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
@@ -30,15 +33,7 @@ def workspace_of(guild: discord.Guild | None, user: discord.abc.User) -> Workspa
 
 def actor_of(user: discord.abc.User, guild: discord.Guild | None) -> Actor:
     """The platform facts the role model maps: guild owner, Administrator / Manage Guild, role ids."""
-    if isinstance(user, discord.Member) and guild is not None:
-        permissions = user.guild_permissions
-        facts = PlatformFacts(
-            is_owner=guild.owner_id == user.id,
-            is_admin=permissions.administrator or permissions.manage_guild,
-            role_ids=tuple(str(r.id) for r in user.roles if not r.is_default()),
-        )
-    else:
-        facts = PlatformFacts()
+    facts = member_facts(user, guild) if isinstance(user, discord.Member) and guild is not None else PlatformFacts()
     return Actor(str(user.id), facts, display_name=user.display_name)
 
 
@@ -169,54 +164,52 @@ def admin_commands(client: ChatbotClient) -> app_commands.Group:
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             text = await run  # type: ignore[misc]
-        except Exception as exc:
-            text = f"That didn't work: {exc}"
+        except Exception as exc:  # the command layer answers every failure itself; this is a last guard
+            log.error("discord.admin_failed", error=repr(exc))
+            text = "Sorry, that command failed on my side. Please try again."
         await interaction.followup.send(text[:2000], ephemeral=True)
 
     def context(interaction: discord.Interaction) -> tuple[WorkspaceRef, Actor]:
         return workspace_of(interaction.guild, interaction.user), actor_of(interaction.user, interaction.guild)
 
+    def run(interaction: discord.Interaction, command: str) -> Awaitable[str]:
+        """Every app command goes through the one command layer, with the guild to look targets up in."""
+        ws, actor = context(interaction)
+        return client.core.admin.run(ws, actor, command, users=GuildMembers(interaction.guild))
+
     @role.command(name="set", description="Give a member a bot role")
     @app_commands.choices(role=ROLE_CHOICES)
     async def role_set(interaction: discord.Interaction, member: discord.Member, role: str) -> None:
-        ws, actor = context(interaction)
-        await reply(interaction, client.core.admin.run(ws, actor, f"role set {member.id} {role}"))
+        await reply(interaction, run(interaction, f"role set {member.id} {role}"))
 
     @role.command(name="list", description="List bot roles")
     async def role_list(interaction: discord.Interaction) -> None:
-        ws, actor = context(interaction)
-        await reply(interaction, client.core.admin.run(ws, actor, "role list"))
+        await reply(interaction, run(interaction, "role list"))
 
     @chatbot.command(name="rolemap", description="Map a Discord role to a bot role (none removes it)")
     @app_commands.choices(role=[*ROLE_CHOICES, app_commands.Choice(name="none", value="none")])
     async def rolemap(interaction: discord.Interaction, discord_role: discord.Role, role: str) -> None:
-        ws, actor = context(interaction)
-        await reply(interaction, client.core.admin.run(ws, actor, f"rolemap {discord_role.id} {role}"))
+        await reply(interaction, run(interaction, f"rolemap {discord_role.id} {role}"))
 
     @channel.command(name="allow", description="Answer in this channel")
     async def channel_allow(interaction: discord.Interaction, target: discord.TextChannel) -> None:
-        ws, actor = context(interaction)
-        await reply(interaction, client.core.admin.set_channel(ws, actor, str(target.id), ChannelMode.ALLOW))
+        await reply(interaction, run(interaction, f"channel {ChannelMode.ALLOW.value} {target.id}"))
 
     @channel.command(name="deny", description="Never answer in this channel")
     async def channel_deny(interaction: discord.Interaction, target: discord.TextChannel) -> None:
-        ws, actor = context(interaction)
-        await reply(interaction, client.core.admin.set_channel(ws, actor, str(target.id), ChannelMode.DENY))
+        await reply(interaction, run(interaction, f"channel {ChannelMode.DENY.value} {target.id}"))
 
     @chatbot.command(name="settings", description="Show settings, or set one")
     async def settings(interaction: discord.Interaction, key: str | None = None, value: str | None = None) -> None:
-        ws, actor = context(interaction)
-        command = f"settings set {key} {value}" if key and value is not None else "settings"
-        await reply(interaction, client.core.admin.run(ws, actor, command))
+        command = f"settings set {shlex.quote(key)} {shlex.quote(value)}" if key and value is not None else "settings"
+        await reply(interaction, run(interaction, command))
 
     @chatbot.command(name="ingest", description="Add a web page or file URL to the knowledge")
     async def ingest(interaction: discord.Interaction, url: str) -> None:
-        ws, actor = context(interaction)
-        await reply(interaction, client.core.admin.ingest_url(ws, actor, url))
+        await reply(interaction, run(interaction, f"ingest {shlex.quote(url)}"))
 
     @chatbot.command(name="audit", description="The latest audit entries")
     async def audit(interaction: discord.Interaction, count: int = 20) -> None:
-        ws, actor = context(interaction)
-        await reply(interaction, client.core.admin.audit(ws, actor, count))
+        await reply(interaction, run(interaction, f"audit {count}"))
 
     return chatbot

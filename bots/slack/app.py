@@ -283,7 +283,7 @@ class SlackBot:
         ws = WorkspaceRef(Platform.SLACK, team_id)
         try:
             actor = await self.users.actor(team_id, str(command["user_id"]))
-            text = await self.core.admin.run(ws, actor, str(command.get("text") or ""))
+            text = await self.core.admin.run(ws, actor, str(command.get("text") or ""), users=self.users)
         except Exception as exc:
             log.error("slack.admin_failed", error=repr(exc))
             text = "Sorry, that command failed on my side. Please try again."

@@ -16,7 +16,7 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.messages import Actor, PlatformFacts
+from core.messages import Actor, PlatformFacts, WorkspaceRef
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +76,10 @@ class UserDirectory:
 
     async def actor(self, team_id: str, user_id: str) -> Actor:
         return (await self.get(team_id, user_id)).actor()
+
+    async def facts(self, ws: WorkspaceRef, user_id: str) -> PlatformFacts:
+        """The target lookup of admin commands (core.admin.UserFacts): a role change's target's facts."""
+        return (await self.get(ws.external_id, user_id)).facts
 
     def forget(self, team_id: str, user_id: str) -> None:
         """Drop a cached user (e.g. on a user_change event)."""
