@@ -6,6 +6,7 @@ Surfaces import this without the streaming engine; see `split_parts` for the exa
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -110,30 +111,65 @@ def split_parts(text: str, limit: int) -> list[Part]:
         raise ValueError("limit must be at least 16 characters")
     if len(text) <= limit and "```" not in text and "~~~" not in text:
         return [Part(text)]
-    fences = _FenceMap(text)
+    return _split_from(text, _FenceMap(text), 0, limit, floor=0)
+
+
+def _split_from(text: str, fences: _FenceMap, start: int, limit: int, *, floor: int) -> list[Part]:
+    """The parts of text[start:], the first cut at `floor` or later."""
     parts: list[Part] = []
-    start = 0
     while True:
         open_at_start = fences.at(start) if start > 0 else None
         reopen = _reopen_line(open_at_start, limit)
         budget = limit - len(reopen)
         while True:
-            cut = _choose_cut(text, start, budget, fences)
+            cut = _choose_cut(text, start, budget, fences, floor)
             body = text[start:cut]
             close = _close_for(fences.at(cut), body, limit) if cut > start else ""
             over = len(reopen) + len(body) + len(close) - limit
-            if over <= 0:
+            if over <= 0 or cut <= floor:
                 break
             budget -= over
             if budget < 1:  # a fence too long to repeat: give up on fences for this part
                 reopen, close, budget = "", "", limit
-                cut = _choose_cut(text, start, budget, fences)
+                cut = _choose_cut(text, start, budget, fences, floor)
                 body = text[start:cut]
                 break
         parts.append(Part(body, reopen, close))
         if cut >= len(text):
             return parts
-        start = cut
+        start, floor = cut, 0
+
+
+def _part(text: str, fences: _FenceMap, start: int, end: int, limit: int) -> Part:
+    body = text[start:end]
+    reopen = _reopen_line(fences.at(start), limit) if start > 0 else ""
+    return Part(body, reopen, _close_for(fences.at(end), body, limit) if end > start else "")
+
+
+def split_growing(text: str, limit: int, starts: Sequence[int], floor: int, *, hold_back: bool) -> list[Part]:
+    """Split a text that is being shown as it grows, so that shown text never moves or shrinks.
+
+    `starts` are where the messages already posted begin in `text` (their cuts are kept), and
+    `floor` is how far the last of them already shows: its cut falls there or later, even where
+    `split_parts` would cut earlier. With `hold_back`, a last part within a tenth of the limit
+    shows only up to its last space or line break, so the cut can fall at a word boundary that
+    was never shown past. Rejoining works as for `split_parts`.
+    """
+    if not starts:
+        starts = [0]
+    fences = _FenceMap(text)
+    parts = [_part(text, fences, a, b, limit) for a, b in itertools.pairwise(starts)]
+    start = min(starts[-1], len(text))
+    tail = _split_from(text, fences, start, limit, floor=max(start, floor))
+    parts.extend(tail)
+    if hold_back and len(parts[-1].text) > limit - max(1, limit // 10):
+        last_start = len(text) - len(parts[-1].body)
+        low = max(last_start, floor if len(tail) == 1 else last_start)
+        # The last word may still grow: show up to the break before it.
+        brk = max(text.rfind(" ", low, len(text)), text.rfind("\n", low, len(text)))
+        if brk >= low:
+            parts[-1] = _part(text, fences, last_start, brk + 1, limit)
+    return parts
 
 
 def _reopen_line(fence: _Fence | None, limit: int) -> str:
@@ -149,17 +185,25 @@ def _close_for(fence: _Fence | None, body: str, limit: int) -> str:
     return fence.closer if body.endswith("\n") else "\n" + fence.closer
 
 
-def _choose_cut(text: str, start: int, budget: int, fences: _FenceMap) -> int:
+def _choose_cut(text: str, start: int, budget: int, fences: _FenceMap, floor: int = 0) -> int:
+    """Where the part from `start` ends; never before `floor` (text already shown there)."""
     end = start + budget
     if end >= len(text):
         return len(text)
-    para = text.rfind("\n\n", start, end)
+    if floor > start:
+        return max(floor, _best_cut(text, start, budget, fences, low=floor))
+    return _best_cut(text, start, budget, fences, low=start)
+
+
+def _best_cut(text: str, start: int, budget: int, fences: _FenceMap, *, low: int) -> int:
+    end = start + budget
+    para = text.rfind("\n\n", max(start, low - 2), end)
     if para >= 0 and para + 2 - start > budget // 2:
         return para + 2
-    line = text.rfind("\n", start, end)
+    line = text.rfind("\n", max(start, low - 1), end)
     if line >= 0 and line + 1 - start > budget // 4:
         return line + 1
-    space = text.rfind(" ", start, end)
+    space = text.rfind(" ", max(start, low - 1), end)
     cut = space + 1 if space >= 0 and space + 1 - start > budget // 4 else end
     # A mid-line cut must not leave either half looking like a fence line on its own message:
     # never cut inside a fence line, and never so that the rest of the line starts like one.

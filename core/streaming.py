@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import structlog
 
-from core.markdown import split_markdown
+from core.markdown import Part, split_growing
 from core.messages import ReplyStatus, Source
 from core.pacing import EditScheduler
 from core.surface import PLACEHOLDER, Operation, RateLimited, Surface
@@ -65,6 +65,10 @@ class ReplyStreamer:
         self._chunks: list[str] = []
         self._text = ""
         self._shown: list[str] = []  # the text each message shows now
+        # Where each message's slice of the text begins, and how far the last one shows it: the
+        # splitter keeps both, so text once shown never moves to another message or shrinks.
+        self._starts: list[int] = []
+        self._shown_end = 0
         self._since: float | None = None  # when the oldest text not yet sent arrived
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -153,22 +157,38 @@ class ReplyStreamer:
                         # Back off after errors (a 429 is honored by the scheduler's bucket instead).
                         await self.clock.sleep(min(self.max_backoff_s, self.error_backoff_s * 2 ** (self._errors - 1)))
 
-    def _next_step(self) -> tuple[Operation, int, str, bool] | None:
-        """The next request towards showing all text: (operation, message index, part, is last part)."""
+    def _plan(self, text: str, *, hold_back: bool) -> list[tuple[int, Part]]:
+        """The messages of `text` as (start offset, part); the placeholder while there is no text."""
+        if not text:
+            return [(0, Part(PLACEHOLDER))]
+        parts = split_growing(text, self.surface.max_chars, self._starts, self._shown_end, hold_back=hold_back)
+        planned: list[tuple[int, Part]] = []
+        offset = 0
+        for part in parts:
+            planned.append((offset, part))
+            offset += len(part.body)
+        return planned
+
+    def _next_step(self) -> tuple[Operation, int, tuple[int, Part], bool] | None:
+        """The next request towards showing all text: (operation, message index, (start, part), shows
+        everything fed)."""
         if self._since is None:
             return None  # everything fed has been sent
-        parts = split_markdown(self.text or PLACEHOLDER, self.surface.max_chars)
-        last = len(parts) - 1
-        for index, part in enumerate(parts):
+        text = self.text
+        planned = self._plan(text, hold_back=True)
+        last = len(planned) - 1
+        for index, (start, part) in enumerate(planned):
+            everything = index == last and start + len(part.body) >= len(text)
             if index >= len(self.message_ids):
-                return ("post", index, part, index == last)
-            if self._shown[index] != part:
-                return ("edit", index, part, index == last)
-        self._since = None
+                return ("post", index, (start, part), everything)
+            if self._shown[index] != part.text:
+                return ("edit", index, (start, part), everything)
+        if start + len(part.body) >= len(text):
+            self._since = None
         return None
 
     async def _request(
-        self, op: Operation, index: int, part: str, *, final: bool, sources: Sequence[Source] = ()
+        self, op: Operation, index: int, planned: tuple[int, Part], *, final: bool, sources: Sequence[Source] = ()
     ) -> bool:
         """Send one request; True if it went through. The caller holds the scheduler's grant.
 
@@ -176,6 +196,8 @@ class ReplyStreamer:
         interim edit and are raised for the final one (whose caller retries with backoff).
         """
         scopes = self.surface.scopes(op)
+        start, piece = planned
+        part = piece.text
         try:
             if op == "post":
                 message_id = await self.surface.post(part, sources=sources)
@@ -184,6 +206,11 @@ class ReplyStreamer:
             else:
                 await self.surface.edit(self.message_ids[index], part, sources=sources)
                 self._shown[index] = part
+            if self.text and part != PLACEHOLDER:
+                if index >= len(self._starts):
+                    self._starts.append(start)
+                if index == len(self._starts) - 1:
+                    self._shown_end = max(self._shown_end, start + len(piece.body))
         except RateLimited as exc:
             self.rate_limited += 1
             self.scheduler.rate_limited_by(scopes, exc)
@@ -218,7 +245,7 @@ class ReplyStreamer:
                 await asyncio.wait([worker])
         final = self._final_text(status, reason)
         try:
-            await self._land(final.strip() or PLACEHOLDER, sources)
+            await self._land(final.rstrip(), sources)
         finally:
             self._finished = True
         return final
@@ -232,11 +259,12 @@ class ReplyStreamer:
         return final
 
     async def _land(self, text: str, sources: Sequence[Source]) -> None:
-        parts = split_markdown(text, self.surface.max_chars)
+        parts = self._plan(text, hold_back=False)
         waiting = self._since  # the oldest text the final edit is the first to show, if any
         since = self._since if self._since is not None else self.clock.now()
-        for index, part in enumerate(parts):
+        for index, planned in enumerate(parts):
             last = index == len(parts) - 1
+            part = planned[1].text
             # The last message is always sent again with the sources, even when its text is unchanged.
             if index < len(self._shown) and self._shown[index] == part and not (last and sources):
                 continue
@@ -247,7 +275,7 @@ class ReplyStreamer:
             while True:
                 await self.scheduler.acquire(self.surface.scopes(op), final=True, since=since)
                 try:
-                    if await self._request(op, index, part, final=True, sources=sources if last else ()):
+                    if await self._request(op, index, planned, final=True, sources=sources if last else ()):
                         break
                 except Exception:
                     errors += 1

@@ -16,6 +16,7 @@ from bots.discord.budget import rate_limit_trace
 from bots.discord.history import DiscordHistory
 from bots.discord.members import GuildMembers, member_facts
 from bots.discord.surface import DiscordSurface
+from bots.discord.threads import BusyChannels
 from core.app import ChatCore
 from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
 from core.pacing import EditScheduler
@@ -50,6 +51,7 @@ class ChatbotClient(discord.Client):
         self.core = core
         self.scheduler = scheduler
         self.history = DiscordHistory(self, self.scheduler)
+        self.busy = BusyChannels(scheduler)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(admin_commands(self))
         self._tasks: set[asyncio.Task[None]] = set()
@@ -100,18 +102,13 @@ class ChatbotClient(discord.Client):
                 return str(root or resolved.id), True
         return str(message.id), self.user in message.mentions or message.guild is None
 
-    async def _auto_thread(self, message: discord.Message, text: str) -> discord.Thread | None:
-        """With the server's auto_thread setting, a question in a channel gets a thread of its own."""
+    async def _place(self, message: discord.Message, text: str) -> tuple[discord.Thread | None, bool]:
+        """A thread of its own for a question: always with the server's auto_thread setting, else
+        while the channel is busy (bots/discord/threads.py); whether the reply counts in its channel."""
         if message.guild is None or isinstance(message.channel, discord.Thread):
-            return None
+            return None, False
         settings = await self.core.store.settings(workspace_of(message.guild, message.author))
-        if not settings.auto_thread:
-            return None
-        try:
-            return await message.create_thread(name=(text or "Question")[:90], auto_archive_duration=1440)
-        except discord.HTTPException as exc:  # no permission to create threads: answer in the channel
-            log.warning("discord.auto_thread_failed", error=str(exc))
-            return None
+        return await self.busy.place(message, text, always=settings.auto_thread)
 
     async def _handle(self, message: discord.Message) -> None:
         assert self.user is not None
@@ -119,7 +116,7 @@ class ChatbotClient(discord.Client):
         text = re.sub(rf"<@!?{self.user.id}>", "", message.content).strip()
         channel: discord.abc.Messageable = message.channel
         reply_to: discord.Message | None = message
-        thread = await self._auto_thread(message, text) if addressed and text else None
+        thread, counted = await self._place(message, text) if addressed and text else (None, False)
         if thread is not None:
             channel, reply_to, thread_id = thread, None, str(thread.id)
         incoming = IncomingMessage(
@@ -146,6 +143,9 @@ class ChatbotClient(discord.Client):
             log.info("discord.answered", key=incoming.event_key, status=outcome.status, reason=outcome.reason)
         except Exception:
             log.exception("discord.answer_failed", key=incoming.event_key)
+        finally:
+            if counted:
+                self.busy.done(message.channel.id)
 
 
 def admin_commands(client: ChatbotClient) -> app_commands.Group:

@@ -15,7 +15,6 @@ from bots.discord.client import ChatbotClient
 from bots.discord.server import point_at
 from core.app import ChatCore, build_core
 from core.config import Settings
-from core.markdown import split_markdown
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.discord import (
     CHANNEL_ID,
@@ -98,17 +97,23 @@ async def test_a_mention_streams_edits_and_ends_with_the_exact_answer(harness: H
     assert harness.llm.last_request["messages"][-1]["content"] == "how do I deploy?"  # mention stripped
 
 
-async def test_a_long_answer_with_code_is_split_with_balanced_fences(harness: Harness) -> None:
+async def test_a_long_answer_is_split_with_balanced_fences_and_every_part_replies_to_the_one_before(
+    harness: Harness,
+) -> None:
     code = "\n".join(f"    step_{i}()  # do the thing number {i}" for i in range(60))
     answer = "Here is the script:\n\n```python\n" + code + "\n```\n\n" + ("Then verify it. " * 250).strip()
     assert len(answer) > 5000
     harness.llm.script(answer, chunk_chars=200)
-    await harness.fake.send_message(MEMBER, "give me the script")
-    expected = split_markdown(answer, 2000)
-    await harness.settle(replies=len(expected))
-    parts = [m["content"] for m in harness.fake.bot_messages()]
-    assert parts == expected
+    question = await harness.fake.send_message(MEMBER, "give me the script")
+    await harness.settle(replies=3)  # over 5,000 characters: at least three messages
+    messages = sorted(harness.fake.bot_messages(), key=lambda m: int(m["id"]))
+    parts = [m["content"] for m in messages]
     assert all(len(p) <= 2000 and p.count("```") % 2 == 0 for p in parts)
+    fenceless = [line for line in "\n".join(parts).split("\n") if not line.startswith("```")]
+    assert " ".join(fenceless).split() == " ".join(x for x in answer.split("\n") if not x.startswith("```")).split()
+    # Attached: the first part replies to the question, every later part to the part before it.
+    replied_to = [m["message_reference"]["message_id"] for m in messages]
+    assert replied_to == [question["id"]] + [m["id"] for m in messages[:-1]]
 
 
 async def test_a_dm_is_answered(harness: Harness) -> None:

@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from core.markdown import split_parts
 from core.messages import ReplyStatus, Source
 from core.pacing import EditScheduler
 from core.streaming import CANCELLED_MARKER, ReplyStreamer
@@ -402,10 +401,45 @@ async def test_long_replies_continue_in_new_messages_within_the_limit() -> None:
     text = "".join(paragraphs)
     await stream_tokens(clock, streamer, [text[i : i + 7] for i in range(0, len(text), 7)], every=0.05)
     final = await finish_on_clock(clock, streamer, ReplyStatus.COMPLETE)
-    parts = split_parts(final.strip(), 120)
-    assert len(streamer.message_ids) == len(parts) > 3
-    assert [surface.shown[m] for m in streamer.message_ids] == [p.text for p in parts]
+    shown = [surface.shown[m] for m in streamer.message_ids]
+    assert len(shown) > 3
     assert all(len(c.text) <= 120 for c in surface.calls)
+    assert all(m.count("```") % 2 == 0 for m in shown), "every message closes the fences it opens"
+    assert words_without_fences("\n".join(shown)) == words_without_fences(final)
+
+
+def words_without_fences(text: str) -> list[str]:
+    return " ".join(line for line in text.split("\n") if not line.strip().startswith("```")).split()
+
+
+def without_close(text: str) -> str:
+    """A message's text without the closing fence line the splitter adds at its end."""
+    lines = text.split("\n")
+    return "\n".join(lines[:-1]) if len(lines) > 1 and lines[-1].strip().startswith("```") else text
+
+
+async def test_shown_text_only_grows_and_never_moves_to_the_next_message() -> None:
+    """Text near a message's limit is held back until its word is complete; the cut then falls where
+    the shown text ends, so nothing a reader saw is rewritten, even where a paragraph break earlier
+    in the message would have been the nicer cut."""
+    clock = VirtualClock()
+    surface = FakeSurface(clock, [channel(rate=20, burst=2)], max_chars=200, latency=0.01)
+    streamer = ReplyStreamer(surface, EditScheduler(clock), min_interval_s=0.05)
+    await streamer.start()
+    text = "Intro line.\n\n" + " ".join(f"word{i}" for i in range(120)) + "\n\n```\n" + "code line\n" * 30 + "```\nEnd."
+    await stream_tokens(clock, streamer, [text[i : i + 3] for i in range(0, len(text), 3)], every=0.02)
+    final = await finish_on_clock(clock, streamer, ReplyStatus.COMPLETE)
+    history: dict[str, list[str]] = {}
+    for call in surface.calls:
+        if call.text != PLACEHOLDER:
+            history.setdefault(call.message_id, []).append(call.text)
+    assert len(history) >= 3
+    for texts in history.values():
+        for before, after in itertools.pairwise(texts):
+            assert without_close(after).startswith(without_close(before)), (before, after)
+    shown = [surface.shown[m] for m in streamer.message_ids]
+    assert all(len(m) <= 200 for m in shown)
+    assert words_without_fences("\n".join(shown)) == words_without_fences(final)
 
 
 async def test_replies_that_never_get_budget_still_finish() -> None:
