@@ -33,6 +33,7 @@ from core.stores.base import (
     StoreError,
     StoreUnavailable,
 )
+from core.stores.personas import ChannelPersonas
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,7 @@ HELP = """\
 • `role set <user> <guest|member|curator|admin|owner>` · `role remove <user>` · `role block|unblock <user>`
 • `role list` · `rolemap <platform-role> <role|none>`
 • `channel allow|deny|default <channel> [mention|nomention]`
+• `channel prompt <channel> <text|none>` · `channel model <channel> <model|none>` (threads inherit them)
 • `settings` · `settings set <key> <value>`
 • `ingest <url>` · `audit [n]` · `help`"""
 
@@ -85,10 +87,13 @@ def parse_platform_role(token: str) -> str:
 
 
 class AdminCommands:
-    def __init__(self, store: Store, ingestor: UrlIngestor | None = None) -> None:
+    def __init__(
+        self, store: Store, ingestor: UrlIngestor | None = None, personas: ChannelPersonas | None = None
+    ) -> None:
         self.store = store
         self.roles = RoleService(store)
         self.ingestor = ingestor
+        self.personas = personas
 
     async def run(self, ws: WorkspaceRef, actor: Actor, command: str, *, users: UserFacts | None = None) -> str:
         """Run one command line; always returns Markdown to show the actor (ephemerally)."""
@@ -142,6 +147,8 @@ class AdminCommands:
             ("role", "unblock"): self._cmd_block,
             ("role", "list"): self._cmd_role_list,
             ("rolemap", ""): self._cmd_rolemap,
+            ("channel", "prompt"): self._cmd_persona,
+            ("channel", "model"): self._cmd_persona,
             ("channel", ""): self._cmd_channel,
             ("settings", ""): self._cmd_settings,
             ("ingest", ""): self._cmd_ingest,
@@ -197,8 +204,14 @@ class AdminCommands:
         quotas = ", ".join(f"{k}: {v}/h" for k, v in sorted(s.quotas.items())) or "none"
         rules = await self.store.channel_rules(ws)
         channels = ", ".join(f"<#{r.channel_id}> {r.mode.value}" for r in rules) or "no channel rules"
+        personas = await self.personas.channel_personas(ws) if self.personas is not None else []
         return "\n".join(
             [
+                *(
+                    f"• <#{p.channel_id}>: prompt: {p.system_prompt[:200] or '(workspace)'} · "
+                    f"model: {p.model or '(workspace)'}"
+                    for p in personas
+                ),
                 "**Settings**",
                 f"• system_prompt: {s.system_prompt[:200] or '(none)'}",
                 f"• default_role: {s.default_role.label} · guests_may_ask: {s.guests_may_ask}",
@@ -207,6 +220,18 @@ class AdminCommands:
                 f"• channels: {channels}",
             ]
         )
+
+    async def set_persona(
+        self, ws: WorkspaceRef, actor: Actor, channel_id: str, *, prompt: str | None = None, model: str | None = None
+    ) -> str:
+        """A channel's own system prompt or model ('' clears it: the workspace's applies again)."""
+        await self.roles.require(ws, actor, Permission.MANAGE_SETTINGS)
+        if self.personas is None:
+            return "Channel personas are not available in this process."
+        await self.personas.set_channel_persona(ws, actor, channel_id, system_prompt=prompt, model=model)
+        what = "prompt" if prompt is not None else "model"
+        value = prompt if prompt is not None else model
+        return f"<#{channel_id}> now uses {'the workspace ' + what if not value else 'its own ' + what}."
 
     async def ingest_url(self, ws: WorkspaceRef, actor: Actor, url: str) -> str:
         await self._require(ws, actor, Permission.MANAGE_KNOWLEDGE, f"ingest {url}")
@@ -251,6 +276,17 @@ class AdminCommands:
             raise CommandError("Usage: `rolemap <platform-role> <role|none>`")
         role = None if words[2].lower() == "none" else Role.parse(words[2])
         return await self.set_role_mapping(ws, actor, parse_platform_role(words[1]), role)
+
+    async def _cmd_persona(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        kind = words[1].lower()
+        if len(words) < 4:
+            raise CommandError(f"Usage: `channel {kind} <channel> <{'text' if kind == 'prompt' else 'model'}|none>`")
+        value = " ".join(words[3:]).strip()
+        value = "" if value.lower() in {"none", "default", "off"} else value
+        channel = parse_channel(words[2])
+        if kind == "prompt":
+            return await self.set_persona(ws, actor, channel, prompt=value)
+        return await self.set_persona(ws, actor, channel, model=value)
 
     async def _cmd_channel(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
         if len(words) not in (3, 4) or words[1].lower() not in {"allow", "deny", "default"}:

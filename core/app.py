@@ -24,6 +24,7 @@ from core.pipeline import Outcome, Pipeline
 from core.retrieval.base import Retriever
 from core.stores.base import Store
 from core.stores.deltas import DeltaWriter
+from core.stores.personas import ChannelPersonas
 from core.streaming import FAILURE_MARKER
 from core.surface import Surface
 
@@ -49,17 +50,19 @@ class ChatCore:
         # The pipeline's parts are timed (the metrics' store, retriever and LLM latency).
         timed_store = timed(store, "store", self.metrics)
         self.deltas = DeltaWriter(timed_store)
+        self.personas = personas_for(store)
         self.pipeline = Pipeline(
             store=timed_store,
             retriever=timed(retriever, "retriever", self.metrics),
             llm=TimedLLM(llm, self.metrics),
             deltas=self.deltas,
+            personas=self.personas,
             model=settings.model,
             max_answer_tokens=settings.max_answer_tokens,
             context_tokens=settings.context_token_budget,
         )
         self.ingestor = Ingestor(store, retriever)
-        self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor))
+        self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor), personas=self.personas)
         self.readiness = Readiness(part_probes(store, retriever, llm), ttl_s=settings.ready_cache_s)
 
     async def answer(
@@ -141,6 +144,22 @@ def data_dir(settings: Settings) -> Path:
             raise ConfigError(f"CHATBOT_DATA_DIR {path} does not exist; create it or unset CHATBOT_DATA_DIR")
         path.mkdir(parents=True)
     return path
+
+
+def personas_for(store: Store) -> ChannelPersonas:
+    """Channel personas live in the store's own database."""
+    from core.stores.convex import ConvexStore
+
+    if isinstance(store, ConvexStore):
+        from core.stores.convex_personas import ConvexPersonas
+
+        return ConvexPersonas(store)
+    from core.stores.sqlite import SqliteStore
+    from core.stores.sqlite_personas import SqlitePersonas
+
+    if not isinstance(store, SqliteStore):
+        raise ConfigError(f"no channel personas for {type(store).__name__}")
+    return SqlitePersonas(store)
 
 
 async def build_store(settings: Settings) -> Store:

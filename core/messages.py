@@ -60,6 +60,7 @@ class IncomingMessage:
     text: str  # bot mention already stripped
     is_dm: bool = False
     mentioned: bool = True  # False for follow-ups in a thread the bot is in
+    parent_channel_id: str = ""  # a thread that is a channel of its own (Discord): the channel it is in
 
     def __post_init__(self) -> None:
         # Every adapter's text passes here: lone surrogates and control characters cannot reach a store.

@@ -18,6 +18,7 @@ from core.pacing import EditScheduler
 from core.prompt import build_prompt, cited_sources, sources_from_hits
 from core.retrieval.base import Hit, Retriever
 from core.stores.base import Store, StoreUnavailable
+from core.stores.personas import ChannelPersona
 from core.streaming import ReplyStreamer
 from core.surface import Surface
 
@@ -53,6 +54,10 @@ class DeltaSink(Protocol):
     async def flush_message(self, message_id: str) -> None: ...
 
 
+class PersonaSource(Protocol):
+    async def channel_persona(self, ws: WorkspaceRef, channel_id: str) -> ChannelPersona | None: ...
+
+
 class Pipeline:
     def __init__(
         self,
@@ -61,6 +66,7 @@ class Pipeline:
         retriever: Retriever,
         llm: LLM,
         deltas: DeltaSink | None = None,
+        personas: PersonaSource | None = None,
         model: str = "",
         max_answer_tokens: int = 1024,
         context_tokens: int = 6000,
@@ -71,6 +77,7 @@ class Pipeline:
         self.retriever = retriever
         self.llm = llm
         self.deltas = deltas
+        self.personas = personas
         self.roles = RoleService(store)
         self.model = model
         self.max_answer_tokens = max_answer_tokens
@@ -160,7 +167,9 @@ class Pipeline:
         )
         await _quietly(surface.thinking())
 
-        (hits, degraded), thread = await asyncio.gather(self._retrieve(message, question), _read_thread(history))
+        (hits, degraded), thread, persona = await asyncio.gather(
+            self._retrieve(message, question), _read_thread(history), self._persona(message)
+        )
         if thread is not None:
             thread = _own_replies_as_stored(thread, page.items)
         sources = sources_from_hits(hits)
@@ -170,8 +179,9 @@ class Pipeline:
             thread=thread,
             sources=sources,
             workspace_prompt=settings.system_prompt,
+            channel_prompt=persona.system_prompt if persona else "",
             budget_tokens=self.context_tokens,
-            model=settings.model or self.model,
+            model=(persona.model if persona else "") or settings.model or self.model,
             max_tokens=self.max_answer_tokens,
         )
         reply_id = await self.store.add_message(
@@ -191,6 +201,15 @@ class Pipeline:
             degraded=degraded,
             stream=self.llm.stream(prompt),
         )
+
+    async def _persona(self, message: IncomingMessage) -> ChannelPersona | None:
+        """The channel's persona; a thread inherits its channel's (Discord threads are channels of their own)."""
+        if self.personas is None:
+            return None
+        persona = await self.personas.channel_persona(message.workspace, message.channel_id)
+        if persona is None and message.parent_channel_id:
+            persona = await self.personas.channel_persona(message.workspace, message.parent_channel_id)
+        return persona
 
     async def _retrieve(self, message: IncomingMessage, question: str) -> tuple[list[Hit], bool]:
         try:

@@ -50,6 +50,7 @@ def build_prompt(
     history: Sequence[StoredMessage],
     sources: Sequence[Source],
     workspace_prompt: str = "",
+    channel_prompt: str = "",
     budget_tokens: int = 6000,
     model: str = "",
     max_tokens: int = 1024,
@@ -63,6 +64,8 @@ def build_prompt(
     it holds the bot's replies and everyone else's messages too.
     """
     system = BASE_SYSTEM + (f"\n\nWorkspace instructions:\n{workspace_prompt.strip()}" if workspace_prompt else "")
+    if channel_prompt.strip():
+        system += f"\n\nChannel instructions:\n{channel_prompt.strip()}"
     if thread is not None:
         system += "\n\n" + THREAD_SYSTEM
     remaining = budget_tokens - estimate_tokens(system) - estimate_tokens(question)

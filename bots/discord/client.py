@@ -128,6 +128,7 @@ class ChatbotClient(discord.Client):
             text=text,
             is_dm=message.guild is None,
             mentioned=addressed,
+            parent_channel_id=_parent_of(message.channel, thread),
         )
         surface = DiscordSurface(
             channel,
@@ -146,6 +147,15 @@ class ChatbotClient(discord.Client):
         finally:
             if counted:
                 self.busy.done(message.channel.id)
+
+
+def _parent_of(channel: object, opened: discord.Thread | None) -> str:
+    """The channel a thread is in (its persona applies to the thread), or "" outside threads."""
+    if opened is not None:
+        return str(opened.parent_id)
+    if isinstance(channel, discord.Thread):
+        return str(channel.parent_id)
+    return ""
 
 
 def admin_commands(client: ChatbotClient) -> app_commands.Group:
@@ -198,6 +208,18 @@ def admin_commands(client: ChatbotClient) -> app_commands.Group:
     @channel.command(name="deny", description="Never answer in this channel")
     async def channel_deny(interaction: discord.Interaction, target: discord.TextChannel) -> None:
         await reply(interaction, run(interaction, f"channel {ChannelMode.DENY.value} {target.id}"))
+
+    @channel.command(name="prompt", description="This channel's own system prompt (none: the server's)")
+    async def channel_prompt(interaction: discord.Interaction, target: discord.TextChannel, prompt: str) -> None:
+        ws, actor = context(interaction)
+        text = "" if prompt.strip().lower() == "none" else prompt
+        await reply(interaction, client.core.admin.set_persona(ws, actor, str(target.id), prompt=text))
+
+    @channel.command(name="model", description="This channel's own model (none: the server's)")
+    async def channel_model(interaction: discord.Interaction, target: discord.TextChannel, model: str) -> None:
+        ws, actor = context(interaction)
+        text = "" if model.strip().lower() == "none" else model
+        await reply(interaction, client.core.admin.set_persona(ws, actor, str(target.id), model=text))
 
     @chatbot.command(name="settings", description="Show settings, or set one")
     async def settings(interaction: discord.Interaction, key: str | None = None, value: str | None = None) -> None:

@@ -36,6 +36,12 @@ export default defineSchema({
     mode: v.union(v.literal("allow"), v.literal("deny"), v.literal("default")),
     withoutMention: v.boolean(),
   }).index("by_workspace_channel", ["workspace", "channel"]),
+  channelPersonas: defineTable({
+    workspace: v.string(),
+    channel: v.string(),
+    systemPrompt: v.string(),
+    model: v.string(),
+  }).index("by_workspace_channel", ["workspace", "channel"]),
   threads: defineTable({ workspace: v.string(), channel: v.string(), externalThread: v.string() }).index(
     "by_workspace_channel_thread",
     ["workspace", "channel", "externalThread"],

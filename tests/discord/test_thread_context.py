@@ -170,3 +170,23 @@ async def test_without_message_content_other_peoples_messages_are_not_invented(
             runner.cancel()
             await core.close()
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+
+async def test_a_channel_prompt_and_model_reach_the_model_in_its_threads(harness: Harness) -> None:
+    from tests.discord.test_discord import _ws_and_owner
+    from tests.fakes.discord import CHANNEL_ID
+
+    h = harness
+    ws, owner = _ws_and_owner()
+    said = await h.core.admin.run(ws, owner, f"channel prompt <#{CHANNEL_ID}> Answer as the release team.")  # type: ignore[arg-type]
+    assert "own prompt" in said
+    await h.core.admin.run(ws, owner, f"channel model <#{CHANNEL_ID}> claude-haiku-4-5")  # type: ignore[arg-type]
+    await h.fake.send_message(ANA, "when do we ship?")
+    await h.settle()
+    assert h.llm.last_request["model"] == "claude-haiku-4-5"
+    assert "Answer as the release team." in json.dumps(h.llm.last_request["system"])
+    thread_id = await h.fake.open_thread(ANA)
+    await h.fake.send_message(ANA, "and the hotfix?", channel_id=thread_id)
+    await settle_in(h, thread_id, 1)
+    assert h.llm.last_request["model"] == "claude-haiku-4-5"  # the thread inherits its channel's
+    assert "Answer as the release team." in json.dumps(h.llm.last_request["system"])

@@ -11,6 +11,7 @@ import type * as leases from "../leases.js";
 import type * as lib_roles from "../lib/roles.js";
 import type * as lib_rules from "../lib/rules.js";
 import type * as lib_security from "../lib/security.js";
+import type * as personas from "../personas.js";
 import type * as threads from "../threads.js";
 import type * as version from "../version.js";
 import type * as workspaces from "../workspaces.js";
@@ -25,6 +26,7 @@ declare const fullApi: ApiFromModules<{
   "lib/roles": typeof lib_roles;
   "lib/rules": typeof lib_rules;
   "lib/security": typeof lib_security;
+  "personas": typeof personas;
   "threads": typeof threads;
   "version": typeof version;
   "workspaces": typeof workspaces;
