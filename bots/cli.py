@@ -173,8 +173,7 @@ async def cmd_slack(args: argparse.Namespace, settings: Settings) -> int:
     slack_credentials(settings, socket=args.socket)  # fail on missing variables before anything starts
     port = args.port or settings.port
 
-    async def run(core: ChatCore) -> int:
-        await core.recover_stale()
+    async def run(core: ChatCore) -> int:  # run_slack finishes the replies an earlier run left (on Slack)
         return await run_slack(settings, core, socket=args.socket, port=port)
 
     return await _with_core(settings, run)

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -16,19 +17,24 @@ from core.health import CheckResult, Readiness, diagnostics, part_probes, run_ch
 from core.ingest import Ingestor, IngestReport, ProgressCallback
 from core.llm.base import LLM
 from core.logs import bind_reply
-from core.messages import Actor, IncomingMessage, ReplyStatus, WorkspaceRef
+from core.messages import Actor, IncomingMessage, WorkspaceRef
 from core.metrics import Metrics, SchedulerMetrics, TimedLLM, record_outcome, timed
 from core.metrics_prometheus import PrometheusMetrics
 from core.pacing import EditScheduler
 from core.pipeline import Outcome, Pipeline
+from core.recovery import Recovery
 from core.retrieval.base import Retriever
 from core.stores.base import Store
 from core.stores.deltas import DeltaWriter
 from core.stores.personas import ChannelPersonas
-from core.streaming import FAILURE_MARKER
+from core.stores.places import ReplyPlaces
 from core.surface import Surface
 
 log = structlog.get_logger(__name__)
+
+
+class ClosablePlaces(ReplyPlaces, Protocol):
+    async def close(self) -> None: ...
 
 
 class ConfigError(Exception):
@@ -39,7 +45,14 @@ class ChatCore:
     """Everything an adapter needs: answer a message, run an admin command, ingest knowledge."""
 
     def __init__(
-        self, settings: Settings, store: Store, retriever: Retriever, llm: LLM, metrics: Metrics | None = None
+        self,
+        settings: Settings,
+        store: Store,
+        retriever: Retriever,
+        llm: LLM,
+        metrics: Metrics | None = None,
+        *,
+        places: ClosablePlaces | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -51,6 +64,14 @@ class ChatCore:
         timed_store = timed(store, "store", self.metrics)
         self.deltas = DeltaWriter(timed_store)
         self.personas = personas_for(store)
+        self.places = places
+        # Adapters register their ReplyPlatform here (recovery.platforms[platform]) before start_recovery().
+        self.recovery = Recovery(
+            store,
+            places,
+            orphan_after_s=settings.orphan_after_s,
+            interval_s=settings.recovery_interval_s,
+        )
         self.pipeline = Pipeline(
             store=timed_store,
             retriever=timed(retriever, "retriever", self.metrics),
@@ -60,6 +81,7 @@ class ChatCore:
             model=settings.model,
             max_answer_tokens=settings.max_answer_tokens,
             context_tokens=settings.context_token_budget,
+            recovery=self.recovery,
         )
         self.ingestor = Ingestor(store, retriever)
         self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor), personas=self.personas)
@@ -92,19 +114,17 @@ class ChatCore:
     ) -> IngestReport:
         return await self.ingestor.ingest(ws, actor, sources, progress)
 
-    async def recover_stale(self, older_than_s: float = 120.0) -> int:
-        """Mark replies left `streaming` by a crashed process as failed, keeping their text so far."""
-        stale = await self.store.stale_streaming(older_than_s)
-        for message in stale:
-            await self.store.complete_message(
-                WorkspaceRef.from_key(message.workspace),
-                message.id,
-                text=message.text + FAILURE_MARKER.format(reason="the bot restarted while answering"),
-                status=ReplyStatus.FAILED,
-            )
-        if stale:
-            log.warning("core.recovered_stale_replies", count=len(stale))
-        return len(stale)
+    async def recover_stale(self, older_than_s: float | None = None) -> int:
+        """Finish the replies an earlier run left `streaming`: on the platform where an adapter for it is
+        registered (the text so far and an "interrupted" marker), then failed in the store."""
+        count = await self.recovery.sweep(older_than_s)
+        if count:
+            log.warning("core.recovered_stale_replies", count=count)
+        return count
+
+    def start_recovery(self) -> None:
+        """Sweep for orphaned replies now and periodically (call once the adapter has registered)."""
+        self.recovery.start()
 
     async def doctor(self) -> list[CheckResult]:
         """Check each configured service and say what is wrong: reachable, then the deeper checks."""
@@ -115,12 +135,15 @@ class ChatCore:
         return list(await asyncio.gather(*(run_check(name, probe, 15.0) for name, probe in probes.items())))
 
     async def close(self) -> None:
+        await self.recovery.stop()
         await self.pipeline.drain(timeout_s=5)
         await self.deltas.close()
         await self.retriever.close()
         closer = getattr(self.llm, "close", None)
         if closer is not None:
             await closer()
+        if self.places is not None:
+            await self.places.close()
         await self.store.close()
 
 
@@ -216,5 +239,16 @@ async def build_core(settings: Settings | None = None) -> ChatCore:
         await store.close()
         raise
     llm = build_llm(settings)
+    places = await build_places(settings)
     log.info("core.ready", store=type(store).__name__, retriever=type(retriever).__name__, llm=llm.name)
-    return ChatCore(settings, store, retriever, llm)
+    return ChatCore(settings, store, retriever, llm, places=places)
+
+
+async def build_places(settings: Settings) -> ClosablePlaces | None:
+    """Where replies are on their platforms, next to the store (none yet for Convex: replies there are
+    marked failed in the store only)."""
+    if settings.convex_url:
+        return None
+    from core.stores.sqlite_places import SqlitePlaces
+
+    return await SqlitePlaces.open(data_dir(settings) / "chatbot.sqlite")

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     model: str = Field(default=DEFAULT_MODEL, alias="CHATBOT_MODEL")
     # A model stream with no text for this long ends the reply as timed out.
     llm_idle_timeout_s: float = Field(default=20.0, gt=0, alias="CHATBOT_LLM_IDLE_TIMEOUT_S")
+    # A reply left streaming and silent this long by an earlier run is finished as interrupted
+    # (longer than the idle limit, so a reply waiting on a silent model is never taken); swept this often.
+    orphan_after_s: float = Field(default=25.0, ge=0, alias="CHATBOT_ORPHAN_AFTER_S")
+    recovery_interval_s: float = Field(default=5.0, gt=0, alias="CHATBOT_RECOVERY_INTERVAL_S")
     max_answer_tokens: int = Field(default=1024, alias="CHATBOT_MAX_ANSWER_TOKENS")
     context_token_budget: int = Field(default=6000, alias="CHATBOT_CONTEXT_TOKENS")
 

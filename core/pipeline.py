@@ -16,6 +16,7 @@ from core.llm.base import LLM, LLMError
 from core.messages import IncomingMessage, MessageRole, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
 from core.pacing import EditScheduler
 from core.prompt import build_prompt, cited_sources, sources_from_hits
+from core.recovery import Recovery
 from core.retrieval.base import Hit, Retriever
 from core.stores.base import Store, StoreUnavailable
 from core.stores.personas import ChannelPersona
@@ -72,6 +73,7 @@ class Pipeline:
         context_tokens: int = 6000,
         retrieve_k: int = 5,
         store_retry_s: tuple[float, ...] = (2, 5, 15, 30, 60, 120, 300),
+        recovery: Recovery | None = None,
     ) -> None:
         self.store = store
         self.retriever = retriever
@@ -84,6 +86,7 @@ class Pipeline:
         self.context_tokens = context_tokens
         self.retrieve_k = retrieve_k
         self.store_retry_s = store_retry_s
+        self.recovery = recovery  # knows the replies streaming here and stores where each one is
         self._pending: set[asyncio.Task[Outcome]] = set()
 
     async def answer(
@@ -229,6 +232,25 @@ class Pipeline:
         degraded: bool,
         stream: AsyncIterator[str | Usage],
     ) -> Outcome:
+        if self.recovery is None:
+            return await self._stream_live(ws, reply_id, prompt_sources, surface, scheduler, degraded, stream)
+        self.recovery.live.add(reply_id)
+        try:
+            surface = self.recovery.placed(surface, ws, reply_id)
+            return await self._stream_live(ws, reply_id, prompt_sources, surface, scheduler, degraded, stream)
+        finally:
+            self.recovery.live.discard(reply_id)
+
+    async def _stream_live(
+        self,
+        ws: WorkspaceRef,
+        reply_id: str,
+        prompt_sources: list[Source],
+        surface: Surface,
+        scheduler: EditScheduler,
+        degraded: bool,
+        stream: AsyncIterator[str | Usage],
+    ) -> Outcome:
         streamer = ReplyStreamer(surface, scheduler)
         await streamer.start()
         status, reason, usage = ReplyStatus.COMPLETE, "", Usage()
@@ -276,11 +298,12 @@ class Pipeline:
         sources: list[Source],
         usage: Usage,
     ) -> str:
+        shown = True
         try:
             final = await streamer.finish(status, sources=sources, reason=reason)
         except Exception as exc:  # the platform refused even the retried final edit: still persist
             log.error("pipeline.final_edit_failed", reply=reply_id, error=repr(exc))
-            final = streamer.text
+            final, shown = streamer.text, False
         if self.deltas is not None:
             await _quietly(self.deltas.flush_message(reply_id))
         await self._persist(
@@ -294,6 +317,8 @@ class Pipeline:
                 platform_message_id=streamer.message_ids[0] if streamer.message_ids else "",
             )
         )
+        if shown and self.recovery is not None:
+            await self.recovery.ended(reply_id)  # a failed final edit keeps the place for recovery
         return final
 
     async def _persist(self, write: Callable[[], Awaitable[None]]) -> None:

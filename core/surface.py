@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from core.messages import Source
 
@@ -59,3 +59,15 @@ class Surface(Protocol):
     async def notice(self, text: str) -> None:
         """A short message for the author only (ephemeral where the platform has it)."""
         ...
+
+
+@runtime_checkable
+class Placed(Protocol):
+    """A surface that can say where its reply is, so another run can find it again.
+
+    `place()` is plain JSON data in the adapter's own terms (channel, thread, the ids of the
+    messages posted so far, which of them are open native streams): the adapter's `ReplyPlatform`
+    (core.recovery) reopens a surface from it for a kept question, or finishes an interrupted reply.
+    """
+
+    def place(self) -> dict[str, Any]: ...

@@ -29,6 +29,7 @@ from bots.slack import limits
 from bots.slack.edge import EVENT_FIELDS, SlackEdge
 from bots.slack.history import SlackThreadReader
 from bots.slack.mrkdwn import to_mrkdwn
+from bots.slack.replies import SlackReplies
 from bots.slack.surface import SlackSurface, StreamRefusals, call_slack
 from bots.slack.users import UserDirectory
 from core.messages import IncomingMessage, Platform, WorkspaceRef
@@ -86,6 +87,7 @@ class SlackBot:
         )
         self.scheduler = scheduler or EditScheduler()
         self.users = UserDirectory(self.client, ttl_s=users_ttl_s)
+        self.replies = SlackReplies(self.client, self.scheduler)  # finishes replies an earlier run left
         self.history = SlackThreadReader(self.client, self.users, self.scheduler, limited=history_limited)
         # Over HTTP the edge verifies, de-duplicates and validates every request before Bolt parses
         # it (Bolt's own check ran after parsing); Socket Mode has no signatures to check.

@@ -16,6 +16,7 @@ from slack_sdk.errors import SlackApiError
 from bots.ops import OpsServer
 from bots.slack.app import EVENTS_PATH, SlackBot
 from core.config import MissingSetting, Settings, secret
+from core.messages import Platform
 
 if TYPE_CHECKING:
     from core.app import ChatCore
@@ -116,6 +117,9 @@ async def run_slack(
             await site.start()
             bound = runner.addresses[0][1] if runner.addresses else port  # the real port when asked for 0
             where = f"http://{host}:{bound}{EVENTS_PATH}"
+        # Replies an earlier run left half-shown are finished on Slack now and then periodically.
+        core.recovery.platforms[Platform.SLACK.value] = bot.replies
+        core.start_recovery()
         print(f"chatbot: Slack app ready on {where} ({who})", file=sys.stderr, flush=True)
         log.info("slack.ready", where=where, team=identity.get("team_id"))
         if on_ready is not None:

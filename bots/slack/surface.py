@@ -153,6 +153,7 @@ class SlackSurface:
         )
         self._streams: dict[str, str] = {}  # ts -> Markdown streamed so far, for streams still open
         self._latest: dict[str, tuple[str, Sequence[Source]]] = {}  # ts -> the whole text last asked for
+        self._posted: list[str] = []  # every message of this reply, in order
 
     def _scope(self, method: str) -> RateScope:
         return limits.scope(method, self.team_id, self.channel_id)
@@ -170,6 +171,7 @@ class SlackSurface:
             ts = await self._start_stream(text)
             if ts is not None:
                 self._latest[ts] = (text, sources)
+                self._posted.append(ts)
                 return ts
             # Refused: the grant was for chat.startStream, the post spends its own.
             return str(await self._granted("chat.postMessage", self._post_message, text, sources))
@@ -189,7 +191,20 @@ class SlackSurface:
         response = await self._call("chat_postMessage", "chat.postMessage", **args)
         ts = str(response["ts"])
         self._latest[ts] = (text, sources)
+        self._posted.append(ts)
         return ts
+
+    def place(self) -> dict[str, Any]:
+        """Where this reply is (core.surface.Placed): enough to reopen the surface or finish the reply."""
+        return {
+            "team": self.team_id,
+            "channel": self.channel_id,
+            "user": self.user_id,
+            "thread_ts": self.thread_ts,
+            "assistant": self.assistant_thread,
+            "ids": list(self._posted),
+            "streams": list(self._streams),
+        }
 
     async def edit(self, message_id: str, text: str, *, sources: Sequence[Source] = ()) -> None:
         self._latest[message_id] = (text, sources)

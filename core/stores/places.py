@@ -1,0 +1,38 @@
+"""The ReplyPlaces port: where each reply is on its platform, stored when it is first posted.
+
+A reply's place (the adapter's JSON: channel, message ids, open native streams) is written at its
+first post and again when another part is posted, and dropped when the reply ends normally. A place
+still present for a reply that no live process is streaming is how a later run (or, with stream
+leases, another process) finds the message to finish on the platform (core.recovery).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPlace:
+    reply_id: str
+    workspace: str  # the workspace key (WorkspaceRef.key) of the reply
+    platform: str  # core.messages.Platform value
+    place: str  # the adapter's JSON, opaque to the core
+    updated_at: float
+
+
+class ReplyPlaces(Protocol):
+    async def put_place(self, reply_id: str, workspace: str, platform: str, place: str) -> None:
+        """Create or replace the reply's place."""
+        ...
+
+    async def place(self, reply_id: str) -> ReplyPlace | None: ...
+
+    async def forget_place(self, reply_id: str) -> None:
+        """The reply ended on the platform (normally or finished by recovery): nothing left to find."""
+        ...
+
+    async def places(self, *, limit: int = 100) -> Sequence[ReplyPlace]:
+        """Places still kept, oldest first: replies that have not ended on the platform."""
+        ...

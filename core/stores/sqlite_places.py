@@ -1,0 +1,99 @@
+"""ReplyPlaces in the embedded store's SQLite file (its own connection, like the leases)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from core.sqlite_worker import SqliteUnavailable, SqliteWorker
+from core.stores.base import StoreError, StoreUnavailable
+from core.stores.places import ReplyPlace
+
+T = TypeVar("T")
+
+MAX_PLACE = 8_000
+COLUMNS = "message_id, workspace, platform, place, updated_at"
+MAX_ID = 200
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS reply_places (
+    message_id TEXT PRIMARY KEY, workspace TEXT NOT NULL, platform TEXT NOT NULL, place TEXT NOT NULL,
+    updated_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS reply_places_by_age ON reply_places (updated_at);
+"""
+
+
+def _text(value: str, name: str, limit: int) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise StoreError("invalid", f"{name} must be text of 1 to {limit:,} characters")
+    return value
+
+
+class SqlitePlaces:
+    """`ReplyPlaces` on the store's file; `await SqlitePlaces.open(path)`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._worker = SqliteWorker(path, SCHEMA, name="sqlite-places")
+
+    @classmethod
+    async def open(cls, path: Path) -> SqlitePlaces:
+        places = cls(path)
+        await places._worker.open()
+        return places
+
+    async def close(self) -> None:
+        await self._worker.close()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        try:
+            return await (self._worker.transaction(fn) if write else self._worker.read(fn))
+        except SqliteUnavailable as exc:
+            raise StoreUnavailable(f"the SQLite store {exc}") from exc
+
+    async def put_place(self, reply_id: str, workspace: str, platform: str, place: str) -> None:
+        row = (
+            _text(reply_id, "reply id", MAX_ID),
+            _text(workspace, "workspace", MAX_ID),
+            _text(platform, "platform", 20),
+            _text(place, "place", MAX_PLACE),
+        )
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO reply_places (message_id, workspace, platform, place, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (message_id) DO UPDATE SET place = excluded.place, updated_at = excluded.updated_at",
+                (*row, time.time()),
+            )
+        )
+
+    async def place(self, reply_id: str) -> ReplyPlace | None:
+        _text(reply_id, "reply id", MAX_ID)
+
+        def read(db: sqlite3.Connection) -> ReplyPlace | None:
+            row = db.execute(
+                "SELECT message_id, workspace, platform, place, updated_at FROM reply_places WHERE message_id = ?",
+                (reply_id,),
+            ).fetchone()
+            return ReplyPlace(*row) if row else None
+
+        return await self._run(read, write=False)
+
+    async def forget_place(self, reply_id: str) -> None:
+        _text(reply_id, "reply id", MAX_ID)
+        await self._run(lambda db: db.execute("DELETE FROM reply_places WHERE message_id = ?", (reply_id,)))
+
+    async def places(self, *, limit: int = 100) -> Sequence[ReplyPlace]:
+        if not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise StoreError("invalid", "limit must be between 1 and 1,000")
+
+        def read(db: sqlite3.Connection) -> list[ReplyPlace]:
+            rows = db.execute(
+                f"SELECT {COLUMNS} FROM reply_places ORDER BY updated_at LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [ReplyPlace(*r) for r in rows]
+
+        return await self._run(read, write=False)
