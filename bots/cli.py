@@ -57,7 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--socket", action="store_true", help="connect with Socket Mode (needs SLACK_APP_TOKEN)")
     slack.add_argument("--port", type=int, default=None, help="HTTP port (default: $PORT or 3000)")
 
-    command("discord", help="run the Discord bot")
+    discord = command("discord", help="run the Discord bot")
+    discord.add_argument(
+        "--shard-ids", default=None, metavar="IDS", help="run these shards here, e.g. 0,1 (default: $DISCORD_SHARD_IDS)"
+    )
+    discord.add_argument(
+        "--shard-count", type=int, default=None, metavar="N", help="of this many in all (default: $DISCORD_SHARD_COUNT)"
+    )
 
     roles = command("roles", help="administer roles locally, as the workspace's owner")
     roles.add_argument("--workspace", default="shell:local", help="platform:id (default: %(default)s)")
@@ -70,10 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings()
+        settings = Settings(**_overrides(args))
     except ValidationError as exc:
         first = exc.errors()[0]
-        print(f"chatbot: invalid setting {first['loc'][0]}: {first['msg']}", file=sys.stderr)
+        where = f" {first['loc'][0]}" if first["loc"] else "s"
+        print(f"chatbot: invalid setting{where}: {first['msg']}", file=sys.stderr)
         return EXIT_USAGE
     # Services log (JSON lines, or console lines on a terminal); commands show only their own lines.
     service = args.command in {"slack", "discord"}
@@ -90,6 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    """Command-line options that stand for settings (they win over the environment)."""
+    options = {
+        "DISCORD_SHARD_IDS": getattr(args, "shard_ids", None),
+        "DISCORD_SHARD_COUNT": getattr(args, "shard_count", None),
+    }
+    return {name: value for name, value in options.items() if value is not None}
 
 
 async def _with_core(settings: Settings, run: Callable[[ChatCore], Awaitable[int]]) -> int:

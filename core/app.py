@@ -11,6 +11,7 @@ from typing import Protocol
 import structlog
 
 from core.admin import AdminCommands
+from core.budgets import BudgetLessor
 from core.config import MissingSetting, Settings, secret
 from core.context import ThreadHistory
 from core.health import CheckResult, Readiness, diagnostics, part_probes, run_check
@@ -26,6 +27,7 @@ from core.recovery import Recovery
 from core.retrieval.base import Retriever
 from core.stores.base import Store
 from core.stores.deltas import DeltaWriter
+from core.stores.leases import BudgetLeases, StreamLeases
 from core.stores.personas import ChannelPersonas
 from core.stores.places import ReplyPlaces
 from core.surface import Surface
@@ -41,6 +43,12 @@ class ConfigError(Exception):
     """The configuration cannot work; str() is one clear line for the operator."""
 
 
+class Leases(BudgetLeases, StreamLeases, Protocol):
+    """What several processes share through the store (core.stores.leases)."""
+
+    async def close(self) -> None: ...
+
+
 class ChatCore:
     """Everything an adapter needs: answer a message, run an admin command, ingest knowledge."""
 
@@ -53,11 +61,15 @@ class ChatCore:
         metrics: Metrics | None = None,
         *,
         places: ClosablePlaces | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.retriever = retriever
         self.llm = llm
+        # Scale-out: platform budgets leased from the store, shared with the other processes.
+        self.leases = leases
+        self.lessor = BudgetLessor(leases) if leases is not None else None
         self.metrics: Metrics = metrics or PrometheusMetrics()
         self._scheduler_metrics = SchedulerMetrics(self.metrics)
         # The pipeline's parts are timed (the metrics' store, retriever and LLM latency).
@@ -109,6 +121,12 @@ class ChatCore:
         finally:
             self.metrics.reply_finished(platform, outcome_status)
 
+    def scheduler(self) -> EditScheduler:
+        """A platform's rate budgets (one per adapter): leased from the store when processes share it."""
+        scheduler = EditScheduler(shared=self.lessor)
+        scheduler.observer = self._scheduler_metrics
+        return scheduler
+
     async def ingest(
         self, ws: WorkspaceRef, actor: Actor, sources: Sequence[str], progress: ProgressCallback | None = None
     ) -> IngestReport:
@@ -137,6 +155,10 @@ class ChatCore:
     async def close(self) -> None:
         await self.recovery.stop()
         await self.pipeline.drain(timeout_s=5)
+        if self.lessor is not None:
+            await self.lessor.close()  # gives back the tokens not spent
+        if self.leases is not None:
+            await self.leases.close()
         await self.deltas.close()
         await self.retriever.close()
         closer = getattr(self.llm, "close", None)
@@ -198,6 +220,21 @@ async def build_store(settings: Settings) -> Store:
     return await SqliteStore.open(data_dir(settings) / "chatbot.sqlite")
 
 
+async def build_leases(settings: Settings, store: Store) -> Leases | None:
+    """With several processes on one store (CHATBOT_SCALE_OUT; on with Convex): the shared leases."""
+    if not (settings.scale_out if settings.scale_out is not None else bool(settings.convex_url)):
+        return None
+    from core.stores.convex import ConvexStore
+
+    if isinstance(store, ConvexStore):
+        from core.stores.convex_leases import ConvexLeases
+
+        return ConvexLeases(store)
+    from core.stores.sqlite_leases import SqliteLeases
+
+    return await SqliteLeases.open(data_dir(settings) / "chatbot.sqlite")  # the store's file
+
+
 async def build_retriever(settings: Settings) -> Retriever:
     if settings.weaviate_url:
         from core.retrieval.embedders import build_embedder
@@ -240,8 +277,15 @@ async def build_core(settings: Settings | None = None) -> ChatCore:
         raise
     llm = build_llm(settings)
     places = await build_places(settings)
-    log.info("core.ready", store=type(store).__name__, retriever=type(retriever).__name__, llm=llm.name)
-    return ChatCore(settings, store, retriever, llm, places=places)
+    leases = await build_leases(settings, store)
+    log.info(
+        "core.ready",
+        store=type(store).__name__,
+        retriever=type(retriever).__name__,
+        llm=llm.name,
+        scale_out=leases is not None,
+    )
+    return ChatCore(settings, store, retriever, llm, places=places, leases=leases)
 
 
 async def build_places(settings: Settings) -> ClosablePlaces | None:

@@ -6,17 +6,21 @@ it leases more: one store write for every scope that needs tokens at that moment
 flight at a time, each asking for about what the scope used over the last horizon, so at steady
 state a lease round trip per scope is rare. Tokens left at shutdown are given back.
 
-The window rule: a token may be spent up to `late` seconds after its moment (timers and the lease
-round trip make exact timing impossible), which could add rate*late requests to a window. So the
-shared bucket gives up that much burst: late = min(LATE_MAX_S, (burst - 0.75) / rate) and the store
-bucket's burst is max(1, burst - rate*late). Together, all processes then send at most
-burst + rate*W (+ a quarter token) in any window W, the same as one process's own bucket.
+The window rule: a token may be spent up to `late_s` after its moment (timers and the lease round
+trip make exact timing impossible), which could add rate*late requests to a window. So the shared
+bucket is sized for the window W the scope states: with N = floor(burst + rate*W) (the most the
+table's bucket admits, within the platform's limit), it keeps burst' + rate'*(W + late) < N + 1 by
+giving up burst first and then, if burst 1 is still too much, a little rate. All processes together
+then send at most N in any window W, as one process's own bucket would. A scope without a stated
+window gives up burst only: late = min(LATE_MAX_S, (burst - 0.75) / rate), burst' = max(1, burst -
+rate*late), which adds at most a quarter token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -31,9 +35,25 @@ from core.surface import RateScope
 log = structlog.get_logger(__name__)
 
 LATE_MAX_S = 1.0
+LATE_S = 0.15  # how late a leased token may be spent, for scopes that state their window
 HORIZON_S = 1.0  # lease no token further ahead than this (or one interval, for slow scopes)
 MAX_WANT = 20
 COALESCE_S = 0.02  # at most one lease write per this long per process
+
+
+def shared_bucket(scope: RateScope) -> tuple[float, float, float]:
+    """(rate, burst, late) of the store bucket for `scope`; see the window rule above."""
+    rate, burst = scope.per_second, max(1.0, scope.burst)
+    if scope.window_s <= 0:
+        late = min(LATE_MAX_S, (burst - 0.75) / rate)
+        return rate, max(1.0, burst - rate * late), late
+    window, late = scope.window_s, LATE_S
+    most = math.floor(burst + rate * window + 1e-9)
+    room = most + 1 - 1e-6  # burst' + rate' * (window + late) must stay below this
+    shared_burst = min(burst, room - rate * (window + late))
+    if shared_burst >= 1.0:
+        return rate, shared_burst, late
+    return min(rate, (room - 1.0) / (window + late)), 1.0, late
 
 
 @dataclass(slots=True)
@@ -61,12 +81,9 @@ class SharedScope:
     def __init__(self, scope: RateScope) -> None:
         self.key = scope.key
         self.per_second = scope.per_second
-        burst = max(1.0, scope.burst)
-        self.late_s = min(LATE_MAX_S, (burst - 0.75) / scope.per_second)
-        horizon = max(HORIZON_S, 1.5 / scope.per_second)
-        self.request = BudgetRequest(
-            scope.key, scope.per_second, max(1.0, burst - scope.per_second * self.late_s), 1, horizon
-        )
+        rate, burst, self.late_s = shared_bucket(scope)
+        horizon = max(HORIZON_S, 1.5 / rate)
+        self.request = BudgetRequest(scope.key, rate, burst, 1, horizon)
         self.tokens: deque[Token] = deque()
         self.taken: deque[float] = deque()  # when tokens were spent, over the last horizon (demand)
         self.listeners: list[Callable[[], None]] = []  # called once, at the next lease's arrival

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 
@@ -51,6 +52,14 @@ class Settings(BaseSettings):
     discord_token: SecretStr | None = Field(default=None, alias="DISCORD_TOKEN")
     discord_api_url: str | None = Field(default=None, alias="DISCORD_API_URL")
     discord_gateway_url: str | None = Field(default=None, alias="DISCORD_GATEWAY_URL")
+    # Sharding: this process runs the shards DISCORD_SHARD_IDS ("0,1") of DISCORD_SHARD_COUNT; other
+    # processes run the others. Unset: one process, one shard.
+    discord_shard_ids: Annotated[tuple[int, ...], NoDecode] = Field(default=(), alias="DISCORD_SHARD_IDS")
+    discord_shard_count: int | None = Field(default=None, ge=1, alias="DISCORD_SHARD_COUNT")
+    # Several processes share the store (web and shard processes on one Convex, or on one machine's
+    # SQLite file): platform budgets are leased from it and replies are owned with heartbeats, so a
+    # dead process's replies are taken over. Unset: on with Convex, off with SQLite.
+    scale_out: bool | None = Field(default=None, alias="CHATBOT_SCALE_OUT")
 
     port: int = Field(default=3000, alias="PORT")
     # /healthz, /readyz and /metrics for processes without a web server of their own (Discord, Slack
@@ -58,6 +67,24 @@ class Settings(BaseSettings):
     health_port: int | None = Field(default=None, alias="CHATBOT_HEALTH_PORT")
     ready_cache_s: float = Field(default=5.0, alias="CHATBOT_READY_CACHE_S")  # /readyz probes at most this often
     log_level: str = Field(default="INFO", alias="CHATBOT_LOG_LEVEL")
+
+    @field_validator("discord_shard_ids", mode="before")
+    @classmethod
+    def _shard_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(int(part) for part in value.replace(" ", "").split(",") if part)
+        return value
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> Settings:
+        ids, count = self.discord_shard_ids, self.discord_shard_count
+        if ids and count is None:
+            raise ValueError("DISCORD_SHARD_IDS needs DISCORD_SHARD_COUNT")
+        if count is not None and any(not 0 <= i < count for i in ids):
+            raise ValueError(f"every shard id must be from 0 to {count - 1} (DISCORD_SHARD_COUNT is {count})")
+        if len(set(ids)) != len(ids):
+            raise ValueError("DISCORD_SHARD_IDS names a shard twice")
+        return self
 
 
 class MissingSetting(Exception):

@@ -42,7 +42,7 @@ class Budget:
         return self.burst + self.per_second * (self.window_s if window_s is None else window_s)
 
     def scope(self, key: str) -> RateScope:
-        return RateScope(key, per_second=self.per_second, burst=self.burst)
+        return RateScope(key, per_second=self.per_second, burst=self.burst, window_s=self.window_s)
 
 
 # ---------------------------------------------------------------------------------------------

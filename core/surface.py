@@ -26,6 +26,7 @@ class RateScope:
     key: str
     per_second: float
     burst: float = 1.0
+    window_s: float = 0.0  # the platform's window the bucket is sized for (0: not stated)
 
 
 class RateLimited(Exception):

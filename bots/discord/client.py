@@ -19,12 +19,12 @@ from bots.discord.surface import DiscordSurface
 from bots.discord.threads import BusyChannels
 from core.app import ChatCore
 from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
-from core.pacing import EditScheduler
 from core.roles import Role
 from core.stores.base import ChannelMode
 
 log = structlog.get_logger(__name__)
 
+IDENTIFY_INTERVAL_S = 5.0
 ROLE_CHOICES = [app_commands.Choice(name=r.label, value=r.label) for r in sorted(Role, reverse=True)]
 
 
@@ -38,16 +38,32 @@ def actor_of(user: discord.abc.User, guild: discord.Guild | None) -> Actor:
     return Actor(str(user.id), facts, display_name=user.display_name)
 
 
-class ChatbotClient(discord.Client):
-    def __init__(self, core: ChatCore, *, message_content: bool = False) -> None:
+class ChatbotClient(discord.AutoShardedClient):
+    """Runs the shards `shard_ids` of `shard_count` (all of one shard when unset) in this process; other
+    processes run the other shards, and Discord sends each guild's events to its shard only."""
+
+    def __init__(
+        self,
+        core: ChatCore,
+        *,
+        message_content: bool = False,
+        shard_ids: list[int] | None = None,
+        shard_count: int | None = None,
+        identify_interval_s: float = IDENTIFY_INTERVAL_S,
+    ) -> None:
         intents = discord.Intents.default()
         # Mentions and DMs carry their content without the privileged intent; with it, follow-ups do too.
         intents.message_content = message_content
-        scheduler = EditScheduler()
+        scheduler = core.scheduler()
         # discord.py retries 429s itself; the trace tells the scheduler, so its budgets learn.
         super().__init__(
-            intents=intents, allowed_mentions=discord.AllowedMentions.none(), http_trace=rate_limit_trace(scheduler)
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            http_trace=rate_limit_trace(scheduler),
+            shard_ids=shard_ids,
+            shard_count=shard_count or 1,
         )
+        self.identify_interval_s = identify_interval_s
         self.core = core
         self.scheduler = scheduler
         self.history = DiscordHistory(self, self.scheduler)
@@ -57,6 +73,12 @@ class ChatbotClient(discord.Client):
         self._tasks: set[asyncio.Task[None]] = set()
         # bot message id -> the conversation it belongs to, so a reply chain keeps its history
         self._conversations: OrderedDict[int, str] = OrderedDict()
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        # Discord admits one IDENTIFY per 5 s per bot (max_concurrency 1): the shards of one process
+        # connect in turn. Other processes' shards are their own business (start them apart).
+        if not initial:
+            await asyncio.sleep(self.identify_interval_s)
 
     async def setup_hook(self) -> None:
         try:

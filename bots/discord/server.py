@@ -43,19 +43,32 @@ async def run_discord(settings: Settings, core: ChatCore, *, stop: asyncio.Event
     if ops is not None:
         await ops.start()  # /healthz, /readyz, /metrics while connecting too
     try:
-        code = await _run(core, token, stop, message_content=True)
+        code = await _run(core, settings, token, stop, message_content=True)
         if code is None:
             log.warning("discord.message_content_not_granted", hint="mentions, replies and DMs still work")
-            code = await _run(core, token, stop, message_content=False)
+            code = await _run(core, settings, token, stop, message_content=False)
     finally:
         if ops is not None:
             await ops.close()
     return code or 0
 
 
-async def _run(core: ChatCore, token: str, stop: asyncio.Event, *, message_content: bool) -> int | None:
+async def _run(
+    core: ChatCore, settings: Settings, token: str, stop: asyncio.Event, *, message_content: bool
+) -> int | None:
     """The exit code, or None when Discord refused the privileged intent (so try without it)."""
-    client = ChatbotClient(core, message_content=message_content)
+    client = ChatbotClient(
+        core,
+        message_content=message_content,
+        shard_ids=list(settings.discord_shard_ids) or None,
+        shard_count=settings.discord_shard_count,
+    )
+    if settings.discord_shard_count:
+        log.info(
+            "discord.shards",
+            ids=list(client.shard_ids or range(settings.discord_shard_count)),
+            count=settings.discord_shard_count,
+        )
     async with client:
         runner = asyncio.create_task(client.start(token))
         stopper = asyncio.create_task(stop.wait())

@@ -85,7 +85,7 @@ class SlackBot:
         self.client = AsyncWebClient(
             token=token, retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=1)], **client_args
         )
-        self.scheduler = scheduler or EditScheduler()
+        self.scheduler = scheduler or core.scheduler()
         self.users = UserDirectory(self.client, ttl_s=users_ttl_s)
         self.replies = SlackReplies(self.client, self.scheduler)  # finishes replies an earlier run left
         self.history = SlackThreadReader(self.client, self.users, self.scheduler, limited=history_limited)

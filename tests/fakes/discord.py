@@ -3,7 +3,9 @@ format so the real discord.py client runs end to end. The limits of bots/discord
 enforced as Discord does: per-channel route buckets (message creates and edits share one) and the
 global 50 requests per second over every route, with X-RateLimit-* headers on every answer of a
 limited route and 429s carrying retry_after and `global`; the gateway can drop the connection and
-replays missed events after RESUME.
+replays missed events after RESUME. The gateway serves several shards at once: each connection
+identifies as one shard of a count and receives the events of its guilds only (Discord's rule:
+shard = (guild_id >> 22) % shard_count; DMs go to shard 0).
 """
 
 from __future__ import annotations
@@ -85,15 +87,24 @@ class FakeDiscord:
     threads: list[dict[str, Any]] = field(default_factory=list)
     resumes: int = 0
     history_refused: bool = False  # history reads answer 403 Missing Access (no Read Message History)
+    guilds: dict[str, list[str]] = field(default_factory=lambda: {GUILD_ID: [CHANNEL_ID]})  # guild -> channels
+    shards_identified: list[tuple[int, int]] = field(default_factory=list)  # (shard id, count) per IDENTIFY
     _runner: web.AppRunner | None = None
-    _ws: web.WebSocketResponse | None = None
-    _seq: int = 0
-    _history: list[dict[str, Any]] = field(default_factory=list)
+    _sessions: dict[str, _Session] = field(default_factory=dict)  # session id -> one shard's connection
+    _thread_guilds: dict[str, str] = field(default_factory=dict)  # thread id -> its guild
     _windows: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
     _connected: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.add_member(OWNER_ID, "owner")
+
+    def add_guild(self, guild_id: str, *channel_ids: str) -> None:
+        """Another server (with these text channels) the bot is in; its events go to its shard."""
+        self.guilds[guild_id] = list(channel_ids)
+
+    def guild_of(self, channel_id: str) -> str | None:
+        found = next((g for g, channels in self.guilds.items() if channel_id in channels), None)
+        return found or self._thread_guilds.get(channel_id)
 
     # -- setup -------------------------------------------------------------------------------
     def add_member(self, user_id: str, name: str, roles: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -116,7 +127,7 @@ class FakeDiscord:
     def gateway_url(self) -> str:
         return self.url.replace("http://", "ws://") + "/gateway"
 
-    def guild(self) -> dict[str, Any]:
+    def guild(self, guild_id: str = GUILD_ID) -> dict[str, Any]:
         role = {
             "color": 0,
             "hoist": False,
@@ -127,8 +138,8 @@ class FakeDiscord:
             "flags": 0,
         }
         return {
-            "id": GUILD_ID,
-            "name": "Team",
+            "id": guild_id,
+            "name": "Team" if guild_id == GUILD_ID else f"Team {guild_id[-4:]}",
             "owner_id": OWNER_ID,
             "icon": None,
             "splash": None,
@@ -163,15 +174,15 @@ class FakeDiscord:
             "guild_scheduled_events": [],
             "joined_at": "2026-01-01T00:00:00+00:00",
             "roles": [
-                {**role, "id": GUILD_ID, "name": "@everyone", "permissions": str(1 << 11 | 1 << 10), "position": 0},
+                {**role, "id": guild_id, "name": "@everyone", "permissions": str(1 << 11 | 1 << 10), "position": 0},
                 {**role, "id": MOD_ROLE_ID, "name": "mods", "permissions": str(MANAGE_GUILD), "position": 1},
                 {**role, "id": DOCS_ROLE_ID, "name": "docs", "permissions": "0", "position": 2},
             ],
             "channels": [
                 {
-                    "id": CHANNEL_ID,
+                    "id": channel_id,
                     "type": 0,
-                    "name": "general",
+                    "name": "general" if channel_id == CHANNEL_ID else f"general-{channel_id[-4:]}",
                     "position": 0,
                     "permission_overwrites": [],
                     "nsfw": False,
@@ -179,7 +190,8 @@ class FakeDiscord:
                     "topic": None,
                     "last_message_id": None,
                     "rate_limit_per_user": 0,
-                },
+                }
+                for channel_id in self.guilds[guild_id]
             ],
             "members": [
                 *self.members.values(),
@@ -223,13 +235,14 @@ class FakeDiscord:
             "type": 0 if reply_to is None else 19,
             "flags": 0,
         }
+        guild_id = self.guild_of(channel_id) or GUILD_ID
         if not dm:
-            payload["guild_id"] = GUILD_ID
+            payload["guild_id"] = guild_id
             member = dict(self.members.get(author_id) or self.add_member(author_id, author["username"]))
             member.pop("user", None)
             payload["member"] = member
         if reply_to is not None:
-            payload["message_reference"] = {"message_id": reply_to, "channel_id": channel_id, "guild_id": GUILD_ID}
+            payload["message_reference"] = {"message_id": reply_to, "channel_id": channel_id, "guild_id": guild_id}
             payload["referenced_message"] = self.messages.get(reply_to)
         return payload
 
@@ -250,18 +263,22 @@ class FakeDiscord:
         await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
         return str(thread["id"])
 
+    def shard_of(self, guild_id: str | None, shard_count: int) -> int:
+        return (int(guild_id) >> 22) % shard_count if guild_id else 0
+
     async def dispatch(self, event: str, data: dict[str, Any]) -> None:
-        self._seq += 1
-        frame = {"op": 0, "t": event, "s": self._seq, "d": data}
-        self._history.append(frame)
-        if self._ws is not None and not self._ws.closed:
-            await self._ws.send_str(json.dumps(frame))
+        """Send an event to the shard of its guild (every shard count the sessions use)."""
+        guild_id = data.get("guild_id") or (data.get("id") if event == "GUILD_CREATE" else None)
+        for session in list(self._sessions.values()):
+            if self.shard_of(guild_id, session.shard[1]) == session.shard[0]:
+                await session.send(event, data)
 
     async def drop_connection(self) -> None:
-        """Close the gateway socket as Discord does on a server-side failure; the client should RESUME."""
+        """Close the gateway sockets as Discord does on a server-side failure; the client should RESUME."""
         self._connected.clear()
-        if self._ws is not None:
-            await self._ws.close(code=4000, message=b"unknown error")
+        for session in self._sessions.values():
+            if session.ws is not None:
+                await session.ws.close(code=4000, message=b"unknown error")
 
     async def connected(self, limit_s: float = 10) -> None:
         await asyncio.wait_for(self._connected.wait(), limit_s)
@@ -282,15 +299,16 @@ class FakeDiscord:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._ws is not None:
-            await self._ws.close()
+        for session in self._sessions.values():
+            if session.ws is not None:
+                await session.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        self._ws = ws
+        session: _Session | None = None
         await ws.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
         async for message in ws:
             if message.type is not WSMsgType.TEXT:
@@ -306,30 +324,44 @@ class FakeDiscord:
                 if frame["d"].get("intents", 0) & MESSAGE_CONTENT and not self.message_content_granted:
                     await ws.close(code=4014, message=b"Disallowed intent(s).")
                     break
+                shard_id, shard_count = frame["d"].get("shard") or (0, 1)
+                if not 0 <= shard_id < shard_count:
+                    await ws.close(code=4010, message=b"Invalid shard.")
+                    break
                 self.intents = frame["d"].get("intents", 0)
                 self.identifies += 1
-                await self.dispatch(
+                self.shards_identified.append((shard_id, shard_count))
+                session = _Session(f"session-{len(self._sessions) + 1}", (shard_id, shard_count), ws)
+                self._sessions[session.id] = session
+                mine = [g for g in self.guilds if self.shard_of(g, shard_count) == shard_id]
+                await session.send(
                     "READY",
                     {
                         "v": 10,
                         "user": BOT_USER,
-                        "guilds": [{"id": GUILD_ID, "unavailable": True}],
-                        "session_id": "session-1",
+                        "guilds": [{"id": g, "unavailable": True} for g in mine],
+                        "session_id": session.id,
                         "resume_gateway_url": self.gateway_url,
                         "application": {"id": APP_ID, "flags": 0},
                         "private_channels": [],
                         "relationships": [],
+                        "shard": [shard_id, shard_count],
                     },
                 )
-                await self.dispatch("GUILD_CREATE", self.guild())
+                for guild_id in mine:
+                    await session.send("GUILD_CREATE", self.guild(guild_id))
                 self._connected.set()
             elif op == 6:
                 self.resumes += 1
-                missed = [f for f in self._history if f["s"] > (frame["d"].get("seq") or 0)]
-                for past in missed:
+                session = self._sessions.get(frame["d"].get("session_id", ""))
+                if session is None:
+                    await ws.send_str(json.dumps({"op": 9, "d": False}))  # invalid session: identify again
+                    continue
+                session.ws = ws
+                for past in [f for f in session.history if f["s"] > (frame["d"].get("seq") or 0)]:
                     await ws.send_str(json.dumps(past))
-                self._seq += 1
-                await ws.send_str(json.dumps({"op": 0, "t": "RESUMED", "s": self._seq, "d": {}}))
+                session.seq += 1
+                await ws.send_str(json.dumps({"op": 0, "t": "RESUMED", "s": session.seq, "d": {}}))
                 self._connected.set()
         return ws
 
@@ -471,10 +503,11 @@ class FakeDiscord:
     def _thread(
         self, parent_id: str, name: str, owner_id: str, archive: int = 1440, thread_id: str | None = None
     ) -> dict[str, Any]:
+        guild_id = self.guild_of(parent_id) or GUILD_ID
         thread = {
             "id": thread_id or snowflake(),
             "type": 11,
-            "guild_id": GUILD_ID,
+            "guild_id": guild_id,
             "parent_id": parent_id,
             "name": name,
             "owner_id": owner_id,
@@ -490,6 +523,7 @@ class FakeDiscord:
             },
         }
         self.threads.append(thread)
+        self._thread_guilds[thread["id"]] = guild_id
         return thread
 
     async def _read_messages(self, channel_id: str, message_id: str | None, query: dict[str, str]) -> web.Response:
@@ -588,7 +622,26 @@ class FakeDiscord:
         reference = previous.get("message_reference") or body.get("message_reference")
         if reference:  # Discord omits the key when there is none; discord.py relies on that
             message["message_reference"] = {k: str(v) for k, v in reference.items() if v is not None}
-        if channel_id == CHANNEL_ID:
-            message["guild_id"] = GUILD_ID
+        guild_id = self.guild_of(channel_id)
+        if guild_id is not None:
+            message["guild_id"] = guild_id
         self.messages[message_id] = message
         return message
+
+
+@dataclass
+class _Session:
+    """One shard's gateway session: its sequence numbers and the frames it was sent (for RESUME)."""
+
+    id: str
+    shard: tuple[int, int]
+    ws: web.WebSocketResponse | None
+    seq: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    async def send(self, event: str, data: dict[str, Any]) -> None:
+        self.seq += 1
+        frame = {"op": 0, "t": event, "s": self.seq, "d": data}
+        self.history.append(frame)
+        if self.ws is not None and not self.ws.closed:
+            await self.ws.send_str(json.dumps(frame))
