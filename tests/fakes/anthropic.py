@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,6 +37,8 @@ class FakeAnthropic:
 
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
+        # (when, the answer, characters of it sent so far) per delta: benchmarks measure staleness from it
+        self.sent_log: list[tuple[float, str, int]] = []
         self.headers: list[dict[str, str]] = []
         self._queue: deque[ScriptedAnswer] = deque()
         self.default_chunk_chars = 6
@@ -179,6 +182,7 @@ class FakeAnthropic:
                 },
             )
             sent += len(piece)
+            self.sent_log.append((time.monotonic(), text, sent))
             if answer.delay_s:
                 await asyncio.sleep(answer.delay_s)
         await _event(response, "content_block_stop", {"type": "content_block_stop", "index": 0})

@@ -11,9 +11,11 @@ import subprocess
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -32,13 +34,14 @@ class ConvexServer:
             assert response.status == 200
 
 
-@pytest.fixture(scope="session")
-def convex_server() -> Iterator[ConvexServer]:
+@contextmanager
+def running_convex_server(fail: Callable[[str], NoReturn] = pytest.fail) -> Iterator[ConvexServer]:
+    """Start the loopback Convex server (the tests' session fixture, and the benchmarks, use it)."""
     node = shutil.which("node")
     if node is None:
-        pytest.fail("Node.js is needed for the Convex test server (scripts/setup-node installs the modules)")
+        fail("Node.js is needed for the Convex test server (scripts/setup-node installs the modules)")
     if not (CONVEX_DIR / "node_modules" / "convex-test").is_dir():
-        pytest.fail("convex/node_modules is missing: run scripts/setup-node (scripts/test does)")
+        fail("convex/node_modules is missing: run scripts/setup-node (scripts/test does)")
     secret = secrets.token_hex(16)
     process = subprocess.Popen(
         [node, "--import", "tsx", "testserver/server.ts", "0"],
@@ -62,7 +65,7 @@ def convex_server() -> Iterator[ConvexServer]:
         url = next((line.split("listening on ", 1)[1] for line in lines if "listening on " in line), "")
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail("the Convex test server did not start:\n" + "\n".join(lines[-40:]))
+            fail("the Convex test server did not start:\n" + "\n".join(lines[-40:]))
         time.sleep(0.05)
     try:
         yield ConvexServer(url, secret)
@@ -72,3 +75,9 @@ def convex_server() -> Iterator[ConvexServer]:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def convex_server() -> Iterator[ConvexServer]:
+    with running_convex_server() as server:
+        yield server
