@@ -11,6 +11,7 @@ from typing import Protocol
 import structlog
 
 from core.admin import AdminCommands
+from core.attachments import AttachmentFetcher
 from core.budgets import BudgetLessor
 from core.config import MissingSetting, Settings, secret
 from core.context import ThreadHistory
@@ -105,6 +106,7 @@ class ChatCore:
         surface: Surface,
         scheduler: EditScheduler,
         history: ThreadHistory | None = None,
+        files: AttachmentFetcher | None = None,
     ) -> Outcome:
         if scheduler.observer is None:
             scheduler.observer = self._scheduler_metrics  # the adapter's budgets count into our metrics
@@ -114,7 +116,7 @@ class ChatCore:
         outcome_status = "error"
         try:
             with bind_reply(message.event_key):  # every record of this reply carries its key
-                outcome = await self.pipeline.answer(message, surface, scheduler, history)
+                outcome = await self.pipeline.answer(message, surface, scheduler, history, files)
             outcome_status = outcome.status
             record_outcome(self.metrics, message.workspace.key, platform, started, outcome)
             return outcome

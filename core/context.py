@@ -12,15 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from core.messages import Attachment
 
-@dataclass(frozen=True, slots=True)
-class Attachment:
-    """A file on a message, as the platform describes it; fetched through `AttachmentFetcher`."""
-
-    name: str
-    media_type: str  # the platform's MIME type (may be empty or generic)
-    size: int  # bytes, as the platform reports them (0: unknown)
-    url: str  # where the platform serves it (the adapter knows how to authenticate)
+__all__ = ["Attachment", "HistoryUnavailable", "ThreadHistory", "ThreadMessage"]
 
 
 @dataclass(frozen=True, slots=True)

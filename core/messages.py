@@ -51,6 +51,16 @@ class Actor:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file on a message, as the platform describes it; fetched through core.attachments' `AttachmentFetcher`."""
+
+    name: str
+    media_type: str  # the platform's MIME type (may be empty or generic)
+    size: int  # bytes, as the platform reports them (0: unknown)
+    url: str  # where the platform serves it (the adapter knows how to authenticate)
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingMessage:
     workspace: WorkspaceRef
     channel_id: str
@@ -61,6 +71,7 @@ class IncomingMessage:
     is_dm: bool = False
     mentioned: bool = True  # False for follow-ups in a thread the bot is in
     parent_channel_id: str = ""  # a thread that is a channel of its own (Discord): the channel it is in
+    attachments: tuple[Attachment, ...] = ()  # files on the message itself
 
     def __post_init__(self) -> None:
         # Every adapter's text passes here: lone surrogates and control characters cannot reach a store.

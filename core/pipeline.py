@@ -10,6 +10,7 @@ from typing import Literal, Protocol
 import structlog
 
 from core.access import RoleService
+from core.attachments import AttachmentFetcher, prepare
 from core.context import HistoryUnavailable, ThreadHistory, ThreadMessage
 from core.errors import Invalid, Unavailable
 from core.llm.base import LLM, LLMError
@@ -26,6 +27,7 @@ from core.surface import Surface
 log = structlog.get_logger(__name__)
 
 MAX_QUESTION_CHARS = 4000
+FILES_ONLY_QUESTION = "(The question is the attached file: please look at it.)"
 HISTORY_PAGE = 30
 NO_KNOWLEDGE_NOTE = "_I can't reach the knowledge base right now, so this answer does not use it._\n\n"
 STORE_DOWN_NOTICE = "I can't reach my memory right now. I've kept your question and will answer when I can."
@@ -95,9 +97,11 @@ class Pipeline:
         surface: Surface,
         scheduler: EditScheduler,
         history: ThreadHistory | None = None,
+        files: AttachmentFetcher | None = None,
     ) -> Outcome:
-        """Answer one message. `history` reads the platform thread the message is in (if it is in one)."""
-        question = message.text.strip()
+        """Answer one message. `history` reads the platform thread the message is in (if it is in one);
+        `files` downloads attachments (the message's and the thread's) through the platform."""
+        question = message.text.strip() or (FILES_ONLY_QUESTION if message.attachments else "")
         if not question:
             if message.mentioned or message.is_dm:
                 await surface.notice("Ask me a question after the mention, and I'll answer in this thread.")
@@ -109,14 +113,14 @@ class Pipeline:
             )
             return Outcome("refused", reason="too_long")
         try:
-            return await self._answer(message, question, surface, scheduler, history)
+            return await self._answer(message, question, surface, scheduler, history, files)
         except StoreUnavailable as exc:
             # Nothing has been shown yet: keep the question and answer once the store is back.
             log.error("pipeline.store_unavailable", key=message.event_key, error=str(exc))
             if not message.mentioned and not message.is_dm:
                 return Outcome("ignored", reason="store_unavailable")
             await _quietly(surface.notice(STORE_DOWN_NOTICE))
-            self._retry_later(message, question, surface, scheduler, history)
+            self._retry_later(message, question, surface, scheduler, history, files)
             return Outcome("queued", reason="store_unavailable")
         except Invalid as exc:
             # Input the store will never take (a bound broken); saying so beats a silent loss.
@@ -131,6 +135,7 @@ class Pipeline:
         surface: Surface,
         scheduler: EditScheduler,
         history: ThreadHistory | None = None,
+        files: AttachmentFetcher | None = None,
     ) -> Outcome:
         ws = message.workspace
         known_thread = None
@@ -175,11 +180,14 @@ class Pipeline:
         )
         if thread is not None:
             thread = _own_replies_as_stored(thread, page.items)
+        in_thread = [a for m in reversed(thread or ()) for a in m.attachments]  # the newest first
+        attached = await prepare(files, message.attachments, in_thread)
         sources = sources_from_hits(hits)
         prompt = build_prompt(
             question=question,
             history=page.items,
             thread=thread,
+            files=attached.blocks,
             sources=sources,
             workspace_prompt=settings.system_prompt,
             channel_prompt=persona.system_prompt if persona else "",
@@ -203,6 +211,7 @@ class Pipeline:
             scheduler=scheduler,
             degraded=degraded,
             stream=self.llm.stream(prompt),
+            note=attached.note,
         )
 
     async def _persona(self, message: IncomingMessage) -> ChannelPersona | None:
@@ -231,13 +240,14 @@ class Pipeline:
         scheduler: EditScheduler,
         degraded: bool,
         stream: AsyncIterator[str | Usage],
+        note: str = "",
     ) -> Outcome:
         if self.recovery is None:
-            return await self._stream_live(ws, reply_id, prompt_sources, surface, scheduler, degraded, stream)
+            return await self._stream_live(ws, reply_id, prompt_sources, surface, scheduler, degraded, stream, note)
         self.recovery.live.add(reply_id)
         try:
             surface = self.recovery.placed(surface, ws, reply_id)
-            return await self._stream_live(ws, reply_id, prompt_sources, surface, scheduler, degraded, stream)
+            return await self._stream_live(ws, reply_id, prompt_sources, surface, scheduler, degraded, stream, note)
         finally:
             self.recovery.live.discard(reply_id)
 
@@ -250,7 +260,9 @@ class Pipeline:
         scheduler: EditScheduler,
         degraded: bool,
         stream: AsyncIterator[str | Usage],
+        note: str = "",
     ) -> Outcome:
+        """Stream the answer; `note` (files not used) goes under it."""
         streamer = ReplyStreamer(surface, scheduler)
         await streamer.start()
         status, reason, usage = ReplyStatus.COMPLETE, "", Usage()
@@ -275,6 +287,8 @@ class Pipeline:
             status, reason = ReplyStatus.CANCELLED, "cancelled"
             await asyncio.shield(self._finish(ws, reply_id, streamer, status, reason, [], usage))
             raise
+        if note:
+            feed(note)
         sources = cited_sources(streamer.text, prompt_sources)
         final = await self._finish(ws, reply_id, streamer, status, reason, sources, usage)
         return Outcome(
@@ -348,12 +362,13 @@ class Pipeline:
         surface: Surface,
         scheduler: EditScheduler,
         history: ThreadHistory | None,
+        files: AttachmentFetcher | None,
     ) -> None:
         async def retry() -> Outcome:
             for delay in self.store_retry_s:
                 await asyncio.sleep(delay)
                 try:
-                    return await self._answer(message, question, surface, scheduler, history)
+                    return await self._answer(message, question, surface, scheduler, history, files)
                 except StoreUnavailable:
                     continue
             await _quietly(surface.notice("Sorry, I still can't reach my memory. Please ask again later."))

@@ -6,6 +6,7 @@ import re
 import time
 from collections.abc import Sequence
 
+from core.attachments import FileBlock
 from core.context import ThreadMessage
 from core.llm.base import Prompt, Turn
 from core.messages import MessageRole, ReplyStatus, Source, StoredMessage
@@ -55,6 +56,7 @@ def build_prompt(
     model: str = "",
     max_tokens: int = 1024,
     thread: Sequence[ThreadMessage] | None = None,
+    files: Sequence[FileBlock] = (),
 ) -> Prompt:
     """Fit the question, then context, then as much recent history as the budget allows.
 
@@ -69,6 +71,8 @@ def build_prompt(
     if thread is not None:
         system += "\n\n" + THREAD_SYSTEM
     remaining = budget_tokens - estimate_tokens(system) - estimate_tokens(question)
+    # Text files count against the budget (images and PDFs are sized by the API, not by us).
+    remaining -= sum(estimate_tokens(f.data) for f in files if f.kind == "text")
 
     kept_sources: list[Source] = []
     context_budget = max(0, int(remaining * 0.7))
@@ -87,7 +91,7 @@ def build_prompt(
         turns = _thread_turns(thread, remaining)
         return Prompt(
             system=system,
-            turns=_alternating([*turns, Turn("user", question)]),
+            turns=_alternating([*turns, Turn("user", question, files=tuple(files))]),
             sources=kept_sources,
             model=model,
             max_tokens=max_tokens,
@@ -102,7 +106,7 @@ def build_prompt(
         role: MessageRole = message.role
         turns.append(Turn("user" if role is MessageRole.USER else "assistant", message.text))
     turns.reverse()
-    turns = _alternating([*turns, Turn("user", question)])
+    turns = _alternating([*turns, Turn("user", question, files=tuple(files))])
     return Prompt(system=system, turns=turns, sources=kept_sources, model=model, max_tokens=max_tokens)
 
 
@@ -143,7 +147,7 @@ def _alternating(turns: list[Turn]) -> list[Turn]:
     merged: list[Turn] = []
     for turn in turns:
         if merged and merged[-1].role == turn.role:
-            merged[-1] = Turn(turn.role, merged[-1].content + "\n\n" + turn.content)
+            merged[-1] = Turn(turn.role, merged[-1].content + "\n\n" + turn.content, merged[-1].files + turn.files)
         else:
             merged.append(turn)
     while merged and merged[0].role != "user":

@@ -13,7 +13,8 @@ import structlog
 from discord import app_commands
 
 from bots.discord.budget import rate_limit_trace
-from bots.discord.history import DiscordHistory
+from bots.discord.files import DiscordFiles
+from bots.discord.history import DiscordHistory, attachments_of
 from bots.discord.members import GuildMembers, member_facts
 from bots.discord.surface import DiscordSurface
 from bots.discord.threads import BusyChannels
@@ -67,6 +68,7 @@ class ChatbotClient(discord.AutoShardedClient):
         self.core = core
         self.scheduler = scheduler
         self.history = DiscordHistory(self, self.scheduler)
+        self.files = DiscordFiles()
         self.busy = BusyChannels(scheduler)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(admin_commands(self))
@@ -151,6 +153,7 @@ class ChatbotClient(discord.AutoShardedClient):
             is_dm=message.guild is None,
             mentioned=addressed,
             parent_channel_id=_parent_of(message.channel, thread),
+            attachments=attachments_of(message),
         )
         surface = DiscordSurface(
             channel,
@@ -162,7 +165,7 @@ class ChatbotClient(discord.AutoShardedClient):
         try:
             # The reply chain or thread the question continues (a thread opened for it has nothing yet).
             history = self.history.for_question(message) if thread is None else None
-            outcome = await self.core.answer(incoming, surface, self.scheduler, history)
+            outcome = await self.core.answer(incoming, surface, self.scheduler, history, self.files)
             log.info("discord.answered", key=incoming.event_key, status=outcome.status, reason=outcome.reason)
         except Exception:
             log.exception("discord.answer_failed", key=incoming.event_key)

@@ -183,8 +183,12 @@ def normalize(message: discord.Message, bot: discord.ClientUser | None) -> Threa
         text=text,
         from_bot=from_bot,
         permalink=message.jump_url,
-        attachments=tuple(
-            Attachment(name=a.filename, media_type=a.content_type or "", size=a.size, url=a.url)
-            for a in message.attachments
-        ),
+        attachments=attachments_of(message),
+    )
+
+
+def attachments_of(message: discord.Message) -> tuple[Attachment, ...]:
+    return tuple(
+        Attachment(name=a.filename, media_type=a.content_type or "", size=a.size, url=a.url)
+        for a in message.attachments
     )

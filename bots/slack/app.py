@@ -27,7 +27,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.ops import ops_routes
 from bots.slack import limits
 from bots.slack.edge import EVENT_FIELDS, SlackEdge
-from bots.slack.history import SlackThreadReader
+from bots.slack.files import SlackFiles
+from bots.slack.history import SlackThreadReader, slack_files
 from bots.slack.mrkdwn import to_mrkdwn
 from bots.slack.replies import SlackReplies
 from bots.slack.surface import SlackSurface, StreamRefusals, call_slack
@@ -88,6 +89,7 @@ class SlackBot:
         self.scheduler = scheduler or core.scheduler()
         self.users = UserDirectory(self.client, ttl_s=users_ttl_s)
         self.replies = SlackReplies(self.client, self.scheduler)  # finishes replies an earlier run left
+        self.files = SlackFiles(token, api_url=api_url)
         self.history = SlackThreadReader(self.client, self.users, self.scheduler, limited=history_limited)
         # Over HTTP the edge verifies, de-duplicates and validates every request before Bolt parses
         # it (Bolt's own check ran after parsing); Socket Mode has no signatures to check.
@@ -236,6 +238,7 @@ class SlackBot:
             text=text,
             is_dm=is_dm,
             mentioned=mentioned,
+            attachments=slack_files(event),
         )
         surface = SlackSurface(
             self.client,
@@ -253,7 +256,7 @@ class SlackBot:
         # A message inside a thread: the thread so far is the context (a new top-level mention has none).
         history = self.history.for_question(team_id, channel, str(thread_ts), ts, bot_user_id) if thread_ts else None
         try:
-            outcome = await self.core.answer(message, surface, self.scheduler, history)
+            outcome = await self.core.answer(message, surface, self.scheduler, history, self.files)
         finally:
             await surface.close()
         log.info("slack.answered", via=via, key=message.event_key, status=outcome.status, reason=outcome.reason)

@@ -11,7 +11,7 @@ import httpx
 import structlog
 from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
 
-from core.llm.base import LLMError, LLMInvalid, LLMRefused, LLMTimeout, LLMUnavailable, Prompt
+from core.llm.base import LLMError, LLMInvalid, LLMRefused, LLMTimeout, LLMUnavailable, Prompt, Turn
 from core.messages import Usage
 
 log = structlog.get_logger(__name__)
@@ -59,7 +59,7 @@ class AnthropicLLM:
 
     async def stream(self, prompt: Prompt) -> AsyncIterator[str | Usage]:
         messages: list[MessageParam] = [
-            UserMessageParam(role="user", content=t.content)
+            UserMessageParam(role="user", content=_user_content(t))
             if t.role == "user"
             else AssistantMessageParam(role="assistant", content=t.content)
             for t in prompt.turns
@@ -146,3 +146,20 @@ def _status_error(exc: anthropic.APIStatusError) -> LLMError:
     if code in (400, 413):
         return LLMInvalid("the model rejected the request (is the question too long?)")
     return LLMUnavailable(f"the model service answered with an error ({code})")
+
+
+def _user_content(turn: Turn) -> Any:
+    """A plain string, or the turn's files as document and image blocks followed by its text."""
+    if not turn.files:
+        return turn.content
+    blocks: list[dict[str, Any]] = []
+    for f in turn.files:
+        if f.kind == "image":
+            blocks.append({"type": "image", "source": {"type": "base64", "media_type": f.media_type, "data": f.data}})
+        elif f.kind == "pdf":
+            source = {"type": "base64", "media_type": f.media_type, "data": f.data}
+            blocks.append({"type": "document", "source": source, "title": f.name[:500]})
+        else:
+            source = {"type": "text", "media_type": "text/plain", "data": f.data}
+            blocks.append({"type": "document", "source": source, "title": f.name[:500]})
+    return [*blocks, {"type": "text", "text": turn.content}]

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from core.attachments import FileBlock
 from core.errors import ChatbotError, Invalid, Refused, Unavailable
 from core.messages import Source, Usage
 
@@ -14,6 +15,7 @@ from core.messages import Source, Usage
 class Turn:
     role: Literal["user", "assistant"]
     content: str
+    files: tuple[FileBlock, ...] = ()  # documents and images, on the question's turn
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,6 +119,9 @@ class FakeAnthropic:
             return _api_error(answer.http_status, kind, f"scripted {answer.http_status}")
         if not body.get("stream"):
             return _api_error(400, "invalid_request_error", "the fake only streams")
+        problem = _block_problem(body)
+        if problem:
+            return _api_error(400, "invalid_request_error", problem)
 
         response = web.StreamResponse(headers={"content-type": "text/event-stream", "request-id": "req_fake"})
         await response.prepare(request)
@@ -215,6 +218,30 @@ def _last_user_text(body: dict[str, Any]) -> str:
             if isinstance(content, str):
                 return content
             return " ".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return ""
+
+
+IMAGE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp"}
+
+
+def _block_problem(body: dict[str, Any]) -> str:
+    """What the Messages API would reject in content blocks (the shapes the bot sends), or ''."""
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            continue
+        for block in content:
+            kind, source = block.get("type"), block.get("source") or {}
+            if kind == "text" and isinstance(block.get("text"), str):
+                continue
+            if kind == "image" and source.get("type") == "base64" and source.get("media_type") in IMAGE_TYPES:
+                continue
+            if kind == "document" and (
+                (source.get("type") == "base64" and source.get("media_type") == "application/pdf")
+                or (source.get("type") == "text" and source.get("media_type") == "text/plain")
+            ):
+                continue
+            return f"messages: invalid content block {kind!r}"
     return ""
 
 

@@ -86,6 +86,7 @@ class FakeDiscord:
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     threads: list[dict[str, Any]] = field(default_factory=list)
     resumes: int = 0
+    files: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # attachment id -> (type, content)
     history_refused: bool = False  # history reads answer 403 Missing Access (no Read Message History)
     guilds: dict[str, list[str]] = field(default_factory=lambda: {GUILD_ID: [CHANNEL_ID]})  # guild -> channels
     shards_identified: list[tuple[int, int]] = field(default_factory=list)  # (shard id, count) per IDENTIFY
@@ -216,6 +217,7 @@ class FakeDiscord:
         dm: bool = False,
         mention_bot: bool = True,
         reply_to: str | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         author = self.members[author_id]["user"] if author_id in self.members else user(author_id, f"u{author_id[-4:]}")
         payload: dict[str, Any] = {
@@ -229,7 +231,7 @@ class FakeDiscord:
             "mention_everyone": False,
             "mentions": [BOT_USER] if mention_bot and not dm else [],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": list(attachments or []),
             "embeds": [],
             "pinned": False,
             "type": 0 if reply_to is None else 19,
@@ -256,6 +258,26 @@ class FakeDiscord:
         payload = self.message_payload(author_id, content, **options)
         self.messages[payload["id"]] = payload
         return payload
+
+    def attach(self, name: str, content: bytes, content_type: str) -> dict[str, Any]:
+        """An attachment object for `message_payload(attachments=...)`, served on the fake's CDN route."""
+        attachment_id = snowflake()
+        self.files[attachment_id] = (content_type, content)
+        url = f"{self.url}/attachments/{attachment_id}/{name}"
+        return {
+            "id": attachment_id,
+            "filename": name,
+            "size": len(content),
+            "url": url,
+            "proxy_url": url,
+            "content_type": content_type,
+        }
+
+    async def _attachment(self, request: web.Request) -> web.Response:
+        found = self.files.get(request.match_info["id"])
+        if found is None:
+            return web.Response(status=404)
+        return web.Response(body=found[1], content_type=found[0])
 
     async def open_thread(self, owner_id: str, name: str = "discussion") -> str:
         """A public thread someone opened in the channel (THREAD_CREATE); returns its id."""
@@ -294,6 +316,7 @@ class FakeDiscord:
     async def __aenter__(self) -> FakeDiscord:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{id}/{name}", self._attachment)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         self._runner, self.url = await serve(app)
         return self

@@ -111,6 +111,8 @@ class FakeSlack:
         self._acked = asyncio.Condition()
         self._envelopes = itertools.count(1)
         self._last_ts = 1_600_000_000.0  # the newest ts seen: new messages are always later
+        self.files: dict[str, tuple[str, bytes]] = {}  # file id -> (mimetype, content), served at /files/
+        self.downloads: list[tuple[str, str]] = []  # (file id, the Authorization it came with)
         self.replies_page_cap = 1000  # conversations.replies' most per page (15 for unlisted distributed apps)
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -194,6 +196,21 @@ class FakeSlack:
         self.messages[(channel, ts)] = message
         return message
 
+    def upload(self, name: str, content: bytes, mimetype: str) -> dict[str, Any]:
+        """A file someone shared: the `files` entry of its message event (downloadable with the bot token)."""
+        file_id = f"F{len(self.files) + 1:06d}"
+        self.files[file_id] = (mimetype, content)
+        url = f"{self.url}/files/{file_id}/{name}"
+        return {
+            "id": file_id,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "size": len(content),
+            "url_private": url,
+            "url_private_download": url + "?download=1",
+        }
+
     def record_event(self, event: dict[str, Any]) -> None:
         """Keep an event's message, as Slack keeps every message it delivers."""
         if event.get("type") in {"message", "app_mention"} and event.get("ts") and event.get("channel"):
@@ -236,6 +253,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response_url)
         app.router.add_get("/socket", self._socket)
+        app.router.add_get("/files/{id}/{name}", self._file)
         self._runner, self.url = await serve(app)
         return self
 
@@ -278,6 +296,16 @@ class FakeSlack:
         async with self._acked:
             await asyncio.wait_for(self._acked.wait_for(lambda: envelope_id in self.acks), timeout_s)
         return self.acks[envelope_id]
+
+    async def _file(self, request: web.Request) -> web.Response:
+        """url_private(_download): only with the bot token (Slack answers a login page otherwise)."""
+        file_id = request.match_info["id"]
+        auth = request.headers.get("Authorization", "")
+        self.downloads.append((file_id, auth))
+        if auth != f"Bearer {self.token}" or file_id not in self.files:
+            return web.Response(status=403, text="<html>sign in</html>", content_type="text/html")
+        mimetype, content = self.files[file_id]
+        return web.Response(body=content, content_type=mimetype)
 
     async def _response_url(self, request: web.Request) -> web.Response:
         self.responses.append(await request.json())

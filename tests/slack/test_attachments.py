@@ -1,0 +1,75 @@
+"""Files on Slack, end to end: a PDF and an image attached to the question reach the model as document and
+image blocks (downloaded with the bot token), a text file in the thread does too, an unsupported file is named."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.slack import BOT_TOKEN
+from tests.slack.conftest import Harness
+from tests.slack.test_conversations import answered, mention
+
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+)
+
+
+async def test_a_pdf_and_an_image_reach_the_model_as_blocks_and_the_rest_is_named(
+    harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    h = harness
+    files = [
+        h.slack.upload("report.pdf", PDF, "application/pdf"),
+        h.slack.upload("chart.png", PNG, "image/png"),
+        h.slack.upload("bundle.zip", b"PK\x03\x04", "application/zip"),
+    ]
+    fake_anthropic.script("The report shows growth; the chart agrees.")
+    await answered(h, mention("what do these say?", subtype="file_share", files=files))
+
+    [turn] = fake_anthropic.last_request["messages"]
+    blocks = turn["content"]
+    assert [b["type"] for b in blocks] == ["document", "image", "text"]
+    assert blocks[0]["source"] == {
+        "type": "base64",
+        "media_type": "application/pdf",
+        "data": base64.b64encode(PDF).decode(),
+    }
+    assert blocks[0]["title"] == "report.pdf"
+    assert blocks[1]["source"]["media_type"] == "image/png"
+    assert base64.b64decode(blocks[1]["source"]["data"]) == PNG
+    assert blocks[2]["text"] == "what do these say?"
+    assert all(auth == f"Bearer {BOT_TOKEN}" for _, auth in h.slack.downloads) and len(h.slack.downloads) == 2
+
+    [reply] = h.slack.replies_in("C1")
+    shown = h.slack.shown_text(reply)
+    assert shown.startswith("The report shows growth; the chart agrees.")
+    assert "Not used: bundle.zip (a file type I can't read)" in shown
+
+
+async def test_a_text_file_earlier_in_the_thread_reaches_the_model(
+    harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    h = harness
+    log = h.slack.upload("build.log", b"step 3 failed: out of memory\n", "text/plain")
+    parent = h.slack.add_message("C1", "the build broke again", user="UANA", files=[log])
+    await answered(h, mention("what does this log say?", thread_ts=parent.ts))
+    blocks = fake_anthropic.last_request["messages"][-1]["content"]
+    doc = next(b for b in blocks if b["type"] == "document")
+    assert doc["source"] == {"type": "text", "media_type": "text/plain", "data": "step 3 failed: out of memory\n"}
+    assert "(attached: build.log)" in json.dumps(fake_anthropic.last_request["messages"])
+
+
+async def test_a_file_slack_will_not_serve_is_named_and_the_question_answered(
+    harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    h = harness
+    gone = h.slack.upload("notes.md", b"# notes", "text/markdown")
+    del h.slack.files[gone["id"]]  # deleted before the bot could read it
+    fake_anthropic.script("I could not open the notes.")
+    await answered(h, mention("summarize my notes", files=[gone]))
+    [reply] = h.slack.replies_in("C1")
+    assert "Not used: notes.md (the download failed (403))" in h.slack.shown_text(reply)
+    assert isinstance(fake_anthropic.last_request["messages"][-1]["content"], str)
