@@ -17,6 +17,7 @@ from core.config import MissingSetting, Settings, secret
 from core.context import ThreadHistory
 from core.health import CheckResult, Readiness, diagnostics, part_probes, run_check
 from core.ingest import Ingestor, IngestReport, ProgressCallback
+from core.installations import Installations, SealedInstallations, TokenCipher
 from core.llm.base import LLM
 from core.logs import bind_reply
 from core.messages import Actor, IncomingMessage, WorkspaceRef
@@ -98,6 +99,7 @@ class ChatCore:
         )
         self.ingestor = Ingestor(store, retriever)
         self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor), personas=self.personas)
+        self._installations: Installations | None = None
         self.readiness = Readiness(part_probes(store, retriever, llm), ttl_s=settings.ready_cache_s)
 
     async def answer(
@@ -154,6 +156,13 @@ class ChatCore:
         }
         return list(await asyncio.gather(*(run_check(name, probe, 15.0) for name, probe in probes.items())))
 
+    async def installations(self) -> Installations:
+        """The workspaces that installed the Slack app and their (sealed) tokens; opened on first use."""
+        if self._installations is None:
+            sealed = await build_installation_store(self.settings, self.store)
+            self._installations = Installations(sealed, TokenCipher(secret(self.settings.token_key)))
+        return self._installations
+
     async def close(self) -> None:
         await self.recovery.stop()
         await self.pipeline.drain(timeout_s=5)
@@ -161,6 +170,10 @@ class ChatCore:
             await self.lessor.close()  # gives back the tokens not spent
         if self.leases is not None:
             await self.leases.close()
+        if self._installations is not None:
+            closer = getattr(self._installations.store, "close", None)
+            if closer is not None:
+                await closer()
         await self.deltas.close()
         await self.retriever.close()
         closer = getattr(self.llm, "close", None)
@@ -235,6 +248,18 @@ async def build_leases(settings: Settings, store: Store) -> Leases | None:
     from core.stores.sqlite_leases import SqliteLeases
 
     return await SqliteLeases.open(data_dir(settings) / "chatbot.sqlite")  # the store's file
+
+
+async def build_installation_store(settings: Settings, store: Store) -> SealedInstallations:
+    from core.stores.convex import ConvexStore
+
+    if isinstance(store, ConvexStore):
+        from core.stores.installations_convex import ConvexInstallations
+
+        return ConvexInstallations(store)
+    from core.stores.installations_sqlite import SqliteInstallations
+
+    return await SqliteInstallations.open(data_dir(settings) / "chatbot.sqlite")
 
 
 async def build_retriever(settings: Settings) -> Retriever:

@@ -46,6 +46,13 @@ class Settings(BaseSettings):
     slack_api_url: str | None = Field(default=None, alias="SLACK_API_URL")
     # Slack's own streaming (chat.startStream) for replies in threads; off: placeholder + chat.update.
     slack_native_streaming: bool = Field(default=True, alias="SLACK_NATIVE_STREAMING")
+    # Distribution: with a client id, any workspace installs the app at /slack/install (OAuth v2)
+    # and each is answered with its own bot token, kept sealed with CHATBOT_TOKEN_KEY (Fernet).
+    slack_client_id: str | None = Field(default=None, alias="SLACK_CLIENT_ID")
+    slack_client_secret: SecretStr | None = Field(default=None, alias="SLACK_CLIENT_SECRET")
+    slack_scopes: str | None = Field(default=None, alias="SLACK_SCOPES")  # unset: the manifest's bot scopes
+    slack_redirect_uri: str | None = Field(default=None, alias="SLACK_REDIRECT_URI")
+    token_key: SecretStr | None = Field(default=None, alias="CHATBOT_TOKEN_KEY")
     # Apps distributed outside the Marketplace may read threads only once a minute, 15 messages at a time.
     slack_history_limited: bool = Field(default=False, alias="SLACK_HISTORY_LIMITED")
 

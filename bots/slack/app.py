@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
+from slack_bolt.oauth.async_oauth_flow import AsyncOAuthFlow
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.ops import ops_routes
 from bots.slack import limits
@@ -30,6 +30,7 @@ from bots.slack.edge import EVENT_FIELDS, SlackEdge
 from bots.slack.files import SlackFiles
 from bots.slack.history import SlackThreadReader, slack_files
 from bots.slack.mrkdwn import to_mrkdwn
+from bots.slack.oauth import INSTALL_PATH, REDIRECT_PATH, OAuthConfig, TeamRoutedClient, oauth_parts, team_token
 from bots.slack.replies import SlackReplies
 from bots.slack.surface import SlackSurface, StreamRefusals, call_slack
 from bots.slack.users import UserDirectory
@@ -68,9 +69,10 @@ class SlackBot:
         self,
         core: ChatCore,
         *,
-        token: str,
+        token: str | None,
         signing_secret: str | None,
         api_url: str | None = None,
+        oauth: OAuthConfig | None = None,
         scheduler: EditScheduler | None = None,
         users_ttl_s: float = 600.0,
         native_streaming: bool = True,
@@ -83,7 +85,8 @@ class SlackBot:
         if api_url:
             client_args["base_url"] = api_url if api_url.endswith("/") else api_url + "/"
         # No RateLimitErrorRetryHandler: a 429 must reach the EditScheduler, which decides who waits.
-        self.client = AsyncWebClient(
+        # Each call carries the token of the workspace being answered (many workspaces with `oauth`).
+        self.client = TeamRoutedClient(
             token=token, retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=1)], **client_args
         )
         self.scheduler = scheduler or core.scheduler()
@@ -94,12 +97,20 @@ class SlackBot:
         # Over HTTP the edge verifies, de-duplicates and validates every request before Bolt parses
         # it (Bolt's own check ran after parsing); Socket Mode has no signatures to check.
         self.edge = SlackEdge(signing_secret) if signing_secret else None
+        distribution: dict[str, Any] = {}
+        self.oauth_flow: AsyncOAuthFlow | None = None
+        if oauth is not None:  # many workspaces: installs through OAuth, a token per workspace
+            store, authorize, self.oauth_flow = oauth_parts(client=self.client, **oauth.parts())
+            distribution = {"installation_store": store, "authorize": authorize, "oauth_flow": self.oauth_flow}
         self.app = AsyncApp(
             client=self.client,
             signing_secret=signing_secret or "",
             request_verification_enabled=False,
             process_before_response=False,
+            **distribution,
         )
+        if oauth is not None:
+            self.app.enable_token_revocation_listeners()  # app_uninstalled, tokens_revoked: forget the token
         self._tasks: set[asyncio.Task[Any]] = set()
         self.errors: deque[BaseException] = deque(maxlen=100)  # recent failures of background work
         self._register()
@@ -121,7 +132,18 @@ class SlackBot:
         web_app = web.Application()
         web_app.router.add_post(EVENTS_PATH, self._handle_http)
         web_app.add_routes(ops_routes(self.core))
+        if self.oauth_flow is not None:
+            web_app.router.add_get(INSTALL_PATH, self._install)
+            web_app.router.add_get(REDIRECT_PATH, self._oauth_redirect)
         return web_app
+
+    async def _install(self, request: web.Request) -> web.Response:
+        assert self.oauth_flow is not None
+        return await to_aiohttp_response(await self.oauth_flow.handle_installation(await to_bolt_request(request)))
+
+    async def _oauth_redirect(self, request: web.Request) -> web.Response:
+        assert self.oauth_flow is not None  # Bolt checks the state (cookie + store) before the code exchange
+        return await to_aiohttp_response(await self.oauth_flow.handle_callback(await to_bolt_request(request)))
 
     async def _handle_http(self, request: web.Request) -> web.Response:
         if self.edge is None:  # no signing secret: nothing over HTTP can be trusted
@@ -193,12 +215,14 @@ class SlackBot:
         # answer does not depend on which channel the user is looking at, so nothing to do.
         return None
 
-    async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any) -> None:
+    async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any, context: Any) -> None:
         await ack()
+        team_token.set(getattr(context, "bot_token", None))
         self.spawn(self._admin(command, respond), name=f"slack-admin-{command.get('trigger_id', '')}")
 
     # -- work ----------------------------------------------------------------------------------
     def _accept(self, event: dict[str, Any], body: dict[str, Any], context: Any, *, via: str) -> None:
+        team_token.set(getattr(context, "bot_token", None))  # the replies' calls use this workspace's token
         if event.get("subtype") not in USER_SUBTYPES or event.get("bot_id") or not isinstance(event.get("user"), str):
             return
         if not all(isinstance(event.get(name), str) and event[name] for name in EVENT_FIELDS["message"]):

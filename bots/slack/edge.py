@@ -35,6 +35,8 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "message": ("channel", "ts"),
     "assistant_thread_started": (),
     "assistant_thread_context_changed": (),
+    "app_uninstalled": (),  # distribution: the workspace's token is forgotten (bots/slack/oauth.py)
+    "tokens_revoked": (),
 }
 # Optional fields that, when present, must be strings (a listener reads them as text).
 EVENT_TEXT_FIELDS = ("user", "text", "thread_ts", "channel_type", "subtype", "bot_id", "team")

@@ -6,7 +6,7 @@ import asyncio
 import signal
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -15,6 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bots.ops import OpsServer
 from bots.slack.app import EVENTS_PATH, SlackBot
+from bots.slack.oauth import INSTALL_PATH, OAuthConfig
 from core.config import MissingSetting, Settings, secret
 from core.messages import Platform
 
@@ -27,6 +28,8 @@ WHY = {
     "SLACK_BOT_TOKEN": "the app's Bot User OAuth Token, xoxb-…, under OAuth & Permissions",
     "SLACK_SIGNING_SECRET": "verifies that requests come from Slack, under Basic Information › App Credentials",
     "SLACK_APP_TOKEN": "an app-level token, xapp-…, with connections:write, needed for --socket",
+    "SLACK_CLIENT_SECRET": "the app's Client Secret (Basic Information › App Credentials), needed with SLACK_CLIENT_ID",
+    "CHATBOT_TOKEN_KEY": "a Fernet key that seals the workspaces' bot tokens, needed with SLACK_CLIENT_ID",
 }
 
 
@@ -38,20 +41,26 @@ class MissingSlackSettings(MissingSetting):
         self.args = ("\nchatbot: ".join(f"{name} is not set ({WHY[name]})" for name in names),)
 
 
-def slack_credentials(settings: Settings, *, socket: bool) -> tuple[str, str | None, str | None]:
-    """(bot token, signing secret, app token); raises MissingSlackSettings naming every missing one."""
+def slack_credentials(settings: Settings, *, socket: bool) -> tuple[str | None, str | None, str | None]:
+    """(bot token, signing secret, app token); raises MissingSlackSettings naming every missing one.
+
+    With SLACK_CLIENT_ID (distribution) there is no single bot token: each workspace's comes from
+    its installation, so the client secret and the key that seals the tokens are needed instead.
+    """
     values = {
         "SLACK_BOT_TOKEN": secret(settings.slack_bot_token),
         "SLACK_SIGNING_SECRET": secret(settings.slack_signing_secret),
         "SLACK_APP_TOKEN": secret(settings.slack_app_token),
+        "SLACK_CLIENT_SECRET": secret(settings.slack_client_secret),
+        "CHATBOT_TOKEN_KEY": secret(settings.token_key),
     }
-    needed = ["SLACK_BOT_TOKEN", "SLACK_APP_TOKEN" if socket else "SLACK_SIGNING_SECRET"]
+    distributed = bool(settings.slack_client_id)
+    needed = ["SLACK_CLIENT_SECRET", "CHATBOT_TOKEN_KEY"] if distributed else ["SLACK_BOT_TOKEN"]
+    needed.insert(1 if not distributed else 0, "SLACK_APP_TOKEN" if socket else "SLACK_SIGNING_SECRET")
     missing = [name for name in needed if not values[name]]
     if missing:
         raise MissingSlackSettings(missing)
-    token = values["SLACK_BOT_TOKEN"]
-    assert token is not None
-    return token, values["SLACK_SIGNING_SECRET"], values["SLACK_APP_TOKEN"]
+    return None if distributed else values["SLACK_BOT_TOKEN"], values["SLACK_SIGNING_SECRET"], values["SLACK_APP_TOKEN"]
 
 
 async def run_slack(
@@ -75,6 +84,15 @@ async def run_slack(
     if http and socket:
         raise ConfigError("choose one of --http and --socket")
     token, signing_secret, app_token = slack_credentials(settings, socket=socket)
+    oauth = None
+    if settings.slack_client_id:
+        oauth = OAuthConfig(
+            await core.installations(),
+            client_id=settings.slack_client_id,
+            client_secret=secret(settings.slack_client_secret) or "",
+            scopes=settings.slack_scopes.split(",") if settings.slack_scopes else None,
+            redirect_uri=settings.slack_redirect_uri,
+        )
     bot = SlackBot(
         core,
         token=token,
@@ -82,12 +100,17 @@ async def run_slack(
         api_url=settings.slack_api_url,
         native_streaming=settings.slack_native_streaming,
         history_limited=settings.slack_history_limited,
+        oauth=oauth,
     )
-    try:
-        identity = await bot.client.auth_test()
-    except SlackApiError as exc:
-        raise ConfigError(f"SLACK_BOT_TOKEN was refused by Slack: {exc.response.get('error', exc)}") from exc
-    who = f"team {identity.get('team_id')}, bot <@{identity.get('user_id')}>"
+    if token is None:
+        identity: dict[str, Any] = {}
+        who = f"any workspace that installs it at {INSTALL_PATH}"
+    else:
+        try:
+            identity = dict((await bot.client.auth_test()).data)  # type: ignore[arg-type]
+        except SlackApiError as exc:
+            raise ConfigError(f"SLACK_BOT_TOKEN was refused by Slack: {exc.response.get('error', exc)}") from exc
+        who = f"team {identity.get('team_id')}, bot <@{identity.get('user_id')}>"
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

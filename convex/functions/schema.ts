@@ -95,6 +95,23 @@ export default defineSchema({
   replyLeases: defineTable({ message: v.id("messages"), owner: v.string(), heartbeatAt: v.number() })
     .index("by_message", ["message"])
     .index("by_heartbeat", ["heartbeatAt"]),
+  // Slack workspaces that installed the app (installations.ts): the bot token sealed by the bot (Fernet),
+  // never in the clear here; one-use OAuth states until they expire.
+  installations: defineTable({
+    workspace: v.string(),
+    sealedToken: v.string(),
+    botId: v.string(),
+    botUserId: v.string(),
+    botScopes: v.string(),
+    appId: v.string(),
+    installerUserId: v.string(),
+    teamName: v.string(),
+    enterpriseId: v.string(),
+    installedAt: v.number(),
+  }).index("by_workspace", ["workspace"]),
+  oauthStates: defineTable({ state: v.string(), expiresAt: v.number() })
+    .index("by_state", ["state"])
+    .index("by_expiry", ["expiresAt"]),
   // The first result of each mutation request (see serviceMutation): a retry gets it back instead of a second write.
   requests: defineTable({ requestId: v.string(), result: v.any(), at: v.number() })
     .index("by_request", ["requestId"])

@@ -6,10 +6,14 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET, FakeSlack
+from tests.fakes.slack import BOT_TOKEN, CLIENT_ID, CLIENT_SECRET, SIGNING_SECRET, FakeSlack, event_body
+from tests.slack.test_oauth import install_at
 from tests.slack.test_server import child_env, free_port, mention_body, post_signed, wait_for_reply
 
 ANTHROPIC_KEY = "sk-ant-api03-loopback-test-key-0123456789"
@@ -47,7 +51,8 @@ async def test_a_full_slack_run_logs_json_lines_with_keys_and_never_a_token(
     """`chatbot slack` at DEBUG (the libraries' request logs included) answers a question; then every token
     it was given is searched for in everything it wrote."""
     async with FakeSlack() as slack:
-        logs = await _slack_run(data_dir, slack, fake_anthropic)
+        env = {"SLACK_BOT_TOKEN": BOT_TOKEN}
+        logs = await _slack_run(data_dir, slack, fake_anthropic, env, lambda url: _ask(url, slack, "C1"))
     for token in (BOT_TOKEN, SIGNING_SECRET, ANTHROPIC_KEY):
         assert token not in logs, f"{token} leaked into the logs"
     records = [json.loads(row) for row in logs.splitlines() if row.startswith("{")]
@@ -56,11 +61,51 @@ async def test_a_full_slack_run_logs_json_lines_with_keys_and_never_a_token(
     assert answered and answered[0]["key"] == "slack:T0FAKE:C1:1700000700.000100"
 
 
-async def _slack_run(data_dir: Path, slack: FakeSlack, fake_anthropic: FakeAnthropic) -> str:
+async def test_a_distributed_slack_run_never_logs_the_tokens_it_learns(
+    data_dir: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    """The same in distribution mode: a workspace installs the app (oauth.v2.access hands out its bot token,
+    and slack-sdk logs that response at DEBUG) and is answered; neither that token, the client secret nor
+    the key that seals tokens may appear."""
+    key = Fernet.generate_key().decode()
+    env = {"SLACK_CLIENT_ID": CLIENT_ID, "SLACK_CLIENT_SECRET": CLIENT_SECRET, "CHATBOT_TOKEN_KEY": key}
+
+    async def install_then_ask(url: str) -> None:
+        assert (await install_at(url, slack, "T9LOGS")).status == 200
+        await post_signed(
+            url + "/slack/events",
+            event_body(
+                {"type": "app_mention", "user": "U1", "text": "<@UBOT> hi", "ts": "1700000710.000100", "channel": "C9"},
+                team_id="T9LOGS",
+            ),
+        )
+        await wait_for_reply(slack, "C9")
+
+    async with FakeSlack() as slack:
+        logs = await _slack_run(data_dir, slack, fake_anthropic, env, install_then_ask)
+        issued = slack.token_of("T9LOGS")
+    assert slack.calls_to("oauth.v2.access")
+    for token in (issued, CLIENT_SECRET, key, SIGNING_SECRET, ANTHROPIC_KEY):
+        assert token not in logs, f"{token[:8]}… leaked into the logs"
+    assert "[redacted]" in logs, "the run did log something secret-shaped, and it was scrubbed"
+
+
+async def _ask(url: str, slack: FakeSlack, channel: str) -> None:
+    await post_signed(url + "/slack/events", mention_body("1700000700.000100"))
+    await wait_for_reply(slack, channel)
+
+
+async def _slack_run(
+    data_dir: Path,
+    slack: FakeSlack,
+    fake_anthropic: FakeAnthropic,
+    extra: dict[str, str],
+    work: Callable[[str], Awaitable[None]],
+) -> str:
     port = free_port()
     env = child_env(
         data_dir,
-        SLACK_BOT_TOKEN=BOT_TOKEN,
+        **extra,
         SLACK_SIGNING_SECRET=SIGNING_SECRET,
         SLACK_API_URL=slack.api_url,
         ANTHROPIC_API_KEY=ANTHROPIC_KEY,
@@ -84,8 +129,7 @@ async def _slack_run(data_dir: Path, slack: FakeSlack, fake_anthropic: FakeAnthr
     reader = asyncio.create_task(read_stderr())
     try:
         await asyncio.wait_for(ready.wait(), 60)
-        await post_signed(f"http://127.0.0.1:{port}/slack/events", mention_body("1700000700.000100"))
-        await wait_for_reply(slack, "C1")
+        await work(f"http://127.0.0.1:{port}")
         await asyncio.sleep(0.3)  # the reply's last records
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0

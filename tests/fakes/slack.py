@@ -16,10 +16,12 @@ records the client's acknowledgements by envelope id.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import itertools
 import json
+import secrets
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
@@ -32,6 +34,8 @@ from bots.slack import limits
 from tests.fakes.loopback import serve
 
 BOT_TOKEN = "xoxb-fake-token"
+CLIENT_ID = "1111.2222"  # the app's OAuth credentials (distribution)
+CLIENT_SECRET = "fake-client-secret-0123456789"
 APP_TOKEN = "xapp-fake-token"
 SIGNING_SECRET = "fake-signing-secret"
 TEAM_ID = "T0FAKE"
@@ -47,6 +51,7 @@ class Call:
     at: float
     status: int = 200  # what the fake answered: 200 or 429/5xx
     error: str = ""  # Slack's `error` when ok is false
+    team: str = ""  # the workspace whose token made the call
 
 
 @dataclass
@@ -117,6 +122,11 @@ class FakeSlack:
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.add_user(BOT_USER_ID, name="chatbot", is_bot=True)
+        # Distribution: the workspaces that can install the app (code -> team) and the bot tokens issued.
+        self.tokens: dict[str, str] = {token: team_id}  # bot token -> team id
+        self.install_codes: dict[str, str] = {}
+        self.installs = itertools.count(1)
+        self._caller_team = ""
 
     # -- setup ---------------------------------------------------------------------------------
     @property
@@ -225,6 +235,20 @@ class FakeSlack:
                     files=event.get("files"),
                 )
 
+    def add_workspace(self, team_id: str) -> str:
+        """A workspace whose admin will approve an install: returns the one-use code Slack would hand
+        to the redirect URL (oauth.v2.access exchanges it for a bot token of that workspace)."""
+        code = f"code-{team_id}-{next(self.installs)}"
+        self.install_codes[code] = team_id
+        return code
+
+    def token_of(self, team_id: str) -> str:
+        return next(t for t, team in self.tokens.items() if team == team_id)
+
+    def revoke(self, team_id: str) -> None:
+        """The workspace uninstalled the app: its tokens stop working."""
+        self.tokens = {t: team for t, team in self.tokens.items() if team != team_id}
+
     def response_url(self, name: str = "cmd") -> str:
         return f"{self.url}/response/{name}"
 
@@ -321,8 +345,15 @@ class FakeSlack:
             await asyncio.sleep(self.latency_s)
         auth = request.headers.get("Authorization", "")
         token = auth.removeprefix("Bearer ").strip() or str(args.get("token", ""))
-        # apps.connections.open takes the app-level token; everything else the bot token.
-        if token != (APP_TOKEN if method == "apps.connections.open" else self.token):
+        if method == "oauth.v2.access":  # the app's own credentials, not a token
+            return self._oauth_v2_access(request, args, call)
+        # apps.connections.open takes the app-level token; everything else a bot token.
+        if method == "apps.connections.open":
+            valid = token == APP_TOKEN
+        else:
+            valid = token in self.tokens
+            call.team = self.tokens.get(token, "")
+        if not valid:
             call.error = "invalid_auth"
             return web.json_response({"ok": False, "error": "invalid_auth"})
         faults = self.faults.get(method)
@@ -345,6 +376,7 @@ class FakeSlack:
         if handler is None:
             call.error = "unknown_method"
             return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+        self._caller_team = call.team  # handlers are synchronous: nothing else runs before they read it
         body: dict[str, Any] = handler(args)
         if not body.get("ok", True):
             call.error = str(body.get("error"))
@@ -355,12 +387,46 @@ class FakeSlack:
         self._last_ts += 0.0001
         return f"{self._last_ts:.6f}"
 
+    def _oauth_v2_access(self, request: web.Request, args: dict[str, Any], call: Call) -> web.Response:
+        """OAuth v2: client id + secret (HTTP Basic, or in the form) and a one-use code -> a bot token."""
+        client_id, client_secret = str(args.get("client_id") or ""), str(args.get("client_secret") or "")
+        auth = request.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            client_id, _, client_secret = base64.b64decode(auth[6:]).decode().partition(":")
+        error = ""
+        if client_id != CLIENT_ID or client_secret != CLIENT_SECRET:
+            error = "invalid_client_id" if client_id != CLIENT_ID else "bad_client_secret"
+        team = self.install_codes.pop(str(args.get("code") or ""), None)
+        if not error and team is None:
+            error = "invalid_code"
+        if error:
+            call.error = error
+            return web.json_response({"ok": False, "error": error})
+        assert team is not None
+        token = f"xoxb-{team}-{secrets.token_hex(8)}"
+        self.tokens[token] = team
+        call.team = team
+        return web.json_response(
+            {
+                "ok": True,
+                "access_token": token,
+                "token_type": "bot",
+                "scope": "app_mentions:read,chat:write,commands,users:read",
+                "bot_user_id": BOT_USER_ID,
+                "app_id": "AFAKE",
+                "team": {"id": team, "name": f"Team {team}"},
+                "enterprise": None,
+                "is_enterprise_install": False,
+                "authed_user": {"id": "UINSTALLER"},
+            }
+        )
+
     def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
             "url": "https://fake.slack.test/",
             "team": "Fake Team",
             "user": "chatbot",
-            "team_id": self.team_id,
+            "team_id": self._caller_team or self.team_id,
             "user_id": BOT_USER_ID,
             "bot_id": BOT_ID,
             "is_enterprise_install": False,

@@ -147,10 +147,12 @@ def test_manifest_asks_for_exactly_the_scopes_and_events_used() -> None:
     ]
     assert sorted(manifest["settings"]["event_subscriptions"]["bot_events"]) == [
         "app_mention",
+        "app_uninstalled",
         "assistant_thread_started",
         "message.channels",
         "message.groups",
         "message.im",
+        "tokens_revoked",
     ]
     assert [c["command"] for c in manifest["features"]["slash_commands"]] == ["/chatbot"]
 

@@ -7,6 +7,7 @@ import type * as claims from "../claims.js";
 import type * as crons from "../crons.js";
 import type * as documents from "../documents.js";
 import type * as housekeeping from "../housekeeping.js";
+import type * as installations from "../installations.js";
 import type * as leases from "../leases.js";
 import type * as lib_roles from "../lib/roles.js";
 import type * as lib_rules from "../lib/rules.js";
@@ -22,6 +23,7 @@ declare const fullApi: ApiFromModules<{
   "crons": typeof crons;
   "documents": typeof documents;
   "housekeeping": typeof housekeeping;
+  "installations": typeof installations;
   "leases": typeof leases;
   "lib/roles": typeof lib_roles;
   "lib/rules": typeof lib_rules;

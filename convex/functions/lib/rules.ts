@@ -44,7 +44,10 @@ export const RULES = {
     "content_hash": 128,
     "action": 100,
     "detail": 2000,
-    "window": 40
+    "window": 40,
+    "sealed_token": 2000,
+    "oauth_state": 200,
+    "scopes": 2000
   },
   "counts": {
     "sources": 50,
