@@ -164,8 +164,8 @@ async def test_unreachable_model_ends_in_a_clear_failure(env: dict[str, str]) ->
     )
     assert run.code == 1
     # Users read what happened in their terms; the operator's line on stderr says the same, no hint.
-    assert "the model service is unreachable right now" in run.out
-    assert "unreachable" in run.err
+    assert "could not reach the model service" in run.out
+    assert "could not reach the model service" in run.err
 
 
 async def test_doctor_reports_each_service(env: dict[str, str]) -> None:
