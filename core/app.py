@@ -27,6 +27,7 @@ from core.pacing import EditScheduler
 from core.pipeline import Outcome, Pipeline
 from core.recovery import Recovery
 from core.retrieval.base import Retriever
+from core.rewrite import QueryRewriter
 from core.stores.base import Store
 from core.stores.deltas import DeltaWriter
 from core.stores.leases import BudgetLeases, StreamLeases
@@ -64,6 +65,7 @@ class ChatCore:
         *,
         places: ClosablePlaces | None = None,
         leases: Leases | None = None,
+        rewriter: QueryRewriter | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -96,6 +98,7 @@ class ChatCore:
             max_answer_tokens=settings.max_answer_tokens,
             context_tokens=settings.context_token_budget,
             recovery=self.recovery,
+            rewriter=rewriter,
         )
         self.ingestor = Ingestor(store, retriever)
         self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor), personas=self.personas)
@@ -263,8 +266,9 @@ async def build_installation_store(settings: Settings, store: Store) -> SealedIn
 
 
 async def build_retriever(settings: Settings) -> Retriever:
+    from core.retrieval.embedders import build_embedder, local_embedder_installed
+
     if settings.weaviate_url:
-        from core.retrieval.embedders import build_embedder
         from core.retrieval.weaviate import WeaviateRetriever
 
         return WeaviateRetriever(
@@ -273,9 +277,18 @@ async def build_retriever(settings: Settings) -> Retriever:
             api_key=secret(settings.weaviate_api_key),
             embedder=build_embedder(settings),
         )
-    from core.retrieval.fts import FtsRetriever
+    path = data_dir(settings) / "knowledge.sqlite"
+    if settings.retrieval not in ("hybrid", "keyword"):
+        raise MissingSetting("CHATBOT_RETRIEVAL", purpose=f"must be 'hybrid' or 'keyword', not {settings.retrieval!r}")
+    if settings.retrieval == "keyword" or (settings.embedder == "local" and not local_embedder_installed()):
+        from core.retrieval.fts import FtsRetriever
 
-    return await FtsRetriever.open(data_dir(settings) / "knowledge.sqlite")
+        if settings.retrieval == "hybrid":
+            log.warning("core.keyword_retrieval_only", reason="the 'embeddings' extra is not installed")
+        return await FtsRetriever.open(path)
+    from core.retrieval.hybrid import HybridRetriever
+
+    return await HybridRetriever.open(path, build_embedder(settings))
 
 
 def build_llm(settings: Settings) -> LLM:
@@ -294,6 +307,13 @@ def build_llm(settings: Settings) -> LLM:
     return ExtractiveLLM()
 
 
+def build_rewriter(settings: Settings, llm: LLM) -> QueryRewriter | None:
+    """Rewriting needs a language model: none with the extractive fallback."""
+    if not secret(settings.anthropic_api_key):
+        return None
+    return QueryRewriter(llm, model=settings.rewrite_model, timeout_s=settings.rewrite_timeout_s)
+
+
 async def build_core(settings: Settings | None = None) -> ChatCore:
     settings = settings or Settings()
     store = await build_store(settings)
@@ -305,14 +325,16 @@ async def build_core(settings: Settings | None = None) -> ChatCore:
     llm = build_llm(settings)
     places = await build_places(settings)
     leases = await build_leases(settings, store)
+    rewriter = build_rewriter(settings, llm)
     log.info(
         "core.ready",
         store=type(store).__name__,
         retriever=type(retriever).__name__,
         llm=llm.name,
         scale_out=leases is not None,
+        rewriting=rewriter is not None,
     )
-    return ChatCore(settings, store, retriever, llm, places=places, leases=leases)
+    return ChatCore(settings, store, retriever, llm, places=places, leases=leases, rewriter=rewriter)
 
 
 async def build_places(settings: Settings) -> ClosablePlaces | None:

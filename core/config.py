@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
+DEFAULT_REWRITE_MODEL = "claude-haiku-4-5"
 
 
 class Settings(BaseSettings):
@@ -22,6 +23,8 @@ class Settings(BaseSettings):
     weaviate_url: str | None = Field(default=None, alias="WEAVIATE_URL")
     weaviate_grpc_port: int = Field(default=50051, alias="WEAVIATE_GRPC_PORT")
     weaviate_api_key: SecretStr | None = Field(default=None, alias="WEAVIATE_API_KEY")
+    # With no WEAVIATE_URL: "hybrid" (FTS5 + local vectors, the default) or "keyword" (FTS5 alone, no model).
+    retrieval: str = Field(default="hybrid", alias="CHATBOT_RETRIEVAL")
     embedder: str = Field(default="local", alias="CHATBOT_EMBEDDER")
     embeddings_url: str | None = Field(default=None, alias="CHATBOT_EMBEDDINGS_URL")
     embeddings_api_key: SecretStr | None = Field(default=None, alias="CHATBOT_EMBEDDINGS_API_KEY")
@@ -37,6 +40,9 @@ class Settings(BaseSettings):
     # (longer than the idle limit, so a reply waiting on a silent model is never taken); swept this often.
     orphan_after_s: float = Field(default=25.0, ge=0, alias="CHATBOT_ORPHAN_AFTER_S")
     recovery_interval_s: float = Field(default=5.0, gt=0, alias="CHATBOT_RECOVERY_INTERVAL_S")
+    # Question rewriting before retrieval (only with an LLM): a small fast model, bounded in time.
+    rewrite_model: str = Field(default=DEFAULT_REWRITE_MODEL, alias="CHATBOT_REWRITE_MODEL")
+    rewrite_timeout_s: float = Field(default=0.6, alias="CHATBOT_REWRITE_TIMEOUT_S")
     max_answer_tokens: int = Field(default=1024, alias="CHATBOT_MAX_ANSWER_TOKENS")
     context_token_budget: int = Field(default=6000, alias="CHATBOT_CONTEXT_TOKENS")
 

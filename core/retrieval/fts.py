@@ -6,13 +6,10 @@ import re
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypeVar
 
 from core.messages import WorkspaceRef
 from core.retrieval.base import Chunk, Hit
 from core.sqlite_worker import SqliteWorker
-
-T = TypeVar("T")
 
 # Title and heading path count more than body text: they say what a passage is about.
 _WEIGHTS = "0, 0, 0, 0, 4.0, 2.5, 1.0"
@@ -99,9 +96,60 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks USING fts5(
     id UNINDEXED, ws UNINDEXED, document_uri UNINDEXED, idx UNINDEXED, title, heading, text,
     tokenize = 'porter unicode61 remove_diacritics 2');
 """
+_COLUMNS = "rowid, id, document_uri, idx, title, heading, text"
+
+
+def delete_rows(db: sqlite3.Connection, ws: WorkspaceRef, document_uri: str) -> None:
+    db.execute("DELETE FROM chunks WHERE ws = ? AND document_uri = ?", (ws.key, document_uri))
+
+
+def insert_rows(db: sqlite3.Connection, ws: WorkspaceRef, document_uri: str, chunks: Sequence[Chunk]) -> list[int]:
+    """The rows' rowids, in order (the hybrid retriever keys its vectors by them)."""
+    rowids = []
+    for c in chunks:
+        cursor = db.execute(
+            "INSERT INTO chunks (id, ws, document_uri, idx, title, heading, text) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (c.id, ws.key, document_uri, c.index, c.title, c.heading, c.text),
+        )
+        rowids.append(int(cursor.lastrowid or 0))
+    return rowids
+
+
+def _chunk(row: sqlite3.Row | tuple[object, ...]) -> Chunk:
+    return Chunk(
+        id=str(row[1]),
+        document_uri=str(row[2]),
+        index=int(str(row[3])),
+        title=str(row[4]),
+        heading=str(row[5]),
+        text=str(row[6]),
+    )
+
+
+def keyword_search(db: sqlite3.Connection, ws: WorkspaceRef, query: str, k: int) -> list[tuple[int, Hit]]:
+    """(rowid, hit) best first; bm25() is lower-is-better and negative, so scores are flipped."""
+    expression = match_expression(query)
+    if not expression:
+        return []
+    rows = db.execute(
+        f"SELECT {_COLUMNS}, bm25(chunks, {_WEIGHTS}) AS rank "
+        "FROM chunks WHERE chunks MATCH ? AND ws = ? ORDER BY rank LIMIT ?",
+        (expression, ws.key, k),
+    ).fetchall()
+    return [(int(r[0]), Hit(_chunk(r), -float(r[7]))) for r in rows]
+
+
+def chunks_by_rowid(db: sqlite3.Connection, ws: WorkspaceRef, rowids: Sequence[int]) -> dict[int, Chunk]:
+    if not rowids:
+        return {}
+    marks = ", ".join("?" * len(rowids))
+    rows = db.execute(f"SELECT {_COLUMNS} FROM chunks WHERE rowid IN ({marks}) AND ws = ?", (*rowids, ws.key))
+    return {int(r[0]): _chunk(r) for r in rows}
 
 
 class FtsRetriever:
+    """Keyword search alone (CHATBOT_RETRIEVAL=keyword): no model, no vectors."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._worker = SqliteWorker(path, SCHEMA, name="fts")
@@ -113,38 +161,18 @@ class FtsRetriever:
         return retriever
 
     async def replace_document(self, ws: WorkspaceRef, document_uri: str, chunks: Sequence[Chunk]) -> None:
-        rows = [(c.id, ws.key, document_uri, c.index, c.title, c.heading, c.text) for c in chunks]
-
         def replace(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM chunks WHERE ws = ? AND document_uri = ?", (ws.key, document_uri))
-            db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            delete_rows(db, ws, document_uri)
+            insert_rows(db, ws, document_uri, chunks)
 
         await self._worker.transaction(replace)
 
     async def delete_document(self, ws: WorkspaceRef, document_uri: str) -> None:
-        def delete(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM chunks WHERE ws = ? AND document_uri = ?", (ws.key, document_uri))
-
-        await self._worker.transaction(delete)
+        await self._worker.transaction(lambda db: delete_rows(db, ws, document_uri))
 
     async def search(self, ws: WorkspaceRef, query: str, *, k: int = 5) -> Sequence[Hit]:
-        expression = match_expression(query)
-        if not expression:
-            return []
-
-        def search(db: sqlite3.Connection) -> list[Hit]:
-            rows = db.execute(
-                f"SELECT id, document_uri, idx, title, heading, text, bm25(chunks, {_WEIGHTS}) AS rank "
-                "FROM chunks WHERE chunks MATCH ? AND ws = ? ORDER BY rank LIMIT ?",
-                (expression, ws.key, k),
-            ).fetchall()
-            # bm25() is lower-is-better and negative; flip it so higher scores are better everywhere.
-            return [
-                Hit(Chunk(id=r[0], document_uri=r[1], index=int(r[2]), title=r[3], heading=r[4], text=r[5]), -r[6])
-                for r in rows
-            ]
-
-        return await self._worker.read(search)
+        found = await self._worker.read(lambda db: keyword_search(db, ws, query, k))
+        return [hit for _, hit in found]
 
     async def close(self) -> None:
         await self._worker.close()

@@ -1,7 +1,9 @@
 """The production retriever: Weaviate, one multi-tenant collection, one tenant per workspace.
 
-Vectors are self-provided by the configured embedder; search is hybrid (BM25 + vector) with an
-explicit alpha. Only chunks and vectors live here; documents' metadata stays in the store.
+Vectors are self-provided by the configured embedder. Search asks the server for its best BM25
+and its nearest-vector candidates (two queries, run together) and fuses them here with the same
+reciprocal-rank fusion as the embedded default, so both retrievers rank alike. Only chunks and
+vectors live here; documents' metadata stays in the store.
 """
 
 from __future__ import annotations
@@ -10,20 +12,21 @@ import asyncio
 import hashlib
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlparse
 
 import structlog
 import weaviate
 from weaviate.classes.config import Configure, DataType, Property, Tokenization
 from weaviate.classes.data import DataObject
-from weaviate.classes.query import Filter, HybridFusion, MetadataQuery
+from weaviate.classes.query import Filter, MetadataQuery
 from weaviate.classes.tenants import Tenant
 from weaviate.exceptions import WeaviateBaseError
 
 from core.messages import WorkspaceRef
 from core.retrieval.base import Chunk, Hit, RetrieverUnavailable
 from core.retrieval.embedders import Embedder
+from core.retrieval.fusion import DEFAULT_FUSION, Fusion, embedding_text, reciprocal_rank_fusion
 
 log = structlog.get_logger(__name__)
 
@@ -35,10 +38,6 @@ PROPERTIES = (
     Property(name="text", data_type=DataType.TEXT),
     Property(name="index", data_type=DataType.INT),
 )
-# 0 = BM25 only, 1 = vector only. bench/retrieval.py measured 0.7 best on paraphrased questions
-# (recall@5 0.69 vs 0.42 at 0.5) while keeping keyword questions at 1.0; pure vector was still
-# higher on paraphrases but gives up exact-term matching (codes, names) entirely.
-DEFAULT_ALPHA = 0.7
 _TENANT_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -53,11 +52,6 @@ def tenant_name(ws: WorkspaceRef) -> str:
     return f"{readable}-{digest}"
 
 
-def embedding_text(chunk: Chunk) -> str:
-    """What a chunk is about includes where it sits: title and heading path go into the vector too."""
-    return " — ".join(part for part in (chunk.title, chunk.heading, chunk.text) if part)
-
-
 class WeaviateRetriever:
     def __init__(
         self,
@@ -66,8 +60,7 @@ class WeaviateRetriever:
         grpc_port: int,
         embedder: Embedder,
         api_key: str | None = None,
-        alpha: float = DEFAULT_ALPHA,
-        fusion: Literal["relative", "ranked"] = "relative",
+        fusion: Fusion = DEFAULT_FUSION,
         collection: str = COLLECTION,
         search_timeout_s: float = 5.0,
         write_timeout_s: float = 120.0,
@@ -79,9 +72,7 @@ class WeaviateRetriever:
         self.grpc_port = grpc_port
         self.api_key = api_key
         self.embedder = embedder
-        self.alpha = alpha
-        # relative: each side's scores scaled to 0..1 then weighted; ranked: reciprocal-rank fusion.
-        self.fusion = HybridFusion.RELATIVE_SCORE if fusion == "relative" else HybridFusion.RANKED
+        self.fusion = fusion
         self.collection_name = collection
         # The client retries an unreachable gRPC server for about a minute; a question cannot wait that
         # long, so every call is bounded here and an expired bound counts as an outage.
@@ -182,21 +173,24 @@ class WeaviateRetriever:
         except (WeaviateBaseError, TimeoutError) as exc:
             raise RetrieverUnavailable(f"Weaviate failed while deleting {document_uri}: {exc!r}") from exc
 
-    async def search(self, ws: WorkspaceRef, query: str, *, k: int = 5, alpha: float | None = None) -> Sequence[Hit]:
+    async def search(self, ws: WorkspaceRef, query: str, *, k: int = 5) -> Sequence[Hit]:
         if not query.strip():
             return []
+        depth = max(k, self.fusion.candidates)
         try:
-            vector = (await self.embedder.embed([query]))[0]
+            vector = (await self.embedder.embed([query]))[0] if self.fusion.vector_weight > 0 else None
             async with asyncio.timeout(self.search_timeout_s):
                 tenant = await self._tenant(ws)
-                response = await tenant.query.hybrid(
-                    query=query,
-                    vector=vector,
-                    alpha=self.alpha if alpha is None else alpha,
-                    limit=k,
-                    query_properties=["title^2", "heading^2", "text"],
-                    fusion_type=self.fusion,
-                    return_metadata=MetadataQuery(score=True),
+                keyword, nearest = await asyncio.gather(
+                    tenant.query.bm25(
+                        query=query,
+                        limit=depth,
+                        query_properties=["title^2", "heading^2", "text"],
+                        return_metadata=MetadataQuery(score=True),
+                    )
+                    if self.fusion.keyword_weight > 0
+                    else _nothing(),
+                    tenant.query.near_vector(near_vector=vector, limit=depth) if vector is not None else _nothing(),
                 )
         except TimeoutError as exc:
             raise RetrieverUnavailable(f"Weaviate did not answer within {self.search_timeout_s:.0f} s") from exc
@@ -204,19 +198,17 @@ class WeaviateRetriever:
             if "tenant not found" in str(exc).lower():
                 return []  # a workspace that never ingested anything has no tenant yet
             raise RetrieverUnavailable(f"Weaviate search failed: {exc}") from exc
-        hits = []
-        for obj in response.objects:
-            props = obj.properties
-            chunk = Chunk(
-                id=str(obj.uuid),
-                document_uri=str(props["document_uri"]),
-                title=str(props.get("title") or ""),
-                heading=str(props.get("heading") or ""),
-                text=str(props.get("text") or ""),
-                index=int(str(props.get("index") or 0)),
-            )
-            hits.append(Hit(chunk, float(obj.metadata.score or 0.0)))
-        return hits
+        chunks: dict[str, Chunk] = {}
+        rankings: list[list[str]] = []
+        for response in (keyword, nearest):
+            ranking = []
+            for obj in response.objects if response is not None else []:
+                chunk = _chunk(obj)
+                chunks.setdefault(chunk.id, chunk)
+                ranking.append(chunk.id)
+            rankings.append(ranking)
+        fused = reciprocal_rank_fusion(rankings, [self.fusion.keyword_weight, self.fusion.vector_weight])[:k]
+        return [Hit(chunks[key], score) for key, score in fused]
 
     async def diagnose(self) -> str:
         """`chatbot doctor`: the collection has the properties this code writes and is multi-tenant."""
@@ -255,3 +247,19 @@ async def _close_quietly(client: weaviate.WeaviateAsyncClient) -> None:
         await client.close()
     except Exception as exc:
         log.debug("weaviate.close_failed", error=repr(exc))
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _chunk(obj: Any) -> Chunk:
+    props = obj.properties
+    return Chunk(
+        id=str(obj.uuid),
+        document_uri=str(props["document_uri"]),
+        title=str(props.get("title") or ""),
+        heading=str(props.get("heading") or ""),
+        text=str(props.get("text") or ""),
+        index=int(str(props.get("index") or 0)),
+    )

@@ -17,6 +17,7 @@ import pytest
 from core.retrieval.base import Retriever
 from core.retrieval.embedders import LocalEmbedder
 from core.retrieval.fts import FtsRetriever
+from core.retrieval.hybrid import HybridRetriever
 from core.retrieval.weaviate import WeaviateRetriever
 from core.stores.base import Store
 from core.stores.convex import ConvexStore
@@ -38,6 +39,15 @@ async def sqlite_store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncI
 @asynccontextmanager
 async def fts_retriever(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Retriever]:
     retriever = await FtsRetriever.open(tmp_path / "knowledge.sqlite")
+    try:
+        yield retriever
+    finally:
+        await retriever.close()
+
+
+@asynccontextmanager
+async def hybrid_retriever(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Retriever]:
+    retriever = await HybridRetriever.open(tmp_path / "knowledge.sqlite", LocalEmbedder())
     try:
         yield retriever
     finally:
@@ -70,12 +80,26 @@ async def convex_store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncI
 
 
 STORES: dict[str, StoreFactory] = {"sqlite": sqlite_store, "convex": convex_store}
-RETRIEVERS: dict[str, RetrieverFactory] = {"fts": fts_retriever, "weaviate": weaviate_retriever}
+RETRIEVERS: dict[str, RetrieverFactory] = {
+    "fts": fts_retriever,
+    "hybrid": hybrid_retriever,
+    "weaviate": weaviate_retriever,
+}
 
 
 @pytest.fixture(params=sorted(STORES))
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
     async with STORES[request.param](tmp_path, request) as implementation:
+        yield implementation
+
+
+# The retrievers that fuse keyword and vector search (the embedded default and Weaviate).
+HYBRID_RETRIEVERS = ("hybrid", "weaviate")
+
+
+@pytest.fixture(params=HYBRID_RETRIEVERS)
+async def hybrid(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Retriever]:
+    async with RETRIEVERS[request.param](tmp_path, request) as implementation:
         yield implementation
 
 

@@ -1,4 +1,5 @@
-"""The Retriever contract: every implementation (FTS5, Weaviate) must pass all of it."""
+"""The Retriever contract: every implementation (FTS5, the embedded hybrid, Weaviate) must pass all of it;
+the `hybrid` tests hold for the two that fuse keyword and vector search."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ async def ingest_corpus(retriever: Retriever, ws: WorkspaceRef) -> None:
         await retriever.replace_document(ws, doc.uri, chunk_document(doc, ws.key))
 
 
-def chunk(ws: WorkspaceRef, uri: str, text: str, index: int = 0, title: str = "Doc") -> Chunk:
-    return Chunk(chunk_id(ws.key, uri, index), uri, title, "", text, index)
+def chunk(ws: WorkspaceRef, uri: str, text: str, index: int = 0, title: str = "Doc", heading: str = "") -> Chunk:
+    return Chunk(chunk_id(ws.key, uri, index), uri, title, heading, text, index)
 
 
 async def test_keyword_questions_find_their_document(retriever: Retriever) -> None:
@@ -107,3 +108,49 @@ async def test_hostile_query_text_does_not_raise(retriever: Retriever) -> None:
     for query in ['"unbalanced', "(a OR b) AND NOT c", "NEAR(x y)", "*", "-rollback", "col:val", "^", "", "   "]:
         hits = await retriever.search(A, query, k=3)
         assert isinstance(list(hits), list)
+
+
+async def test_title_and_heading_path_are_searched(retriever: Retriever) -> None:
+    await retriever.replace_document(
+        A, "a://pto", [chunk(A, "a://pto", "Ask your manager two weeks ahead.", title="Vacation", heading="Requests")]
+    )
+    await retriever.replace_document(A, "a://other", [chunk(A, "a://other", "The coffee machine is on floor two.")])
+    hits = await retriever.search(A, "vacation requests", k=2)
+    assert hits[0].chunk.document_uri == "a://pto"
+    assert (hits[0].chunk.title, hits[0].chunk.heading) == ("Vacation", "Requests")
+
+
+async def test_paraphrased_questions_find_their_document(hybrid: Retriever) -> None:
+    await ingest_corpus(hybrid, A)
+    questions = json.loads((DATA / "questions.json").read_text())
+    misses = []
+    for item in questions:
+        if item["kind"] != "paraphrase":
+            continue
+        hits = await hybrid.search(A, item["question"], k=5)  # the pipeline's own k
+        if not any(h.chunk.document_uri.endswith(item["document"]) for h in hits):
+            misses.append(item["question"])
+    assert misses == []
+
+
+async def test_a_question_with_no_word_in_common_is_found_by_meaning(hybrid: Retriever) -> None:
+    await retriever_fill(hybrid)
+    hits = await hybrid.search(A, "my car needs somewhere to stay during work hours", k=1)
+    assert hits[0].chunk.document_uri == "a://parking"
+
+
+async def test_an_exact_code_still_ranks_first(hybrid: Retriever) -> None:
+    await retriever_fill(hybrid)
+    hits = await hybrid.search(A, "what does ERR-4711 mean", k=3)
+    assert hits[0].chunk.document_uri == "a://errors"
+
+
+async def retriever_fill(retriever: Retriever) -> None:
+    texts = {
+        "a://parking": "Garage permits: employees may leave vehicles in levels B1 and B2 from 7am to 7pm.",
+        "a://errors": "ERR-4711 is raised when the upload quota is exhausted.",
+        "a://errors2": "Errors raised by the uploader: quota problems, timeouts and refused files.",
+        "a://lunch": "The canteen serves lunch between noon and two.",
+    }
+    for uri, text in texts.items():
+        await retriever.replace_document(A, uri, [chunk(A, uri, text)])

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from core.rewrite import SYSTEM as REWRITE_SYSTEM
 from tests.fakes.loopback import serve
 
 FailMode = Literal["error_event", "disconnect"]
@@ -39,6 +40,10 @@ class FakeAnthropic:
         self.requests: list[dict[str, Any]] = []
         # (when, the answer, characters of it sent so far) per delta: benchmarks measure staleness from it
         self.sent_log: list[tuple[float, str, int]] = []
+        # Question-rewriting calls (recognised by their system prompt) are kept apart, so tests that
+        # script answers or count answer requests are not disturbed by them.
+        self.rewrite_requests: list[dict[str, Any]] = []
+        self._rewrites: deque[ScriptedAnswer] = deque()
         self.headers: list[dict[str, str]] = []
         self._queue: deque[ScriptedAnswer] = deque()
         self.default_chunk_chars = 6
@@ -52,6 +57,12 @@ class FakeAnthropic:
     def script(self, text: str, **options: Any) -> ScriptedAnswer:
         answer = ScriptedAnswer(text=text, **options)
         self._queue.append(answer)
+        return answer
+
+    def script_rewrite(self, text: str, **options: Any) -> ScriptedAnswer:
+        """The next question-rewriting answer (by default the question comes back unchanged)."""
+        answer = ScriptedAnswer(text=text, **options)
+        self._rewrites.append(answer)
         return answer
 
     def fail_after(self, n_chars: int, text: str = "", *, mode: FailMode = "error_event") -> ScriptedAnswer:
@@ -109,11 +120,19 @@ class FakeAnthropic:
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
-        self.requests.append(body)
-        self.headers.append({k.lower(): v for k, v in request.headers.items()})
+        rewriting = body.get("system") == REWRITE_SYSTEM
+        if rewriting:
+            self.rewrite_requests.append(body)
+        else:
+            self.requests.append(body)
+            self.headers.append({k.lower(): v for k, v in request.headers.items()})
         if not (request.headers.get("x-api-key") or request.headers.get("authorization", "").startswith("Bearer ")):
             return _api_error(401, "authentication_error", "an API key is required")
-        answer = self._queue.popleft() if self._queue else self._default_answer(body)
+        if rewriting:
+            question = _last_user_text(body).rsplit("Latest question:", 1)[-1].strip()
+            answer = self._rewrites.popleft() if self._rewrites else ScriptedAnswer(text=question)
+        else:
+            answer = self._queue.popleft() if self._queue else self._default_answer(body)
         if answer.http_status != 200:
             kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(answer.http_status, "api_error")
             return _api_error(answer.http_status, kind, f"scripted {answer.http_status}")
@@ -185,7 +204,8 @@ class FakeAnthropic:
                 },
             )
             sent += len(piece)
-            self.sent_log.append((time.monotonic(), text, sent))
+            if not rewriting:  # the log follows answers, which is what benchmarks measure
+                self.sent_log.append((time.monotonic(), text, sent))
             if answer.delay_s:
                 await asyncio.sleep(answer.delay_s)
         await _event(response, "content_block_stop", {"type": "content_block_stop", "index": 0})

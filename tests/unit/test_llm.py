@@ -136,6 +136,21 @@ async def test_extractive_answer_is_labelled_and_cites_passages() -> None:
     assert usage == [Usage(0, 0)]
 
 
+def test_extractive_shows_the_whole_matching_sentence_wherever_it_is() -> None:
+    filler = " ".join(f"Paragraph {n} talks about the office plants and the coffee rota." for n in range(30))
+    answer_sentence = "To undo a pushed change, run git revert with the commit's hash and push the result."
+    source = Source(1, "Undoing", "file:undo.md", f"{filler} {answer_sentence} Lunch is at noon.")
+    text = ExtractiveLLM(sentences_per_passage=1).compose("How do I revert a pushed commit?", [source])
+    assert f"> {answer_sentence} [1]" in text  # found past the first 1,800 characters, and not cut
+    assert "plants" not in text and "Lunch" not in text
+
+
+def test_extractive_passage_found_by_meaning_shows_its_opening() -> None:
+    source = Source(1, "Parking", "file:p.md", "Garage permits cost nothing. Levels B1 and B2 are ours. Ask facilities.")
+    text = ExtractiveLLM().compose("where can my car stay?", [source])
+    assert "> Garage permits cost nothing. Levels B1 and B2 are ours. [1]" in text
+
+
 async def test_extractive_with_nothing_found_says_so() -> None:
     text, _ = await collect(ExtractiveLLM(), Prompt(system="", turns=[Turn("user", "anything")]))
     assert text == NOTHING_FOUND

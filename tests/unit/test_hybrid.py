@@ -1,0 +1,103 @@
+"""The embedded hybrid retriever's own rules: one SQLite file, vectors written with their text,
+other processes' writes seen, and keyword search still answering when the embedder cannot."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from core.ingest import chunk_id
+from core.messages import Platform, WorkspaceRef
+from core.retrieval.base import Chunk
+from core.retrieval.embedders import EmbedderUnavailable, LocalEmbedder
+from core.retrieval.fusion import Fusion, reciprocal_rank_fusion
+from core.retrieval.hybrid import HybridRetriever
+
+WS = WorkspaceRef(Platform.SLACK, "T-hy")
+
+
+def chunk(uri: str, text: str, index: int = 0, title: str = "Doc") -> Chunk:
+    return Chunk(chunk_id(WS.key, uri, index), uri, title, "", text, index)
+
+
+class QueriesFail(LocalEmbedder):
+    """The real model for documents; every question's embedding fails, as an outage of an HTTP embedder would."""
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if len(texts) == 1 and texts[0].startswith("Q:"):
+            raise EmbedderUnavailable("the embeddings API failed: 503")
+        return await super().embed(texts)
+
+
+def rows(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+async def test_vectors_live_and_die_with_their_text(tmp_path: Path) -> None:
+    path = tmp_path / "knowledge.sqlite"
+    retriever = await HybridRetriever.open(path, LocalEmbedder())
+    try:
+        chunks = [chunk("a://d", "the garage opens at seven", 0), chunk("a://d", "bikes go in the basement", 1)]
+        await retriever.replace_document(WS, "a://d", chunks)
+        await retriever.replace_document(WS, "a://d", chunks)
+        assert rows(path, "chunks") == rows(path, "chunk_vectors") == 2
+        await retriever.delete_document(WS, "a://d")
+        assert rows(path, "chunks") == rows(path, "chunk_vectors") == 0
+        assert await retriever.search(WS, "garage", k=5) == []
+    finally:
+        await retriever.close()
+
+
+async def test_a_write_by_another_process_is_seen_by_the_next_search(tmp_path: Path) -> None:
+    path = tmp_path / "knowledge.sqlite"
+    reader = await HybridRetriever.open(path, LocalEmbedder(), fusion=Fusion(keyword_weight=0, vector_weight=1))
+    writer = await HybridRetriever.open(path, LocalEmbedder())
+    try:
+        await writer.replace_document(WS, "a://lunch", [chunk("a://lunch", "The canteen serves lunch at noon.")])
+        assert [h.chunk.document_uri for h in await reader.search(WS, "when can I eat", k=5)] == ["a://lunch"]
+        car = chunk("a://car", "Cars are parked in the garage, levels B1 and B2.")
+        await writer.replace_document(WS, "a://car", [car])
+        hits = await reader.search(WS, "where can I park my car", k=5)  # the cached matrix is stale now
+        assert hits[0].chunk.document_uri == "a://car"
+        await writer.delete_document(WS, "a://car")
+        assert [h.chunk.document_uri for h in await reader.search(WS, "where can I park my car", k=5)] == ["a://lunch"]
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+async def test_keyword_search_answers_when_the_question_cannot_be_embedded(tmp_path: Path) -> None:
+    retriever = await HybridRetriever.open(tmp_path / "knowledge.sqlite", QueriesFail())
+    try:
+        await retriever.replace_document(WS, "a://vpn", [chunk("a://vpn", "The wireguard profile expires quarterly.")])
+        hits = await retriever.search(WS, "Q: wireguard profile", k=3)
+        assert [h.chunk.document_uri for h in hits] == ["a://vpn"]
+    finally:
+        await retriever.close()
+
+
+async def test_vectors_of_another_dimension_are_not_compared(tmp_path: Path) -> None:
+    path = tmp_path / "knowledge.sqlite"
+    retriever = await HybridRetriever.open(path, LocalEmbedder())
+    try:
+        await retriever.replace_document(WS, "a://d", [chunk("a://d", "quarterly wireguard rotation")])
+        with sqlite3.connect(path) as db:  # as if the database had been filled by another embedder
+            db.execute("UPDATE chunk_vectors SET vector = ?", (b"\x00" * 16,))
+            db.execute("UPDATE vector_generations SET generation = generation + 1")
+        hits = await retriever.search(WS, "wireguard rotation", k=3)
+        assert [h.chunk.document_uri for h in hits] == ["a://d"]  # the keyword side still finds it
+    finally:
+        await retriever.close()
+
+
+def test_reciprocal_rank_fusion_rewards_agreement_and_weights() -> None:
+    fused = reciprocal_rank_fusion([["a", "b", "c"], ["c", "b", "d"]])
+    assert [key for key, _ in fused][:2] == ["b", "c"] or [key for key, _ in fused][:2] == ["c", "b"]
+    assert {key for key, _ in fused} == {"a", "b", "c", "d"}
+    assert fused[0][1] > fused[-1][1]
+    weighted = reciprocal_rank_fusion([["a", "b"], ["b", "a"]], [1.0, 2.0])
+    assert [key for key, _ in weighted] == ["b", "a"]
+    only_first = reciprocal_rank_fusion([["a"], ["z"]], [1.0, 0.0])
+    assert only_first == [("a", 1.0 / 61)]
