@@ -21,7 +21,7 @@ from core.messages import WorkspaceRef
 from core.retrieval import fts
 from core.retrieval.base import Chunk, Hit
 from core.retrieval.embedders import Embedder, EmbedderUnavailable
-from core.retrieval.fusion import DEFAULT_FUSION, Fusion, embedding_text, reciprocal_rank_fusion
+from core.retrieval.fusion import DEFAULT_FUSION, Fusion, embedding_text, fuse
 from core.sqlite_worker import SqliteWorker
 
 log = structlog.get_logger(__name__)
@@ -38,11 +38,12 @@ CREATE TABLE IF NOT EXISTS vector_generations (ws TEXT PRIMARY KEY, generation I
 
 
 class _Matrix:
-    """One workspace's vectors: rowids and a (n, dimensions) float32 matrix."""
+    """One workspace's vectors: rowids, their documents and a (n, dimensions) float32 matrix."""
 
-    def __init__(self, generation: int, rowids: Any, matrix: Any) -> None:
+    def __init__(self, generation: int, rowids: Any, documents: list[str], matrix: Any) -> None:
         self.generation = generation
         self.rowids = rowids
+        self.documents = documents
         self.matrix = matrix
 
 
@@ -102,16 +103,24 @@ class HybridRetriever:
     ) -> list[Hit]:
         keyword = fts.keyword_search(db, ws, query, depth) if self.fusion.keyword_weight > 0 else []
         nearest = self._nearest(db, ws, vector, depth) if vector is not None else []
-        fused = reciprocal_rank_fusion(
-            [[str(rowid) for rowid, _ in keyword], [str(rowid) for rowid in nearest]],
-            [self.fusion.keyword_weight, self.fusion.vector_weight],
-        )[:k]
+        documents = {str(rowid): document for rowid, document in nearest}
+        documents.update((str(rowid), hit.chunk.document_uri) for rowid, hit in keyword)
+        fused = fuse(
+            [str(rowid) for rowid, _ in keyword],
+            [str(rowid) for rowid, _ in nearest],
+            self.fusion,
+            documents.__getitem__,
+            k,
+        )
         known = {rowid: hit.chunk for rowid, hit in keyword}
         missing = [int(key) for key, _ in fused if int(key) not in known]
         known.update(fts.chunks_by_rowid(db, ws, missing))
         return [Hit(known[int(key)], score) for key, score in fused if int(key) in known]
 
-    def _nearest(self, db: sqlite3.Connection, ws: WorkspaceRef, vector: list[float], depth: int) -> list[int]:
+    def _nearest(
+        self, db: sqlite3.Connection, ws: WorkspaceRef, vector: list[float], depth: int
+    ) -> list[tuple[int, str]]:
+        """(rowid, document) of the `depth` nearest chunks, nearest first."""
         import numpy as np
 
         entry = self._matrix(db, ws)
@@ -125,7 +134,7 @@ class HybridRetriever:
         scores = entry.matrix @ query
         depth = min(depth, scores.shape[0])
         top = np.argpartition(-scores, depth - 1)[:depth]
-        return [int(entry.rowids[i]) for i in top[np.argsort(-scores[top])]]
+        return [(int(entry.rowids[i]), entry.documents[i]) for i in top[np.argsort(-scores[top])]]
 
     def _matrix(self, db: sqlite3.Connection, ws: WorkspaceRef) -> _Matrix:
         import numpy as np
@@ -135,13 +144,15 @@ class HybridRetriever:
         cached = self._matrices.get(ws.key)
         if cached is not None and cached.generation == generation:
             return cached
-        rows = db.execute("SELECT chunk_rowid, vector FROM chunk_vectors WHERE ws = ?", (ws.key,)).fetchall()
+        rows = db.execute(
+            "SELECT chunk_rowid, document_uri, vector FROM chunk_vectors WHERE ws = ?", (ws.key,)
+        ).fetchall()
         rowids = np.array([r[0] for r in rows], dtype=np.int64)
         if rows:
-            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         else:
             matrix = np.zeros((0, 0), dtype=np.float32)
-        entry = _Matrix(generation, rowids, matrix)
+        entry = _Matrix(generation, rowids, [str(r[1]) for r in rows], matrix)
         self._matrices[ws.key] = entry
         return entry
 

@@ -26,7 +26,7 @@ from weaviate.exceptions import WeaviateBaseError
 from core.messages import WorkspaceRef
 from core.retrieval.base import Chunk, Hit, RetrieverUnavailable
 from core.retrieval.embedders import Embedder
-from core.retrieval.fusion import DEFAULT_FUSION, Fusion, embedding_text, reciprocal_rank_fusion
+from core.retrieval.fusion import DEFAULT_FUSION, Fusion, embedding_text, fuse
 
 log = structlog.get_logger(__name__)
 
@@ -207,7 +207,7 @@ class WeaviateRetriever:
                 chunks.setdefault(chunk.id, chunk)
                 ranking.append(chunk.id)
             rankings.append(ranking)
-        fused = reciprocal_rank_fusion(rankings, [self.fusion.keyword_weight, self.fusion.vector_weight])[:k]
+        fused = fuse(rankings[0], rankings[1], self.fusion, lambda key: chunks[key].document_uri, k)
         return [Hit(chunks[key], score) for key, score in fused]
 
     async def diagnose(self) -> str:

@@ -11,7 +11,7 @@ from core.ingest import chunk_id
 from core.messages import Platform, WorkspaceRef
 from core.retrieval.base import Chunk
 from core.retrieval.embedders import EmbedderUnavailable, LocalEmbedder
-from core.retrieval.fusion import Fusion, reciprocal_rank_fusion
+from core.retrieval.fusion import Fusion, fuse, reciprocal_rank_fusion
 from core.retrieval.hybrid import HybridRetriever
 
 WS = WorkspaceRef(Platform.SLACK, "T-hy")
@@ -101,3 +101,10 @@ def test_reciprocal_rank_fusion_rewards_agreement_and_weights() -> None:
     assert [key for key, _ in weighted] == ["b", "a"]
     only_first = reciprocal_rank_fusion([["a"], ["z"]], [1.0, 0.0])
     assert only_first == [("a", 1.0 / 61)]
+
+
+def test_fusion_keeps_at_most_per_document_chunks_of_one_document() -> None:
+    documents = {"a1": "A", "a2": "A", "a3": "A", "b1": "B"}
+    fused = fuse(["a1", "a2", "a3"], ["a3", "b1"], Fusion(per_document=2), documents.__getitem__, 5)
+    assert [key for key, _ in fused] == ["a3", "b1", "a1"]
+    assert len(fuse(["a1", "a2", "a3"], [], Fusion(per_document=3), documents.__getitem__, 2)) == 2

@@ -146,7 +146,8 @@ def test_extractive_shows_the_whole_matching_sentence_wherever_it_is() -> None:
 
 
 def test_extractive_passage_found_by_meaning_shows_its_opening() -> None:
-    source = Source(1, "Parking", "file:p.md", "Garage permits cost nothing. Levels B1 and B2 are ours. Ask facilities.")
+    text = "Garage permits cost nothing. Levels B1 and B2 are ours. Ask facilities."
+    source = Source(1, "Parking", "file:p.md", text)
     text = ExtractiveLLM().compose("where can my car stay?", [source])
     assert "> Garage permits cost nothing. Levels B1 and B2 are ours. [1]" in text
 

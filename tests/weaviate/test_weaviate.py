@@ -19,6 +19,7 @@ from core.pacing import EditScheduler
 from core.pipeline import NO_KNOWLEDGE_NOTE, Pipeline
 from core.retrieval.base import Chunk, RetrieverUnavailable
 from core.retrieval.embedders import LocalEmbedder
+from core.retrieval.fusion import DEFAULT_FUSION, Fusion
 from core.retrieval.weaviate import RetrieverWriteError, WeaviateRetriever, tenant_name
 from core.stores.sqlite import SqliteStore
 from tests.support.weaviate_server import WeaviateServer, free_ports, launch
@@ -94,7 +95,7 @@ async def test_a_closed_port_raises_unavailable_quickly() -> None:
 
 
 async def test_concurrent_ingest_of_real_documents_stays_isolated(weaviate_server: WeaviateServer) -> None:
-    """Two workspaces ingest overlapping documents at once; each sees only its own, under every alpha."""
+    """Two workspaces ingest overlapping documents at once; each sees only its own, from either side of the fusion."""
     retriever = WeaviateRetriever(
         url=weaviate_server.url,
         grpc_port=weaviate_server.grpc_port,
@@ -113,8 +114,9 @@ async def test_concurrent_ingest_of_real_documents_stays_isolated(weaviate_serve
     try:
         await asyncio.gather(fill(a, "alice"), fill(b, "bob"))
         for ws, owner in ((a, "alice"), (b, "bob")):
-            for alpha in (0.0, 0.5, 1.0):
-                hits = await retriever.search(ws, "how do I roll back a deploy", k=20, alpha=alpha)
+            for fusion in (Fusion(vector_weight=0), DEFAULT_FUSION, Fusion(keyword_weight=0)):
+                retriever.fusion = fusion
+                hits = await retriever.search(ws, "how do I roll back a deploy", k=20)
                 assert len(hits) == 8
                 assert all(owner in h.chunk.text for h in hits)
     finally:
