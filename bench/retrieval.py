@@ -2,7 +2,7 @@
 
     uv run python bench/retrieval.py                    # table + one JSON line (starts the pinned Weaviate itself)
     uv run python bench/retrieval.py --no-weaviate      # the embedded retrievers only
-    uv run python bench/retrieval.py --vector-weight 1 --vector-weight 2   # other fusion weights too
+    uv run python bench/retrieval.py --vector-weight 0.5 --vector-weight 0.8 --rrf   # other fusions too
 
 Sets (bench/knowledge.py):
 - git manual: Git's own manual pages from Debian's git-doc package (bench/data/git_manual.py installs
@@ -99,7 +99,9 @@ def fusion_name(fusion: Fusion) -> str:
         return "keyword only"
     if fusion.keyword_weight == 0:
         return "vector only"
-    return f"fused (rrf, vector weight {fusion.vector_weight:g})"
+    if fusion.method == "rrf":
+        return f"fused (rrf, weights {fusion.keyword_weight:g}/{fusion.vector_weight:g})"
+    return f"fused (relative scores, vector {fusion.vector_weight:g})"
 
 
 async def measure_set(
@@ -266,11 +268,15 @@ def build_rewriter() -> QueryRewriter | None:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     embedder = CachedEmbedder(LocalEmbedder())
-    fusions = [DEFAULT_FUSION, *(Fusion(vector_weight=w) for w in args.vector_weight or [])]
+    fusions = [DEFAULT_FUSION, *(Fusion(keyword_weight=1 - w, vector_weight=w) for w in args.vector_weight or [])]
+    if args.rrf:
+        fusions.append(Fusion(keyword_weight=1.0, vector_weight=2.0, method="rrf"))
     rewriter = build_rewriter()
     sets = [await git_manual_set(), await handbook_set()]
     rows: list[dict[str, Any]] = []
-    if args.no_weaviate:
+    if args.latency_only:
+        pass
+    elif args.no_weaviate:
         for labelled in sets:
             rows += await measure_set(labelled, embedder, fusions, rewriter, None)
     else:
@@ -281,6 +287,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "sets": {s.name: {"pages": len(s.docs), "chunks": s.chunk_count, "questions": len(s.questions)} for s in sets},
         "embedder": LocalEmbedder.name,
         "default_fusion": {
+            "method": DEFAULT_FUSION.method,
             "keyword_weight": DEFAULT_FUSION.keyword_weight,
             "vector_weight": DEFAULT_FUSION.vector_weight,
             "candidates": DEFAULT_FUSION.candidates,
@@ -332,9 +339,13 @@ def table(report: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--vector-weight", type=float, action="append", help="also measure RRF with this vector weight")
+    parser.add_argument(
+        "--vector-weight", type=float, action="append", help="also measure relative-score fusion at this vector weight"
+    )
+    parser.add_argument("--rrf", action="store_true", help="also measure reciprocal-rank fusion (weights 1/2)")
     parser.add_argument("--no-weaviate", action="store_true", help="measure the embedded retrievers only")
     parser.add_argument("--scale", type=int, default=10_000, help="chunks for the latency figure (0: skip)")
+    parser.add_argument("--latency-only", action="store_true", help="only the 10,000-chunk and rewriting latencies")
     parser.add_argument("--no-rewrite-latency", action="store_true", help="skip the rewriting latency figure")
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()

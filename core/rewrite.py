@@ -3,9 +3,9 @@
 "and on Windows?" cannot be searched; "configure line endings on Windows" can. When an LLM is
 configured, a small fast model call rewrites the question into up to MAX_QUERIES queries, which
 are searched alongside the raw question and fused by reciprocal rank. The call is bounded
-(`timeout_s`, default 0.6 s, the whole budget it may add before the answer starts) and any
-failure or timeout falls back to the raw question alone, so rewriting can only ever add results.
-The raw question's search starts at once, in parallel with the rewrite.
+(`timeout_s`, default 0.6 s: the whole budget it may add before the answer starts, the searches
+of the rewritten queries included) and any failure or timeout falls back to the raw question
+alone. The raw question's search starts at once, in parallel with the rewrite.
 """
 
 from __future__ import annotations
@@ -91,16 +91,32 @@ async def search_rewritten(
     *,
     k: int,
 ) -> list[Hit]:
-    """The raw question's hits, fused with those of its rewritten queries when there are any."""
+    """The raw question's hits, fused with those of its rewritten queries when there are any.
+
+    The rewriter's `timeout_s` bounds everything rewriting adds: the model call and then the
+    searches of its queries; whatever is not done by then is dropped and the raw hits are used.
+    """
     raw = asyncio.create_task(retriever.search(ws, question, k=k))
+    if rewriter is None:
+        return list(await raw)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + rewriter.timeout_s
     try:
-        queries = await rewriter.rewrite(question, recent) if rewriter is not None else []
+        queries = await rewriter.rewrite(question, recent)
+        rewritten: list[Sequence[Hit]] = []
+        if queries:
+            searches = asyncio.gather(*(retriever.search(ws, q, k=k) for q in queries))
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    rewritten = list(await searches)
+            except TimeoutError:
+                log.info("rewrite.searches_too_slow", queries=len(queries))
     except BaseException:
         raw.cancel()
         raise
-    if not queries:
-        return list(await raw)
-    results = await asyncio.gather(raw, *(retriever.search(ws, q, k=k) for q in queries))
+    results = [await raw, *rewritten]
+    if len(results) == 1:
+        return list(results[0])
     hits = {hit.chunk.id: hit for result in results for hit in result}
     # Each query counts once, the raw question too: a follow-up like "and on Windows?" is exactly the
     # case where the raw question is the weakest query, so it must not outvote the rewrites.

@@ -4,7 +4,7 @@ Vectors (float32, unit length) live in a table next to the FTS5 index, keyed by 
 and are written in the same transaction as the text, so the two indexes never disagree. Search
 reads a workspace's vectors as one NumPy matrix (cached per workspace and reloaded when that
 workspace's generation number changes, so writes by other processes are seen too) and fuses the
-best `candidates` of each side by reciprocal rank. bench/retrieval.py measured a brute-force
+best `candidates` of each side (core/retrieval/fusion.py). bench/retrieval.py measured a brute-force
 matrix product at 10,000 chunks well inside the 50 ms budget, so no ANN index is needed here.
 """
 
@@ -38,12 +38,11 @@ CREATE TABLE IF NOT EXISTS vector_generations (ws TEXT PRIMARY KEY, generation I
 
 
 class _Matrix:
-    """One workspace's vectors: rowids, their documents and a (n, dimensions) float32 matrix."""
+    """One workspace's vectors: rowids and a (n, dimensions) float32 matrix."""
 
-    def __init__(self, generation: int, rowids: Any, documents: list[str], matrix: Any) -> None:
+    def __init__(self, generation: int, rowids: Any, matrix: Any) -> None:
         self.generation = generation
         self.rowids = rowids
-        self.documents = documents
         self.matrix = matrix
 
 
@@ -103,13 +102,10 @@ class HybridRetriever:
     ) -> list[Hit]:
         keyword = fts.keyword_search(db, ws, query, depth) if self.fusion.keyword_weight > 0 else []
         nearest = self._nearest(db, ws, vector, depth) if vector is not None else []
-        documents = {str(rowid): document for rowid, document in nearest}
-        documents.update((str(rowid), hit.chunk.document_uri) for rowid, hit in keyword)
         fused = fuse(
-            [str(rowid) for rowid, _ in keyword],
-            [str(rowid) for rowid, _ in nearest],
+            [(str(rowid), hit.score) for rowid, hit in keyword],
+            [(str(rowid), score) for rowid, score in nearest],
             self.fusion,
-            documents.__getitem__,
             k,
         )
         known = {rowid: hit.chunk for rowid, hit in keyword}
@@ -119,8 +115,8 @@ class HybridRetriever:
 
     def _nearest(
         self, db: sqlite3.Connection, ws: WorkspaceRef, vector: list[float], depth: int
-    ) -> list[tuple[int, str]]:
-        """(rowid, document) of the `depth` nearest chunks, nearest first."""
+    ) -> list[tuple[int, float]]:
+        """(rowid, cosine similarity) of the `depth` nearest chunks, nearest first."""
         import numpy as np
 
         entry = self._matrix(db, ws)
@@ -134,7 +130,7 @@ class HybridRetriever:
         scores = entry.matrix @ query
         depth = min(depth, scores.shape[0])
         top = np.argpartition(-scores, depth - 1)[:depth]
-        return [(int(entry.rowids[i]), entry.documents[i]) for i in top[np.argsort(-scores[top])]]
+        return [(int(entry.rowids[i]), float(scores[i])) for i in top[np.argsort(-scores[top])]]
 
     def _matrix(self, db: sqlite3.Connection, ws: WorkspaceRef) -> _Matrix:
         import numpy as np
@@ -144,15 +140,13 @@ class HybridRetriever:
         cached = self._matrices.get(ws.key)
         if cached is not None and cached.generation == generation:
             return cached
-        rows = db.execute(
-            "SELECT chunk_rowid, document_uri, vector FROM chunk_vectors WHERE ws = ?", (ws.key,)
-        ).fetchall()
+        rows = db.execute("SELECT chunk_rowid, vector FROM chunk_vectors WHERE ws = ?", (ws.key,)).fetchall()
         rowids = np.array([r[0] for r in rows], dtype=np.int64)
         if rows:
-            matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         else:
             matrix = np.zeros((0, 0), dtype=np.float32)
-        entry = _Matrix(generation, rowids, [str(r[1]) for r in rows], matrix)
+        entry = _Matrix(generation, rowids, matrix)
         self._matrices[ws.key] = entry
         return entry
 

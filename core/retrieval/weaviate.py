@@ -190,7 +190,11 @@ class WeaviateRetriever:
                     )
                     if self.fusion.keyword_weight > 0
                     else _nothing(),
-                    tenant.query.near_vector(near_vector=vector, limit=depth) if vector is not None else _nothing(),
+                    tenant.query.near_vector(
+                        near_vector=vector, limit=depth, return_metadata=MetadataQuery(distance=True)
+                    )
+                    if vector is not None
+                    else _nothing(),
                 )
         except TimeoutError as exc:
             raise RetrieverUnavailable(f"Weaviate did not answer within {self.search_timeout_s:.0f} s") from exc
@@ -199,15 +203,15 @@ class WeaviateRetriever:
                 return []  # a workspace that never ingested anything has no tenant yet
             raise RetrieverUnavailable(f"Weaviate search failed: {exc}") from exc
         chunks: dict[str, Chunk] = {}
-        rankings: list[list[str]] = []
-        for response in (keyword, nearest):
+        rankings: list[list[tuple[str, float]]] = []
+        for response, similarity in ((keyword, _bm25_score), (nearest, _cosine)):
             ranking = []
             for obj in response.objects if response is not None else []:
                 chunk = _chunk(obj)
                 chunks.setdefault(chunk.id, chunk)
-                ranking.append(chunk.id)
+                ranking.append((chunk.id, similarity(obj)))
             rankings.append(ranking)
-        fused = fuse(rankings[0], rankings[1], self.fusion, lambda key: chunks[key].document_uri, k)
+        fused = fuse(rankings[0], rankings[1], self.fusion, k)
         return [Hit(chunks[key], score) for key, score in fused]
 
     async def diagnose(self) -> str:
@@ -251,6 +255,15 @@ async def _close_quietly(client: weaviate.WeaviateAsyncClient) -> None:
 
 async def _nothing() -> None:
     return None
+
+
+def _bm25_score(obj: Any) -> float:
+    return float(obj.metadata.score or 0.0)
+
+
+def _cosine(obj: Any) -> float:
+    """Weaviate's cosine distance back to the similarity the embedded retriever scores with."""
+    return 1.0 - float(obj.metadata.distance or 0.0)
 
 
 def _chunk(obj: Any) -> Chunk:

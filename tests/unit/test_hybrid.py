@@ -7,6 +7,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from core.ingest import chunk_id
 from core.messages import Platform, WorkspaceRef
 from core.retrieval.base import Chunk
@@ -103,8 +105,14 @@ def test_reciprocal_rank_fusion_rewards_agreement_and_weights() -> None:
     assert only_first == [("a", 1.0 / 61)]
 
 
-def test_fusion_keeps_at_most_per_document_chunks_of_one_document() -> None:
-    documents = {"a1": "A", "a2": "A", "a3": "A", "b1": "B"}
-    fused = fuse(["a1", "a2", "a3"], ["a3", "b1"], Fusion(per_document=2), documents.__getitem__, 5)
-    assert [key for key, _ in fused] == ["a3", "b1", "a1"]
-    assert len(fuse(["a1", "a2", "a3"], [], Fusion(per_document=3), documents.__getitem__, 2)) == 2
+def test_relative_score_fusion_scales_each_side_then_weighs_them() -> None:
+    keyword = [("a", 12.0), ("b", 7.0), ("c", 2.0)]  # BM25: unbounded
+    vector = [("c", 0.61), ("d", 0.60), ("a", 0.20)]  # cosine: a narrow band
+    fused = fuse(keyword, vector, Fusion(keyword_weight=0.3, vector_weight=0.7), 10)
+    scores = dict(fused)
+    assert scores["a"] == pytest.approx(0.3 * 1.0 + 0.7 * 0.0)
+    assert scores["c"] == pytest.approx(0.3 * 0.0 + 0.7 * 1.0)
+    assert scores["d"] == pytest.approx(0.7 * (0.40 / 0.41))
+    assert [key for key, _ in fused] == ["c", "d", "a", "b"]
+    assert [key for key, _ in fuse(keyword, vector, Fusion(method="rrf", vector_weight=0), 2)] == ["a", "b"]
+    assert fuse([], [("x", 0.5)], Fusion(), 5) == [("x", 0.7)]

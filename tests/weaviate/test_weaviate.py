@@ -114,7 +114,7 @@ async def test_concurrent_ingest_of_real_documents_stays_isolated(weaviate_serve
     try:
         await asyncio.gather(fill(a, "alice"), fill(b, "bob"))
         for ws, owner in ((a, "alice"), (b, "bob")):
-            for fusion in (Fusion(vector_weight=0), DEFAULT_FUSION, Fusion(keyword_weight=0)):
+            for fusion in (Fusion(vector_weight=0), DEFAULT_FUSION, Fusion(keyword_weight=0), Fusion(method="rrf")):
                 retriever.fusion = fusion
                 hits = await retriever.search(ws, "how do I roll back a deploy", k=20)
                 assert len(hits) == 8
