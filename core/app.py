@@ -101,6 +101,7 @@ class ChatCore:
             rewriter=rewriter,
         )
         self.ingestor = Ingestor(store, retriever)
+        self.controls = self.pipeline.controls  # Stop and Regenerate, for the adapters
         self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor), personas=self.personas)
         self._installations: Installations | None = None
         self.readiness = Readiness(part_probes(store, retriever, llm), ttl_s=settings.ready_cache_s)

@@ -12,6 +12,7 @@ import structlog
 from core.access import RoleService
 from core.attachments import AttachmentFetcher, prepare
 from core.context import HistoryUnavailable, ThreadHistory, ThreadMessage
+from core.controls import ReplyControls
 from core.errors import Invalid, Unavailable
 from core.llm.base import LLM, LLMError
 from core.messages import IncomingMessage, MessageRole, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
@@ -85,6 +86,7 @@ class Pipeline:
         self.deltas = deltas
         self.personas = personas
         self.roles = RoleService(store)
+        self.controls = ReplyControls(self.roles, store)
         self.model = model
         self.max_answer_tokens = max_answer_tokens
         self.context_tokens = context_tokens
@@ -211,16 +213,17 @@ class Pipeline:
             status=ReplyStatus.STREAMING,
             idempotency_key=f"{message.event_key}:a",
         )
-        return await self._stream(
-            ws,
-            reply_id,
-            prompt_sources=list(prompt.sources),
-            surface=surface,
-            scheduler=scheduler,
-            degraded=degraded,
-            stream=self.llm.stream(prompt),
-            note=attached.note,
-        )
+        with self.controls.streaming(message):  # Stop may cancel it from here on
+            return await self._stream(
+                ws,
+                reply_id,
+                prompt_sources=list(prompt.sources),
+                surface=surface,
+                scheduler=scheduler,
+                degraded=degraded,
+                stream=self.llm.stream(prompt),
+                note=attached.note,
+            )
 
     async def _persona(self, message: IncomingMessage) -> ChannelPersona | None:
         """The channel's persona; a thread inherits its channel's (Discord threads are channels of their own)."""

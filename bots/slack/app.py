@@ -12,6 +12,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Coroutine
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -28,12 +29,13 @@ from bots.ops import ops_routes
 from bots.slack import limits
 from bots.slack.edge import EVENT_FIELDS, SlackEdge
 from bots.slack.files import SlackFiles
-from bots.slack.history import SlackThreadReader, slack_files
+from bots.slack.history import SlackThread, SlackThreadReader, slack_files
 from bots.slack.mrkdwn import to_mrkdwn
 from bots.slack.oauth import INSTALL_PATH, REDIRECT_PATH, OAuthConfig, TeamRoutedClient, oauth_parts, team_token
 from bots.slack.replies import SlackReplies
-from bots.slack.surface import SlackSurface, StreamRefusals, call_slack
+from bots.slack.surface import REGENERATE_ACTION, STOP_ACTION, SlackSurface, StreamRefusals, call_slack
 from bots.slack.users import UserDirectory
+from core.controls import REFUSALS
 from core.messages import IncomingMessage, Platform, WorkspaceRef
 from core.pacing import EditScheduler, within_budget
 
@@ -126,6 +128,8 @@ class SlackBot:
         app.event("app_mention")(self._on_app_mention)
         app.event("message")(self._on_message)
         app.command("/chatbot")(self._on_command)
+        app.action(STOP_ACTION)(self._on_control)
+        app.action(REGENERATE_ACTION)(self._on_control)
 
     def web_app(self) -> web.Application:
         """The aiohttp application serving the Events API at /slack/events, and /healthz, /readyz."""
@@ -274,16 +278,76 @@ class SlackBot:
             assistant_thread=via == "assistant",
             native_streaming=self.native_streaming,
             refusals=self.stream_refusals,
+            controls=message.event_key,
         )
         if via == "assistant":
             await self._title_new_assistant_thread(ws, channel, str(conversation), text)
         # A message inside a thread: the thread so far is the context (a new top-level mention has none).
         history = self.history.for_question(team_id, channel, str(thread_ts), ts, bot_user_id) if thread_ts else None
+        await self._reply(message, surface, history, via=via)
+
+    async def _reply(
+        self, message: IncomingMessage, surface: SlackSurface, history: SlackThread | None, *, via: str
+    ) -> None:
         try:
             outcome = await self.core.answer(message, surface, self.scheduler, history, self.files)
+            log.info("slack.answered", via=via, key=message.event_key, status=outcome.status, reason=outcome.reason)
         finally:
+            try:
+                await surface.finished()  # Stop becomes Regenerate (a stopped reply too)
+            except Exception as exc:
+                log.warning("slack.controls_failed", error=repr(exc))
             await surface.close()
-        log.info("slack.answered", via=via, key=message.event_key, status=outcome.status, reason=outcome.reason)
+
+    async def _on_control(self, ack: Any, body: dict[str, Any], action: dict[str, Any]) -> None:
+        await ack()
+        self.spawn(self._control(body, action), name=f"slack-control-{action.get('action_ts', '')}")
+
+    async def _control(self, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """Stop or Regenerate clicked on a reply: authorized and deduplicated by the core."""
+        team_id = str((body.get("team") or {}).get("id") or "")
+        user_id = str((body.get("user") or {}).get("id") or "")
+        channel = str((body.get("channel") or {}).get("id") or "")
+        clicked = body.get("message") or {}
+        key, click = str(action.get("value") or ""), str(action.get("action_ts") or body.get("trigger_id") or "")
+        ws = WorkspaceRef(Platform.SLACK, team_id)
+        actor = await self.users.actor(team_id, user_id)
+        controls = self.core.controls
+        if action.get("action_id") == STOP_ACTION:
+            result = await controls.stop(ws, actor, key, click)
+        else:
+            result = await controls.may_regenerate(ws, actor, key, click)
+            question = controls.question(key)
+            if result == "done" and question is not None and clicked.get("ts"):
+                again = replace(question, message_id=f"{question.message_id}~{click}")
+                surface = SlackSurface(
+                    self.client,
+                    scheduler=self.scheduler,
+                    team_id=team_id,
+                    channel_id=channel,
+                    user_id=question.author.user_id,
+                    thread_ts=clicked.get("thread_ts"),
+                    native_streaming=False,  # the earlier answer is replaced in place
+                    controls=again.event_key,
+                    in_place=str(clicked["ts"]),
+                )
+                in_thread = question.thread_id not in {question.message_id, question.channel_id}
+                bot = str(clicked.get("user") or "") or None
+                history = (
+                    self.history.for_question(team_id, channel, question.thread_id, question.message_id, bot)
+                    if in_thread
+                    else None
+                )
+                await self._reply(again, surface, history, via="regenerate")
+        refusal = REFUSALS[result]
+        if refusal:
+            args: dict[str, Any] = {"channel": channel, "user": user_id, "text": refusal}
+            if clicked.get("thread_ts"):
+                args["thread_ts"] = clicked["thread_ts"]
+            scope = limits.scope("chat.postEphemeral", team_id, channel)
+            await within_budget(
+                self.scheduler, (scope,), lambda: call_slack(self.client, "chat_postEphemeral", scope.key, **args)
+            )
 
     async def _title_new_assistant_thread(self, ws: WorkspaceRef, channel: str, thread_ts: str, text: str) -> None:
         """Name an assistant thread after its first question (best effort)."""

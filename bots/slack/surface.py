@@ -36,6 +36,8 @@ from core.surface import PLACEHOLDER, Operation, RateLimited, RateScope
 
 log = structlog.get_logger(__name__)
 
+STOP_ACTION = "chatbot_stop"
+REGENERATE_ACTION = "chatbot_regenerate"
 SECTION_LIMIT = 3000  # characters of text in one section block
 NOTIFICATION_CHARS = 300  # `text` is only the notification preview once blocks are present
 MAX_SOURCE_LINKS = 10  # a context block holds at most 10 elements
@@ -137,8 +139,13 @@ class SlackSurface:
         assistant_thread: bool = False,
         native_streaming: bool = False,
         refusals: StreamRefusals | None = None,
+        controls: str = "",
+        in_place: str = "",
     ) -> None:
         self.client = client
+        self.controls = controls  # the question's key: Stop while streaming, Regenerate once finished
+        self.in_place = in_place  # a finished reply to answer again in (Regenerate)
+        self._finished = False
         self.scheduler = scheduler
         self.team_id = team_id
         self.channel_id = channel_id
@@ -178,7 +185,15 @@ class SlackSurface:
         return await self._post_message(text, sources)
 
     async def _post_message(self, text: str, sources: Sequence[Source]) -> str:
+        if self.in_place and not self._posted:
+            ts = self.in_place  # Regenerate: the first part replaces the earlier answer
+            self._posted.append(ts)
+            await self._update(ts, text, sources)
+            self._latest[ts] = (text, sources)
+            return ts
         notification, blocks = render_blocks(text, sources)
+        if not self._posted:
+            blocks.extend(self._control_blocks())
         args: dict[str, Any] = {
             "channel": self.channel_id,
             "text": notification,
@@ -233,6 +248,8 @@ class SlackSurface:
 
     async def _update(self, ts: str, text: str, sources: Sequence[Source]) -> None:
         notification, blocks = render_blocks(text, sources)
+        if self._posted and ts == self._posted[0]:
+            blocks.extend(self._control_blocks())
         await self._call("chat_update", "chat.update", channel=self.channel_id, ts=ts, text=notification, blocks=blocks)
 
     async def thinking(self) -> None:
@@ -259,6 +276,26 @@ class SlackSurface:
             (self._scope("chat.postEphemeral"),),
             lambda: self._call("chat_postEphemeral", "chat.postEphemeral", **args),
         )
+
+    def _control_blocks(self) -> list[dict[str, Any]]:
+        """The reply's buttons, on its first message: Stop while it streams, Regenerate once done."""
+        if not self.controls or self.native_streaming:
+            return []
+        action, label = (REGENERATE_ACTION, "Regenerate") if self._finished else (STOP_ACTION, "Stop")
+        button = {"type": "button", "action_id": action, "text": {"type": "plain_text", "text": label}}
+        return [{"type": "actions", "block_id": "chatbot_controls", "elements": [{**button, "value": self.controls}]}]
+
+    async def finished(self) -> None:
+        """The reply is done (answered, failed or stopped): its Stop button becomes Regenerate."""
+        self._finished = True
+        if not self.controls or self.native_streaming or not self._posted:
+            return
+        ts = self._posted[0]
+        text, sources = self._latest.get(ts, ("", ()))
+        if text:
+            await within_budget(
+                self.scheduler, (self._scope("chat.update"),), lambda: self._update(ts, text, sources), final=True
+            )
 
     async def close(self) -> None:
         """Stop the streams still open, each within its budget and retried after 429s; a stream

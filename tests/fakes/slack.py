@@ -668,6 +668,37 @@ def event_body(event: dict[str, Any], *, team_id: str = TEAM_ID, event_id: str |
     )
 
 
+def block_actions_body(
+    action_id: str, value: str, *, user_id: str, message: FakeMessage, team_id: str = TEAM_ID, action_ts: str = ""
+) -> str:
+    """A button click (`block_actions`) on `message`, form-encoded with its JSON `payload`, as Slack POSTs it."""
+    wire: dict[str, Any] = {"type": "message", "ts": message.ts, "user": message.user, "text": message.text}
+    if message.thread_ts:
+        wire["thread_ts"] = message.thread_ts
+    payload = {
+        "type": "block_actions",
+        "team": {"id": team_id, "domain": "fake"},
+        "user": {"id": user_id, "username": user_id.lower(), "team_id": team_id},
+        "api_app_id": "AFAKE",
+        "token": "verification-token-unused",
+        "container": {"type": "message", "message_ts": message.ts, "channel_id": message.channel},
+        "trigger_id": f"trigger.{next(_event_ids)}",
+        "channel": {"id": message.channel, "name": "general"},
+        "message": wire,
+        "response_url": "",
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "chatbot_controls",
+                "value": value,
+                "action_ts": action_ts or f"{time.time():.6f}",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
 def url_verification_body(challenge: str) -> str:
     return json.dumps({"token": "verification-token-unused", "challenge": challenge, "type": "url_verification"})
 
