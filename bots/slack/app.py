@@ -93,7 +93,10 @@ class SlackBot:
         )
         self.scheduler = scheduler or core.scheduler()
         self.users = UserDirectory(self.client, ttl_s=users_ttl_s)
-        self.replies = SlackReplies(self.client, self.scheduler)  # finishes replies an earlier run left
+        self.replies = SlackReplies(
+            self.client, self.scheduler, token_for=self._installed_token if oauth is not None else None
+        )
+        self._installations = oauth.installations if oauth is not None else None  # finishes replies an earlier run left
         self.files = SlackFiles(token, api_url=api_url)
         self.history = SlackThreadReader(self.client, self.users, self.scheduler, limited=history_limited)
         # Over HTTP the edge verifies, de-duplicates and validates every request before Bolt parses
@@ -140,6 +143,11 @@ class SlackBot:
             web_app.router.add_get(INSTALL_PATH, self._install)
             web_app.router.add_get(REDIRECT_PATH, self._oauth_redirect)
         return web_app
+
+    async def _installed_token(self, team_id: str) -> str | None:
+        assert self._installations is not None
+        found = await self._installations.find(WorkspaceRef(Platform.SLACK, team_id))
+        return found.bot_token if found is not None else None
 
     async def _install(self, request: web.Request) -> web.Response:
         assert self.oauth_flow is not None

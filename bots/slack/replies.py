@@ -9,6 +9,7 @@ end. Every call waits for its grant in the method's budget (bots/slack/limits.py
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -16,6 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import limits
+from bots.slack.oauth import team_token
 from bots.slack.surface import STREAM_EXPIRED, SlackSurface, call_slack
 from core.markdown import split_markdown
 from core.pacing import EditScheduler, within_budget
@@ -24,9 +26,16 @@ log = structlog.get_logger(__name__)
 
 
 class SlackReplies:
-    def __init__(self, client: AsyncWebClient, scheduler: EditScheduler) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        scheduler: EditScheduler,
+        *,
+        token_for: Callable[[str], Awaitable[str | None]] | None = None,
+    ) -> None:
         self.client = client
         self.scheduler = scheduler
+        self.token_for = token_for  # distribution: the bot token of a workspace (its installation)
 
     def surface_at(self, place: dict[str, Any], *, native_streaming: bool = False) -> SlackSurface:
         """A surface for the reply's place (its channel, thread and author)."""
@@ -42,6 +51,15 @@ class SlackReplies:
         )
 
     async def finish_interrupted(self, place: dict[str, Any], text: str) -> None:
+        if self.token_for is None:
+            return await self._finish(place, text)
+        token = team_token.set(await self.token_for(str(place["team"])))  # the calls below use that token
+        try:
+            await self._finish(place, text)
+        finally:
+            team_token.reset(token)
+
+    async def _finish(self, place: dict[str, Any], text: str) -> None:
         surface = self.surface_at(place)
         for ts in place.get("streams") or []:
             await self._stop_stream(surface, str(ts))
