@@ -111,6 +111,8 @@ class Source:
 class Usage:
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0  # prompt tokens served from the model's prompt cache (billed far lower)
+    cache_write_tokens: int = 0  # prompt tokens written to the cache
 
 
 @dataclass(frozen=True, slots=True)

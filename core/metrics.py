@@ -6,6 +6,7 @@ the pipeline (`timed`, `timed_llm`); adapters never record anything themselves.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -151,5 +152,5 @@ def record_outcome(metrics: Metrics, workspace: str, platform: str, started: flo
         metrics.first_text(platform, max(0.0, outcome.first_text_at - started))
     for lag in outcome.lags:
         metrics.staleness(platform, lag)
-    if outcome.usage.input_tokens or outcome.usage.output_tokens:
+    if any(dataclasses.astuple(outcome.usage)):
         metrics.tokens(workspace, outcome.usage)

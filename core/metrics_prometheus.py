@@ -72,6 +72,8 @@ class PrometheusMetrics:
     def tokens(self, workspace: str, usage: Usage) -> None:
         self._tokens.labels(workspace, "input").inc(usage.input_tokens)
         self._tokens.labels(workspace, "output").inc(usage.output_tokens)
+        self._tokens.labels(workspace, "cache_read").inc(usage.cache_read_tokens)
+        self._tokens.labels(workspace, "cache_write").inc(usage.cache_write_tokens)
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

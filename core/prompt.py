@@ -83,8 +83,11 @@ def build_prompt(
         kept_sources.append(source)
         context_budget -= estimate_tokens(block)
         remaining -= estimate_tokens(block)
+    instructions, context = system, ""
     if kept_sources:
-        system += "\n\nContext passages:\n\n" + "\n\n".join(_context_block(s) for s in kept_sources)
+        context = "\n\nContext passages:\n\n" + "\n\n".join(_context_block(s) for s in kept_sources)
+        system += context
+    parts = (instructions, context) if context else (instructions,)  # the cacheable prefixes
 
     turns: list[Turn] = []
     if thread is not None:
@@ -95,6 +98,7 @@ def build_prompt(
             sources=kept_sources,
             model=model,
             max_tokens=max_tokens,
+            system_parts=parts,
         )
     for message in history:
         if message.status is ReplyStatus.STREAMING or not message.text.strip():
@@ -107,7 +111,9 @@ def build_prompt(
         turns.append(Turn("user" if role is MessageRole.USER else "assistant", message.text))
     turns.reverse()
     turns = _alternating([*turns, Turn("user", question, files=tuple(files))])
-    return Prompt(system=system, turns=turns, sources=kept_sources, model=model, max_tokens=max_tokens)
+    return Prompt(
+        system=system, turns=turns, sources=kept_sources, model=model, max_tokens=max_tokens, system_parts=parts
+    )
 
 
 def _thread_turns(thread: Sequence[ThreadMessage], budget: int) -> list[Turn]:

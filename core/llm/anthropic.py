@@ -9,7 +9,7 @@ from typing import Any
 import anthropic
 import httpx
 import structlog
-from anthropic.types import AssistantMessageParam, MessageParam, UserMessageParam
+from anthropic.types import AssistantMessageParam, MessageParam, TextBlockParam, UserMessageParam
 
 from core.llm.base import LLMError, LLMInvalid, LLMRefused, LLMTimeout, LLMUnavailable, Prompt, Turn
 from core.messages import Usage
@@ -68,7 +68,7 @@ class AnthropicLLM:
             async with self._client.messages.stream(
                 model=prompt.model or self.model,
                 max_tokens=prompt.max_tokens,
-                system=prompt.system,
+                system=_system(prompt),
                 messages=messages,
             ) as stream:
                 texts = stream.text_stream.__aiter__()
@@ -80,7 +80,13 @@ class AnthropicLLM:
                         break
                     yield text  # outside the timeout: the consumer's time does not count as idle
                 final = await stream.get_final_message()
-            yield Usage(final.usage.input_tokens, final.usage.output_tokens)
+            usage = final.usage
+            yield Usage(
+                usage.input_tokens,
+                usage.output_tokens,
+                cache_read_tokens=usage.cache_read_input_tokens or 0,
+                cache_write_tokens=usage.cache_creation_input_tokens or 0,
+            )
         except TimeoutError as exc:
             log.warning("llm.idle_timeout", idle_s=self.idle_timeout_s, base_url=self.base_url)
             raise LLMTimeout(f"the model went silent for {self.idle_timeout_s:g} s (timed out)") from exc
@@ -110,6 +116,19 @@ class AnthropicLLM:
 
     async def close(self) -> None:
         await self._client.close()
+
+
+def _system(prompt: Prompt) -> str | list[TextBlockParam]:
+    """The system prompt with a cache breakpoint after each stable part (instructions, then the retrieved
+    context): a follow-up reads them from the prompt cache. Parts below the model's minimum cacheable
+    length are simply not cached, so marking them costs nothing."""
+    if not prompt.system_parts:
+        return prompt.system
+    return [
+        TextBlockParam(type="text", text=part, cache_control={"type": "ephemeral"})
+        for part in prompt.system_parts
+        if part
+    ]
 
 
 def _error_type(exc: anthropic.APIStatusError) -> str:

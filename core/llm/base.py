@@ -25,6 +25,9 @@ class Prompt:
     sources: Sequence[Source] = ()
     model: str = ""  # empty: the LLM's configured default
     max_tokens: int = 1024
+    # `system` in parts that stay the same from one question to the next (the instructions; the
+    # retrieved context within a thread), so an LLM with prompt caching can cache each prefix.
+    system_parts: tuple[str, ...] = ()
 
 
 class LLMError(ChatbotError):

@@ -50,6 +50,7 @@ class FakeAnthropic:
         self.default_delay_s = 0.0
         self.unknown_models: set[str] = set()  # GET /v1/models/{id} answers 404 for these
         self.model_lookups = 0
+        self._cached: set[str] = set()  # system prefixes in the prompt cache
         self._runner: web.AppRunner | None = None
         self.url = ""
 
@@ -106,6 +107,25 @@ class FakeAnthropic:
             delay_s=self.default_delay_s,
         )
 
+    def _cache_usage(self, body: dict[str, Any]) -> dict[str, int]:
+        """Prompt caching as the API documents it: each system block marked `cache_control` ends a prefix;
+        a prefix seen before is read from the cache, a new one written to it (counted in words here)."""
+        system = body.get("system")
+        if not isinstance(system, list):
+            return {}
+        read = written = 0
+        prefix = ""
+        for block in system:
+            prefix += str(block.get("text", ""))
+            if block.get("cache_control", {}).get("type") == "ephemeral":
+                words = len(prefix.split())
+                if prefix in self._cached:
+                    read = words
+                else:
+                    written = words - read
+                    self._cached.add(prefix)
+        return {"cache_read_input_tokens": read, "cache_creation_input_tokens": written}
+
     async def _model(self, request: web.Request) -> web.Response:
         """GET /v1/models/{id}, as the Models API answers it (404 for a model listed in `unknown_models`)."""
         self.model_lookups += 1
@@ -158,7 +178,7 @@ class FakeAnthropic:
                     "model": model,
                     "stop_reason": None,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": _count_words(body), "output_tokens": 1},
+                    "usage": {"input_tokens": _count_words(body), "output_tokens": 1, **self._cache_usage(body)},
                 },
             },
         )

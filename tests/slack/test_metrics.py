@@ -77,6 +77,13 @@ async def test_metrics_after_three_answered_questions(
     assert value(samples, "chatbot_tokens_total", workspace=ws.key, kind="input") == used_in
     assert value(samples, "chatbot_tokens_total", workspace=ws.key, kind="output") == used_out
 
+    # Prompt caching: the instructions are the same for every question, so the first writes them to the
+    # cache and the later ones read them (the loopback API counts as the Messages API documents).
+    system = fake_anthropic.requests[-1]["system"]
+    assert isinstance(system, list) and all(b["cache_control"] == {"type": "ephemeral"} for b in system)
+    assert value(samples, "chatbot_tokens_total", workspace=ws.key, kind="cache_write") > 0
+    assert value(samples, "chatbot_tokens_total", workspace=ws.key, kind="cache_read") > 0
+
     assert value(samples, "chatbot_part_seconds_count", part="llm", operation="first_token") == 3
     assert value(samples, "chatbot_part_seconds_count", part="llm", operation="stream") == 3
     assert value(samples, "chatbot_part_seconds_count", part="retriever", operation="search") == 3
