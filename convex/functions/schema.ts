@@ -85,6 +85,16 @@ export default defineSchema({
     action: v.string(),
     detail: v.string(),
   }).index("by_workspace_at", ["workspace", "at"]),
+  // What Slack or Discord itself said about a user (facts:refresh), trusted for RULES.platform_facts.ttl_s.
+  platformFacts: defineTable({
+    workspace: v.string(),
+    user: v.string(),
+    isOwner: v.boolean(),
+    isAdmin: v.boolean(),
+    isGuest: v.boolean(),
+    roleIds: v.array(v.string()),
+    checkedAt: v.number(),
+  }).index("by_workspace_user", ["workspace", "user"]),
   usage: defineTable({ workspace: v.string(), user: v.string(), window: v.string(), count: v.number() }).index(
     "by_workspace_user_window",
     ["workspace", "user", "window"],

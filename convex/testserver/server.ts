@@ -64,6 +64,16 @@ const server = createServer(async (req, res) => {
     send(res, 200, { status: "success", value: null });
     return;
   }
+  if (req.method === "POST" && req.url === "/test/env") {
+    // The deployment's environment (bot tokens, platform API URLs): a real deployment sets it with `npx convex env set`.
+    const changes = (await body(req)) as Record<string, string | null>;
+    for (const [name, value] of Object.entries(changes)) {
+      if (value === null) delete process.env[name];
+      else process.env[name] = value;
+    }
+    send(res, 200, { status: "success", value: null });
+    return;
+  }
   const kind = req.method === "POST" ? /^\/api\/(query|mutation|action)$/.exec(req.url ?? "")?.[1] : undefined;
   if (!kind) {
     send(res, 404, { code: "NotFound", message: `no route ${req.method} ${req.url}` });

@@ -8,6 +8,7 @@ that Convex records with the first result (see `_mutation` and serviceMutation).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -114,6 +115,7 @@ class ConvexStore:
     def __init__(self, url: str, secret: str, *, timeout: float = 10.0, attempts: int = 4) -> None:
         self.url = url.rstrip("/")
         self._secret = secret
+        self._not_verifying: dict[str, float] = {}  # platform -> until when the deployment said it does not verify
         self._attempts = attempts
         self._client = httpx.AsyncClient(
             base_url=self.url,
@@ -127,6 +129,8 @@ class ConvexStore:
 
     # -- the HTTP API ---------------------------------------------------------------------------
     async def _call(self, kind: str, path: str, args: dict[str, Any]) -> Any:
+        if isinstance(args.get("actor"), dict) and "workspace" in args:
+            await self._verify_facts(args)
         payload = {"path": path, "args": {"secret": self._secret, **args}, "format": "json"}
         try:
             async for attempt in AsyncRetrying(
@@ -140,6 +144,23 @@ class ConvexStore:
         except _Retryable as exc:
             raise StoreUnavailable(f"Convex at {self.url} is unavailable ({exc})") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _verify_facts(self, args: dict[str, Any]) -> None:
+        """Before a call judged by roles: Convex asks the platform about the actor and the target itself
+        (facts:refresh) and trusts only what it verified; without a verified fact the stored role counts.
+        The claims sent along count only on a deployment without the platform's bot token."""
+        workspace = str(args["workspace"])
+        platform = workspace.partition(":")[0]
+        if time.monotonic() < self._not_verifying.get(platform, 0.0):
+            return
+        users = [args["actor"]["userId"], *([args["user"]] if isinstance(args.get("user"), str) else [])]
+        try:
+            verified = await self._call("action", "facts:refresh", {"workspace": workspace, "users": users})
+        except StoreError as exc:  # the call itself still runs, judging by stored roles
+            log.warning("convex.facts_refresh_failed", code=exc.code)
+            return
+        if verified is None:  # the deployment keeps no token for this platform: ask again in a minute
+            self._not_verifying[platform] = time.monotonic() + 60.0
 
     async def _post(self, kind: str, path: str, payload: dict[str, Any]) -> Any:
         try:

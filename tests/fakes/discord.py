@@ -442,6 +442,12 @@ class FakeDiscord:
         parts = path.strip("/").split("/")
         if path == "/users/@me":
             return _json(BOT_USER)
+        # The guild and its members, as Convex asks them when it verifies a user's facts (convex/functions/facts.ts).
+        if method == "GET" and parts == ["guilds", GUILD_ID]:
+            return _json(self.guild())
+        if method == "GET" and len(parts) == 4 and parts[:3] == ["guilds", GUILD_ID, "members"]:
+            member = self.members.get(parts[3])
+            return _json(member) if member else _json({"message": "Unknown Member", "code": 10007}, 404)
         if path in ("/applications/@me", "/oauth2/applications/@me"):
             return _json(
                 {

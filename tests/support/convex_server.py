@@ -5,6 +5,7 @@ Node or the server missing fails the tests with the server's output; it never sk
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import subprocess
@@ -26,6 +27,17 @@ CONVEX_DIR = Path(__file__).parents[2] / "convex"
 class ConvexServer:
     url: str
     secret: str
+
+    def set_env(self, **values: str | None) -> None:
+        """Set (or with None, remove) variables of the deployment's environment, as `npx convex env set` does."""
+        request = urllib.request.Request(
+            f"{self.url}/test/env",
+            method="POST",
+            data=json.dumps(values).encode(),
+            headers={"content-type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
 
     def reset(self) -> None:
         """Empty the deployment, so each test starts from nothing."""

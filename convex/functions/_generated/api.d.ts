@@ -6,6 +6,7 @@ import type * as audit from "../audit.js";
 import type * as claims from "../claims.js";
 import type * as crons from "../crons.js";
 import type * as documents from "../documents.js";
+import type * as facts from "../facts.js";
 import type * as housekeeping from "../housekeeping.js";
 import type * as installations from "../installations.js";
 import type * as leases from "../leases.js";
@@ -22,6 +23,7 @@ declare const fullApi: ApiFromModules<{
   "claims": typeof claims;
   "crons": typeof crons;
   "documents": typeof documents;
+  "facts": typeof facts;
   "housekeeping": typeof housekeeping;
   "installations": typeof installations;
   "leases": typeof leases;

@@ -54,7 +54,8 @@ export const RULES = {
     "deltas_per_call": 4096,
     "role_ids": 250,
     "messages_page": 200,
-    "audit_page": 500
+    "audit_page": 500,
+    "fact_users": 10
   },
   "numbers": {
     "seq": [
@@ -96,5 +97,9 @@ export const RULES = {
   },
   "audit": {
     "direct_action": "refused"
+  },
+  "platform_facts": {
+    "ttl_s": 600,
+    "$comment": "facts Convex verified with the platform are trusted this long"
   }
 } as const;

@@ -1,9 +1,9 @@
 // Every public function goes through these wrappers: the service secret is checked first, in
 // constant time, and the role rules (the same as core/roles.py) run inside the same transaction
 // as the write, so no bug or forged command in the bot can grant a power the actor does not hold.
-import { customMutation, customQuery } from "convex-helpers/server/customFunctions";
+import { customAction, customMutation, customQuery } from "convex-helpers/server/customFunctions";
 import { ConvexError, v, type Infer } from "convex/values";
-import { mutation, query, type MutationCtx, type QueryCtx } from "../_generated/server";
+import { action, mutation, query, type MutationCtx, type QueryCtx } from "../_generated/server";
 import { INITIAL_DEFAULT, ROLE_NAMES, Refusal, allows, rank, type Permission, type Target } from "./roles";
 import { RULES } from "./rules";
 
@@ -42,6 +42,14 @@ function checkSecret(secret: string) {
 }
 
 export const serviceQuery = customQuery(query, {
+  args: { secret: v.string() },
+  input: async (_ctx, { secret }) => {
+    checkSecret(secret);
+    return { ctx: {}, args: {} };
+  },
+});
+
+export const serviceAction = customAction(action, {
   args: { secret: v.string() },
   input: async (_ctx, { secret }) => {
     checkSecret(secret);
@@ -205,20 +213,45 @@ export async function mappingsFor(ctx: Ctx, workspace: string, roleIds: readonly
   return mappings;
 }
 
+/** The bot token a deployment keeps for a platform; with one, Convex verifies that platform's facts itself. */
+export function platformToken(workspace: string): string | undefined {
+  const platform = workspace.slice(0, workspace.indexOf(":"));
+  const token = platform === "slack" ? process.env.SLACK_BOT_TOKEN : platform === "discord" ? process.env.DISCORD_BOT_TOKEN : undefined;
+  return token || undefined;
+}
+
+/**
+ * The platform facts that count for a user. A deployment holding the platform's bot token trusts only
+ * what it verified itself (facts:refresh asked Slack users.info or Discord's guild member endpoint, within
+ * RULES.platform_facts.ttl_s); without a verified fact the stored role alone counts, whatever the caller
+ * claims. Without the token (a deployment not set up to verify), the caller's claims count.
+ */
+export async function factsFor(ctx: Ctx, workspace: string, user: string, claimed: Facts): Promise<Facts> {
+  if (platformToken(workspace) === undefined) return claimed;
+  const row = await ctx.db
+    .query("platformFacts")
+    .withIndex("by_workspace_user", (q) => q.eq("workspace", workspace).eq("user", user))
+    .unique();
+  if (!row || Date.now() / 1000 - row.checkedAt > RULES.platform_facts.ttl_s) return NO_FACTS;
+  return { isOwner: row.isOwner, isAdmin: row.isAdmin, isGuest: row.isGuest, roleIds: row.roleIds };
+}
+
 /** blocked ? none : rank(explicit role, platform facts and mappings, workspace default). */
 export async function effectiveRole(ctx: Ctx, workspace: string, actor: Actor): Promise<number | null> {
   workspaceKey(workspace);
   bounded(actor.userId, "id", "actor id");
   const member = await memberOf(ctx, workspace, actor.userId);
-  const mappings = await mappingsFor(ctx, workspace, actor.roleIds);
+  const facts = await factsFor(ctx, workspace, actor.userId, actor);
+  const mappings = await mappingsFor(ctx, workspace, facts.roleIds);
   if (member?.blocked) return null;
   const settings = await settingsOf(ctx, workspace);
-  return rank(member?.role ?? null, actor, mappings, settings.defaultRole);
+  return rank(member?.role ?? null, facts, mappings, settings.defaultRole);
 }
 
 /** The target of a role change, with everything that gives it rank. */
-export async function targetOf(ctx: Ctx, workspace: string, user: string, facts: Facts): Promise<Target & { row: Awaited<ReturnType<typeof memberOf>> }> {
+export async function targetOf(ctx: Ctx, workspace: string, user: string, claimed: Facts): Promise<Target & { row: Awaited<ReturnType<typeof memberOf>> }> {
   const row = await memberOf(ctx, workspace, bounded(user, "id", "user"));
+  const facts = await factsFor(ctx, workspace, user, claimed);
   return {
     userId: user,
     row,

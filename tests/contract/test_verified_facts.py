@@ -1,0 +1,97 @@
+"""Class 8: on a deployment holding the platform's bot token, Convex verifies platform facts itself.
+
+The real functions (Convex test server) ask the loopback Slack's users.info and Discord's guild member
+endpoint; what a caller claims about
+an actor or a target no longer counts, and without a verified fact only the stored role does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.messages import Actor, Platform, PlatformFacts, WorkspaceRef
+from core.roles import Role
+from core.stores.base import PermissionDenied
+from core.stores.convex import ConvexStore
+from tests.fakes.discord import GUILD_ID, MOD_ROLE_ID, OWNER_ID, FakeDiscord
+from tests.fakes.slack import BOT_TOKEN, TEAM_ID, FakeSlack
+from tests.support.convex_server import ConvexServer
+
+WS = WorkspaceRef(Platform.SLACK, TEAM_ID)
+FORGED_OWNER = PlatformFacts(is_owner=True)
+
+
+@pytest.fixture
+async def verifying(convex_server: ConvexServer) -> AsyncIterator[tuple[ConvexStore, FakeSlack]]:
+    convex_server.reset()
+    async with FakeSlack() as slack:
+        slack.add_user("U-boss", is_primary_owner=True)
+        slack.add_user("U-admin", is_admin=True)
+        slack.add_user("U-member")
+        await asyncio.to_thread(convex_server.set_env, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=f"{slack.url}/api")
+        store = ConvexStore(convex_server.url, convex_server.secret)
+        try:
+            yield store, slack
+        finally:
+            await store.close()
+            await asyncio.to_thread(convex_server.set_env, SLACK_BOT_TOKEN=None, SLACK_API_URL=None)
+
+
+async def denied(call: object, code: str) -> None:
+    with pytest.raises(PermissionDenied) as info:
+        await call  # type: ignore[misc]
+    assert info.value.code == code, info.value
+
+
+async def test_a_forged_owner_claim_counts_for_nothing(verifying: tuple[ConvexStore, FakeSlack]) -> None:
+    store, slack = verifying
+    await denied(store.set_role(WS, Actor("U-member", FORGED_OWNER), "U-x", Role.ADMIN), "forbidden")
+    await denied(store.update_settings(WS, Actor("U-member", FORGED_OWNER), {"system_prompt": "pwned"}), "forbidden")
+    assert (await store.settings(WS)).system_prompt == ""
+    assert any(c.method == "users.info" for c in slack.calls)
+
+
+async def test_a_real_owner_needs_no_claim(verifying: tuple[ConvexStore, FakeSlack]) -> None:
+    store, _ = verifying
+    await store.set_role(WS, Actor("U-boss"), "U-x", Role.ADMIN)  # no facts passed: Slack says owner
+    membership = await store.membership(WS, "U-x")
+    assert membership is not None and membership.role is Role.ADMIN
+
+
+async def test_a_target_is_judged_by_what_slack_says(
+    verifying: tuple[ConvexStore, FakeSlack],
+) -> None:
+    store, _ = verifying
+    # The admin's caller leaves the target's facts out: Convex still finds U-boss is the primary owner.
+    await denied(store.set_blocked(WS, Actor("U-admin"), "U-boss", True), "peer_or_higher")
+    boss = await store.membership(WS, "U-boss")
+    assert boss is None or not boss.blocked
+
+
+async def test_without_a_verified_fact_the_stored_role_alone_counts(verifying: tuple[ConvexStore, FakeSlack]) -> None:
+    store, slack = verifying
+    slack.fail("users.info", times=10, error="ratelimited")
+    await denied(store.set_role(WS, Actor("U-boss"), "U-x", Role.ADMIN), "forbidden")
+
+
+async def test_discord_facts_come_from_the_guild_member_endpoint(convex_server: ConvexServer) -> None:
+    convex_server.reset()
+    ws = WorkspaceRef(Platform.DISCORD, GUILD_ID)
+    async with FakeDiscord() as discord:
+        discord.add_member("600000000000000001", "mod", roles=(MOD_ROLE_ID,))  # Manage Guild: an admin
+        discord.add_member("600000000000000002", "plain")
+        env = {"DISCORD_BOT_TOKEN": discord.token, "DISCORD_API_URL": discord.api_url}
+        await asyncio.to_thread(convex_server.set_env, **env)
+        store = ConvexStore(convex_server.url, convex_server.secret)
+        try:
+            forged = Actor("600000000000000002", PlatformFacts(is_owner=True, is_admin=True))
+            await denied(store.set_role(ws, forged, "600000000000000009", Role.CURATOR), "forbidden")
+            await store.set_role(ws, Actor("600000000000000001"), "600000000000000009", Role.CURATOR)
+            # The guild owner, as Discord says, is protected from the Manage Guild admin.
+            await denied(store.set_blocked(ws, Actor("600000000000000001"), OWNER_ID, True), "peer_or_higher")
+        finally:
+            await store.close()
+            await asyncio.to_thread(convex_server.set_env, DISCORD_BOT_TOKEN=None, DISCORD_API_URL=None)
