@@ -8,6 +8,7 @@ app_uninstalled / tokens_revoked remove it. Tokens reach the store sealed (core.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from contextvars import ContextVar
@@ -32,6 +33,7 @@ INSTALL_PATH = "/slack/install"
 REDIRECT_PATH = "/slack/oauth_redirect"
 MANIFEST = Path(__file__).with_name("manifest.yaml")
 
+_LOGGER = logging.getLogger(__name__)  # slack-sdk's stores log through a stdlib logger (core.logs formats it)
 # The bot token of the workspace whose event this task is answering (see TeamRoutedClient).
 team_token: ContextVar[str | None] = ContextVar("team_token", default=None)
 
@@ -62,6 +64,21 @@ def _workspace(team_id: str | None, enterprise_id: str | None) -> WorkspaceRef:
     return WorkspaceRef(Platform.SLACK, str(team_id or enterprise_id or ""))
 
 
+def _bot_fields(found: Installation, team_id: str | None) -> dict[str, Any]:
+    """What slack-sdk's Bot and Installation share, from an installation."""
+    return {
+        "app_id": found.app_id or None,
+        "enterprise_id": found.enterprise_id or None,
+        "team_id": team_id,
+        "team_name": found.team_name or None,
+        "bot_token": found.bot_token,
+        "bot_id": found.bot_id,
+        "bot_user_id": found.bot_user_id,
+        "bot_scopes": found.bot_scopes,
+        "installed_at": found.installed_at,
+    }
+
+
 class StoreInstallationStore(AsyncInstallationStore):
     """slack-sdk's installation store on core.installations (bot tokens only: the app asks no user scopes)."""
 
@@ -69,10 +86,8 @@ class StoreInstallationStore(AsyncInstallationStore):
         self.installations = installations
 
     @property
-    def logger(self) -> Any:
-        import logging
-
-        return logging.getLogger(__name__)
+    def logger(self) -> logging.Logger:
+        return _LOGGER
 
     async def async_save(self, installation: SlackInstallation) -> None:
         if not installation.bot_token:
@@ -99,19 +114,7 @@ class StoreInstallationStore(AsyncInstallationStore):
         self, *, enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None = False
     ) -> Bot | None:
         found = await self.installations.find(_workspace(team_id, enterprise_id))
-        if found is None:
-            return None
-        return Bot(
-            app_id=found.app_id or None,
-            enterprise_id=found.enterprise_id or None,
-            team_id=team_id,
-            team_name=found.team_name or None,
-            bot_token=found.bot_token,
-            bot_id=found.bot_id,
-            bot_user_id=found.bot_user_id,
-            bot_scopes=found.bot_scopes,
-            installed_at=found.installed_at,
-        )
+        return Bot(**_bot_fields(found, team_id)) if found is not None else None
 
     async def async_find_installation(
         self,
@@ -124,18 +127,7 @@ class StoreInstallationStore(AsyncInstallationStore):
         found = await self.installations.find(_workspace(team_id, enterprise_id))
         if found is None:
             return None
-        return SlackInstallation(
-            app_id=found.app_id or None,
-            enterprise_id=found.enterprise_id or None,
-            team_id=team_id,
-            team_name=found.team_name or None,
-            bot_token=found.bot_token,
-            bot_id=found.bot_id,
-            bot_user_id=found.bot_user_id,
-            bot_scopes=found.bot_scopes,
-            user_id=found.installer_user_id or "unknown",
-            installed_at=found.installed_at,
-        )
+        return SlackInstallation(**_bot_fields(found, team_id), user_id=found.installer_user_id or "unknown")
 
     async def async_delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         await self.installations.delete(_workspace(team_id, enterprise_id))
@@ -157,10 +149,8 @@ class StoreStateStore(AsyncOAuthStateStore):
         self.installations = installations
 
     @property
-    def logger(self) -> Any:
-        import logging
-
-        return logging.getLogger(__name__)
+    def logger(self) -> logging.Logger:
+        return _LOGGER
 
     async def async_issue(self, *args: Any, **kwargs: Any) -> str:
         state = secrets.token_urlsafe(24)

@@ -8,21 +8,16 @@ from pathlib import Path
 
 import aiohttp
 import discord
-from prometheus_client.parser import text_string_to_metric_families
 
 from bots.discord.server import run_discord
 from core.app import build_core
 from core.config import Settings
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.discord import CHANNEL_ID, FakeDiscord
+from tests.slack.test_server import free_port
+from tests.support.metrics import Samples, scrape, value
 
 MEMBER = "700000000000000001"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_the_discord_process_answers_healthz_readyz_and_metrics(
@@ -60,14 +55,12 @@ async def test_the_discord_process_answers_healthz_readyz_and_metrics(
                     while not _answered(await _scrape(http)):  # noqa: ASYNC110 - polls the endpoint, as a scraper would
                         await asyncio.sleep(0.05)
                 samples = await _scrape(http)
-                assert samples[("chatbot_replies_in_flight", frozenset({("platform", "discord")}))] == 0
+                assert value(samples, "chatbot_replies_in_flight", platform="discord") == 0
                 posts = fake.calls_to("POST", f"/channels/{CHANNEL_ID}/messages")
                 edits = fake.calls_to("PATCH", f"/channels/{CHANNEL_ID}/messages")
-                granted = samples[
-                    ("chatbot_platform_requests_total", frozenset({("platform", "discord"), ("scope", "channel")}))
-                ]
+                granted = value(samples, "chatbot_platform_requests_total", platform="discord", scope="channel")
                 assert granted >= len(posts) + len(edits) >= 2
-                assert samples[("chatbot_first_text_seconds_count", frozenset({("platform", "discord")}))] == 1
+                assert value(samples, "chatbot_first_text_seconds_count", platform="discord") == 1
         finally:
             stop.set()
             assert await asyncio.wait_for(runner, 20) == 0
@@ -77,17 +70,9 @@ async def test_the_discord_process_answers_healthz_readyz_and_metrics(
             assert s.connect_ex(("127.0.0.1", port)) != 0
 
 
-async def _scrape(http: aiohttp.ClientSession) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    async with http.get("/metrics") as response:
-        assert response.status == 200
-        text = await response.text()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+async def _scrape(http: aiohttp.ClientSession) -> Samples:
+    return await scrape(http, "/metrics")
 
 
-def _answered(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> bool:
-    key = ("chatbot_replies_total", frozenset({("platform", "discord"), ("outcome", "answered")}))
-    return samples.get(key, 0.0) == 1
+def _answered(samples: Samples) -> bool:
+    return value(samples, "chatbot_replies_total", platform="discord", outcome="answered") == 1

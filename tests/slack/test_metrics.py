@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from core.messages import Platform, WorkspaceRef
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import BOT_USER_ID, TEAM_ID
 from tests.slack.conftest import Harness
+from tests.support.metrics import Samples, value
+from tests.support.metrics import scrape as scrape_url
 
 if TYPE_CHECKING:
     from core.app import ChatCore
@@ -17,20 +17,8 @@ if TYPE_CHECKING:
 QUESTIONS = {"C1": "1700000800.000100", "C2": "1700000801.000100", "C3": "1700000802.000100"}
 
 
-async def scrape(harness: Harness) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    async with harness.http.get(harness.url.replace("/slack/events", "/metrics")) as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain; version=")
-        text = await response.text()
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+async def scrape(harness: Harness) -> Samples:
+    return await scrape_url(harness.http, harness.url.replace("/slack/events", "/metrics"))
 
 
 async def test_metrics_after_three_answered_questions(
