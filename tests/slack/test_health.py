@@ -19,6 +19,8 @@ async def get(harness: Harness, path: str) -> tuple[int, Any]:
 async def test_readyz_probes_store_retriever_and_model_once_per_cache_period(
     harness: Harness, core: ChatCore, fake_anthropic: FakeAnthropic
 ) -> None:
+    # Generous bounds: a loaded test machine must not make the parts look down (the bounds have unit tests).
+    core.readiness.timeout_s, core.readiness.ttl_s = 15.0, 60.0
     assert await get(harness, "/healthz") == (200, "ok")
     status, body = await get(harness, "/readyz")
     assert status == 200 and body["ready"] is True
@@ -37,7 +39,7 @@ async def test_readyz_is_503_naming_the_part_that_is_down(
     harness: Harness, core: ChatCore, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.unknown_models.add(core.settings.model)
-    core.readiness.ttl_s = 0  # probe on every request
+    core.readiness.ttl_s, core.readiness.timeout_s = 0, 15.0  # probe on every request
     status, body = await get(harness, "/readyz")
     assert status == 503 and body["ready"] is False
     assert body["checks"]["store"]["ok"] and body["checks"]["retriever"]["ok"]
