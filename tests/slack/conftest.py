@@ -163,5 +163,5 @@ class NoCore:
 @pytest.fixture
 async def bare(slack: FakeSlack) -> AsyncIterator[Harness]:
     """The Bolt app without a core: for requests that must be refused (or answered) before any work."""
-    async for h in serve(make_bot(NoCore(), slack), slack):
+    async for h in serve(make_bot(NoCore(), slack, EditScheduler()), slack):  # budgets of its own: no core
         yield h
