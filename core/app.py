@@ -18,11 +18,13 @@ from core.context import ThreadHistory
 from core.health import CheckResult, Readiness, diagnostics, part_probes, run_check
 from core.ingest import Ingestor, IngestReport, ProgressCallback
 from core.installations import Installations, SealedInstallations, TokenCipher
+from core.intake import KeptQuestions
 from core.llm.base import LLM
 from core.logs import bind_reply
 from core.messages import Actor, IncomingMessage, WorkspaceRef
 from core.metrics import Metrics, SchedulerMetrics, TimedLLM, record_outcome, timed
 from core.metrics_prometheus import PrometheusMetrics
+from core.outbox import Outbox
 from core.pacing import EditScheduler
 from core.pipeline import Outcome, Pipeline
 from core.recovery import Recovery
@@ -66,6 +68,7 @@ class ChatCore:
         places: ClosablePlaces | None = None,
         leases: Leases | None = None,
         rewriter: QueryRewriter | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -99,6 +102,13 @@ class ChatCore:
             context_tokens=settings.context_token_budget,
             recovery=self.recovery,
             rewriter=rewriter,
+            outbox=outbox,
+        )
+        self.outbox = outbox
+        self.intake = (
+            KeptQuestions(outbox, self.pipeline, self.recovery.platforms, retry_s=settings.outbox_retry_s)
+            if outbox is not None
+            else None
         )
         self.ingestor = Ingestor(store, retriever)
         self.controls = self.pipeline.controls  # Stop and Regenerate, for the adapters
@@ -149,8 +159,11 @@ class ChatCore:
         return count
 
     def start_recovery(self) -> None:
-        """Sweep for orphaned replies now and periodically (call once the adapter has registered)."""
+        """Sweep for orphaned replies and answer kept questions, now and periodically (call once the
+        adapter has registered its ReplyPlatform in `recovery.platforms`)."""
         self.recovery.start()
+        if self.intake is not None:
+            self.intake.start()
 
     async def doctor(self) -> list[CheckResult]:
         """Check each configured service and say what is wrong: reachable, then the deeper checks."""
@@ -169,6 +182,8 @@ class ChatCore:
 
     async def close(self) -> None:
         await self.recovery.stop()
+        if self.intake is not None:
+            await self.intake.stop()
         await self.pipeline.drain(timeout_s=5)
         if self.lessor is not None:
             await self.lessor.close()  # gives back the tokens not spent
@@ -185,6 +200,8 @@ class ChatCore:
             await closer()
         if self.places is not None:
             await self.places.close()
+        if self.outbox is not None:
+            await self.outbox.close()
         await self.store.close()
 
 
@@ -327,6 +344,7 @@ async def build_core(settings: Settings | None = None) -> ChatCore:
     places = await build_places(settings)
     leases = await build_leases(settings, store)
     rewriter = build_rewriter(settings, llm)
+    outbox = await Outbox.open(data_dir(settings) / "outbox.sqlite")  # local even with Convex
     log.info(
         "core.ready",
         store=type(store).__name__,
@@ -335,7 +353,7 @@ async def build_core(settings: Settings | None = None) -> ChatCore:
         scale_out=leases is not None,
         rewriting=rewriter is not None,
     )
-    return ChatCore(settings, store, retriever, llm, places=places, leases=leases, rewriter=rewriter)
+    return ChatCore(settings, store, retriever, llm, places=places, leases=leases, rewriter=rewriter, outbox=outbox)
 
 
 async def build_places(settings: Settings) -> ClosablePlaces | None:

@@ -16,6 +16,7 @@ from core.controls import ReplyControls
 from core.errors import Invalid, Unavailable
 from core.llm.base import LLM, LLMError
 from core.messages import IncomingMessage, MessageRole, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
+from core.outbox import Outbox
 from core.pacing import EditScheduler
 from core.prompt import build_prompt, cited_sources, sources_from_hits
 from core.recovery import Recovery
@@ -24,7 +25,7 @@ from core.rewrite import QueryRewriter, RecentTurn, search_rewritten
 from core.stores.base import Store, StoreUnavailable
 from core.stores.personas import ChannelPersona
 from core.streaming import ReplyStreamer
-from core.surface import Surface
+from core.surface import Placed, Surface
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +50,14 @@ class Outcome:
     usage: Usage = field(default_factory=Usage)
     first_text_at: float | None = None
     lags: tuple[float, ...] = ()
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One question's tries at an answer: whether its event claim is (or may be) its own already."""
+
+    claimed: bool = False
+    kept: bool = False  # the question is in the outbox
 
 
 class DeltaSink(Protocol):
@@ -79,6 +88,7 @@ class Pipeline:
         rewriter: QueryRewriter | None = None,
         store_retry_s: tuple[float, ...] = (2, 5, 15, 30, 60, 120, 300),
         recovery: Recovery | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.store = store
         self.retriever = retriever
@@ -94,6 +104,8 @@ class Pipeline:
         self.rewriter = rewriter
         self.store_retry_s = store_retry_s
         self.recovery = recovery  # knows the replies streaming here and stores where each one is
+        self.outbox = outbox  # questions kept while the store is unreachable (answered by core.intake)
+        self.on_kept: Callable[[], None] | None = None  # told when a question was kept
         self._pending: set[asyncio.Task[Outcome]] = set()
 
     async def answer(
@@ -117,21 +129,56 @@ class Pipeline:
                 " Please shorten it or ask about one part at a time."
             )
             return Outcome("refused", reason="too_long")
+        attempt = Attempt()
         try:
-            return await self._answer(message, question, surface, scheduler, history, files)
+            return await self._answer(message, question, surface, scheduler, history, files, attempt)
         except StoreUnavailable as exc:
             # Nothing has been shown yet: keep the question and answer once the store is back.
             log.error("pipeline.store_unavailable", key=message.event_key, error=str(exc))
-            if not message.mentioned and not message.is_dm:
+            if not attempt.claimed and not message.mentioned and not message.is_dm:
                 return Outcome("ignored", reason="store_unavailable")
+            # On disk first (answered by core.intake, after a restart too), and only then the promise.
+            if not await self._keep(message, surface, attempt):
+                self._retry_later(message, question, surface, scheduler, history, files, attempt)
             await _quietly(surface.notice(STORE_DOWN_NOTICE))
-            self._retry_later(message, question, surface, scheduler, history, files)
             return Outcome("queued", reason="store_unavailable")
         except Invalid as exc:
             # Input the store will never take (a bound broken); saying so beats a silent loss.
             log.error("pipeline.invalid_input", key=message.event_key, error=str(exc))
             await _quietly(surface.notice(f"Sorry, I can't take that message: {exc}."))
             return Outcome("refused", reason="invalid")
+
+    async def resume(
+        self, message: IncomingMessage, surface: Surface, scheduler: EditScheduler, *, claimed: bool
+    ) -> Outcome:
+        """Answer a question kept in the outbox, on a freshly reopened surface; "queued" while the store
+        is still unreachable. `claimed`: an earlier attempt took (or may have taken) the event's claim."""
+        attempt = Attempt(claimed=claimed, kept=True)
+        try:
+            return await self._answer(message, message.text.strip(), surface, scheduler, None, None, attempt)
+        except StoreUnavailable as exc:
+            log.warning("pipeline.kept_question_waits", key=message.event_key, error=str(exc))
+            return Outcome("queued", reason="store_unavailable")
+        except Invalid as exc:
+            log.error("pipeline.invalid_input", key=message.event_key, error=str(exc))
+            await _quietly(surface.notice(f"Sorry, I can't take that message: {exc}."))
+            return Outcome("refused", reason="invalid")
+
+    async def _keep(self, message: IncomingMessage, surface: Surface, attempt: Attempt) -> bool:
+        """Write the question to the outbox, if a platform adapter here can reopen its surface later."""
+        platform = message.workspace.platform.value
+        if self.outbox is None or self.recovery is None or platform not in self.recovery.platforms:
+            return False
+        if not isinstance(surface, Placed):
+            return False
+        try:
+            await self.outbox.keep(message, surface.place(), claimed=attempt.claimed)
+        except Exception as exc:  # the local disk too: keep it in memory at least
+            log.error("pipeline.outbox_write_failed", key=message.event_key, error=repr(exc))
+            return False
+        if self.on_kept is not None:
+            self.on_kept()
+        return True
 
     async def _answer(
         self,
@@ -141,7 +188,9 @@ class Pipeline:
         scheduler: EditScheduler,
         history: ThreadHistory | None = None,
         files: AttachmentFetcher | None = None,
+        attempt: Attempt | None = None,
     ) -> Outcome:
+        attempt = attempt or Attempt()
         ws = message.workspace
         known_thread = None
         if not message.mentioned and not message.is_dm:
@@ -153,9 +202,16 @@ class Pipeline:
                 if rule is None or not rule.answer_without_mention:
                     return Outcome("ignored", reason="not_addressed")
 
+        ours = attempt.claimed
+        attempt.claimed = True  # from here on the claim may be ours: a call that failed may have landed
         if not await self.store.claim_event(message.event_key):
-            log.info("pipeline.duplicate", key=message.event_key)
-            return Outcome("duplicate")
+            if not ours:
+                attempt.claimed = False
+                log.info("pipeline.duplicate", key=message.event_key)
+                return Outcome("duplicate")
+            log.info("pipeline.own_claim", key=message.event_key)  # taken by this question's failed attempt
+        if attempt.kept and not ours and self.outbox is not None:
+            await self.outbox.mark_claimed(message.event_key)  # before anything else can fail
 
         settings = await self.store.settings(ws)
         decision = await self.roles.authorize_question(message, settings, in_known_thread=known_thread is not None)
@@ -379,12 +435,15 @@ class Pipeline:
         scheduler: EditScheduler,
         history: ThreadHistory | None,
         files: AttachmentFetcher | None,
+        attempt: Attempt,
     ) -> None:
+        """Without an outbox (or a platform that can reopen the reply): retry in memory on the same surface."""
+
         async def retry() -> Outcome:
             for delay in self.store_retry_s:
                 await asyncio.sleep(delay)
                 try:
-                    return await self._answer(message, question, surface, scheduler, history, files)
+                    return await self._answer(message, question, surface, scheduler, history, files, attempt)
                 except StoreUnavailable:
                     continue
             await _quietly(surface.notice("Sorry, I still can't reach my memory. Please ask again later."))

@@ -18,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 
 from core.messages import ReplyStatus, Source, WorkspaceRef
+from core.pacing import EditScheduler
 from core.stores.base import ThreadStore
 from core.stores.places import ReplyPlaces
 from core.surface import Operation, Placed, RateScope, Surface
@@ -33,8 +35,20 @@ log = structlog.get_logger(__name__)
 INTERRUPTED_MARKER = "\n\n⚠️ _Interrupted: the bot restarted while answering. Please ask again._"
 
 
+@dataclass(frozen=True, slots=True)
+class Reopened:
+    """A fresh surface at a stored place, with the budgets it spends from; `close()` ends it
+    (stops the streams it started)."""
+
+    surface: Surface
+    scheduler: EditScheduler
+    close: Callable[[], Awaitable[None]]
+
+
 class ReplyPlatform(Protocol):
-    """An adapter's side of recovery: finish a reply at a stored place."""
+    """An adapter's side of recovery: reopen a reply's place for a kept question, or finish a reply there."""
+
+    def reopen(self, place: dict[str, Any]) -> Reopened: ...
 
     async def finish_interrupted(self, place: dict[str, Any], text: str) -> None:
         """Show `text` (Markdown: the reply so far and the marker) as the reply's final state at `place`,

@@ -93,11 +93,16 @@ class SlackBot:
         )
         self.scheduler = scheduler or core.scheduler()
         self.users = UserDirectory(self.client, ttl_s=users_ttl_s)
-        self.replies = SlackReplies(
-            self.client, self.scheduler, token_for=self._installed_token if oauth is not None else None
-        )
-        self._installations = oauth.installations if oauth is not None else None  # finishes replies an earlier run left
+        self._installations = oauth.installations if oauth is not None else None
         self.files = SlackFiles(token, api_url=api_url)
+        # Reopens kept questions' replies and finishes replies an earlier run left (attach_recovery).
+        self.replies = SlackReplies(
+            self.client,
+            self.scheduler,
+            token_for=self._installed_token if oauth is not None else None,
+            native_streaming=native_streaming,
+            refusals=self.stream_refusals,
+        )
         self.history = SlackThreadReader(self.client, self.users, self.scheduler, limited=history_limited)
         # Over HTTP the edge verifies, de-duplicates and validates every request before Bolt parses
         # it (Bolt's own check ran after parsing); Socket Mode has no signatures to check.
@@ -133,6 +138,10 @@ class SlackBot:
         app.command("/chatbot")(self._on_command)
         app.action(STOP_ACTION)(self._on_control)
         app.action(REGENERATE_ACTION)(self._on_control)
+
+    def attach_recovery(self) -> None:
+        """Let the core reopen Slack replies for kept questions and finish replies an earlier run left."""
+        self.core.recovery.platforms[Platform.SLACK.value] = self.replies
 
     def web_app(self) -> web.Application:
         """The aiohttp application serving the Events API at /slack/events, and /healthz, /readyz."""

@@ -18,9 +18,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import limits
 from bots.slack.oauth import team_token
-from bots.slack.surface import STREAM_EXPIRED, SlackSurface, call_slack
+from bots.slack.surface import STREAM_EXPIRED, SlackSurface, StreamRefusals, call_slack
 from core.markdown import split_markdown
 from core.pacing import EditScheduler, within_budget
+from core.recovery import Reopened
 
 log = structlog.get_logger(__name__)
 
@@ -32,10 +33,14 @@ class SlackReplies:
         scheduler: EditScheduler,
         *,
         token_for: Callable[[str], Awaitable[str | None]] | None = None,
+        native_streaming: bool = False,
+        refusals: StreamRefusals | None = None,
     ) -> None:
         self.client = client
         self.scheduler = scheduler
         self.token_for = token_for  # distribution: the bot token of a workspace (its installation)
+        self.native_streaming = native_streaming
+        self.refusals = refusals
 
     def surface_at(self, place: dict[str, Any], *, native_streaming: bool = False) -> SlackSurface:
         """A surface for the reply's place (its channel, thread and author)."""
@@ -48,7 +53,13 @@ class SlackReplies:
             thread_ts=place.get("thread_ts"),
             assistant_thread=bool(place.get("assistant")),
             native_streaming=native_streaming,
+            refusals=self.refusals,
         )
+
+    def reopen(self, place: dict[str, Any]) -> Reopened:
+        """A new surface where a kept question is answered (streaming natively where it would have)."""
+        surface = self.surface_at(place, native_streaming=self.native_streaming)
+        return Reopened(surface, self.scheduler, surface.close)
 
     async def finish_interrupted(self, place: dict[str, Any], text: str) -> None:
         if self.token_for is None:

@@ -17,7 +17,6 @@ from bots.ops import OpsServer
 from bots.slack.app import EVENTS_PATH, SlackBot
 from bots.slack.oauth import INSTALL_PATH, OAuthConfig
 from core.config import MissingSetting, Settings, secret
-from core.messages import Platform
 
 if TYPE_CHECKING:
     from core.app import ChatCore
@@ -140,8 +139,8 @@ async def run_slack(
             await site.start()
             bound = runner.addresses[0][1] if runner.addresses else port  # the real port when asked for 0
             where = f"http://{host}:{bound}{EVENTS_PATH}"
-        # Replies an earlier run left half-shown are finished on Slack now and then periodically.
-        core.recovery.platforms[Platform.SLACK.value] = bot.replies
+        # Replies an earlier run left half-shown are finished on Slack, kept questions answered: now, then periodically.
+        bot.attach_recovery()
         core.start_recovery()
         print(f"chatbot: Slack app ready on {where} ({who})", file=sys.stderr, flush=True)
         log.info("slack.ready", where=where, team=identity.get("team_id"))
