@@ -26,17 +26,20 @@ def chunk(ws: WorkspaceRef, uri: str, text: str, index: int = 0, title: str = "D
     return Chunk(chunk_id(ws.key, uri, index), uri, title, heading, text, index)
 
 
-async def test_keyword_questions_find_their_document(retriever: Retriever) -> None:
+async def missed_questions(retriever: Retriever, kind: str, k: int) -> list[str]:
+    """The labelled questions of `kind` whose document is not among the first `k` hits."""
     await ingest_corpus(retriever, A)
-    questions = json.loads((DATA / "questions.json").read_text())
     misses = []
-    for item in questions:
-        if item["kind"] != "keyword":
-            continue
-        hits = await retriever.search(A, item["question"], k=3)
-        if not any(h.chunk.document_uri.endswith(item["document"]) for h in hits):
-            misses.append(item["question"])
-    assert misses == []
+    for item in json.loads((DATA / "questions.json").read_text()):
+        if item["kind"] == kind:
+            hits = await retriever.search(A, item["question"], k=k)
+            if not any(h.chunk.document_uri.endswith(item["document"]) for h in hits):
+                misses.append(item["question"])
+    return misses
+
+
+async def test_keyword_questions_find_their_document(retriever: Retriever) -> None:
+    assert await missed_questions(retriever, "keyword", k=3) == []
 
 
 async def test_hits_are_best_first_and_bounded(retriever: Retriever) -> None:
@@ -121,16 +124,7 @@ async def test_title_and_heading_path_are_searched(retriever: Retriever) -> None
 
 
 async def test_paraphrased_questions_find_their_document(hybrid: Retriever) -> None:
-    await ingest_corpus(hybrid, A)
-    questions = json.loads((DATA / "questions.json").read_text())
-    misses = []
-    for item in questions:
-        if item["kind"] != "paraphrase":
-            continue
-        hits = await hybrid.search(A, item["question"], k=5)  # the pipeline's own k
-        if not any(h.chunk.document_uri.endswith(item["document"]) for h in hits):
-            misses.append(item["question"])
-    assert misses == []
+    assert await missed_questions(hybrid, "paraphrase", k=5) == []  # the pipeline's own k
 
 
 async def test_a_question_with_no_word_in_common_is_found_by_meaning(hybrid: Retriever) -> None:
