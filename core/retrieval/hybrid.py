@@ -10,6 +10,7 @@ matrix product at 10,000 chunks well inside the 50 ms budget, so no ANN index is
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,18 +90,38 @@ class HybridRetriever:
         if not query.strip():
             return []
         depth = max(k, self.fusion.candidates)
-        vector: list[float] | None = None
-        if self.fusion.vector_weight > 0:
-            try:
-                (vector,) = await self.embedder.embed([query])
-            except EmbedderUnavailable as exc:  # keyword search still answers
-                log.warning("hybrid.embedder_unavailable", error=str(exc))
-        return await self._worker.read(lambda db: self._search(db, ws, query, vector, depth, k))
+        # The question's embedding (model thread) and the keyword search (database thread) run at once.
+        embedding = asyncio.create_task(self._embed_query(query)) if self.fusion.vector_weight > 0 else None
+        try:
+            keyword = (
+                await self._worker.read(lambda db: fts.keyword_search(db, ws, query, depth))
+                if self.fusion.keyword_weight > 0
+                else []
+            )
+        except BaseException:
+            if embedding is not None:
+                embedding.cancel()
+            raise
+        vector = await embedding if embedding is not None else None
+        return await self._worker.read(lambda db: self._fuse(db, ws, keyword, vector, depth, k))
 
-    def _search(
-        self, db: sqlite3.Connection, ws: WorkspaceRef, query: str, vector: list[float] | None, depth: int, k: int
+    async def _embed_query(self, query: str) -> list[float] | None:
+        try:
+            (vector,) = await self.embedder.embed([query])
+            return vector
+        except EmbedderUnavailable as exc:  # keyword search still answers
+            log.warning("hybrid.embedder_unavailable", error=str(exc))
+            return None
+
+    def _fuse(
+        self,
+        db: sqlite3.Connection,
+        ws: WorkspaceRef,
+        keyword: list[tuple[int, Hit]],
+        vector: list[float] | None,
+        depth: int,
+        k: int,
     ) -> list[Hit]:
-        keyword = fts.keyword_search(db, ws, query, depth) if self.fusion.keyword_weight > 0 else []
         nearest = self._nearest(db, ws, vector, depth) if vector is not None else []
         fused = fuse(
             [(str(rowid), hit.score) for rowid, hit in keyword],
