@@ -25,6 +25,7 @@ from core.messages import Actor, IncomingMessage, WorkspaceRef
 from core.metrics import Metrics, SchedulerMetrics, TimedLLM, record_outcome, timed
 from core.metrics_prometheus import PrometheusMetrics
 from core.outbox import Outbox
+from core.ownership import ReplyOwnership
 from core.pacing import EditScheduler
 from core.pipeline import Outcome, Pipeline
 from core.recovery import Recovery
@@ -110,6 +111,18 @@ class ChatCore:
             if outbox is not None
             else None
         )
+        # Scale-out: this process's replies are owned in the store; a dead process's are taken over.
+        self.ownership = (
+            ReplyOwnership(
+                leases,
+                self.recovery,
+                heartbeat_s=settings.owner_stale_s / 3,
+                stale_s=settings.owner_stale_s,
+                sweep_s=settings.recovery_interval_s,
+            )
+            if leases is not None
+            else None
+        )
         self.ingestor = Ingestor(store, retriever)
         self.controls = self.pipeline.controls  # Stop and Regenerate, for the adapters
         self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor), personas=self.personas)
@@ -129,6 +142,8 @@ class ChatCore:
         platform = message.workspace.platform.value
         started = time.monotonic()
         self.metrics.reply_started(platform)
+        if self.ownership is not None:
+            self.ownership.start()  # heartbeats from the first reply on, whichever adapter runs
         outcome_status = "error"
         try:
             with bind_reply(message.event_key):  # every record of this reply carries its key
@@ -152,8 +167,12 @@ class ChatCore:
 
     async def recover_stale(self, older_than_s: float | None = None) -> int:
         """Finish the replies an earlier run left `streaming`: on the platform where an adapter for it is
-        registered (the text so far and an "interrupted" marker), then failed in the store."""
-        count = await self.recovery.sweep(older_than_s)
+        registered (the text so far and an "interrupted" marker), then failed in the store. With several
+        processes, the owners' heartbeats say which replies are orphans (a take-over sweep)."""
+        if self.ownership is not None:
+            count = await self.ownership.sweep()
+        else:
+            count = await self.recovery.sweep(older_than_s)
         if count:
             log.warning("core.recovered_stale_replies", count=count)
         return count
@@ -161,7 +180,10 @@ class ChatCore:
     def start_recovery(self) -> None:
         """Sweep for orphaned replies and answer kept questions, now and periodically (call once the
         adapter has registered its ReplyPlatform in `recovery.platforms`)."""
-        self.recovery.start()
+        if self.ownership is not None:
+            self.ownership.start()  # heartbeats for the replies here, take-overs of dead owners' replies
+        else:
+            self.recovery.start()
         if self.intake is not None:
             self.intake.start()
 
@@ -184,6 +206,8 @@ class ChatCore:
         await self.recovery.stop()
         if self.intake is not None:
             await self.intake.stop()
+        if self.ownership is not None:
+            await self.ownership.stop()
         await self.pipeline.drain(timeout_s=5)
         if self.lessor is not None:
             await self.lessor.close()  # gives back the tokens not spent
@@ -341,7 +365,7 @@ async def build_core(settings: Settings | None = None) -> ChatCore:
         await store.close()
         raise
     llm = build_llm(settings)
-    places = await build_places(settings)
+    places = await build_places(settings, store)
     leases = await build_leases(settings, store)
     rewriter = build_rewriter(settings, llm)
     outbox = await Outbox.open(data_dir(settings) / "outbox.sqlite")  # local even with Convex
@@ -356,11 +380,14 @@ async def build_core(settings: Settings | None = None) -> ChatCore:
     return ChatCore(settings, store, retriever, llm, places=places, leases=leases, rewriter=rewriter, outbox=outbox)
 
 
-async def build_places(settings: Settings) -> ClosablePlaces | None:
-    """Where replies are on their platforms, next to the store (none yet for Convex: replies there are
-    marked failed in the store only)."""
-    if settings.convex_url:
-        return None
+async def build_places(settings: Settings, store: Store) -> ClosablePlaces | None:
+    """Where replies are on their platforms, next to the store (Convex: any process can find them)."""
+    from core.stores.convex import ConvexStore
+
+    if isinstance(store, ConvexStore):
+        from core.stores.convex_places import ConvexPlaces
+
+        return ConvexPlaces(store)
     from core.stores.sqlite_places import SqlitePlaces
 
     return await SqlitePlaces.open(data_dir(settings) / "chatbot.sqlite")

@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     rewrite_timeout_s: float = Field(default=0.6, alias="CHATBOT_REWRITE_TIMEOUT_S")
     # How often questions kept while the store was unreachable are tried again.
     outbox_retry_s: float = Field(default=5.0, gt=0, alias="CHATBOT_OUTBOX_RETRY_S")
+    # Scale-out: a reply whose owner has not heartbeated (every third of this) for this long is taken over.
+    owner_stale_s: float = Field(default=10.0, gt=0, alias="CHATBOT_OWNER_STALE_S")
     max_answer_tokens: int = Field(default=1024, alias="CHATBOT_MAX_ANSWER_TOKENS")
     context_token_budget: int = Field(default=6000, alias="CHATBOT_CONTEXT_TOKENS")
 

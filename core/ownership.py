@@ -5,30 +5,40 @@ Every `heartbeat_s` one store write says "still streaming these" for all of this
 replies (the flat cost of 1,000 live replies is one write, not 1,000). A process that dies stops
 heartbeating; after `stale_s` its replies are stale, and the next sweep of any live process serving
 that platform wins them (one winner per reply: the store decides) and finishes each on the platform
-with the text so far and an "interrupted" marker, then marks it failed (`OrphanFinisher`, the
-fault-handling path). With the defaults (3 s, 10 s, 3 s) a dead owner's replies are taken within
-about 13 s and finished soon after, well inside 30 s.
+with the text so far and an "interrupted" marker, then marks it failed (`OrphanFinisher`: the
+fault-handling path, core.recovery). With the defaults (3 s, 10 s, sweeps every 5 s) a dead owner's
+replies are taken within about 15 s and finished soon after, well inside 30 s.
 
-A process that was only paused (not dead) learns at its next heartbeat that it lost a reply, and
-must not finish it itself: `owns(reply_id)` is False from then on, so no reply is finished twice.
+A process that was only paused (not dead) learns at its next heartbeat that it lost a reply: the
+reply moves from the finisher's `live` set to its `lost` set, and the pipeline leaves it alone (no
+final edit, no store write), so no reply is finished twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
 import structlog
 
+from core.messages import WorkspaceRef
 from core.stores.leases import StreamLeases
 
 log = structlog.get_logger(__name__)
 
 
 class OrphanFinisher(Protocol):
-    async def finish_orphan(self, reply_id: str) -> bool:
+    live: set[str]  # the replies this process streams now
+    lost: set[str]  # the replies another process took over from this one
+
+    @property
+    def platforms(self) -> Mapping[str, object]:
+        """The platforms whose replies this process can finish."""
+        ...
+
+    async def finish_orphan(self, reply_id: str, ws: WorkspaceRef | None = None, *, streaming: bool = True) -> bool:
         """Finish a reply nobody streams any more, on its platform and in the store; True if it did."""
         ...
 
@@ -37,93 +47,73 @@ class ReplyOwnership:
     def __init__(
         self,
         leases: StreamLeases,
+        finisher: OrphanFinisher,
         *,
-        platforms: Sequence[str] = (),
         owner: str | None = None,
         heartbeat_s: float = 3.0,
         stale_s: float = 10.0,
-        sweep_s: float = 3.0,
+        sweep_s: float = 5.0,
     ) -> None:
         self.leases = leases
-        self.platforms = tuple(platforms)
+        self.finisher = finisher
         self.owner = owner or f"proc-{uuid.uuid4().hex[:12]}"
         self.heartbeat_s = heartbeat_s
         self.stale_s = stale_s
         self.sweep_s = sweep_s
-        self.finisher: OrphanFinisher | None = None
-        self.live: set[str] = set()  # replies this process streams now
-        self.lost: set[str] = set()  # replies another process took over from this one
         self._taking: set[str] = set()  # replies this process took over and is finishing
         self._tasks: list[asyncio.Task[None]] = []
         self.taken_over = 0
         self.finished = 0
 
-    # -- the live replies ---------------------------------------------------------------------------
-    def started(self, reply_id: str) -> None:
-        self.live.add(reply_id)
-
-    def ended(self, reply_id: str) -> None:
-        self.live.discard(reply_id)
-
-    def owns(self, reply_id: str) -> bool:
-        """False once another process took the reply over: this one must leave it alone."""
-        return reply_id not in self.lost
-
-    async def release(self, reply_id: str) -> None:
-        self.live.discard(reply_id)
-        try:
-            await self.leases.release(self.owner, reply_id)
-        except Exception as exc:  # the lease goes stale; the sweep finds the reply finished and drops it
-            log.warning("ownership.release_failed", reply=reply_id, error=repr(exc))
-
-    # -- heartbeats and sweeps ----------------------------------------------------------------------
     async def heartbeat(self) -> Sequence[str]:
-        replies = sorted(self.live | self._taking)
+        """Keep owning the live replies; returns those another process took over (now in `lost`)."""
+        live = self.finisher.live
+        replies = sorted(live | self._taking)
         if not replies:
             return []
-        lost = [r for r in await self.leases.heartbeat(self.owner, replies) if r in self.live]
+        lost = [r for r in await self.leases.heartbeat(self.owner, replies) if r in live]
         if lost:
-            self.lost.update(lost)
-            self.live.difference_update(lost)
+            self.finisher.lost.update(lost)
+            live.difference_update(lost)
             log.warning("ownership.replies_lost", owner=self.owner, replies=lost)
         return lost
 
     async def sweep(self) -> int:
         """Take over stale replies of the platforms served here and finish them; how many were finished."""
-        if self.finisher is None:
-            return 0
-        taken = await self.leases.take_over(self.owner, self.stale_s, platforms=self.platforms)
+        platforms = sorted(self.finisher.platforms)
+        if not platforms:
+            return 0  # no adapter registered yet: nothing here could finish a reply on its platform
+        taken = await self.leases.take_over(self.owner, self.stale_s, platforms=platforms)
         done = 0
-        for reply_id in taken:
+        for reply in taken:
             self.taken_over += 1
-            self._taking.add(reply_id)
+            self._taking.add(reply.reply_id)
             try:
-                if await self.finisher.finish_orphan(reply_id):
+                if await self.finisher.finish_orphan(reply.reply_id, WorkspaceRef.from_key(reply.workspace)):
                     done += 1
-                    await self.leases.release(self.owner, reply_id)
-            except Exception as exc:  # not released: another sweep takes it again once it is stale
-                log.warning("ownership.finish_failed", reply=reply_id, error=repr(exc))
+                await self.leases.release(self.owner, reply.reply_id)
+            except Exception as exc:  # kept: another sweep takes it again once it is stale
+                log.warning("ownership.finish_failed", reply=reply.reply_id, error=repr(exc))
             finally:
-                self._taking.discard(reply_id)
+                self._taking.discard(reply.reply_id)
         if taken:
             log.warning("ownership.taken_over", owner=self.owner, taken=len(taken), finished=done)
         self.finished += done
         return done
 
-    def start(self, finisher: OrphanFinisher) -> None:
-        self.finisher = finisher
+    def start(self) -> None:
         if not self._tasks:
             self._tasks = [
                 asyncio.create_task(self._every(self.heartbeat_s, self.heartbeat), name="reply-heartbeat"),
                 asyncio.create_task(self._every(self.sweep_s, self.sweep), name="reply-takeover"),
             ]
 
-    async def _every(self, interval: float, step: _Step) -> None:
+    async def _every(self, interval: float, step: Callable[[], Awaitable[object]]) -> None:
         while True:
             try:
                 await step()
             except Exception as exc:  # the store is down: try again next time
-                log.warning("ownership.step_failed", step=getattr(step, "__name__", "?"), error=repr(exc))
+                log.warning("ownership.step_failed", error=repr(exc))
             await asyncio.sleep(interval)
 
     async def stop(self) -> None:
@@ -131,7 +121,3 @@ class ReplyOwnership:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
-
-
-class _Step(Protocol):
-    async def __call__(self) -> Iterable[str] | int: ...

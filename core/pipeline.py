@@ -384,6 +384,12 @@ class Pipeline:
         sources: list[Source],
         usage: Usage,
     ) -> str:
+        if self.recovery is not None and reply_id in self.recovery.lost:
+            # Another process took this reply over (this one stopped heartbeating) and finished it.
+            self.recovery.lost.discard(reply_id)
+            await streamer.abandon()
+            log.warning("pipeline.reply_taken_over", reply=reply_id)
+            return streamer.text
         shown = True
         try:
             final = await streamer.finish(status, sources=sources, reason=reason)

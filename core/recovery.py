@@ -74,6 +74,8 @@ class Recovery:
         self.interval_s = interval_s
         self.platforms: dict[str, ReplyPlatform] = {}
         self.live: set[str] = set()
+        # Replies another process took over from this one (core.ownership): the pipeline leaves them alone.
+        self.lost: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.finished = 0
 

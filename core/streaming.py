@@ -227,6 +227,14 @@ class ReplyStreamer:
         self.scheduler.succeeded(scopes)
         return True
 
+    async def abandon(self) -> None:
+        """Stop showing the reply without a final edit (another process has finished it)."""
+        self._finishing = self._finished = True
+        worker = self._worker
+        if worker is not None and not worker.done():
+            worker.cancel()
+            await asyncio.wait([worker])
+
     async def finish(self, status: ReplyStatus, *, sources: Sequence[Source] = (), reason: str = "") -> str:
         """Land the final text (retried with backoff until it does); returns the final Markdown text.
 

@@ -8,11 +8,9 @@
 import { v } from "convex/values";
 import type { Doc } from "./_generated/dataModel";
 import type { MutationCtx } from "./_generated/server";
-import { bounded, boundedInt, fail, serviceMutation } from "./lib/security";
+import { bounded, boundedCount, boundedInt, fail, serviceMutation } from "./lib/security";
 
 const now = () => Date.now() / 1000;
-const MAX_ITEMS = 64;
-const MAX_REPLIES = 4096;
 
 function positive(value: number, max: number, name: string): number {
   if (!Number.isFinite(value) || value <= 0 || value > max) fail("invalid", `${name} must be a number above 0 and at most ${max}`);
@@ -44,7 +42,7 @@ export const take = serviceMutation({
   name: "leases:take",
   args: { items: v.array(budgetItem) },
   handler: async (ctx, { items }) => {
-    if (items.length > MAX_ITEMS) fail("invalid", `at most ${MAX_ITEMS} buckets per lease`);
+    boundedCount(items, "lease_buckets", "buckets");
     const at = now();
     const grants = [];
     for (const item of items) {
@@ -105,7 +103,7 @@ export const heartbeat = serviceMutation({
   args: { owner: v.string(), replies: v.array(v.string()) },
   handler: async (ctx, { owner, replies }) => {
     bounded(owner, "id", "owner");
-    if (replies.length > MAX_REPLIES) fail("invalid", `at most ${MAX_REPLIES} replies per heartbeat`);
+    boundedCount(replies, "heartbeat_replies", "replies");
     const at = now();
     const lost: string[] = [];
     for (const reply of replies) {
@@ -136,16 +134,16 @@ export const takeOver = serviceMutation({
     bounded(owner, "id", "owner");
     positive(staleS, 86_400, "staleS");
     boundedInt(limit, "lease_page", "limit");
-    if (platforms.length > 10) fail("invalid", "at most 10 platforms");
-    // Only replies this process can finish: those of the platforms it serves (all when none are named).
-    const serves = async (message: Doc<"messages">) => {
-      if (platforms.length === 0) return true;
+    boundedCount(platforms, "platforms", "platforms");
+    // The reply's workspace, if this process serves its platform (all platforms when none are named).
+    const served = async (message: Doc<"messages">) => {
       const thread = await ctx.db.get(message.thread);
-      return thread !== null && platforms.includes(thread.workspace.split(":")[0] ?? "");
+      if (thread === null) return null;
+      return platforms.length === 0 || platforms.includes(thread.workspace.split(":")[0] ?? "") ? thread.workspace : null;
     };
     const at = now();
     const cutoff = at - staleS;
-    const taken: string[] = [];
+    const taken: { reply: string; workspace: string }[] = [];
     const stale = await ctx.db
       .query("replyLeases")
       .withIndex("by_heartbeat", (q) => q.lt("heartbeatAt", cutoff))
@@ -157,9 +155,10 @@ export const takeOver = serviceMutation({
         await ctx.db.delete(lease._id); // finished meanwhile: nothing to take over
         continue;
       }
-      if (!(await serves(message))) continue;
+      const workspace = await served(message);
+      if (workspace === null) continue;
       await ctx.db.patch(lease._id, { owner, heartbeatAt: at });
-      taken.push(lease.message);
+      taken.push({ reply: lease.message, workspace });
     }
     const unowned = await ctx.db
       .query("messages")
@@ -168,9 +167,10 @@ export const takeOver = serviceMutation({
     for (const message of unowned) {
       if (taken.length >= limit) break;
       if (await leaseOf(ctx, message._id)) continue; // owned and alive (a stale one was taken above)
-      if (!(await serves(message))) continue;
+      const workspace = await served(message);
+      if (workspace === null) continue;
       await ctx.db.insert("replyLeases", { message: message._id, owner, heartbeatAt: at });
-      taken.push(message._id);
+      taken.push({ reply: message._id, workspace });
     }
     return taken;
   },

@@ -101,6 +101,16 @@ export default defineSchema({
   ),
   // Platform budgets shared by every bot process (leases.ts): GCRA state per scope.
   budgetBuckets: defineTable({ key: v.string(), tat: v.number(), seq: v.number() }).index("by_key", ["key"]),
+  // Where each reply is on its platform, while it has not ended there (places.ts).
+  replyPlaces: defineTable({
+    reply: v.string(),
+    workspace: v.string(),
+    platform: v.string(),
+    place: v.string(),
+    updatedAt: v.number(),
+  })
+    .index("by_reply", ["reply"])
+    .index("by_updatedAt", ["updatedAt"]),
   // Who is streaming a reply, and when it last said it is alive (leases.ts).
   replyLeases: defineTable({ message: v.id("messages"), owner: v.string(), heartbeatAt: v.number() })
     .index("by_message", ["message"])

@@ -53,6 +53,8 @@ describe("budget leases", () => {
   });
 });
 
+const replies = (taken: { reply: string }[]) => taken.map((t) => t.reply);
+
 describe("reply leases", () => {
   async function streamingReply(t: ReturnType<typeof backend>) {
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "x" });
@@ -67,10 +69,10 @@ describe("reply leases", () => {
     const reply = await streamingReply(t);
     expect(await t.mutation(api.leases.heartbeat, { secret: SECRET, owner: "a", replies: [reply] })).toEqual([]);
     // Fresh: nobody may take it.
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] })).toEqual([]);
+    expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] }))).toEqual([]);
     vi.advanceTimersByTime(11_000);
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] })).toEqual([reply]);
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "c", staleS: 10, limit: 10, platforms: [] })).toEqual([]);
+    expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] }))).toEqual([reply]);
+    expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "c", staleS: 10, limit: 10, platforms: [] }))).toEqual([]);
     expect(await t.mutation(api.leases.heartbeat, { secret: SECRET, owner: "a", replies: [reply] })).toEqual([reply]);
     expect(await t.mutation(api.leases.release, { secret: SECRET, owner: "a", reply })).toBe(false);
     expect(await t.mutation(api.leases.release, { secret: SECRET, owner: "b", reply })).toBe(true);
@@ -81,12 +83,12 @@ describe("reply leases", () => {
     vi.useFakeTimers();
     const t = backend();
     const reply = await streamingReply(t);
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] })).toEqual([]);
+    expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] }))).toEqual([]);
     vi.advanceTimersByTime(11_000);
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] })).toEqual([reply]);
+    expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] }))).toEqual([reply]);
     vi.advanceTimersByTime(11_000);
     // Taken, then its taker died too: the next sweep takes it again (the platform edit is idempotent).
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "c", staleS: 10, limit: 10, platforms: [] })).toEqual([reply]);
+    expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "c", staleS: 10, limit: 10, platforms: [] }))).toEqual([reply]);
     vi.useRealTimers();
   });
 
@@ -95,8 +97,8 @@ describe("reply leases", () => {
     const t = backend();
     const reply = await streamingReply(t); // in a Slack workspace
     vi.advanceTimersByTime(11_000);
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "d", staleS: 10, limit: 10, platforms: ["discord"] })).toEqual([]);
-    expect(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "s", staleS: 10, limit: 10, platforms: ["slack"] })).toEqual([reply]);
+    expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "d", staleS: 10, limit: 10, platforms: ["discord"] }))).toEqual([]);
+    expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "s", staleS: 10, limit: 10, platforms: ["slack"] }))).toEqual([reply]);
     vi.useRealTimers();
   });
 });

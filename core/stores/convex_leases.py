@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from core.stores.convex import ConvexStore
-from core.stores.leases import BudgetGrant, BudgetRequest
+from core.stores.leases import BudgetGrant, BudgetRequest, TakenReply
 
 
 class ConvexLeases:
@@ -47,11 +47,11 @@ class ConvexLeases:
 
     async def take_over(
         self, owner: str, stale_s: float, limit: int = 50, platforms: Sequence[str] = ()
-    ) -> Sequence[str]:
+    ) -> Sequence[TakenReply]:
         taken = await self._store._mutation(
             "leases:takeOver", owner=owner, staleS=stale_s, limit=limit, platforms=list(platforms)
         )
-        return [str(r) for r in taken]
+        return [TakenReply(str(r["reply"]), str(r["workspace"])) for r in taken]
 
     async def release(self, owner: str, reply_id: str) -> bool:
         return bool(await self._store._mutation("leases:release", owner=owner, reply=reply_id))

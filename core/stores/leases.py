@@ -36,6 +36,12 @@ class BudgetGrant:
     retry_after_s: float = 0.0  # when nothing was granted: how long until a token is within the horizon
 
 
+@dataclass(frozen=True, slots=True)
+class TakenReply:
+    reply_id: str
+    workspace: str  # the workspace key (WorkspaceRef.key) the reply belongs to
+
+
 class BudgetLeases(Protocol):
     async def lease(self, requests: Sequence[BudgetRequest]) -> Sequence[BudgetGrant]:
         """Lease tokens from every named bucket in one write; one grant per request, in order."""
@@ -53,7 +59,7 @@ class StreamLeases(Protocol):
 
     async def take_over(
         self, owner: str, stale_s: float, limit: int = 50, platforms: Sequence[str] = ()
-    ) -> Sequence[str]:
+    ) -> Sequence[TakenReply]:
         """Claim replies whose owner stopped heartbeating `stale_s` ago (or that never had one and
         stopped growing as long ago), of these platforms' workspaces (all if none are named); each is
         won by one caller only."""

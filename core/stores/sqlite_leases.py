@@ -14,17 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from core.sqlite_worker import SqliteWorker
+from core.policy import count_error, text_error, whole_error
+from core.sqlite_worker import SqliteUnavailable, SqliteWorker
 from core.stores.base import StoreError, StoreUnavailable
-from core.stores.leases import BudgetGrant, BudgetRequest, gcra
+from core.stores.leases import BudgetGrant, BudgetRequest, TakenReply, gcra
 
 T = TypeVar("T")
 
-MAX_ITEMS = 64
-MAX_WANT = 100
-MAX_REPLIES = 4096
-MAX_KEY = 600
-MAX_ID = 200
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budget_buckets (key TEXT PRIMARY KEY, tat REAL NOT NULL, seq INTEGER NOT NULL);
@@ -34,9 +30,13 @@ CREATE INDEX IF NOT EXISTS reply_leases_by_heartbeat ON reply_leases (heartbeat_
 """
 
 
-def _text(value: str, name: str, limit: int) -> str:
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise StoreError("invalid", f"{name} must be text of 1 to {limit} characters")
+def _refuse(error: str | None) -> None:
+    if error is not None:
+        raise StoreError("invalid", error)
+
+
+def _text(value: str, name: str, kind: str) -> str:
+    _refuse(text_error(kind, value, name))
     return value
 
 
@@ -77,22 +77,18 @@ class SqliteLeases:
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
             return await self._worker.transaction(fn)
-        except (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError):
-            raise
-        except sqlite3.DatabaseError as exc:
-            raise StoreUnavailable(f"the SQLite store {self.path.name} is unavailable ({exc})") from exc
+        except SqliteUnavailable as exc:
+            raise StoreUnavailable(f"the SQLite store {exc}") from exc
 
     # -- BudgetLeases ---------------------------------------------------------------------------
     async def lease(self, requests: Sequence[BudgetRequest]) -> Sequence[BudgetGrant]:
-        if len(requests) > MAX_ITEMS:
-            raise StoreError("invalid", f"at most {MAX_ITEMS} buckets per lease")
+        _refuse(count_error("lease_buckets", len(requests), "buckets"))
         for r in requests:
-            _text(r.key, "budget key", MAX_KEY)
+            _text(r.key, "budget key", "key")
             _number(r.per_second, "per_second", 10_000)
             _number(r.burst, "burst", 10_000, least=1.0)
             _number(r.horizon_s, "horizon_s", 600)
-            if isinstance(r.want, bool) or not isinstance(r.want, int) or not 1 <= r.want <= MAX_WANT:
-                raise StoreError("invalid", f"want must be a whole number from 1 to {MAX_WANT}")
+            _refuse(whole_error("lease_want", r.want, "want"))
 
         def lease(db: sqlite3.Connection) -> list[BudgetGrant]:
             now = time.time()
@@ -114,7 +110,7 @@ class SqliteLeases:
         return await self._write(lease)
 
     async def give_back(self, key: str, seq: int, undo: float) -> bool:
-        _text(key, "budget key", MAX_KEY)
+        _text(key, "budget key", "key")
 
         def give(db: sqlite3.Connection) -> bool:
             row = db.execute("SELECT tat, seq FROM budget_buckets WHERE key = ?", (key,)).fetchone()
@@ -127,9 +123,8 @@ class SqliteLeases:
 
     # -- StreamLeases ---------------------------------------------------------------------------
     async def heartbeat(self, owner: str, reply_ids: Sequence[str]) -> Sequence[str]:
-        _text(owner, "owner", MAX_ID)
-        if len(reply_ids) > MAX_REPLIES:
-            raise StoreError("invalid", f"at most {MAX_REPLIES} replies per heartbeat")
+        _text(owner, "owner", "id")
+        _refuse(count_error("heartbeat_replies", len(reply_ids), "replies"))
 
         def beat(db: sqlite3.Connection) -> list[str]:
             now = time.time()
@@ -155,17 +150,15 @@ class SqliteLeases:
 
     async def take_over(
         self, owner: str, stale_s: float, limit: int = 50, platforms: Sequence[str] = ()
-    ) -> Sequence[str]:
-        _text(owner, "owner", MAX_ID)
+    ) -> Sequence[TakenReply]:
+        _text(owner, "owner", "id")
         _number(stale_s, "stale_s", 86_400)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 200:
-            raise StoreError("invalid", "limit must be a whole number from 1 to 200")
-        if len(platforms) > 10:
-            raise StoreError("invalid", "at most 10 platforms")
+        _refuse(whole_error("lease_page", limit, "limit"))
+        _refuse(count_error("platforms", len(platforms), "platforms"))
         # Workspace keys are "platform:id": only replies of the platforms this process can finish.
         served = " AND (" + " OR ".join("t.ws LIKE ? || ':%'" for _ in platforms) + ")" if platforms else ""
 
-        def take(db: sqlite3.Connection) -> list[str]:
+        def take(db: sqlite3.Connection) -> list[TakenReply]:
             now = time.time()
             cutoff = now - stale_s
             # Finished replies need no owner: leases left behind by a process that died after finishing.
@@ -175,7 +168,7 @@ class SqliteLeases:
                 (cutoff,),
             )
             rows = db.execute(
-                "SELECT m.id FROM messages m LEFT JOIN reply_leases l ON l.message_id = m.id "
+                "SELECT m.id, t.ws FROM messages m LEFT JOIN reply_leases l ON l.message_id = m.id "
                 "JOIN threads t ON t.id = m.thread_id WHERE m.status = 'streaming' AND "
                 f"((l.message_id IS NULL AND m.updated_at < ?) OR l.heartbeat_at < ?){served} ORDER BY m.id LIMIT ?",
                 (cutoff, cutoff, *platforms, limit),
@@ -185,12 +178,12 @@ class SqliteLeases:
                 "ON CONFLICT (message_id) DO UPDATE SET owner = excluded.owner, heartbeat_at = excluded.heartbeat_at",
                 [(r[0], owner, now) for r in rows],
             )
-            return [str(r[0]) for r in rows]
+            return [TakenReply(str(r[0]), r[1]) for r in rows]
 
         return await self._write(take)
 
     async def release(self, owner: str, reply_id: str) -> bool:
-        _text(owner, "owner", MAX_ID)
+        _text(owner, "owner", "id")
         mid = _reply(reply_id)
         if mid is None:
             raise StoreError("invalid", f"message id {reply_id!r} is not an id of this store")

@@ -8,15 +8,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from core.policy import text_error, whole_error
 from core.sqlite_worker import SqliteUnavailable, SqliteWorker
 from core.stores.base import StoreError, StoreUnavailable
 from core.stores.places import ReplyPlace
 
 T = TypeVar("T")
 
-MAX_PLACE = 8_000
 COLUMNS = "message_id, workspace, platform, place, updated_at"
-MAX_ID = 200
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reply_places (
@@ -26,9 +25,10 @@ CREATE INDEX IF NOT EXISTS reply_places_by_age ON reply_places (updated_at);
 """
 
 
-def _text(value: str, name: str, limit: int) -> str:
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise StoreError("invalid", f"{name} must be text of 1 to {limit:,} characters")
+def _text(value: str, name: str, kind: str) -> str:
+    error = text_error(kind, value, name)
+    if error is not None:
+        raise StoreError("invalid", error)
     return value
 
 
@@ -56,10 +56,10 @@ class SqlitePlaces:
 
     async def put_place(self, reply_id: str, workspace: str, platform: str, place: str) -> None:
         row = (
-            _text(reply_id, "reply id", MAX_ID),
-            _text(workspace, "workspace", MAX_ID),
-            _text(platform, "platform", 20),
-            _text(place, "place", MAX_PLACE),
+            _text(reply_id, "reply id", "id"),
+            _text(workspace, "workspace", "workspace"),
+            _text(platform, "platform", "id"),
+            _text(place, "place", "place"),
         )
         await self._run(
             lambda db: db.execute(
@@ -70,7 +70,7 @@ class SqlitePlaces:
         )
 
     async def place(self, reply_id: str) -> ReplyPlace | None:
-        _text(reply_id, "reply id", MAX_ID)
+        _text(reply_id, "reply id", "id")
 
         def read(db: sqlite3.Connection) -> ReplyPlace | None:
             row = db.execute(
@@ -82,12 +82,13 @@ class SqlitePlaces:
         return await self._run(read, write=False)
 
     async def forget_place(self, reply_id: str) -> None:
-        _text(reply_id, "reply id", MAX_ID)
+        _text(reply_id, "reply id", "id")
         await self._run(lambda db: db.execute("DELETE FROM reply_places WHERE message_id = ?", (reply_id,)))
 
     async def places(self, *, limit: int = 100) -> Sequence[ReplyPlace]:
-        if not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise StoreError("invalid", "limit must be between 1 and 1,000")
+        error = whole_error("places_page", limit, "limit")
+        if error is not None:
+            raise StoreError("invalid", error)
 
         def read(db: sqlite3.Connection) -> list[ReplyPlace]:
             rows = db.execute(

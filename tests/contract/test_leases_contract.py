@@ -18,7 +18,7 @@ from core.messages import MessageRole, Platform, ReplyStatus, WorkspaceRef
 from core.stores.base import Store, StoreError
 from core.stores.convex import ConvexStore
 from core.stores.convex_leases import ConvexLeases
-from core.stores.leases import BudgetLeases, BudgetRequest, StreamLeases
+from core.stores.leases import BudgetLeases, BudgetRequest, StreamLeases, TakenReply
 from core.stores.sqlite import SqliteStore
 from core.stores.sqlite_leases import SqliteLeases
 
@@ -146,7 +146,7 @@ async def test_a_dead_owners_reply_is_taken_over_by_one_process_and_the_owner_le
     await a.leases.heartbeat("proc-a", [reply])
     await asyncio.sleep(0.5)
     won = await asyncio.gather(b.leases.take_over("proc-b", stale_s=0.3), a.leases.take_over("proc-c", stale_s=0.3))
-    assert sorted(len(w) for w in won) == [0, 1] and [reply] in won
+    assert sorted(len(w) for w in won) == [0, 1] and [TakenReply(reply, WS.key)] in won
     winner = "proc-b" if won[0] else "proc-c"
     assert await a.leases.heartbeat("proc-a", [reply]) == [reply]  # the old owner must stop
     assert await a.leases.heartbeat(winner, [reply]) == []
@@ -159,7 +159,7 @@ async def test_a_reply_nobody_owned_is_taken_once_it_stopped_growing(clients: tu
     reply = await streaming_reply(a.store)
     assert await b.leases.take_over("proc-b", stale_s=0.3) == []
     await asyncio.sleep(0.45)
-    assert await b.leases.take_over("proc-b", stale_s=0.3) == [reply]
+    assert await b.leases.take_over("proc-b", stale_s=0.3) == [TakenReply(reply, WS.key)]
     assert await a.leases.take_over("proc-a", stale_s=0.3) == []
 
 
@@ -178,4 +178,5 @@ async def test_a_process_takes_over_only_replies_of_the_platforms_it_serves(clie
     reply = await streaming_reply(a.store)  # in a Slack workspace
     await asyncio.sleep(0.45)
     assert await b.leases.take_over("discord-proc", stale_s=0.3, platforms=["discord"]) == []
-    assert await b.leases.take_over("slack-proc", stale_s=0.3, platforms=["slack", "discord"]) == [reply]
+    taken = await b.leases.take_over("slack-proc", stale_s=0.3, platforms=["slack", "discord"])
+    assert taken == [TakenReply(reply, WS.key)]

@@ -1,4 +1,5 @@
-"""Reply ownership between two processes on one store: a dead owner's reply is taken over once."""
+"""Reply ownership between two processes on one store: a dead owner's reply is taken over once, and
+the old owner, if it was only paused, learns that it lost it."""
 
 from __future__ import annotations
 
@@ -14,17 +15,21 @@ WS = WorkspaceRef(Platform.DISCORD, "G1")
 
 
 class MarkFailed:
-    """Finishes in the store only (the platform part is the fault-handling path's, tested end to end)."""
+    """Finishes in the store only (finishing on the platform is core.recovery's, tested end to end)."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteStore, platforms: tuple[str, ...]) -> None:
         self.store = store
+        self.platforms = dict.fromkeys(platforms, object())
+        self.live: set[str] = set()
+        self.lost: set[str] = set()
         self.finished: list[str] = []
 
-    async def finish_orphan(self, reply_id: str) -> bool:
-        message = await self.store.message(WS, reply_id)
+    async def finish_orphan(self, reply_id: str, ws: WorkspaceRef | None = None, *, streaming: bool = True) -> bool:
+        assert ws is not None
+        message = await self.store.message(ws, reply_id)
         if message is None or message.status is not ReplyStatus.STREAMING:
             return False
-        await self.store.complete_message(WS, reply_id, text=message.text + " [interrupted]", status=ReplyStatus.FAILED)
+        await self.store.complete_message(ws, reply_id, text=message.text + " [interrupted]", status=ReplyStatus.FAILED)
         self.finished.append(reply_id)
         return True
 
@@ -34,22 +39,27 @@ async def test_a_live_process_takes_over_a_dead_owners_reply_once(tmp_path: Path
     a_leases, b_leases = await SqliteLeases.open(store.path), await SqliteLeases.open(store.path)
     thread = await store.thread_for(WS, "C1", "t")
     reply = await store.add_message(WS, thread, MessageRole.ASSISTANT, "half an answer", status=ReplyStatus.STREAMING)
-    a = ReplyOwnership(a_leases, platforms=["discord"], heartbeat_s=0.1, stale_s=0.5, sweep_s=0.1)
-    b = ReplyOwnership(b_leases, platforms=["discord"], heartbeat_s=0.1, stale_s=0.5, sweep_s=0.1)
-    slack_only = ReplyOwnership(b_leases, platforms=["slack"], heartbeat_s=0.1, stale_s=0.5, sweep_s=0.1)
-    finisher = MarkFailed(store)
-    a.started(reply)
-    a.start(finisher)
-    b.start(finisher)
-    slack_only.start(finisher)
+    timing = {"heartbeat_s": 0.1, "stale_s": 0.5, "sweep_s": 0.1}
+    here, there, slack_only = (
+        MarkFailed(store, ("discord",)),
+        MarkFailed(store, ("discord",)),
+        MarkFailed(store, ("slack",)),
+    )
+    a = ReplyOwnership(a_leases, here, **timing)
+    b = ReplyOwnership(b_leases, there, **timing)
+    c = ReplyOwnership(b_leases, slack_only, **timing)
+    here.live.add(reply)
+    for part in (a, b, c):
+        part.start()
     await asyncio.sleep(1.0)
-    assert finisher.finished == []  # a heartbeats: nobody takes it
-    await a.stop()  # a dies
+    assert there.finished == [] and slack_only.finished == []  # a heartbeats: nobody takes it
+    await a.stop()  # a dies (or stalls)
     await asyncio.sleep(1.2)
-    assert finisher.finished == [reply] and b.taken_over == 1 and slack_only.taken_over == 0
+    assert there.finished == [reply] and b.taken_over == 1 and c.taken_over == 0
     assert (await store.message(WS, reply)).status is ReplyStatus.FAILED  # type: ignore[union-attr]
-    assert await a.heartbeat() == [reply] and not a.owns(reply)  # a, if only paused, must leave it alone
-    for part in (b, slack_only):
+    # a, if it was only paused, learns at its next heartbeat that the reply is no longer its own.
+    assert await a.heartbeat() == [reply] and reply in here.lost and reply not in here.live
+    for part in (b, c):
         await part.stop()
     for closer in (a_leases.close, b_leases.close, store.close):
         await closer()

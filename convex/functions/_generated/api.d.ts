@@ -14,6 +14,7 @@ import type * as lib_roles from "../lib/roles.js";
 import type * as lib_rules from "../lib/rules.js";
 import type * as lib_security from "../lib/security.js";
 import type * as personas from "../personas.js";
+import type * as places from "../places.js";
 import type * as threads from "../threads.js";
 import type * as version from "../version.js";
 import type * as workspaces from "../workspaces.js";
@@ -31,6 +32,7 @@ declare const fullApi: ApiFromModules<{
   "lib/rules": typeof lib_rules;
   "lib/security": typeof lib_security;
   "personas": typeof personas;
+  "places": typeof places;
   "threads": typeof threads;
   "version": typeof version;
   "workspaces": typeof workspaces;

@@ -47,7 +47,8 @@ export const RULES = {
     "window": 40,
     "sealed_token": 2000,
     "oauth_state": 200,
-    "scopes": 2000
+    "scopes": 2000,
+    "place": 8000
   },
   "counts": {
     "sources": 50,
@@ -55,7 +56,10 @@ export const RULES = {
     "role_ids": 250,
     "messages_page": 200,
     "audit_page": 500,
-    "fact_users": 10
+    "fact_users": 10,
+    "lease_buckets": 64,
+    "heartbeat_replies": 4096,
+    "platforms": 10
   },
   "numbers": {
     "seq": [
@@ -89,6 +93,10 @@ export const RULES = {
     "lease_page": [
       1,
       200
+    ],
+    "places_page": [
+      1,
+      1000
     ]
   },
   "settings": {

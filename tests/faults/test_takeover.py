@@ -1,0 +1,97 @@
+"""Two live processes on one store: SIGKILL the one streaming a reply, and the other takes the reply over
+(its owner stopped heartbeating), finishes it on Slack with the text so far and the "interrupted"
+marker, and marks it failed, once. On the embedded SQLite store and on Convex (the real functions).
+
+The real `chatbot slack --http` processes, the real Bolt app and slack-sdk, the loopback Slack and
+Anthropic servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from core.messages import MessageRole, Platform, ReplyStatus, WorkspaceRef
+from core.recovery import INTERRUPTED_MARKER
+from core.stores.base import Store
+from core.stores.convex import ConvexStore
+from core.stores.sqlite import SqliteStore
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.slack import TEAM_ID, FakeSlack, event_body, signed_headers
+from tests.faults.test_crash_recovery import ANSWER, EVENTS, bot_env, free_port, start_bot, the_reply, until
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "convex"])
+async def test_a_live_process_takes_over_and_finishes_a_killed_processs_reply(
+    request: pytest.FixtureRequest, data_dir: Path, slack: FakeSlack, fake_anthropic: FakeAnthropic, kind: str
+) -> None:
+    fake_anthropic.script(ANSWER, chunk_chars=8, delay_s=0.05)  # ~6 s of streaming
+    shared = {
+        "SLACK_NATIVE_STREAMING": "false",
+        "CHATBOT_SCALE_OUT": "true",
+        "CHATBOT_OWNER_STALE_S": "2",  # 10 s by default
+        "CHATBOT_RECOVERY_INTERVAL_S": "0.5",
+        "CHATBOT_ORPHAN_AFTER_S": "25",  # the one-process sweep must play no part here
+    }
+    if kind == "convex":
+        server = request.getfixturevalue("convex_server")
+        server.reset()
+        shared |= {"CONVEX_URL": server.url, "CONVEX_SERVICE_SECRET": server.secret}
+    env = bot_env(data_dir, slack, fake_anthropic, **shared)
+    ports = [free_port(), free_port()]
+    owner = await start_bot(env, ports[0])
+    other = await start_bot(env, ports[1])
+    try:
+        event = EVENTS[False]
+        channel = str(event["channel"])
+        body = event_body(event)
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{ports[0]}/slack/events"
+            async with http.post(url, data=body, headers=signed_headers(body, content_type="application/json")) as r:
+                assert r.status == 200
+
+        def half_shown() -> bool:
+            reply = the_reply(slack, channel)
+            return reply is not None and len(slack.shown_text(reply)) > 150
+
+        await until(half_shown, 30, "part of the answer was shown")
+        owner.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        await owner.wait()
+        reply = the_reply(slack, channel)
+        assert reply is not None
+        shown_before = slack.shown_text(reply)
+        calls_before = len(slack.calls)
+
+        marker = "Interrupted: the bot restarted while answering"
+        await until(lambda: marker in slack.shown_text(reply), 30, "the other process finished the reply")
+        assert time.monotonic() - killed < 30
+        assert slack.shown_text(reply).startswith(shown_before[:100])
+        await asyncio.sleep(2.0)  # more heartbeats and sweeps: nothing is finished twice
+        later = [c for c in slack.calls[calls_before:] if c.args.get("ts") == reply.ts]
+        assert len(later) == 1, [c.method for c in later]
+        assert len(slack.replies_in(channel)) == 1
+    finally:
+        for proc in (owner, other):
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 30)
+
+    store: Store
+    if kind == "convex":
+        store = ConvexStore(server.url, server.secret)
+    else:
+        store = await SqliteStore.open(data_dir / "chatbot.sqlite")
+    try:
+        ws = WorkspaceRef(Platform.SLACK, TEAM_ID)
+        thread = await store.find_thread(ws, channel, str(event["ts"]))
+        assert thread is not None
+        [stored] = [m for m in (await store.messages(ws, thread)).items if m.role is MessageRole.ASSISTANT]
+        assert stored.status is ReplyStatus.FAILED and stored.text.endswith(INTERRUPTED_MARKER)
+    finally:
+        await store.close()
