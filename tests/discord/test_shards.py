@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import discord
@@ -35,11 +36,12 @@ def most_in_window(times: list[float], window: float) -> int:
     return best
 
 
-async def settle(fake: FakeDiscord, channels: list[str], limit_s: float) -> None:
+async def settle(fake: FakeDiscord, channels: list[str], limit_s: float, done: Callable[[str], bool]) -> None:
+    """Wait until the latest bot message of every channel shows a finished answer."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit_s
-    while not all(fake.bot_messages(c) and fake.bot_messages(c)[-1]["content"].endswith(".") for c in channels):
-        assert loop.time() < deadline, [len(fake.bot_messages(c)) for c in channels]
+    while not all(fake.bot_messages(c) and done(fake.bot_messages(c)[-1]["content"]) for c in channels):
+        assert loop.time() < deadline, [m["content"][-80:] for c in channels for m in fake.bot_messages(c)][:4]
         await asyncio.sleep(0.1)
 
 
@@ -65,12 +67,12 @@ async def test_one_process_runs_two_shards_and_each_guild_is_served_by_its_shard
             await asyncio.wait_for(client.wait_until_ready(), 20)
             assert sorted(fake.shards_identified) == [(0, 2), (1, 2)]
             assert {g.id: g.shard_id for g in client.guilds} == {int(GUILD_ID): 0, int(OTHER_GUILD): 1}
-            fake_anthropic.script("An answer for the first server.")
-            await fake.send_message(MEMBER, "first?")
-            fake_anthropic.script("An answer for the second server.")
-            await fake.send_message(MEMBER, "second?", channel_id=OTHER_CHANNEL)
-            await settle(fake, [CHANNEL_ID, OTHER_CHANNEL], 20)
-            assert fake.bot_messages(OTHER_CHANNEL)[-1]["content"] == "An answer for the second server."
+            # The loopback model's default answer repeats the question: each reply names its own.
+            await fake.send_message(MEMBER, "what about the first server.")
+            await fake.send_message(MEMBER, "what about the second server.", channel_id=OTHER_CHANNEL)
+            await settle(fake, [CHANNEL_ID, OTHER_CHANNEL], 20, lambda text: "server." in text)
+            assert "the first server." in fake.bot_messages(CHANNEL_ID)[-1]["content"]
+            assert "the second server." in fake.bot_messages(OTHER_CHANNEL)[-1]["content"]
         finally:
             await client.drain()
             await client.close()
@@ -131,7 +133,7 @@ async def test_two_shard_processes_share_the_global_budget(
             started = loop.time()
             for channel in first + second:
                 await fake.send_message(MEMBER, "tell me everything", channel_id=channel)
-            await settle(fake, first + second, 90)
+            await settle(fake, first + second, 90, lambda text: text == answer.strip())
         finally:
             for proc in procs:
                 proc.terminate()
