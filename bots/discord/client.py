@@ -13,8 +13,9 @@ import structlog
 from discord import app_commands
 
 from bots.discord.budget import rate_limit_trace
+from bots.discord.controls import ControlTokens, handle_click, is_control
 from bots.discord.files import DiscordFiles
-from bots.discord.history import DiscordHistory, attachments_of
+from bots.discord.history import DiscordHistory, DiscordThread, attachments_of
 from bots.discord.members import GuildMembers, member_facts
 from bots.discord.surface import DiscordSurface
 from bots.discord.threads import BusyChannels
@@ -69,12 +70,52 @@ class ChatbotClient(discord.AutoShardedClient):
         self.scheduler = scheduler
         self.history = DiscordHistory(self, self.scheduler)
         self.files = DiscordFiles()
+        self.control_tokens = ControlTokens()
         self.busy = BusyChannels(scheduler)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(admin_commands(self))
         self._tasks: set[asyncio.Task[None]] = set()
         # bot message id -> the conversation it belongs to, so a reply chain keeps its history
         self._conversations: OrderedDict[int, str] = OrderedDict()
+
+    async def _reply(self, incoming: IncomingMessage, surface: DiscordSurface, history: DiscordThread | None) -> None:
+        try:
+            outcome = await self.core.answer(incoming, surface, self.scheduler, history, self.files)
+            log.info("discord.answered", key=incoming.event_key, status=outcome.status, reason=outcome.reason)
+        except Exception:
+            log.exception("discord.answer_failed", key=incoming.event_key)
+        finally:
+            try:
+                await surface.finished()  # Stop becomes Regenerate (a stopped reply too)
+            except Exception as exc:
+                log.warning("discord.controls_failed", error=repr(exc))
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        if not is_control(interaction):
+            return  # app commands: the command tree's
+        task = asyncio.create_task(self._click(interaction))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _click(self, interaction: discord.Interaction) -> None:
+        async def again(question: IncomingMessage, clicked: discord.Interaction) -> None:
+            channel = clicked.channel
+            if not isinstance(channel, discord.abc.Messageable) or clicked.message is None:
+                return
+            surface = DiscordSurface(
+                channel,
+                channel_id=int(question.channel_id),
+                scheduler=self.scheduler,
+                controls=self.control_tokens.token(question.event_key),
+                in_place=clicked.message,
+            )
+            await self._reply(question, surface, None)
+
+        ws, actor = workspace_of(interaction.guild, interaction.user), actor_of(interaction.user, interaction.guild)
+        try:
+            await handle_click(interaction, self.core.controls, self.control_tokens, ws, actor, again)
+        except Exception:
+            log.exception("discord.control_failed")
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         # Discord admits one IDENTIFY per 5 s per bot (max_concurrency 1): the shards of one process
@@ -161,14 +202,12 @@ class ChatbotClient(discord.AutoShardedClient):
             scheduler=self.scheduler,
             reply_to=reply_to,
             on_posted=lambda posted: self._remember(posted, thread_id),
+            controls=self.control_tokens.token(incoming.event_key),
         )
         try:
             # The reply chain or thread the question continues (a thread opened for it has nothing yet).
             history = self.history.for_question(message) if thread is None else None
-            outcome = await self.core.answer(incoming, surface, self.scheduler, history, self.files)
-            log.info("discord.answered", key=incoming.event_key, status=outcome.status, reason=outcome.reason)
-        except Exception:
-            log.exception("discord.answer_failed", key=incoming.event_key)
+            await self._reply(incoming, surface, history)
         finally:
             if counted:
                 self.busy.done(message.channel.id)

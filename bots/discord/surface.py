@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import discord
 
 from bots.discord import limits
+from bots.discord.controls import control_view
 from bots.discord.render import sources_text, tables_to_code
 from core.messages import Source
 from core.pacing import EditScheduler, within_budget
@@ -33,7 +34,11 @@ class DiscordSurface:
         reply_to: discord.Message | None = None,
         on_posted: Callable[[discord.Message], None] | None = None,
         interaction: discord.Interaction | None = None,
+        controls: str = "",
+        in_place: discord.Message | None = None,
     ) -> None:
+        self.controls = controls  # the token of the reply's buttons (Stop, then Regenerate)
+        self.in_place = in_place  # a finished reply to answer again in (Regenerate)
         self.channel = channel
         self.channel_id = channel_id
         self.scheduler = scheduler
@@ -52,14 +57,22 @@ class DiscordSurface:
         return discord.Embed(title="Sources", description=sources_text(sources)) if sources else None
 
     async def post(self, text: str, *, sources: Sequence[Source] = ()) -> str:
+        first = not self._messages
+        extra = {"view": control_view(self.controls, finished=False)} if first and self.controls else {}
         try:
-            message = await self.channel.send(
-                content=tables_to_code(text)[:MAX_CONTENT],
-                embed=self._embed(sources),  # type: ignore[arg-type]
-                reference=self._last or self.reply_to,  # type: ignore[arg-type]
-                mention_author=False,
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
+            if first and self.in_place is not None:  # Regenerate: the first part replaces the earlier answer
+                message = await self.in_place.edit(
+                    content=tables_to_code(text)[:MAX_CONTENT], embed=self._embed(sources), **extra
+                )
+            else:
+                message = await self.channel.send(
+                    content=tables_to_code(text)[:MAX_CONTENT],
+                    embed=self._embed(sources),  # type: ignore[arg-type]
+                    reference=self._last or self.reply_to,  # type: ignore[arg-type]
+                    mention_author=False,
+                    allowed_mentions=discord.AllowedMentions.none(),
+                    **extra,  # type: ignore[arg-type]
+                )
         except discord.RateLimited as exc:
             raise RateLimited(exc.retry_after, self._scopes[0].key) from exc
         self._messages[str(message.id)] = message
@@ -76,6 +89,14 @@ class DiscordSurface:
             )
         except discord.RateLimited as exc:
             raise RateLimited(exc.retry_after, self._scopes[0].key) from exc
+
+    async def finished(self) -> None:
+        """The reply is done (answered, failed or stopped): its Stop button becomes Regenerate."""
+        first = next(iter(self._messages.values()), None)
+        if not self.controls or first is None:
+            return
+        view = control_view(self.controls, finished=True)
+        await within_budget(self.scheduler, self._scopes, lambda: first.edit(view=view))
 
     async def thinking(self) -> None:
         if self.interaction is None:

@@ -90,7 +90,7 @@ async def test_a_mention_streams_edits_and_ends_with_the_exact_answer(harness: H
     [reply] = harness.fake.bot_messages()
     assert reply["content"] == ANSWER
     assert str(reply["message_reference"]["message_id"]) == question["id"]  # answered as a reply
-    edits = [c.body["content"] for c in harness.fake.calls_to("PATCH", "/messages/")]
+    edits = [c.body["content"] for c in harness.fake.calls_to("PATCH", "/messages/") if "content" in c.body]
     assert len(edits) >= 2 and edits[-1] == ANSWER
     assert all(ANSWER.startswith(e) or e == "…" for e in edits[:-1])
     assert harness.fake.calls_to("POST", "/typing")  # typing while thinking

@@ -279,6 +279,41 @@ class FakeDiscord:
             return web.Response(status=404)
         return web.Response(body=found[1], content_type=found[0])
 
+    async def click(self, custom_id: str, message_id: str, user_id: str, *, interaction_id: str = "") -> str:
+        """Press a button on a message (a component interaction over the gateway); returns the interaction id."""
+        message = self.messages[message_id]
+        member = self.members.get(user_id) or self.add_member(user_id, f"u{user_id[-4:]}")
+        interaction_id = interaction_id or snowflake()
+        await self.dispatch(
+            "INTERACTION_CREATE",
+            {
+                "id": interaction_id,
+                "application_id": APP_ID,
+                "type": 3,
+                "token": f"tok-{interaction_id}",
+                "version": 1,
+                "guild_id": GUILD_ID,
+                "channel_id": message["channel_id"],
+                "channel": {"id": message["channel_id"], "type": 0, "guild_id": GUILD_ID, "name": "general"},
+                "locale": "en-US",
+                "guild_locale": "en-US",
+                "app_permissions": "0",
+                "attachment_size_limit": 10485760,
+                "entitlements": [],
+                "authorizing_integration_owners": {},
+                "context": 0,
+                "member": {**member, "permissions": "32" if MOD_ROLE_ID in member.get("roles", []) else "0"},
+                "message": message,
+                "data": {"custom_id": custom_id, "component_type": 2},
+            },
+        )
+        return interaction_id
+
+    def buttons(self, message_id: str) -> list[dict[str, Any]]:
+        """The buttons on a message, as Discord shows them."""
+        rows = self.messages[message_id].get("components") or []
+        return [c for row in rows for c in row.get("components", [])]
+
     async def open_thread(self, owner_id: str, name: str = "discussion") -> str:
         """A public thread someone opened in the channel (THREAD_CREATE); returns its id."""
         thread = self._thread(CHANNEL_ID, name, owner_id)
@@ -639,6 +674,7 @@ class FakeDiscord:
             "tts": False,
             "content": body.get("content", previous.get("content", "")) or "",
             "embeds": body.get("embeds", previous.get("embeds", [])) or [],
+            "components": body.get("components", previous.get("components", [])) or [],
             "timestamp": previous.get("timestamp", "2026-11-25T10:00:01+00:00"),
             "edited_timestamp": None if created else "2026-11-25T10:00:02+00:00",
             "mention_everyone": False,

@@ -1,0 +1,74 @@
+"""Stop and Regenerate on Discord, end to end: button clicks as component interactions over the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.discord.test_discord import MEMBER, MOD, Harness, harness  # noqa: F401  (the fixture)
+from tests.slack.test_controls import LONG
+
+
+async def first_reply_with(h: Harness, label: str, limit_s: float = 20) -> dict[str, object]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit_s
+    while True:
+        replies = h.fake.bot_messages()
+        if replies and any(b.get("label") == label for b in h.fake.buttons(str(replies[0]["id"]))):
+            return replies[0]
+        assert loop.time() < deadline, f"no reply with a {label} button"
+        await asyncio.sleep(0.025)
+
+
+def custom_id(h: Harness, message: dict[str, object], label: str) -> str:
+    return next(str(b["custom_id"]) for b in h.fake.buttons(str(message["id"])) if b.get("label") == label)
+
+
+async def test_stop_ends_a_streaming_reply_marked_stopped(harness: Harness) -> None:  # noqa: F811
+    h = harness
+    h.llm.script(LONG, chunk_chars=10, delay_s=0.1)
+    await h.fake.send_message(MEMBER, "write me an essay")
+    reply = await first_reply_with(h, "Stop")
+    stop = custom_id(h, reply, "Stop")
+
+    before = len(h.fake.calls_to("POST", "/webhooks/"))
+    await h.fake.click(stop, str(reply["id"]), MOD)  # Manage Guild is admin: may stop anyone's reply
+    await h.fake.click(stop, str(reply["id"]), MOD)
+    clicked = time.monotonic()
+    await first_reply_with(h, "Regenerate")
+    took = time.monotonic() - clicked
+    await h.settle()
+    content = str(h.fake.bot_messages()[0]["content"])
+    assert content.endswith("_(stopped)_") and len(content) < len(LONG)
+    assert took < 5, f"Stop took {took:.2f}s"  # generous for a shared machine
+    assert any(c.body.get("type") == 6 for c in h.fake.calls_to("POST", "/callback"))  # acknowledged
+    assert len(h.fake.calls_to("POST", "/webhooks/")) == before  # no refusal for either click
+
+
+async def test_regenerate_replaces_the_answer_and_others_may_not(harness: Harness) -> None:  # noqa: F811
+    h = harness
+    h.llm.script("The first answer.")
+    await h.fake.send_message(MEMBER, "what is our deploy day?")
+    reply = await first_reply_with(h, "Regenerate")
+    await h.settle()
+    regen = custom_id(h, reply, "Regenerate")
+
+    stranger = "700000000000000077"
+    await h.fake.click(regen, str(reply["id"]), stranger)  # neither the asker nor a curator
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not h.fake.calls_to("POST", "/webhooks/"):
+        assert loop.time() < deadline
+        await asyncio.sleep(0.025)
+    assert "Only the person who asked" in str(h.fake.calls_to("POST", "/webhooks/")[-1].body["content"])
+    assert len(h.llm.requests) == 1
+
+    h.llm.script("A better second answer.")
+    await h.fake.click(regen, str(reply["id"]), MEMBER)
+    deadline = loop.time() + 20
+    while h.fake.bot_messages()[0]["content"] != "A better second answer.":
+        assert loop.time() < deadline
+        await asyncio.sleep(0.025)
+    await h.settle()
+    assert len(h.fake.bot_messages()) == 1  # the same message, answered again
+    assert len(h.llm.requests) == 2
