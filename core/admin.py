@@ -113,7 +113,9 @@ class AdminCommands:
             return f"{exc}\n\n{HELP}"
         except PermissionDenied as exc:
             # A demotion below a rank the target has anyway is refused: say so, and where the rank comes from.
-            return f"No change: {exc}." if exc.code == "no_effect" else f"Not allowed: {exc}."
+            # Store messages may end with their own full stop; the refusal has exactly one.
+            reason = str(exc).rstrip(".")
+            return f"No change: {reason}." if exc.code == "no_effect" else f"Not allowed: {reason}."
         except StoreUnavailable:
             log.warning("admin.store_unavailable", command=words[0])
             return "I can't reach my store right now, so nothing was changed. Please try again in a moment."
