@@ -148,7 +148,8 @@ class ConvexStore:
     async def _verify_facts(self, args: dict[str, Any]) -> None:
         """Before a call judged by roles: Convex asks the platform about the actor and the target itself
         (facts:refresh) and trusts only what it verified; without a verified fact the stored role counts.
-        The claims sent along count only on a deployment without the platform's bot token."""
+        Such a deployment then gets the ids alone; claims are sent only to one without the platform's
+        bot token, which takes them."""
         workspace = str(args["workspace"])
         platform = workspace.partition(":")[0]
         if time.monotonic() < self._not_verifying.get(platform, 0.0):
@@ -161,6 +162,10 @@ class ConvexStore:
             return
         if verified is None:  # the deployment keeps no token for this platform: ask again in a minute
             self._not_verifying[platform] = time.monotonic() + 60.0
+            return
+        # A deployment that verifies gets ids only: claims would count for nothing there anyway.
+        args["actor"] = {"userId": args["actor"]["userId"], **_facts(PlatformFacts())}
+        args.pop("targetFacts", None)
 
     async def _post(self, kind: str, path: str, payload: dict[str, Any]) -> Any:
         try:

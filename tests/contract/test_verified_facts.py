@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from core.messages import Actor, Platform, PlatformFacts, WorkspaceRef
@@ -52,6 +53,22 @@ async def test_a_forged_owner_claim_counts_for_nothing(verifying: tuple[ConvexSt
     await denied(store.update_settings(WS, Actor("U-member", FORGED_OWNER), {"system_prompt": "pwned"}), "forbidden")
     assert (await store.settings(WS)).system_prompt == ""
     assert any(c.method == "users.info" for c in slack.calls)
+
+
+async def test_the_functions_ignore_claims_sent_past_the_client(
+    verifying: tuple[ConvexStore, FakeSlack], convex_server: ConvexServer
+) -> None:
+    # ConvexStore sends a verifying deployment ids only; a caller holding the secret may still send claims.
+    forged = {"userId": "U-member", "isOwner": True, "isAdmin": True, "roleIds": []}
+    args = {"secret": convex_server.secret, "workspace": WS.key, "actor": forged, "user": "U-x", "role": 4}
+    args["targetFacts"] = {"isOwner": False, "isAdmin": False, "roleIds": []}
+    async with httpx.AsyncClient(base_url=convex_server.url) as client:
+        await client.post("/api/action", json={"path": "facts:refresh", "args": {
+            "secret": convex_server.secret, "workspace": WS.key, "users": ["U-member"]}})  # fmt: skip
+        response = await client.post("/api/mutation", json={"path": "workspaces:setRole", "args": args})
+    assert response.json()["value"]["refused"]["code"] == "forbidden"
+    store, _ = verifying
+    assert await store.membership(WS, "U-x") is None
 
 
 async def test_a_real_owner_needs_no_claim(verifying: tuple[ConvexStore, FakeSlack]) -> None:
