@@ -1,21 +1,29 @@
-"""Streaming benchmark: N concurrent replies against rate-limited loopback Slack and Discord fakes.
+"""Streaming benchmark on the real adapters: replies as users see them on loopback Slack and Discord.
 
-    uv run python bench/streaming.py            # 1,000 concurrent conversations
-    uv run python bench/streaming.py --chaos    # plus injected 429s and 5xx errors
-    uv run python bench/streaming.py --n 200 --json
+    uv run python bench/streaming.py                       # the five scenarios
+    uv run python bench/streaming.py --scenario one        # one of them (see --help)
+    uv run python bench/streaming.py --scenario slack200   # 200 mentions, 20 channels, 40 people, 2 s
 
-The fakes (bench/fakes.py) run in a separate process, so CPU and RSS are the bot's own. A fake LLM
-in this process streams each answer at a set token rate with jitter; the real `ReplyStreamer` and
-`EditScheduler` drive minimal aiohttp surfaces (bench/surfaces.py). Times are measured at the fake
-servers (arrival of each request), against the time the fake LLM produced each chunk of text.
+This process runs the product's adapters: the discord.py client over the loopback gateway
+(ChatbotClient, DiscordSurface, its budgets) and, per Slack workspace, the Bolt app behind its
+Events API endpoint with slack_sdk's AsyncWebClient (SlackBot, SlackSurface: chat.update in
+channel threads, native streaming in DM threads), all sharing one EditScheduler per platform as one
+process would. The platforms are tests/fakes, in a process of their own (bench/platforms.py), with
+the limits of bots/<platform>/limits.py enforced and 100 ms per request; they also play the people
+who ask. A model stands in for the pipeline behind `ChatCore.answer`: it streams each answer
+(~2,400 characters at ~50 tokens/s, jittered) into the real ReplyStreamer, which is what the
+pipeline does with the model's deltas; retrieval and storage are not part of this benchmark.
 
-Figures:
-  ttfv       first LLM token -> first visible text of the answer
-  staleness  for every chunk the LLM produced: the time until it was visible on the platform
-  pacing     the interval the platform's budget allows this reply at that moment: replies sharing
-             the binding scope / its rate (Slack: live replies in the workspace / 44 per minute;
-             Discord: max(live replies in the channel / 0.75 per s, live Discord replies / 44 per s))
-  excess     staleness - pacing: what the engine adds on top of the platform's own limit
+Figures, measured from what the platform servers stored and when:
+  staleness   sampled every 10 ms from a reply's first token until its whole text is shown: the
+              age of the oldest token the model has sent that the platform does not show yet
+  ttfv        first token -> first visible text
+  final lag   last token -> the whole text visible
+  attached    every part of a reply replies to the part before it (the first to the question), or
+              sits in the question's own thread
+  floor       Slack: what the workspace's Tier 3 budget allows the replies sharing it, as the
+              interval between two edits of one reply (live replies in the workspace / edits per s)
+  windows     per method and scope, the most calls in any window of the platform's limit
 """
 
 from __future__ import annotations
@@ -23,11 +31,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import heapq
 import json
 import random
 import sys
+import tempfile
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,183 +47,361 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import aiohttp  # noqa: E402
+import discord  # noqa: E402
 import psutil  # noqa: E402
 import structlog  # noqa: E402
+import yarl  # noqa: E402
 
-from bench.surfaces import (  # noqa: E402
-    DISCORD_CHANNEL_RATE,
-    DISCORD_GLOBAL_RATE,
-    SLACK_UPDATE_RATE,
-    DiscordBenchSurface,
-    OfflineSurface,
-    SlackBenchSurface,
-)
-from core.markdown import split_parts  # noqa: E402
-from core.messages import ReplyStatus  # noqa: E402
+from bots.discord import limits as discord_limits  # noqa: E402
+from bots.discord.client import ChatbotClient  # noqa: E402
+from bots.slack import limits as slack_limits  # noqa: E402
+from bots.slack.app import EVENTS_PATH, SlackBot  # noqa: E402
+from core.messages import IncomingMessage, ReplyStatus  # noqa: E402
 from core.pacing import EditScheduler  # noqa: E402
+from core.stores.base import WorkspaceSettings  # noqa: E402
 from core.streaming import ReplyStreamer  # noqa: E402
+from core.surface import Surface  # noqa: E402
+from tests.fakes.loopback import serve  # noqa: E402
+from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET  # noqa: E402
 
 WORDS = (
     *("the", "retrieval", "layer", "answers", "from", "each", "workspace's", "own", "documents", "and"),
     *("cites", "them", "so", "people", "can", "check", "the", "source", "before", "acting", "on", "it"),
     *("while", "the", "reply", "keeps", "growing", "in", "place", "as", "tokens", "arrive", "`code`"),
 )
+DISCORD_BASE_CHANNEL = 310000000000000000
+DISCORD_MEMBER_BASE = 710000000000000000
+
+SCENARIOS = {
+    "one": "1 reply on Discord",
+    "discord20": "20 replies in 20 Discord channels",
+    "channel20": "20 replies in one Discord channel",
+    "discord100": "100 replies in 100 Discord channels",
+    "mixed1000": "900 Slack replies across 10 workspaces + 100 Discord replies at once",
+    "slack200": "200 Slack mentions from 40 people in 20 channels within 2 s",
+}
+DEFAULT_SCENARIOS = ("one", "discord20", "channel20", "discord100", "mixed1000")
+
+
+# -- the questions and the model's answers ----------------------------------------------------------
 
 
 @dataclass
-class Conversation:
-    index: int
+class Question:
+    id: str
     platform: str
-    group: str  # Slack workspace or Discord channel: the binding scope
-    surface: SlackBenchSurface | DiscordBenchSurface | OfflineSurface
-    start_at: float  # offset from the benchmark start
-    think_s: float  # retrieval + time to first token
+    at: float  # when it is asked, after the start
+    channel: str
+    user: str
+    team: int = 0  # Slack workspace index
+    kind: str = "mention"  # Slack: "mention" (a channel thread: chat.update) or "dm_thread" (native)
+    ts: str = ""
+    thread_ts: str = ""
+    text: str = ""
+
+
+@dataclass
+class Answer:
+    think_s: float
     chunks: list[str]
     gaps: list[float]
     text: str = ""
-    streamer: ReplyStreamer | None = None
+    produced: list[tuple[float, int]] = field(default_factory=list)  # (time, characters so far)
+    message_ids: list[str] = field(default_factory=list)
     started: float = 0.0
     ended: float = 0.0
-    next_chunk: int = 0
-    produced: list[tuple[float, int]] = field(default_factory=list)  # (time, total length so far)
     error: str = ""
+    native: bool = False
 
 
-def make_answer(rng: random.Random, tokens: int, with_code: bool) -> list[str]:
-    """An answer as LLM-sized pieces (a word and its space), with paragraphs and maybe a code block."""
+def make_answer(rng: random.Random, tokens: int, token_rate: float) -> Answer:
+    """An answer as LLM-sized pieces (a word and its space, paragraphs, sometimes a code block),
+    grouped 1-4 per streamed event with exponential gaps around the model's token rate."""
     pieces: list[str] = []
+    with_code = rng.random() < 0.2
     for i in range(tokens):
         word = rng.choice(WORDS)
         if i and i % rng.randint(35, 70) == 0:
             pieces.append(".\n\n")
         pieces.append(word if not pieces or pieces[-1].endswith("\n") else " " + word)
         if with_code and i == tokens // 2:
-            pieces.append(":\n\n```python\n")
-            pieces.extend(f"value_{j} = compute({j})\n" for j in range(rng.randint(5, 25)))
+            pieces.append(":\n\n```\n")  # no language: Slack's mrkdwn would drop it, and the text would differ
+            pieces.extend(f"value_{j} = compute({j})\n" for j in range(rng.randint(5, 15)))
             pieces.append("```\n\n")
     pieces.append(".")
-    return pieces
+    rate = token_rate * rng.uniform(0.7, 1.3)
+    chunks: list[str] = []
+    gaps: list[float] = []
+    j = 0
+    while j < len(pieces):
+        k = rng.randint(1, 4)
+        chunks.append("".join(pieces[j : j + k]))
+        gaps.append(rng.expovariate(rate / k))
+        j += k
+    return Answer(think_s=rng.uniform(0.3, 1.0), chunks=chunks, gaps=gaps, text="".join(chunks))
 
 
-def build(args: argparse.Namespace, session: aiohttp.ClientSession, urls: dict[str, str]) -> list[Conversation]:
-    rng = random.Random(args.seed)
-    n_discord = round(args.n * args.discord_share)
-    n_slack = args.n - n_discord
-    slack_ws = args.slack_workspaces or max(1, n_slack)
-    conversations: list[Conversation] = []
-    for i in range(args.n):
-        surface: SlackBenchSurface | DiscordBenchSurface
-        if i < n_slack:
-            team = f"T{rng.randrange(slack_ws):05d}"
-            channel = f"C{team[1:]}{rng.randrange(args.slack_channels)}"
-            surface = SlackBenchSurface(session, urls["slack"], team, channel)
-            platform, group = "slack", team
-        else:
-            guild = rng.randrange(args.discord_guilds)
-            channel = f"{guild * 100 + rng.randrange(args.discord_channels)}"
-            surface = DiscordBenchSurface(session, urls["discord"], channel)
-            platform, group = "discord", channel
-        tokens = rng.randint(args.min_tokens, args.max_tokens)
-        chunks = make_answer(rng, tokens, with_code=rng.random() < 0.2)
-        rate = args.token_rate * rng.uniform(0.7, 1.3)  # this reply's model speed
-        # SSE events carry 1-4 pieces; the gaps between them jitter around the mean.
-        grouped: list[str] = []
-        gaps: list[float] = []
-        j = 0
-        while j < len(chunks):
-            k = rng.randint(1, 4)
-            grouped.append("".join(chunks[j : j + k]))
-            gaps.append(rng.expovariate(rate / k))
-            j += k
-        conversations.append(
-            Conversation(
-                index=i,
-                platform=platform,
-                group=group,
-                surface=surface,
-                start_at=rng.uniform(0, args.ramp),
-                think_s=rng.uniform(0.3, 1.5),
-                chunks=grouped,
-                gaps=gaps,
-                text="".join(grouped),
-            )
-        )
-    rng.shuffle(conversations)
-    return conversations
+def build(name: str, rng: random.Random, args: argparse.Namespace) -> tuple[list[Question], int, list[str]]:
+    """(questions, Slack workspaces, extra Discord channels) for a scenario."""
+    questions: list[Question] = []
+    channels: list[str] = []
+
+    def discord_q(i: int, channel: str, at: float) -> None:
+        questions.append(Question(f"q{len(questions)}", "discord", at, channel, str(DISCORD_MEMBER_BASE + i)))
+
+    def discord_channel(i: int) -> str:
+        channel = str(DISCORD_BASE_CHANNEL + i)
+        if channel not in channels:
+            channels.append(channel)
+        return channel
+
+    teams = 0
+    if name == "one":
+        discord_q(0, discord_channel(0), 0.0)
+    elif name in ("discord20", "discord100"):
+        n = 20 if name == "discord20" else 100
+        for i in range(n):
+            discord_q(i, discord_channel(i), rng.uniform(0, 1.0))
+    elif name == "channel20":
+        channel = discord_channel(0)
+        for i in range(20):
+            discord_q(i, channel, rng.uniform(0, 1.0))
+    elif name == "mixed1000":
+        teams = 10
+        for i in range(900):
+            team = i % teams
+            kind = "dm_thread" if rng.random() < 0.2 else "mention"
+            channel = f"D{team}{i:04d}" if kind == "dm_thread" else f"C{team}{rng.randrange(10)}"
+            slack_q(questions, team, channel, f"U{team}{rng.randrange(100):03d}", kind, rng.uniform(0, args.ramp))
+        for i in range(100):
+            discord_q(i, discord_channel(i), rng.uniform(0, args.ramp))
+    elif name == "slack200":
+        teams = 1
+        for _ in range(200):
+            channel = f"C0{rng.randrange(20):02d}"
+            slack_q(questions, 0, channel, f"U0{rng.randrange(40):03d}", "mention", rng.uniform(0, 2.0))
+    return questions, teams, channels
 
 
-class NullStreamer:
-    """Takes the fake LLM's text and does nothing: the calibration run measures the LLM driver alone."""
+def slack_q(questions: list[Question], team: int, channel: str, user: str, kind: str, at: float) -> None:
+    n = len(questions)
+    ts = f"{1_690_000_000 + n}.{n:06d}"
+    thread_ts = f"{1_680_000_000 + n}.000100" if kind == "dm_thread" else ""
+    questions.append(Question(f"q{n}", "slack", at, channel, user, team, kind, ts, thread_ts))
 
-    edits = 0
-    rate_limited = 0
 
-    def __init__(self, *_: object) -> None:
-        self.message_ids: list[str] = []
+# -- the stand-in for the pipeline: the model streaming into the real ReplyStreamer -------------------
 
-    async def start(self) -> None:
+
+@dataclass
+class Outcome:
+    status: str
+    reason: str = ""
+
+
+class BenchStore:
+    async def settings(self, ws: Any) -> WorkspaceSettings:
+        return WorkspaceSettings()  # auto_thread off: busy Discord channels move to threads on their own
+
+    async def find_thread(self, *args: Any) -> None:
         return None
 
-    def feed(self, delta: str) -> None:
-        return None
 
-    async def finish(self, status: ReplyStatus) -> str:
-        return ""
+class ModelDriver:
+    """One task plays every answer's token timeline (a heap of due events), as a model would stream."""
 
+    def __init__(self, answers: dict[str, Answer]) -> None:
+        self.answers = answers
+        self.store = BenchStore()
+        self.finished = 0
+        self.all_done = asyncio.Event()
+        self._heap: list[tuple[float, int, str]] = []
+        self._streamers: dict[str, ReplyStreamer] = {}
+        self._next: dict[str, int] = {}
+        self._done: dict[str, asyncio.Future[None]] = {}
+        self._wake = asyncio.Event()
+        self._order = 0
 
-async def run_load(
-    conversations: list[Conversation], schedulers: dict[str, EditScheduler], streamer_type: Any = ReplyStreamer
-) -> float:
-    """One driver task plays every conversation: starts, LLM events, finishes. Returns the wall time."""
-    t0 = time.monotonic()
-    heap: list[tuple[float, int, int]] = []  # (due, kind 0=start 1=chunk, index)
-    for conv in conversations:
-        heapq.heappush(heap, (t0 + conv.start_at, 0, conv.index))
-    by_index = {c.index: c for c in conversations}
-    pending = len(conversations)
-    all_done = asyncio.Event()
-    finishers: set[asyncio.Task[None]] = set()
-
-    async def finish(conv: Conversation) -> None:
-        nonlocal pending
-        assert conv.streamer is not None
+    async def answer(
+        self, message: IncomingMessage, surface: Surface, scheduler: EditScheduler, history: Any = None
+    ) -> Outcome:
+        qid = message.text.split()[0]
+        answer = self.answers[qid]
+        answer.native = bool(getattr(surface, "native_streaming", False))
         try:
-            await conv.streamer.finish(ReplyStatus.COMPLETE)
+            await surface.thinking()
+        except Exception as exc:  # best effort, as in the pipeline
+            answer.error = f"thinking: {exc!r}"
+        streamer = ReplyStreamer(surface, scheduler)
+        await streamer.start()
+        answer.started = time.monotonic()
+        self._streamers[qid] = streamer
+        self._next[qid] = 0
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._done[qid] = done
+        self._push(answer.started + answer.think_s, qid)
+        await done
+        try:
+            await streamer.finish(ReplyStatus.COMPLETE)
         except Exception as exc:
-            conv.error = repr(exc)
-        conv.ended = time.monotonic()
-        pending -= 1
-        if pending == 0:
-            all_done.set()
+            answer.error = repr(exc)
+        answer.message_ids = list(streamer.message_ids)
+        answer.ended = time.monotonic()
+        self.finished += 1
+        if self.finished == len(self.answers):
+            self.all_done.set()
+        return Outcome("answered")
 
-    while heap:
-        now = time.monotonic()
-        while heap and heap[0][0] <= now:
-            _, kind, index = heapq.heappop(heap)
-            conv = by_index[index]
-            if kind == 0:
-                conv.streamer = streamer_type(conv.surface, schedulers.get(conv.platform))
-                conv.started = now
-                await conv.streamer.start()
-                heapq.heappush(heap, (now + conv.think_s, 1, index))
-                continue
-            assert conv.streamer is not None
-            chunk = conv.chunks[conv.next_chunk]
-            conv.streamer.feed(chunk)
-            total = (conv.produced[-1][1] if conv.produced else 0) + len(chunk)
-            conv.produced.append((now, total))
-            conv.next_chunk += 1
-            if conv.next_chunk < len(conv.chunks):
-                heapq.heappush(heap, (now + conv.gaps[conv.next_chunk], 1, index))
-            else:
-                task = asyncio.create_task(finish(conv))
-                finishers.add(task)
-                task.add_done_callback(finishers.discard)
-        if heap:
-            await asyncio.sleep(max(0.0, heap[0][0] - time.monotonic()))
-    await asyncio.wait_for(all_done.wait(), timeout=300)
-    return time.monotonic() - t0
+    def _push(self, due: float, qid: str) -> None:
+        self._order += 1
+        heapq.heappush(self._heap, (due, self._order, qid))
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            now = time.monotonic()
+            while self._heap and self._heap[0][0] <= now:
+                _, _, qid = heapq.heappop(self._heap)
+                answer, streamer = self.answers[qid], self._streamers[qid]
+                index = self._next[qid]
+                chunk = answer.chunks[index]
+                streamer.feed(chunk)
+                answer.produced.append((now, (answer.produced[-1][1] if answer.produced else 0) + len(chunk)))
+                self._next[qid] = index + 1
+                if index + 1 < len(answer.chunks):
+                    self._push(now + answer.gaps[index + 1], qid)
+                else:
+                    self._done[qid].set_result(None)
+            self._wake.clear()
+            timeout = max(0.0, self._heap[0][0] - time.monotonic()) if self._heap else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+
+# -- one scenario -------------------------------------------------------------------------------------
+
+
+class Platforms:
+    """bench/platforms.py in its own process, spoken to in JSON lines."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls, config: dict[str, Any]) -> tuple[Platforms, dict[str, Any]]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bench.platforms", cwd=ROOT, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        platforms = cls(process)
+        return platforms, await platforms.ask(config)
+
+    async def ask(self, data: dict[str, Any], *, timeout_s: float = 600) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write((json.dumps(data) + "\n").encode())
+        await self.process.stdin.drain()
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout_s)
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    async def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 10)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+async def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    questions, teams, channels = build(name, rng, args)
+    answers = {
+        q.id: make_answer(rng, rng.randint(args.min_tokens, args.max_tokens), args.token_rate) for q in questions
+    }
+    team_ids = [f"T{i:02d}BENCH" for i in range(teams)]
+    platforms, urls = await Platforms.start(
+        {"latency_s": args.latency, "discord_channels": channels, "slack_teams": team_ids}
+    )
+    driver = ModelDriver(answers)
+    driver_task = asyncio.create_task(driver.run())
+    proc = psutil.Process()
+    rss_before = proc.memory_info().rss
+    cpu0 = time.process_time()
+    peak_rss = rss_before
+    peak_live = 0
+    client: ChatbotClient | None = None
+    runner_task: asyncio.Task[None] | None = None
+    bots: list[SlackBot] = []
+    runners = []
+    try:
+        if any(q.platform == "discord" for q in questions):
+            discord.http.Route.BASE = urls["discord_api"].rstrip("/")
+            discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(urls["discord_gateway"])
+            client = ChatbotClient(driver)  # type: ignore[arg-type]
+            runner_task = asyncio.create_task(client.start(urls["discord_token"]))
+            await asyncio.wait_for(client.wait_until_ready(), 30)
+        slack_scheduler = EditScheduler()
+        slack_urls: list[str] = []
+        for api in urls["slack_api"]:
+            bot = SlackBot(
+                driver, token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=api, scheduler=slack_scheduler
+            )  # type: ignore[arg-type]
+            runner, url = await serve(bot.web_app())
+            bots.append(bot)
+            runners.append(runner)
+            slack_urls.append(url + EVENTS_PATH)
+        for q in questions:
+            q.text = f"{q.id} please explain how the reply streams"
+        plan = [{**q.__dict__, "team_id": team_ids[q.team] if q.platform == "slack" else ""} for q in questions]
+        t_start = time.monotonic()
+
+        async def sample() -> None:
+            nonlocal peak_rss, peak_live
+            while True:
+                peak_rss = max(peak_rss, proc.memory_info().rss)
+                peak_live = max(peak_live, sum(1 for a in answers.values() if a.started and not a.ended))
+                await asyncio.sleep(0.25)
+
+        sampler = asyncio.create_task(sample())
+        sent = await platforms.ask({"questions": plan, "slack_urls": slack_urls})
+        await asyncio.wait_for(driver.all_done.wait(), args.timeout)
+        for bot in bots:
+            await bot.drain(timeout_s=60)
+        if client is not None:
+            await client.drain(60)
+        wall = time.monotonic() - t_start
+        cpu = time.process_time() - cpu0
+        sampler.cancel()
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "platforms.json"
+            await platforms.ask({"path": str(path)})
+            seen = json.loads(path.read_text())
+    finally:
+        driver_task.cancel()
+        for bot in bots:
+            await bot.close()
+        for runner in runners:
+            await runner.cleanup()
+        if client is not None:
+            await client.close()
+        if runner_task is not None:
+            runner_task.cancel()
+        await platforms.stop()
+    result = analyze(name, questions, answers, seen, team_ids, sent.get("sent", 0))
+    result.update(
+        wall_s=wall,
+        bot_cpu_s=cpu,
+        cpu_ms_per_reply=1000 * cpu / max(1, len(questions)),
+        peak_rss_mb=peak_rss / 2**20,
+        peak_live_replies=peak_live,
+        threads_opened=len(seen["discord"]["threads"]),
+    )
+    return result
+
+
+# -- what users saw -----------------------------------------------------------------------------------
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -223,7 +412,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def locate(answer: str, shown: str, lower: int) -> tuple[int, int] | None:
-    """Where the slice of the answer that a message shows lies in the answer: (start, end)."""
+    """Where the slice of the answer that a message shows lies in the answer (fence lines the splitter
+    added at either end left out): (start, end), or None if it is not a slice of the answer."""
     candidates = [shown]
     lines = shown.split("\n")
     if len(lines) > 1 and lines[0].lstrip()[:3] in ("```", "~~~"):
@@ -237,7 +427,7 @@ def locate(answer: str, shown: str, lower: int) -> tuple[int, int] | None:
             candidates.append(body.rstrip("`~"))
     best: tuple[int, int] | None = None
     for body in candidates:
-        if not body:
+        if not body or body == "…":
             continue
         start = answer.find(body, lower)
         if start >= 0 and (best is None or start + len(body) > best[1]):
@@ -245,287 +435,277 @@ def locate(answer: str, shown: str, lower: int) -> tuple[int, int] | None:
     return best
 
 
-def common_prefix(a: str, b: str) -> int:
-    lo, hi = 0, min(len(a), len(b))
-    if a[:hi] == b[:hi]:
-        return hi
-    while lo < hi:  # the longest equal prefix, by halving (slice compares run in C)
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
+def visible_timeline(answer: Answer, versions: list[tuple[float, str]], keys: list[str]) -> list[tuple[float, int]]:
+    """(time, how much of the answer is visible without a gap) after every version of its messages."""
+    spans: dict[int, tuple[int, int]] = {}
+    timeline: list[tuple[float, int]] = []
+    for at, index, text in sorted((at, keys.index(k), text) for at, k, text in versions):  # type: ignore[misc]
+        lower = spans[index - 1][0] if index - 1 in spans else 0
+        span = locate(answer.text, text, lower)
+        if span is not None:
+            spans[index] = span
+        covered = 0
+        for i in range(len(keys)):
+            if i not in spans or spans[i][0] > covered:
+                break
+            covered = max(covered, spans[i][1])
+        timeline.append((at, covered))
+    return timeline
+
+
+def staleness_samples(answer: Answer, timeline: list[tuple[float, int]], step: float = 0.01) -> list[float]:
+    """Every 10 ms from the first token until all is visible: the age of the oldest unshown token."""
+    if not answer.produced:
+        return []
+    produced_times = [t for t, _ in answer.produced]
+    produced_len = [n for _, n in answer.produced]
+    full = len(answer.text)
+    end = next((at for at, n in timeline if n >= full), None)
+    end = end if end is not None else (timeline[-1][0] if timeline else answer.produced[-1][0])
+    samples: list[float] = []
+    t = answer.produced[0][0]
+    vi = 0
+    visible = 0
+    while t <= end + 1e-9:
+        while vi < len(timeline) and timeline[vi][0] <= t:
+            visible = max(visible, timeline[vi][1])
+            vi += 1
+        sent = produced_len[bisect.bisect_right(produced_times, t) - 1]
+        if visible >= sent:
+            samples.append(0.0)
         else:
-            hi = mid - 1
-    return lo
+            # The oldest unshown character is at `visible`: the event that produced it.
+            k = bisect.bisect_right(produced_len, visible)
+            samples.append(t - produced_times[k])
+        t += step
+    return samples
 
 
-class LiveCounter:
-    """How many replies of a group were live (started, not finished) at a time."""
-
-    def __init__(self) -> None:
-        self.starts: dict[str, list[float]] = {}
-        self.ends: dict[str, list[float]] = {}
-
-    def add(self, group: str, start: float, end: float) -> None:
-        self.starts.setdefault(group, []).append(start)
-        self.ends.setdefault(group, []).append(end)
-
-    def freeze(self) -> None:
-        for values in (*self.starts.values(), *self.ends.values()):
-            values.sort()
-
-    def at(self, group: str, t: float) -> int:
-        return bisect.bisect_right(self.starts.get(group, []), t) - bisect.bisect_right(self.ends.get(group, []), t)
+def max_in_window(times: list[float], window_s: float) -> int:
+    times = sorted(times)
+    return max((bisect.bisect_left(times, t + window_s) - i for i, t in enumerate(times)), default=0)
 
 
-def analyze(conversations: list[Conversation], server_log: list[list[Any]]) -> dict[str, dict[str, Any]]:
-    events: dict[str, list[tuple[float, str]]] = {}
-    for at, key, text in server_log:
-        events.setdefault(key, []).append((at, text))
-    live = LiveCounter()
-    for conv in conversations:
-        live.add(f"{conv.platform}:{conv.group}", conv.started, conv.ended)
-        live.add(conv.platform, conv.started, conv.ended)
-    live.freeze()
-
-    results: dict[str, dict[str, Any]] = {}
-    for platform in ("slack", "discord"):
-        convs = [c for c in conversations if c.platform == platform]
-        if not convs:
+def analyze(
+    name: str,
+    questions: list[Question],
+    answers: dict[str, Answer],
+    seen: dict[str, Any],
+    team_ids: list[str],
+    sent: int,
+) -> dict[str, Any]:
+    by_key: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
+    for at, _channel, mid, text in seen["discord"]["versions"]:
+        by_key[f"d:{mid}"].append((at, f"d:{mid}", text))
+    for team, slack in zip(team_ids, seen["slack"], strict=True):
+        for at, channel, ts, text in slack["versions"]:
+            by_key[f"s:{team}:{channel}:{ts}"].append((at, f"s:{team}:{channel}:{ts}", text))
+    d_messages = seen["discord"]["messages"]
+    d_threads = seen["discord"]["threads"]
+    platforms: dict[str, dict[str, Any]] = {}
+    for platform in ("discord", "slack"):
+        qs = [q for q in questions if q.platform == platform]
+        if not qs:
             continue
-        ttfv: list[float] = []
         stale: list[float] = []
-        pacing: list[float] = []
-        excess: list[float] = []
-        equal = requests = limited = 0
-        for conv in convs:
-            streamer = conv.streamer
-            assert streamer is not None
-            requests += streamer.edits
-            limited += streamer.rate_limited
-            parts = split_parts(conv.text, conv.surface.max_chars)
-            keys = [conv.surface.log_key(m) for m in streamer.message_ids]
-            finals = [events[k][-1][1] if k in events else None for k in keys]
-            if not conv.error and finals == [p.text for p in parts]:
-                equal += 1
-            # Visible prefix of the answer over time, as the fake servers saw it: each message shows
-            # one slice of the answer (plus the fence lines the splitter added); the visible prefix is
-            # how far those slices cover the answer without a gap.
-            timeline = sorted((at, keys.index(key), text) for key in keys for at, text in events.get(key, []))
-            spans: dict[int, tuple[int, int]] = {}
-            visible: list[tuple[float, int]] = []
-            for at, index, text in timeline:
-                lower = spans[index - 1][0] if index > 0 and index - 1 in spans else 0
-                span = locate(conv.text, text, lower)
-                if span is not None:
-                    spans[index] = span
-                covered = 0
-                for i in range(len(keys)):
-                    if i not in spans or spans[i][0] > covered:
-                        break
-                    covered = max(covered, spans[i][1])
-                visible.append((at, covered))
-            first_visible = next((at for at, length in visible if length > 0), None)
-            if first_visible is not None and conv.produced:
-                ttfv.append(first_visible - conv.produced[0][0])
-            cursor = 0
-            for produced_at, total in conv.produced:
-                while cursor < len(visible) and visible[cursor][1] < total:
-                    cursor += 1
-                if cursor == len(visible):
-                    break
-                seen_at = max(visible[cursor][0], produced_at)
-                stale.append(seen_at - produced_at)
-                if platform == "slack":
-                    interval = live.at(f"slack:{conv.group}", produced_at) / SLACK_UPDATE_RATE
-                else:
-                    interval = max(
-                        live.at(f"discord:{conv.group}", produced_at) / DISCORD_CHANNEL_RATE,
-                        live.at("discord", produced_at) / DISCORD_GLOBAL_RATE,
-                    )
-                pacing.append(interval)
-                excess.append(seen_at - produced_at - interval)
-        results[platform] = {
-            "replies": len(convs),
-            "ttfv_p50_s": percentile(ttfv, 0.5),
-            "ttfv_p99_s": percentile(ttfv, 0.99),
+        floors: list[float] = []
+        ttfv: list[float] = []
+        final_lag: list[float] = []
+        equal = attached = native = 0
+        live_update: dict[int, list[tuple[float, float]]] = defaultdict(list)
+        for q in qs:
+            a = answers[q.id]
+            if platform == "slack" and not a.native:
+                live_update[q.team].append((a.started, a.ended))
+        update_rate = slack_limits.METHODS["chat.update"].budget.per_second
+        for q in qs:
+            a = answers[q.id]
+            native += a.native
+            if platform == "discord":
+                keys = [f"d:{m}" for m in a.message_ids]
+            else:
+                keys = [f"s:{team_ids[q.team]}:{q.channel}:{m}" for m in a.message_ids]
+            versions = [v for k in keys for v in by_key.get(k, [])]
+            timeline = visible_timeline(a, versions, keys)  # type: ignore[arg-type]
+            full = len(a.text)
+            if not a.error and timeline and max(n for _, n in timeline) >= full:
+                last = {k: max(v for v in by_key[k])[2] for k in keys if by_key.get(k)}
+                ok = len(last) == len(keys) and all(locate(a.text, t, 0) is not None for t in last.values())
+                equal += ok
+            samples = staleness_samples(a, timeline)
+            stale.extend(samples)
+            if platform == "slack" and not a.native:
+                spans = live_update[q.team]
+                t = a.produced[0][0] if a.produced else 0.0
+                for _ in samples:
+                    live = sum(1 for s, e in spans if s <= t <= e)
+                    floors.append(live / update_rate)
+                    t += 0.01
+            first = next((at for at, n in timeline if n > 0), None)
+            if first is not None and a.produced:
+                ttfv.append(first - a.produced[0][0])
+            whole = next((at for at, n in timeline if n >= full), None)
+            if whole is not None and a.produced:
+                final_lag.append(max(0.0, whole - a.produced[-1][0]))
+            attached += is_attached(platform, q, a, d_messages, d_threads, seen, team_ids, seen["sent"])
+        platforms[platform] = {
+            "replies": len(qs),
+            "final_text_equal": equal,
+            "attached": attached,
+            "native_streams": native,
             "staleness_p50_s": percentile(stale, 0.5),
             "staleness_p99_s": percentile(stale, 0.99),
-            "pacing_p50_s": percentile(pacing, 0.5),
-            "pacing_p99_s": percentile(pacing, 0.99),
-            "excess_p50_s": percentile(excess, 0.5),
-            "excess_p99_s": percentile(excess, 0.99),
-            "requests_per_reply": requests / len(convs),
-            "rate_limited_429s": limited,
-            "final_text_equal_pct": 100.0 * equal / len(convs),
-            "errors": sum(1 for c in convs if c.error),
+            "tier3_floor_p99_s": percentile(floors, 0.99) if floors else None,
+            "ttfv_p50_s": percentile(ttfv, 0.5),
+            "ttfv_p99_s": percentile(ttfv, 0.99),
+            "final_lag_p50_s": percentile(final_lag, 0.5),
+            "final_lag_p99_s": percentile(final_lag, 0.99),
+            "errors": sum(1 for q in qs if answers[q.id].error),
         }
-    return results
-
-
-async def fetch_json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    async with session.get(url) as resp:
-        data: dict[str, Any] = await resp.json(content_type=None)
-        return data
-
-
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    fakes = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.fakes",
-        "--chaos",
-        str(args.chaos_p if args.chaos else 0.0),
-        cwd=ROOT,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert fakes.stdout is not None
-        ports = json.loads(await asyncio.wait_for(fakes.stdout.readline(), timeout=30))
-        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        llm_cpu = engine_cpu = 0.0
-        engine_requests = 0
-        if args.calibrate:
-            # The same conversations with a streamer that does nothing: the CPU of the fake LLM driver,
-            # which is the benchmark's own cost, not the bot's.
-            async with aiohttp.ClientSession() as idle:
-                calibration = build(args, idle, urls)
-                cpu0 = time.process_time()
-                await run_load(calibration, {}, NullStreamer)
-                llm_cpu = time.process_time() - cpu0
-                del calibration
-        connector = aiohttp.TCPConnector(limit=args.connections, ttl_dns_cache=None)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
-            conversations = build(args, session, urls)
-            schedulers = {"slack": EditScheduler(), "discord": EditScheduler()}
-            proc = psutil.Process()
-            peak_rss = proc.memory_info().rss
-            peak_live = 0
-            sampling = True
-
-            async def sample() -> None:
-                nonlocal peak_rss, peak_live
-                while sampling:
-                    peak_rss = max(peak_rss, proc.memory_info().rss)
-                    peak_live = max(peak_live, sum(1 for c in conversations if c.started and not c.ended))
-                    await asyncio.sleep(0.25)
-
-            sampler = asyncio.create_task(sample())
-            cpu0 = time.process_time()
-            wall = await run_load(conversations, schedulers)
-            cpu = time.process_time() - cpu0
-            sampling = False
-            await sampler
-            server = await fetch_json(session, f"{urls['slack']}/_log")  # one log for both fakes
-            log: list[list[Any]] = server["log"]
-        if args.calibrate:
-            # The real engine on surfaces that make no HTTP calls: the engine's own CPU (after the
-            # measured run, so its memory does not count in the bot's peak RSS).
-            async with aiohttp.ClientSession() as idle:
-                offline = build(args, idle, urls)
-            for conv in offline:
-                assert not isinstance(conv.surface, OfflineSurface)
-                conv.surface = OfflineSurface(conv.surface)
-            cpu0 = time.process_time()
-            await run_load(offline, {"slack": EditScheduler(), "discord": EditScheduler()})
-            engine_cpu = time.process_time() - cpu0 - llm_cpu
-            engine_requests = sum(c.streamer.edits for c in offline if c.streamer is not None)
-    finally:
-        if fakes.stdin is not None:
-            fakes.stdin.close()
-        try:
-            await asyncio.wait_for(fakes.wait(), timeout=10)
-        except TimeoutError:
-            fakes.kill()
-            await fakes.wait()
-    platforms = analyze(conversations, log)
-    requests = sum(c.streamer.edits for c in conversations if c.streamer is not None)
     return {
-        "command": " ".join(["bench/streaming.py", *sys.argv[1:]]),
-        "conversations": args.n,
-        "peak_concurrent_replies": peak_live,
-        "chaos": args.chaos_p if args.chaos else 0.0,
-        "wall_s": wall,
-        "cpu_s": cpu,
-        "peak_rss_mb": peak_rss / 2**20,
-        "requests": requests,
-        "cpu_ms_per_request": 1000 * cpu / max(1, requests),
-        "fake_llm_cpu_s": llm_cpu,
-        "cpu_ms_per_request_without_fake_llm": 1000 * (cpu - llm_cpu) / max(1, requests) if llm_cpu else None,
-        "engine_cpu_ms_per_request": 1000 * engine_cpu / engine_requests if engine_requests else None,
-        "engine_requests": engine_requests,
-        "server_429s_for_exceeded_limits": server["limited"],
-        "server_injected_faults": server["injected"],
+        "scenario": name,
+        "description": SCENARIOS[name],
+        "questions_delivered": sent,
+        "responses_429": sum(count_429(seen).values()),
+        "responses_429_by_route": count_429(seen),
+        "streams_left_open": sum(1 for s in seen["slack"] for _, streaming in s["messages"].values() if streaming),
+        "windows": windows(seen, team_ids),
         "platforms": platforms,
     }
 
 
-def print_table(result: dict[str, Any]) -> None:
-    columns = [
-        ("replies", "replies", "{:d}"),
-        ("ttfv p50/p99 s", ("ttfv_p50_s", "ttfv_p99_s"), "{:.2f}/{:.2f}"),
-        ("stale p50/p99 s", ("staleness_p50_s", "staleness_p99_s"), "{:.2f}/{:.2f}"),
-        ("pacing p50/p99 s", ("pacing_p50_s", "pacing_p99_s"), "{:.2f}/{:.2f}"),
-        ("excess p50/p99 s", ("excess_p50_s", "excess_p99_s"), "{:.2f}/{:.2f}"),
-        ("req/reply", "requests_per_reply", "{:.1f}"),
-        ("429s", "rate_limited_429s", "{:d}"),
-        ("final equal", "final_text_equal_pct", "{:.1f}%"),
-    ]
-    header = ["platform", *[c[0] for c in columns]]
+def is_attached(
+    platform: str, q: Question, a: Answer, d_messages: dict[str, Any], d_threads: dict[str, str],
+    seen: dict[str, Any], team_ids: list[str], sent: dict[str, Any],
+) -> bool:  # fmt: skip
+    if not a.message_ids:
+        return False
+    if platform == "discord":
+        question_id = sent.get(q.id, {}).get("message_id")
+        first_channel = d_messages.get(a.message_ids[0], [None])[0]
+        if first_channel in d_threads:  # answered in the thread started from the question
+            return first_channel == question_id and all(d_messages[m][0] == first_channel for m in a.message_ids)
+        expected = [question_id, *a.message_ids[:-1]]
+        return [d_messages.get(m, [None, None])[1] for m in a.message_ids] == expected
+    slack = seen["slack"][q.team]["messages"]
+    thread = q.thread_ts or q.ts
+    return all(slack.get(f"{q.channel}:{m}", [None])[0] == thread for m in a.message_ids)
+
+
+def count_429(seen: dict[str, Any]) -> dict[str, int]:
+    """429 responses by platform and route or method."""
+    counts: dict[str, int] = defaultdict(int)
+    for method, path, _at, status in seen["discord"]["calls"]:
+        if status == 429:
+            parts = path.strip("/").split("/")
+            route = "/".join(p if not p.isdigit() else "{id}" for p in parts)
+            counts[f"discord {method} /{route}"] += 1
+    for slack in seen["slack"]:
+        for method, _at, status, _channel in slack["calls"]:
+            if status == 429:
+                counts[f"slack {method}"] += 1
+    return dict(counts)
+
+
+def windows(seen: dict[str, Any], team_ids: list[str]) -> list[dict[str, Any]]:
+    """Per method (and scope): the most calls any workspace/channel made in one window, vs the limit."""
+    rows: list[dict[str, Any]] = []
+    per: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for slack in seen["slack"]:
+        for method, at, _status, channel in slack["calls"]:
+            spec = slack_limits.METHODS.get(method)
+            if spec is not None:
+                per[(method, f"{slack['team']}:{channel}" if spec.per_channel else slack["team"])].append(at)
+    best: dict[str, int] = defaultdict(int)
+    for (method, _scope), times in per.items():
+        best[method] = max(best[method], max_in_window(times, slack_limits.METHODS[method].budget.window_s))
+    for method, count in sorted(best.items()):
+        budget = slack_limits.METHODS[method].budget
+        rows.append({"platform": "slack", "method": method, "max_in_window": count, "limit": budget.limit,
+                     "window_s": budget.window_s})  # fmt: skip
+    channel_times: dict[str, list[float]] = defaultdict(list)
+    all_times: list[float] = []
+    for method, path, at, _status in seen["discord"]["calls"]:
+        all_times.append(at)
+        parts = path.strip("/").split("/")
+        is_message = len(parts) in (3, 4) and parts[0] == "channels" and parts[2] == "messages"
+        if is_message and method in ("POST", "PATCH"):
+            channel_times[parts[1]].append(at)
+    if all_times:
+        msg = discord_limits.CHANNEL_MESSAGES
+        rows.append({"platform": "discord", "method": "channel messages (POST+PATCH)",
+                     "max_in_window": max((max_in_window(t, msg.window_s) for t in channel_times.values()), default=0),
+                     "limit": msg.limit, "window_s": msg.window_s})  # fmt: skip
+        glob = discord_limits.GLOBAL
+        rows.append({"platform": "discord", "method": "global (every request)",
+                     "max_in_window": max_in_window(all_times, glob.window_s), "limit": glob.limit,
+                     "window_s": glob.window_s})  # fmt: skip
+    return rows
+
+
+# -- output -------------------------------------------------------------------------------------------
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def print_table(results: list[dict[str, Any]]) -> None:
+    header = ["scenario", "platform", "replies", "429s", "text ok", "attached", "stale p50/p99 s",
+              "Tier3 floor p99 s", "ttfv p50/p99 s", "final lag p50/p99 s", "CPU ms/reply", "peak RSS MB"]  # fmt: skip
     rows = [header]
-    for platform, figures in result["platforms"].items():
-        row = [platform]
-        for _, key, fmt in columns:
-            values = [figures[k] for k in key] if isinstance(key, tuple) else [figures[key]]
-            row.append(fmt.format(*values))
-        rows.append(row)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in results:
+        for platform, p in r["platforms"].items():
+            rows.append(
+                [
+                    r["scenario"], platform, str(p["replies"]), str(r["responses_429"]),
+                    f"{p['final_text_equal']}/{p['replies']}", f"{p['attached']}/{p['replies']}",
+                    f"{fmt(p['staleness_p50_s'])}/{fmt(p['staleness_p99_s'])}", fmt(p["tier3_floor_p99_s"]),
+                    f"{fmt(p['ttfv_p50_s'])}/{fmt(p['ttfv_p99_s'])}",
+                    f"{fmt(p['final_lag_p50_s'])}/{fmt(p['final_lag_p99_s'])}",
+                    f"{r['cpu_ms_per_reply']:.1f}", f"{r['peak_rss_mb']:.0f}",
+                ]
+            )  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
-        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
-    print(
-        f"\n{result['conversations']} conversations (peak {result['peak_concurrent_replies']} live), "
-        f"wall {result['wall_s']:.1f} s, bot CPU {result['cpu_s']:.2f} s, "
-        f"{result['cpu_ms_per_request']:.3f} ms CPU per request ({result['requests']} requests; "
-        f"{result['cpu_ms_per_request_without_fake_llm'] or float('nan'):.3f} ms without the fake LLM's "
-        f"{result['fake_llm_cpu_s']:.2f} s; the engine alone, without HTTP: "
-        f"{result['engine_cpu_ms_per_request'] or float('nan'):.3f} ms), "
-        f"peak RSS {result['peak_rss_mb']:.0f} MB; 429s for exceeded limits at the servers: "
-        f"{result['server_429s_for_exceeded_limits']}; injected faults: {result['server_injected_faults']}"
-    )
+        print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+    print()
+    for r in results:
+        over = [w for w in r["windows"] if w["max_in_window"] > w["limit"]]
+        shown = ", ".join(
+            f"{w['method']} {w['max_in_window']}/{w['limit']} per {w['window_s']:g}s" for w in r["windows"]
+        )
+        print(f"{r['scenario']}: most calls in any window: {shown}; over a limit: {len(over)}; "
+              f"threads opened: {r['threads_opened']}; native streams left open: {r['streams_left_open']}")  # fmt: skip
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    results = []
+    for name in args.scenario or DEFAULT_SCENARIOS:
+        result = await run_scenario(name, args)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+    return results
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description="Streaming benchmark: N concurrent replies against rate-limited Slack and Discord fakes.",
-        epilog="Figures are measured at the fake servers; see the module docstring for definitions.",
-    )
-    parser.add_argument("--n", type=int, default=1000, help="concurrent conversations (default 1000)")
-    parser.add_argument("--json", action="store_true", help="print only the JSON result")
-    parser.add_argument("--chaos", action="store_true", help="inject random 429s and 5xx errors at the fakes")
-    parser.add_argument("--chaos-p", type=float, default=0.03, help="probability of each injected fault (0.03)")
-    parser.add_argument("--discord-share", type=float, default=0.1, help="share of conversations on Discord (0.1)")
-    parser.add_argument("--slack-workspaces", type=int, default=0, help="Slack workspaces (default: one per reply)")
-    parser.add_argument("--slack-channels", type=int, default=4, help="channels per Slack workspace (4)")
-    parser.add_argument("--discord-guilds", type=int, default=25, help="Discord guilds (25)")
-    parser.add_argument("--discord-channels", type=int, default=4, help="channels per Discord guild (4)")
-    parser.add_argument("--token-rate", type=float, default=50.0, help="mean LLM tokens per second (50)")
-    parser.add_argument("--min-tokens", type=int, default=200)
-    parser.add_argument("--max-tokens", type=int, default=600)
-    parser.add_argument("--ramp", type=float, default=4.0, help="seconds over which conversations start (4)")
-    parser.add_argument("--connections", type=int, default=256, help="HTTP connections to the fakes (256)")
+    parser = argparse.ArgumentParser(description="Streaming benchmark on the real Slack and Discord adapters.")
+    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="run only these (repeatable)")
+    parser.add_argument("--token-rate", type=float, default=50.0, help="mean model tokens per second (50)")
+    parser.add_argument("--min-tokens", type=int, default=360)
+    parser.add_argument("--max-tokens", type=int, default=440)
+    parser.add_argument("--ramp", type=float, default=2.0, help="seconds over which the 1,000 start (2)")
+    parser.add_argument("--latency", type=float, default=0.1, help="seconds per platform request (0.1)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds a scenario may take (900)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument(
-        "--no-calibrate", dest="calibrate", action="store_false", help="skip the run that measures the fake LLM's CPU"
-    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
-    result = asyncio.run(main_async(args))
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return
-    print_table(result)
+    import logging
+
+    logging.getLogger("discord").setLevel(logging.ERROR)
+    results = asyncio.run(main_async(args))
     print()
-    print(json.dumps(result, indent=2))
+    print_table(results)
 
 
 if __name__ == "__main__":

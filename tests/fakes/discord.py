@@ -75,6 +75,8 @@ class FakeDiscord:
     global_limit: tuple[int, float] = (limits.GLOBAL.limit, limits.GLOBAL.window_s)
     latency_s: float = 0.0  # added to every REST call, as the network would
     rate_limited: list[Call] = field(default_factory=list)  # every 429 answered (storms included)
+    # Every version of every message as users would see it: (when, channel id, message id, content).
+    versions: list[tuple[float, str, str, str]] = field(default_factory=list)
     storm: int = 0  # answer this many next message create/edit requests with 429
     storm_retry_after: float = 0.3
     token: str = "test-token"
@@ -691,6 +693,7 @@ class FakeDiscord:
         if guild_id is not None:
             message["guild_id"] = guild_id
         self.messages[message_id] = message
+        self.versions.append((time.monotonic(), channel_id, message_id, message["content"]))
         return message
 
 

@@ -107,6 +107,8 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.limits: dict[str, Limit] = {}
         self.faults: dict[str, list[Fault]] = defaultdict(list)
+        # Every version of every bot message as people would see it: (when, channel, ts, text shown).
+        self.versions: list[tuple[float, str, str, str]] = []
         self.windows: dict[str, limits.Method] = {}  # Slack's limits, per window (enforce_limits)
         self._window_hits: dict[str, deque[float]] = defaultdict(deque)
         self.latency_s = 0.0
@@ -380,6 +382,10 @@ class FakeSlack:
         body: dict[str, Any] = handler(args)
         if not body.get("ok", True):
             call.error = str(body.get("error"))
+        elif method.startswith("chat.") and method != "chat.postEphemeral":
+            shown = self.messages.get((str(body.get("channel") or args.get("channel")), str(body.get("ts"))))
+            if shown is not None:
+                self.versions.append((time.monotonic(), shown.channel, shown.ts, self.shown_text(shown)))
         return web.json_response({"ok": True, **body} if body.get("ok", True) else body)
 
     # -- methods -------------------------------------------------------------------------------
