@@ -223,8 +223,9 @@ class ModelDriver:
         self._order = 0
 
     async def answer(
-        self, message: IncomingMessage, surface: Surface, scheduler: EditScheduler, history: Any = None
+        self, message: IncomingMessage, surface: Surface, scheduler: EditScheduler, *context: Any
     ) -> Outcome:
+        """As `ChatCore.answer` (the thread's history and attachments, if given, are not used here)."""
         qid = message.text.split()[0]
         answer = self.answers[qid]
         answer.native = bool(getattr(surface, "native_streaming", False))
@@ -251,6 +252,10 @@ class ModelDriver:
         if self.finished == len(self.answers):
             self.all_done.set()
         return Outcome("answered")
+
+    def scheduler(self) -> EditScheduler:
+        """One platform's budgets, as `ChatCore.scheduler` hands them to an adapter (not leased: one process)."""
+        return EditScheduler()
 
     def _push(self, due: float, qid: str) -> None:
         self._order += 1
