@@ -65,9 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--shard-count", type=int, default=None, metavar="N", help="of this many in all (default: $DISCORD_SHARD_COUNT)"
     )
 
-    roles = command("roles", help="administer roles locally, as the workspace's owner")
+    roles = command("roles", help="administer roles, settings, usage and budgets locally, as the workspace's owner")
     roles.add_argument("--workspace", default="shell:local", help="platform:id (default: %(default)s)")
-    roles.add_argument("words", nargs="+", metavar="ARGS", help="e.g. `list`, `set U123 curator`, `block U9`")
+    roles.add_argument(
+        "words", nargs="+", metavar="ARGS", help="e.g. `list`, `set U123 curator`, `usage 7`, `budget month 2m`"
+    )
 
     command("doctor", help="check each configured service and say what is wrong")
     return parser
@@ -167,7 +169,7 @@ async def cmd_roles(args: argparse.Namespace, settings: Settings) -> int:
     platform, external = parse_workspace(args.workspace)
     ws = WorkspaceRef(Platform(platform), external)
     words = list(args.words)
-    if words[0] != "role" and words[0] not in {"rolemap", "channel", "settings", "audit"}:
+    if words[0] != "role" and words[0] not in {"rolemap", "channel", "settings", "audit", "usage", "budget"}:
         words = ["role", *words]
 
     async def run(core: ChatCore) -> int:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import Protocol
 
 import structlog
 
 from core.access import RoleService
+from core.config import DEFAULT_PRICES, ModelPrice
 from core.messages import Actor, PlatformFacts, WorkspaceRef
 from core.policy import REFUSED
 from core.roles import Permission, Role
@@ -34,12 +35,17 @@ from core.stores.base import (
     StoreUnavailable,
 )
 from core.stores.personas import ChannelPersonas
+from core.stores.usage import MONTH, UsageLedger, periods, tokens_of
+from core.usage_report import budgets_report, usage_report
+
+MAX_USAGE_DAYS = 366
 
 log = structlog.get_logger(__name__)
 
 _USER = re.compile(r"^<@!?([A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
 _CHANNEL = re.compile(r"^<#([A-Za-z0-9_.-]+)(?:\|[^>]*)?>$")
 _ROLE_REF = re.compile(r"^<@&([0-9]+)>$")
+_TOKENS = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([km]?)$")
 
 HELP = """\
 **Commands**
@@ -48,6 +54,8 @@ HELP = """\
 • `channel allow|deny|default <channel> [mention|nomention]`
 • `channel prompt <channel> <text|none>` · `channel model <channel> <model|none>` (threads inherit them)
 • `settings` · `settings set <key> <value>`
+• `usage [days]` (tokens and estimated cost by user, channel and day; default 30 days)
+• `budget` · `budget month <tokens|none>` · `budget day <role> <tokens|none>` (per user per UTC day)
 • `ingest <url>` · `audit [n]` · `help`"""
 
 
@@ -88,9 +96,16 @@ def parse_platform_role(token: str) -> str:
 
 class AdminCommands:
     def __init__(
-        self, store: Store, ingestor: UrlIngestor | None = None, personas: ChannelPersonas | None = None
+        self,
+        store: Store,
+        ingestor: UrlIngestor | None = None,
+        personas: ChannelPersonas | None = None,
+        usage: UsageLedger | None = None,
+        prices: Mapping[str, ModelPrice] = DEFAULT_PRICES,
     ) -> None:
         self.store = store
+        self.usage = usage
+        self.prices = prices
         self.roles = RoleService(store)
         self.ingestor = ingestor
         self.personas = personas
@@ -155,6 +170,8 @@ class AdminCommands:
             ("settings", ""): self._cmd_settings,
             ("ingest", ""): self._cmd_ingest,
             ("audit", ""): self._cmd_audit,
+            ("usage", ""): self._cmd_usage,
+            ("budget", ""): self._cmd_budget,
         }
         return table.get((head, sub)) or table.get((head, ""))
 
@@ -254,6 +271,31 @@ class AdminCommands:
             lines.append(f"• {when} <@{e.actor_id}> `{e.action}` {e.detail[:200]}")
         return "\n".join(lines)
 
+    def _ledger(self) -> UsageLedger:
+        if self.usage is None:
+            raise CommandError("Usage and budgets are not available in this process.")
+        return self.usage
+
+    async def show_usage(self, ws: WorkspaceRef, actor: Actor, days: int = 30) -> str:
+        ledger = self._ledger()
+        await self._require(ws, actor, Permission.VIEW_AUDIT, "usage")
+        days = max(1, min(days, MAX_USAGE_DAYS))
+        since = periods(time.time() - (days - 1) * 86400)[1]
+        return usage_report(await ledger.usage_rows(ws, actor, since), self.prices, since)
+
+    async def show_budgets(self, ws: WorkspaceRef, actor: Actor) -> str:
+        ledger = self._ledger()
+        await self._require(ws, actor, Permission.VIEW_AUDIT, "budget")
+        budgets = await ledger.token_budgets(ws)
+        month_rows = await ledger.usage_rows(ws, actor, periods()[0] + "-01")
+        return budgets_report(budgets, sum(tokens_of(r.usage) for r in month_rows))
+
+    async def set_budget(self, ws: WorkspaceRef, actor: Actor, scope: str, tokens: int | None) -> str:
+        """`scope` is "month" (the workspace's) or a role label (each such user's daily budget)."""
+        await self._ledger().set_token_budget(ws, actor, scope, tokens)
+        what = "The workspace's monthly token budget" if scope == MONTH else f"The daily token budget of each {scope}"
+        return f"{what} is now {f'{tokens:,} tokens' if tokens else 'unlimited'}."
+
     # -- text command handlers -----------------------------------------------------------------
     async def _cmd_role_set(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
         if len(words) != 4:
@@ -313,6 +355,32 @@ class AdminCommands:
     async def _cmd_audit(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
         limit = int(words[1]) if len(words) > 1 and words[1].isdigit() else 20
         return await self.audit(ws, actor, limit)
+
+    async def _cmd_usage(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        if len(words) > 2 or (len(words) == 2 and not words[1].isdigit()):
+            raise CommandError("Usage: `usage [days]`")
+        return await self.show_usage(ws, actor, int(words[1]) if len(words) == 2 else 30)
+
+    async def _cmd_budget(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        if len(words) == 1:
+            return await self.show_budgets(ws, actor)
+        kind = words[1].lower()
+        if kind == MONTH and len(words) == 3:
+            return await self.set_budget(ws, actor, MONTH, _tokens(words[2]))
+        if kind == "day" and len(words) == 4:
+            return await self.set_budget(ws, actor, Role.parse(words[2]).label, _tokens(words[3]))
+        raise CommandError("Usage: `budget`, `budget month <tokens|none>` or `budget day <role> <tokens|none>`")
+
+
+def _tokens(value: str) -> int | None:
+    """A token count as people write it: 2000000, 2,000,000, 500k, 2m; `none` removes the budget."""
+    text = value.strip().lower().replace(",", "").replace("_", "")
+    if text in {"none", "unlimited", "off"}:
+        return None
+    match = _TOKENS.match(text)
+    if match is None:
+        raise CommandError(f"`{value}` is not a number of tokens (for example 2000000, 500k or 2m), or `none`.")
+    return round(float(match.group(1)) * {"": 1, "k": 1_000, "m": 1_000_000}[match.group(2)])
 
 
 def _setting_change(key: str, value: str, current: object) -> dict[str, object]:

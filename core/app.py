@@ -36,6 +36,7 @@ from core.stores.deltas import DeltaWriter
 from core.stores.leases import BudgetLeases, StreamLeases
 from core.stores.personas import ChannelPersonas
 from core.stores.places import ReplyPlaces
+from core.stores.usage import UsageLedger
 from core.surface import Surface
 
 log = structlog.get_logger(__name__)
@@ -84,6 +85,7 @@ class ChatCore:
         timed_store = timed(store, "store", self.metrics)
         self.deltas = DeltaWriter(timed_store)
         self.personas = personas_for(store)
+        self.usage = usage_for(store)
         self.places = places
         # Adapters register their ReplyPlatform here (recovery.platforms[platform]) before start_recovery().
         self.recovery = Recovery(
@@ -104,6 +106,7 @@ class ChatCore:
             recovery=self.recovery,
             rewriter=rewriter,
             outbox=outbox,
+            budgets=self.usage,
         )
         self.outbox = outbox
         self.intake = (
@@ -125,7 +128,13 @@ class ChatCore:
         )
         self.ingestor = Ingestor(store, retriever)
         self.controls = self.pipeline.controls  # Stop and Regenerate, for the adapters
-        self.admin = AdminCommands(store, ingestor=_UrlIngestor(self.ingestor), personas=self.personas)
+        self.admin = AdminCommands(
+            store,
+            ingestor=_UrlIngestor(self.ingestor),
+            personas=self.personas,
+            usage=self.usage,
+            prices=settings.model_prices,
+        )
         self._installations: Installations | None = None
         self.readiness = Readiness(part_probes(store, retriever, llm), ttl_s=settings.ready_cache_s)
 
@@ -265,6 +274,22 @@ def personas_for(store: Store) -> ChannelPersonas:
     if not isinstance(store, SqliteStore):
         raise ConfigError(f"no channel personas for {type(store).__name__}")
     return SqlitePersonas(store)
+
+
+def usage_for(store: Store) -> UsageLedger:
+    """The token ledger and budgets live in the store's own database (charged by its usage write)."""
+    from core.stores.convex import ConvexStore
+
+    if isinstance(store, ConvexStore):
+        from core.stores.convex_usage import ConvexUsage
+
+        return ConvexUsage(store)
+    from core.stores.sqlite import SqliteStore
+    from core.stores.sqlite_usage import SqliteUsage
+
+    if not isinstance(store, SqliteStore):
+        raise ConfigError(f"no usage ledger for {type(store).__name__}")
+    return SqliteUsage(store)
 
 
 async def build_store(settings: Settings) -> Store:

@@ -5,11 +5,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_REWRITE_MODEL = "claude-haiku-4-5"
+
+
+class ModelPrice(BaseModel):
+    """US dollars per million tokens, for the cost estimate of `/chatbot usage`."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cache_read: float = Field(ge=0)
+    cache_write: float = Field(ge=0)
+
+
+# The one price table. Keys are model id prefixes: the longest prefix of a model's id prices it (so
+# "claude-sonnet" prices every Sonnet not listed on its own). Anthropic's list prices for the models
+# named; replace or extend it with CHATBOT_MODEL_PRICES (JSON of the same shape).
+DEFAULT_PRICES: dict[str, ModelPrice] = {
+    "claude-opus": ModelPrice(input=15, output=75, cache_read=1.5, cache_write=18.75),
+    "claude-opus-4-5": ModelPrice(input=5, output=25, cache_read=0.5, cache_write=6.25),
+    "claude-sonnet": ModelPrice(input=3, output=15, cache_read=0.3, cache_write=3.75),
+    "claude-haiku": ModelPrice(input=0.8, output=4, cache_read=0.08, cache_write=1),
+    "claude-haiku-4-5": ModelPrice(input=1, output=5, cache_read=0.1, cache_write=1.25),
+}
 
 
 class Settings(BaseSettings):
@@ -48,6 +69,9 @@ class Settings(BaseSettings):
     # Scale-out: a reply whose owner has not heartbeated (every third of this) for this long is taken over.
     owner_stale_s: float = Field(default=10.0, gt=0, alias="CHATBOT_OWNER_STALE_S")
     max_answer_tokens: int = Field(default=1024, alias="CHATBOT_MAX_ANSWER_TOKENS")
+    model_prices: dict[str, ModelPrice] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES), alias="CHATBOT_MODEL_PRICES"
+    )
     context_token_budget: int = Field(default=6000, alias="CHATBOT_CONTEXT_TOKENS")
 
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")

@@ -24,8 +24,10 @@ from core.retrieval.base import Hit, Retriever
 from core.rewrite import QueryRewriter, RecentTurn, search_rewritten
 from core.stores.base import Store, StoreUnavailable
 from core.stores.personas import ChannelPersona
+from core.stores.usage import BudgetState, Charge
 from core.streaming import ReplyStreamer
 from core.surface import Placed, Surface
+from core.usage_report import budget_notice, budget_refusal
 
 log = structlog.get_logger(__name__)
 
@@ -50,6 +52,7 @@ class Outcome:
     usage: Usage = field(default_factory=Usage)
     first_text_at: float | None = None
     lags: tuple[float, ...] = ()
+    budgets: tuple[BudgetState, ...] = ()  # budget thresholds this reply's usage crossed first
 
 
 @dataclass(slots=True)
@@ -66,6 +69,10 @@ class DeltaSink(Protocol):
     def add(self, message_id: str, text: str, *, workspace: str) -> None: ...
 
     async def flush_message(self, message_id: str) -> None: ...
+
+
+class BudgetCheck(Protocol):
+    async def budget_exhausted(self, ws: WorkspaceRef, user_id: str, role: str) -> BudgetState | None: ...
 
 
 class PersonaSource(Protocol):
@@ -89,6 +96,7 @@ class Pipeline:
         store_retry_s: tuple[float, ...] = (2, 5, 15, 30, 60, 120, 300),
         recovery: Recovery | None = None,
         outbox: Outbox | None = None,
+        budgets: BudgetCheck | None = None,
     ) -> None:
         self.store = store
         self.retriever = retriever
@@ -103,6 +111,7 @@ class Pipeline:
         self.retrieve_k = retrieve_k
         self.rewriter = rewriter
         self.store_retry_s = store_retry_s
+        self.budgets = budgets
         self.recovery = recovery  # knows the replies streaming here and stores where each one is
         self.outbox = outbox  # questions kept while the store is unreachable (answered by core.intake)
         self.on_kept: Callable[[], None] | None = None  # told when a question was kept
@@ -222,6 +231,16 @@ class Pipeline:
             await _quietly(surface.notice(decision.reason))
             log.info("pipeline.refused", key=message.event_key, code=decision.code)
             return Outcome("refused", reason=decision.code)
+        assert decision.role is not None  # an allowed question has a role
+        role = decision.role.label
+        if self.budgets is not None:
+            # The store's own rule on the totals its usage writes keep (core/stores/usage.py).
+            over = await self.budgets.budget_exhausted(ws, message.author.user_id, role)
+            if over is not None:
+                await self.store.audit(ws, message.author.user_id, "refused", f"budget: {over.scope}")
+                await _quietly(surface.notice(budget_refusal(over)))
+                log.info("pipeline.refused", key=message.event_key, code="budget", scope=over.scope)
+                return Outcome("refused", reason="budget")
 
         thread_id = await self.store.thread_for(ws, message.channel_id, message.thread_id)
         page = await self.store.messages(ws, thread_id, limit=HISTORY_PAGE)
@@ -249,6 +268,7 @@ class Pipeline:
         in_thread = [a for m in reversed(thread or ()) for a in m.attachments]  # the newest first
         attached = await prepare(files, message.attachments, in_thread)
         sources = sources_from_hits(hits)
+        model = (persona.model if persona else "") or settings.model or self.model
         prompt = build_prompt(
             question=question,
             history=page.items,
@@ -258,7 +278,7 @@ class Pipeline:
             workspace_prompt=settings.system_prompt,
             channel_prompt=persona.system_prompt if persona else "",
             budget_tokens=self.context_tokens,
-            model=(persona.model if persona else "") or settings.model or self.model,
+            model=model,
             max_tokens=self.max_answer_tokens,
         )
         reply_id = await self.store.add_message(
@@ -279,6 +299,7 @@ class Pipeline:
                 degraded=degraded,
                 stream=self.llm.stream(prompt),
                 note=attached.note,
+                charge=Charge(message.author.user_id, role, model),
             )
 
     async def _persona(self, message: IncomingMessage) -> ChannelPersona | None:
@@ -313,15 +334,28 @@ class Pipeline:
         degraded: bool,
         stream: AsyncIterator[str | Usage],
         note: str = "",
+        charge: Charge | None = None,
     ) -> Outcome:
         if self.recovery is None:
-            return await self._stream_live(ws, reply_id, prompt_sources, surface, scheduler, degraded, stream, note)
-        self.recovery.live.add(reply_id)
-        try:
-            surface = self.recovery.placed(surface, ws, reply_id)
-            return await self._stream_live(ws, reply_id, prompt_sources, surface, scheduler, degraded, stream, note)
-        finally:
-            self.recovery.live.discard(reply_id)
+            outcome = await self._stream_live(
+                ws, reply_id, prompt_sources, surface, scheduler, degraded, stream, note, charge
+            )
+        else:
+            self.recovery.live.add(reply_id)
+            try:
+                placed = self.recovery.placed(surface, ws, reply_id)
+                outcome = await self._stream_live(
+                    ws, reply_id, prompt_sources, placed, scheduler, degraded, stream, note, charge
+                )
+            finally:
+                self.recovery.live.discard(reply_id)
+        highest = {b.scope: b for b in sorted(outcome.budgets, key=lambda b: b.level)}
+        for crossed in highest.values():
+            # Announced once (the store marked it in the usage write, and audited it): the month's in the
+            # thread, for admins; a user's own day to that user. Both thresholds at once: the higher one.
+            text = budget_notice(crossed)
+            await _quietly(surface.notice(text) if crossed.scope == "day" else surface.post(text))
+        return outcome
 
     async def _stream_live(
         self,
@@ -333,8 +367,9 @@ class Pipeline:
         degraded: bool,
         stream: AsyncIterator[str | Usage],
         note: str = "",
+        charge: Charge | None = None,
     ) -> Outcome:
-        """Stream the answer; `note` (files not used) goes under it."""
+        """Stream the answer; `note` (files not used) goes under it; its usage is charged to `charge`."""
         streamer = ReplyStreamer(surface, scheduler)
         await streamer.start()
         status, reason, usage = ReplyStatus.COMPLETE, "", Usage()
@@ -357,12 +392,12 @@ class Pipeline:
             log.warning("pipeline.llm_failed", reply=reply_id, error=reason)
         except asyncio.CancelledError:
             status, reason = ReplyStatus.CANCELLED, "cancelled"
-            await asyncio.shield(self._finish(ws, reply_id, streamer, status, reason, [], usage))
+            await asyncio.shield(self._finish(ws, reply_id, streamer, status, reason, [], usage, charge))
             raise
         if note:
             feed(note)
         sources = cited_sources(streamer.text, prompt_sources)
-        final = await self._finish(ws, reply_id, streamer, status, reason, sources, usage)
+        final, crossed = await self._finish(ws, reply_id, streamer, status, reason, sources, usage, charge)
         return Outcome(
             "answered" if status is ReplyStatus.COMPLETE else "failed",
             text=final,
@@ -372,6 +407,7 @@ class Pipeline:
             usage=usage,
             first_text_at=streamer.first_text_at,
             lags=tuple(streamer.lags),
+            budgets=tuple(crossed),
         )
 
     async def _finish(
@@ -383,13 +419,14 @@ class Pipeline:
         reason: str,
         sources: list[Source],
         usage: Usage,
-    ) -> str:
+        charge: Charge | None = None,
+    ) -> tuple[str, Sequence[BudgetState]]:
         if self.recovery is not None and reply_id in self.recovery.lost:
             # Another process took this reply over (this one stopped heartbeating) and finished it.
             self.recovery.lost.discard(reply_id)
             await streamer.abandon()
             log.warning("pipeline.reply_taken_over", reply=reply_id)
-            return streamer.text
+            return streamer.text, ()
         shown = True
         try:
             final = await streamer.finish(status, sources=sources, reason=reason)
@@ -398,7 +435,7 @@ class Pipeline:
             final, shown = streamer.text, False
         if self.deltas is not None:
             await _quietly(self.deltas.flush_message(reply_id))
-        await self._persist(
+        crossed = await self._persist(
             lambda: self.store.complete_message(
                 ws,
                 reply_id,
@@ -407,22 +444,25 @@ class Pipeline:
                 sources=sources,
                 usage=usage,
                 platform_message_id=streamer.message_ids[0] if streamer.message_ids else "",
+                charge=charge,
             )
         )
         if shown and self.recovery is not None:
             await self.recovery.ended(reply_id)  # a failed final edit keeps the place for recovery
-        return final
+        return final, crossed
 
-    async def _persist(self, write: Callable[[], Awaitable[None]]) -> None:
-        """Write now, or keep retrying in the background: a dead store must not lose the reply."""
+    async def _persist(self, write: Callable[[], Awaitable[Sequence[BudgetState]]]) -> Sequence[BudgetState]:
+        """Write now, or keep retrying in the background: a dead store must not lose the reply.
+        Returns the budget thresholds the write crossed (none known when it is left to the retries)."""
         try:
-            await write()
+            return await write()
         except StoreUnavailable:
             task = asyncio.create_task(self._retry_write(write))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
+            return ()
 
-    async def _retry_write(self, write: Callable[[], Awaitable[None]]) -> Outcome:
+    async def _retry_write(self, write: Callable[[], Awaitable[object]]) -> Outcome:
         for delay in self.store_retry_s:
             await asyncio.sleep(delay)
             try:

@@ -298,4 +298,16 @@ def admin_commands(client: ChatbotClient) -> app_commands.Group:
     async def audit(interaction: discord.Interaction, count: int = 20) -> None:
         await reply(interaction, run(interaction, f"audit {count}"))
 
+    @chatbot.command(name="usage", description="Tokens and estimated cost by user, channel and day")
+    async def usage(interaction: discord.Interaction, days: int = 30) -> None:
+        await reply(interaction, run(interaction, f"usage {days}"))
+
+    @chatbot.command(name="budget", description="Token budgets: show, or set month/day (tokens or none)")
+    @app_commands.choices(scope=[app_commands.Choice(name=n, value=n) for n in ("month", "day")], role=ROLE_CHOICES)
+    async def budget(
+        interaction: discord.Interaction, scope: str | None = None, tokens: str | None = None, role: str | None = None
+    ) -> None:
+        parts = ["budget", scope or "", role or "" if scope == "day" else "", tokens or "" if scope else ""]
+        await reply(interaction, run(interaction, " ".join(shlex.quote(p) for p in parts if p)))
+
     return chatbot

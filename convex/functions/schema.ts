@@ -57,7 +57,13 @@ export default defineSchema({
     sources: v.array(
       v.object({ index: v.number(), title: v.string(), uri: v.string(), text: v.string(), score: v.number() }),
     ),
-    usage: v.object({ inputTokens: v.number(), outputTokens: v.number() }),
+    // Cache reads and writes are optional so rows written before they were kept stay valid.
+    usage: v.object({
+      inputTokens: v.number(),
+      outputTokens: v.number(),
+      cacheReadTokens: v.optional(v.number()),
+      cacheWriteTokens: v.optional(v.number()),
+    }),
     platformMessageId: v.string(),
     idempotencyKey: v.optional(v.string()),
   })
@@ -99,6 +105,28 @@ export default defineSchema({
     "by_workspace_user_window",
     ["workspace", "user", "window"],
   ),
+  // The token ledger (lib/usage.ts, charged by threads:completeMessage): tokens per day, user, channel
+  // and model; running totals per period ("month:YYYY-MM", "day:YYYY-MM-DD:<user>") with the highest
+  // budget threshold announced; budgets per scope ("month" or a role label, tokens per user per day).
+  tokenUsage: defineTable({
+    workspace: v.string(),
+    day: v.string(),
+    user: v.string(),
+    channel: v.string(),
+    model: v.string(),
+    inputTokens: v.number(),
+    outputTokens: v.number(),
+    cacheReadTokens: v.number(),
+    cacheWriteTokens: v.number(),
+  }).index("by_workspace_day", ["workspace", "day", "user", "channel", "model"]),
+  tokenTotals: defineTable({ workspace: v.string(), period: v.string(), tokens: v.number(), noticed: v.number() }).index(
+    "by_workspace_period",
+    ["workspace", "period"],
+  ),
+  tokenBudgets: defineTable({ workspace: v.string(), scope: v.string(), tokens: v.number() }).index("by_workspace_scope", [
+    "workspace",
+    "scope",
+  ]),
   // Platform budgets shared by every bot process (leases.ts): GCRA state per scope.
   budgetBuckets: defineTable({ key: v.string(), tat: v.number(), seq: v.number() }).index("by_key", ["key"]),
   // Where each reply is on its platform, while it has not ended there (places.ts).

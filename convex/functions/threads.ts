@@ -5,6 +5,7 @@ import { internal } from "./_generated/api";
 import type { Doc, Id } from "./_generated/dataModel";
 import { internalMutation, type QueryCtx } from "./_generated/server";
 import { RULES } from "./lib/rules";
+import { type BudgetState, charge } from "./lib/usage";
 import { bounded, boundedCount, boundedInt, boundedNumber, fail, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
 
 const DELTA_CLEANUP_DELAY_MS = 60_000;
@@ -200,10 +201,17 @@ export const completeMessage = serviceMutation({
     text: v.string(),
     status: v.union(v.literal("complete"), v.literal("failed"), v.literal("cancelled")),
     sources: v.array(source),
-    usage: v.object({ inputTokens: v.number(), outputTokens: v.number() }),
+    usage: v.object({
+      inputTokens: v.number(),
+      outputTokens: v.number(),
+      cacheReadTokens: v.optional(v.number()),
+      cacheWriteTokens: v.optional(v.number()),
+    }),
     platformMessageId: v.string(),
+    // Whom the tokens count against (lib/usage.ts): charged to the ledger and budgets in this mutation.
+    charge: v.optional(v.object({ user: v.string(), role: v.string(), model: v.string() })),
   },
-  handler: async (ctx, args) => {
+  handler: async (ctx, args): Promise<BudgetState[]> => {
     bounded(args.text, "text", "message text", { allowEmpty: true });
     bounded(args.platformMessageId, "id", "platform message id", { allowEmpty: true });
     boundedCount(args.sources, "sources", "sources");
@@ -216,12 +224,19 @@ export const completeMessage = serviceMutation({
     }
     boundedInt(args.usage.inputTokens, "tokens", "input tokens");
     boundedInt(args.usage.outputTokens, "tokens", "output tokens");
+    boundedInt(args.usage.cacheReadTokens ?? 0, "tokens", "cache read tokens");
+    boundedInt(args.usage.cacheWriteTokens ?? 0, "tokens", "cache write tokens");
+    if (args.charge) {
+      bounded(args.charge.user, "id", "charged user id");
+      bounded(args.charge.role, "id", "charged role");
+      bounded(args.charge.model, "model", "model", { allowEmpty: true });
+    }
     const row = await messageIn(ctx, args.workspace, args.id);
     if (row === null) fail("not_found", `no message ${args.id} in this workspace`);
     if (row.role !== "assistant") fail("invalid", "only the bot's replies are completed");
     if (row.status !== "streaming") {
       // A message moves only forward; a retry of the same completion changes nothing.
-      if (row.status === args.status && row.text === args.text) return null;
+      if (row.status === args.status && row.text === args.text) return [];
       fail("conflict", `reply ${args.id} is already ${row.status}`);
     }
     await ctx.db.patch(row._id, {
@@ -234,7 +249,9 @@ export const completeMessage = serviceMutation({
     });
     // The final text lives in the row; the deltas were only for watching it grow.
     await ctx.scheduler.runAfter(DELTA_CLEANUP_DELAY_MS, internal.threads.removeDeltas, { message: row._id });
-    return null;
+    if (!args.charge) return [];
+    const thread = await ctx.db.get(row.thread);
+    return await charge(ctx, args.workspace, thread?.channel ?? "", args.charge, args.usage);
   },
 });
 

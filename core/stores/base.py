@@ -24,6 +24,7 @@ from core.messages import (
     WorkspaceRef,
 )
 from core.roles import INITIAL_DEFAULT_ROLE, Membership, Role
+from core.stores.usage import BudgetState, Charge
 
 
 class StoreError(ChatbotError):
@@ -233,8 +234,12 @@ class ThreadStore(Protocol):
         sources: Sequence[Source] = (),
         usage: Usage | None = None,
         platform_message_id: str = "",
-    ) -> None:
-        """Finish a streaming reply (complete, failed or cancelled); a finished one is never reopened."""
+        charge: Charge | None = None,
+    ) -> Sequence[BudgetState]:
+        """Finish a streaming reply (complete, failed or cancelled); a finished one is never reopened.
+
+        With a `charge`, the usage is added to the token ledger and budgets in the same write, which
+        returns the budget thresholds it crossed first (core/stores/usage.py)."""
         ...
 
     async def stale_streaming(self, older_than_s: float) -> Sequence[StoredMessage]:

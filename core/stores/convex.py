@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import structlog
@@ -35,6 +35,7 @@ from core.stores.base import (
     WorkspaceSettings,
 )
 from core.stores.convex_version import source_hash
+from core.stores.usage import BudgetState, Charge
 
 log = structlog.get_logger(__name__)
 
@@ -87,9 +88,21 @@ def _message(data: dict[str, Any]) -> StoredMessage:
         sources=tuple(
             Source(int(s["index"]), s["title"], s["uri"], s["text"], float(s["score"])) for s in data["sources"]
         ),
-        usage=Usage(int(data["usage"]["inputTokens"]), int(data["usage"]["outputTokens"])),
+        usage=Usage(
+            int(data["usage"]["inputTokens"]),
+            int(data["usage"]["outputTokens"]),
+            int(data["usage"].get("cacheReadTokens", 0)),
+            int(data["usage"].get("cacheWriteTokens", 0)),
+        ),
         platform_message_id=data["platformMessageId"],
         workspace=data.get("workspace", ""),
+    )
+
+
+def _budget_state(data: dict[str, Any]) -> BudgetState:
+    scope: Literal["month", "day"] = "day" if data["scope"] == "day" else "month"
+    return BudgetState(
+        scope, int(data["used"]), int(data["limit"]), float(data["resetsAt"]), float(data["level"]), str(data["user"])
     )
 
 
@@ -409,18 +422,29 @@ class ConvexStore:
         sources: Sequence[Source] = (),
         usage: Usage | None = None,
         platform_message_id: str = "",
-    ) -> None:
+        charge: Charge | None = None,
+    ) -> Sequence[BudgetState]:
         usage = usage or Usage()
-        await self._mutation(
+        extra: dict[str, Any] = {}
+        if charge is not None:
+            extra["charge"] = {"user": charge.user_id, "role": charge.role, "model": charge.model}
+        crossed = await self._mutation(
             "threads:completeMessage",
             workspace=ws.key,
             id=message_id,
             text=text,
             status=ReplyStatus(status).value,
             sources=[asdict(s) for s in sources],
-            usage={"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens},
+            usage={
+                "inputTokens": usage.input_tokens,
+                "outputTokens": usage.output_tokens,
+                "cacheReadTokens": usage.cache_read_tokens,
+                "cacheWriteTokens": usage.cache_write_tokens,
+            },
             platformMessageId=platform_message_id,
+            **extra,
         )
+        return [_budget_state(b) for b in crossed or ()]
 
     async def stale_streaming(self, older_than_s: float) -> Sequence[StoredMessage]:
         return [_message(m) for m in await self._query("threads:staleStreaming", olderThanS=older_than_s)]

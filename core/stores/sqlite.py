@@ -41,6 +41,7 @@ from core.roles import (
     effective_role,
 )
 from core.sqlite_worker import SqliteUnavailable, SqliteWorker
+from core.stores import sqlite_ledger as ledger
 from core.stores.base import (
     SETTING_FIELDS,
     AuditEntry,
@@ -54,6 +55,7 @@ from core.stores.base import (
     StoreUnavailable,
     WorkspaceSettings,
 )
+from core.stores.usage import BudgetState, Charge
 
 T = TypeVar("T")
 
@@ -80,6 +82,7 @@ CREATE TABLE IF NOT EXISTS messages (
     role TEXT NOT NULL, text TEXT NOT NULL, status TEXT NOT NULL, author_id TEXT NOT NULL,
     created_at REAL NOT NULL, updated_at REAL NOT NULL, sources TEXT NOT NULL DEFAULT '[]',
     input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens INTEGER NOT NULL DEFAULT 0, cache_write_tokens INTEGER NOT NULL DEFAULT 0,
     platform_message_id TEXT NOT NULL DEFAULT '', idempotency_key TEXT UNIQUE);
 CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (thread_id, id);
 CREATE INDEX IF NOT EXISTS messages_by_status ON messages (status, updated_at);
@@ -93,6 +96,7 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_by_ws ON audit (ws, id);
 """
+SCHEMA += ledger.SCHEMA
 
 
 def _check(value: object, name: str, kind: str = "id", *, allow_empty: bool = False) -> str:
@@ -200,6 +204,7 @@ class SqliteStore:
     async def open(cls, path: Path) -> SqliteStore:
         store = cls(path)
         await store._worker.open()
+        await store._tx(ledger.migrate)
         return store
 
     async def close(self) -> None:
@@ -563,7 +568,7 @@ class SqliteStore:
 
     @staticmethod
     def _message_row(db: sqlite3.Connection, row: sqlite3.Row | tuple[Any, ...]) -> StoredMessage:
-        (mid, thread_id, role, text, status, author_id, created_at, sources, tin, tout, pmid, ws) = row
+        (mid, thread_id, role, text, status, author_id, created_at, sources, tin, tout, cread, cwrite, pmid, ws) = row
         if status == ReplyStatus.STREAMING.value:
             parts = db.execute("SELECT text FROM deltas WHERE message_id = ? ORDER BY seq", (mid,)).fetchall()
             text = text + "".join(p[0] for p in parts)
@@ -576,14 +581,15 @@ class SqliteStore:
             author_id=author_id,
             created_at=created_at,
             sources=tuple(Source(**s) for s in json.loads(sources)),
-            usage=Usage(tin, tout),
+            usage=Usage(tin, tout, cread, cwrite),
             platform_message_id=pmid,
             workspace=ws,
         )
 
     _COLUMNS = (
         "id, thread_id, role, text, status, author_id, created_at, sources, input_tokens, output_tokens, "
-        "platform_message_id, (SELECT ws FROM threads WHERE threads.id = messages.thread_id)"
+        "cache_read_tokens, cache_write_tokens, platform_message_id, "
+        "(SELECT ws FROM threads WHERE threads.id = messages.thread_id)"
     )
     _IN_WS = "thread_id IN (SELECT id FROM threads WHERE ws = ?)"
 
@@ -677,7 +683,8 @@ class SqliteStore:
         sources: Sequence[Source] = (),
         usage: Usage | None = None,
         platform_message_id: str = "",
-    ) -> None:
+        charge: Charge | None = None,
+    ) -> Sequence[BudgetState]:
         _ws(ws)
         mid = _int_id(message_id, "message id")
         _check(text, "message text", "text", allow_empty=True)
@@ -695,11 +702,19 @@ class SqliteStore:
         usage = usage or Usage()
         _whole(usage.input_tokens, "input tokens", "tokens")
         _whole(usage.output_tokens, "output tokens", "tokens")
+        _whole(usage.cache_read_tokens, "cache read tokens", "tokens")
+        _whole(usage.cache_write_tokens, "cache write tokens", "tokens")
+        if charge is not None:
+            _check(charge.user_id, "charged user id")
+            _check(charge.role, "charged role")
+            _check(charge.model, "model", "model", allow_empty=True)
         encoded = json.dumps([asdict(s) for s in sources])
 
-        def complete(db: sqlite3.Connection) -> None:
+        def complete(db: sqlite3.Connection) -> Sequence[BudgetState]:
             row = db.execute(
-                f"SELECT role, status, text FROM messages WHERE id = ? AND {self._IN_WS}", (mid, ws.key)
+                "SELECT role, status, text, (SELECT channel_id FROM threads WHERE threads.id = messages.thread_id) "
+                f"FROM messages WHERE id = ? AND {self._IN_WS}",
+                (mid, ws.key),
             ).fetchone()
             if row is None:
                 raise StoreError("not_found", f"no message {message_id} in this workspace")
@@ -708,17 +723,19 @@ class SqliteStore:
             if row[1] != ReplyStatus.STREAMING.value:
                 # A message moves only forward; a retry of the same completion changes nothing.
                 if row[1] == status.value and row[2] == text:
-                    return
+                    return ()
                 raise StoreError("conflict", f"reply {message_id} is already {row[1]}")
             db.execute(
                 "UPDATE messages SET text = ?, status = ?, sources = ?, input_tokens = ?, output_tokens = ?, "
-                "platform_message_id = ?, updated_at = ? WHERE id = ?",
+                "cache_read_tokens = ?, cache_write_tokens = ?, platform_message_id = ?, updated_at = ? WHERE id = ?",
                 (
                     text,
                     status.value,
                     encoded,
                     usage.input_tokens,
                     usage.output_tokens,
+                    usage.cache_read_tokens,
+                    usage.cache_write_tokens,
                     platform_message_id,
                     time.time(),
                     mid,
@@ -726,8 +743,10 @@ class SqliteStore:
             )
             # The final text lives in the row; the deltas were only for watching it grow.
             db.execute("DELETE FROM deltas WHERE message_id = ?", (mid,))
+            # The usage is charged to the ledger and the budgets in this same transaction.
+            return ledger.charge(db, ws.key, row[3], charge, usage, self._audit) if charge is not None else ()
 
-        await self._tx(complete)
+        return await self._tx(complete)
 
     async def stale_streaming(self, older_than_s: float) -> Sequence[StoredMessage]:
         if not isinstance(older_than_s, (int, float)) or older_than_s < 0:

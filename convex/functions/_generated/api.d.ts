@@ -13,9 +13,11 @@ import type * as leases from "../leases.js";
 import type * as lib_roles from "../lib/roles.js";
 import type * as lib_rules from "../lib/rules.js";
 import type * as lib_security from "../lib/security.js";
+import type * as lib_usage from "../lib/usage.js";
 import type * as personas from "../personas.js";
 import type * as places from "../places.js";
 import type * as threads from "../threads.js";
+import type * as usage from "../usage.js";
 import type * as version from "../version.js";
 import type * as workspaces from "../workspaces.js";
 
@@ -31,9 +33,11 @@ declare const fullApi: ApiFromModules<{
   "lib/roles": typeof lib_roles;
   "lib/rules": typeof lib_rules;
   "lib/security": typeof lib_security;
+  "lib/usage": typeof lib_usage;
   "personas": typeof personas;
   "places": typeof places;
   "threads": typeof threads;
+  "usage": typeof usage;
   "version": typeof version;
   "workspaces": typeof workspaces;
 }>;

@@ -59,7 +59,8 @@ export const RULES = {
     "fact_users": 10,
     "lease_buckets": 64,
     "heartbeat_replies": 4096,
-    "platforms": 10
+    "platforms": 10,
+    "usage_rows": 2000
   },
   "numbers": {
     "seq": [
@@ -97,6 +98,10 @@ export const RULES = {
     "places_page": [
       1,
       1000
+    ],
+    "token_budget": [
+      1,
+      1000000000000
     ]
   },
   "settings": {
@@ -109,5 +114,9 @@ export const RULES = {
   "platform_facts": {
     "ttl_s": 600,
     "$comment": "facts Convex verified with the platform are trusted this long"
+  },
+  "budgets": {
+    "warn_at": 0.8,
+    "$comment": "token budgets (core/stores/usage.py, convex/functions/lib/usage.ts): admins are told once when a period's use crosses warn_at of its budget and once at the whole; at the whole, questions are refused until the period ends (UTC)"
   }
 } as const;
