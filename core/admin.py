@@ -34,6 +34,7 @@ from core.stores.base import (
     StoreError,
     StoreUnavailable,
 )
+from core.stores.feedback import FeedbackStore
 from core.stores.personas import ChannelPersonas
 from core.stores.usage import MONTH, UsageLedger, periods, tokens_of
 from core.usage_report import budgets_report, usage_report
@@ -56,7 +57,7 @@ HELP = """\
 • `settings` · `settings set <key> <value>`
 • `usage [days]` (tokens and estimated cost by user, channel and day; default 30 days)
 • `budget` · `budget month <tokens|none>` · `budget day <role> <tokens|none>` (per user per UTC day)
-• `ingest <url>` · `audit [n]` · `help`"""
+• `ingest <url>` · `audit [n]` · `feedback [n] [before]` (recent 👎) · `help`"""
 
 
 class UrlIngestor(Protocol):
@@ -102,7 +103,9 @@ class AdminCommands:
         personas: ChannelPersonas | None = None,
         usage: UsageLedger | None = None,
         prices: Mapping[str, ModelPrice] = DEFAULT_PRICES,
+        feedback: FeedbackStore | None = None,
     ) -> None:
+        self.feedback = feedback
         self.store = store
         self.usage = usage
         self.prices = prices
@@ -172,6 +175,7 @@ class AdminCommands:
             ("audit", ""): self._cmd_audit,
             ("usage", ""): self._cmd_usage,
             ("budget", ""): self._cmd_budget,
+            ("feedback", ""): self._cmd_feedback,
         }
         return table.get((head, sub)) or table.get((head, ""))
 
@@ -351,6 +355,30 @@ class AdminCommands:
         if len(words) != 2:
             raise CommandError("Usage: `ingest <url>`")
         return await self.ingest_url(ws, actor, words[1].strip("<>"))
+
+    async def _cmd_feedback(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
+        limit = int(words[1]) if len(words) > 1 and words[1].isdigit() else 5
+        before = float(words[2]) if len(words) > 2 and words[2].replace(".", "", 1).isdigit() else None
+        return await self.recent_feedback(ws, actor, max(1, min(limit, 20)), before)
+
+    async def recent_feedback(self, ws: WorkspaceRef, actor: Actor, limit: int = 5, before: float | None = None) -> str:
+        """The newest 👎 with their context, a page at a time (curators and above)."""
+        await self.roles.require(ws, actor, Permission.MANAGE_KNOWLEDGE)
+        if self.feedback is None:
+            return "Feedback is not available in this process."
+        items = await self.feedback.recent_feedback(ws, actor, rating="down", limit=limit, before=before)
+        if not items:
+            return "No 👎 feedback yet." if before is None else "No older 👎 feedback."
+        lines = ["**Recent 👎** (newest first)"]
+        for f in items:
+            when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(f.at))
+            lines.append(f"• {when} <@{f.user_id}>{' — ' + f.reason[:200] if f.reason else ''}")
+            lines.append(f"  Q: {f.question[:200]}")
+            lines.append(f"  A: {f.answer[:300]}")
+            if f.sources or f.model:
+                lines.append(f"  sources: {', '.join(f.sources[:5]) or 'none'} · model: {f.model or 'default'}")
+        lines.append(f"More: `feedback {limit} {items[-1].at:.6f}`")
+        return "\n".join(lines)
 
     async def _cmd_audit(self, ws: WorkspaceRef, actor: Actor, words: list[str]) -> str:
         limit = int(words[1]) if len(words) > 1 and words[1].isdigit() else 20

@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -33,11 +33,15 @@ from core.retrieval.base import Retriever
 from core.rewrite import QueryRewriter
 from core.stores.base import Store
 from core.stores.deltas import DeltaWriter
+from core.stores.feedback import FeedbackStore
 from core.stores.leases import BudgetLeases, StreamLeases
 from core.stores.personas import ChannelPersonas
 from core.stores.places import ReplyPlaces
 from core.stores.usage import UsageLedger
 from core.surface import Surface
+
+if TYPE_CHECKING:
+    from core.stores.sqlite import SqliteStore
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +90,7 @@ class ChatCore:
         self.deltas = DeltaWriter(timed_store)
         self.personas = personas_for(store)
         self.usage = usage_for(store)
+        self.feedback = feedback_for(store)
         self.places = places
         # Adapters register their ReplyPlatform here (recovery.platforms[platform]) before start_recovery().
         self.recovery = Recovery(
@@ -100,6 +105,7 @@ class ChatCore:
             llm=TimedLLM(llm, self.metrics),
             deltas=self.deltas,
             personas=self.personas,
+            feedback=self.feedback,
             model=settings.model,
             max_answer_tokens=settings.max_answer_tokens,
             context_tokens=settings.context_token_budget,
@@ -134,6 +140,7 @@ class ChatCore:
             personas=self.personas,
             usage=self.usage,
             prices=settings.model_prices,
+            feedback=self.feedback,
         )
         self._installations: Installations | None = None
         self.readiness = Readiness(part_probes(store, retriever, llm), ttl_s=settings.ready_cache_s)
@@ -261,19 +268,29 @@ def data_dir(settings: Settings) -> Path:
 
 
 def personas_for(store: Store) -> ChannelPersonas:
-    """Channel personas live in the store's own database."""
+    """Channel personas live in the store's own database (their own tables, the store's checks)."""
     from core.stores.convex import ConvexStore
-
-    if isinstance(store, ConvexStore):
-        from core.stores.convex_personas import ConvexPersonas
-
-        return ConvexPersonas(store)
-    from core.stores.sqlite import SqliteStore
+    from core.stores.convex_personas import ConvexPersonas
     from core.stores.sqlite_personas import SqlitePersonas
 
+    return ConvexPersonas(store) if isinstance(store, ConvexStore) else SqlitePersonas(_sqlite(store))
+
+
+def feedback_for(store: Store) -> FeedbackStore:
+    """Feedback lives in the store's own database (its own table, the store's checks)."""
+    from core.stores.convex import ConvexStore
+    from core.stores.convex_feedback import ConvexFeedback
+    from core.stores.sqlite_feedback import SqliteFeedback
+
+    return ConvexFeedback(store) if isinstance(store, ConvexStore) else SqliteFeedback(_sqlite(store))
+
+
+def _sqlite(store: Store) -> SqliteStore:
+    from core.stores.sqlite import SqliteStore
+
     if not isinstance(store, SqliteStore):
-        raise ConfigError(f"no channel personas for {type(store).__name__}")
-    return SqlitePersonas(store)
+        raise ConfigError(f"no side tables for {type(store).__name__}")
+    return store
 
 
 def usage_for(store: Store) -> UsageLedger:

@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 
 from core.messages import Actor, IncomingMessage, WorkspaceRef
 from core.roles import Role
+from core.stores.feedback import Feedback, FeedbackStore, Rating
 
 STOP = "stop"
 REGENERATE = "regenerate"
@@ -39,9 +40,13 @@ class _Running:
 
 
 class ReplyControls:
-    def __init__(self, roles: RoleOf, claims: Claims, *, remember: int = 10_000) -> None:
+    def __init__(
+        self, roles: RoleOf, claims: Claims, *, feedback: FeedbackStore | None = None, remember: int = 10_000
+    ) -> None:
         self.roles = roles
         self.claims = claims
+        self.feedback = feedback
+        self._answers: OrderedDict[str, tuple[str, tuple[str, ...], str]] = OrderedDict()  # key -> answer
         self.remember = remember
         self._running: dict[str, _Running] = {}  # question key -> the task streaming its reply
         self._asked: OrderedDict[str, IncomingMessage] = OrderedDict()  # question key -> question, to regenerate
@@ -60,6 +65,24 @@ class ReplyControls:
             yield
         finally:
             self._running.pop(message.event_key, None)
+
+    def answered(self, key: str, text: str, sources: tuple[str, ...], model: str) -> None:
+        """What the reply to `key` said (for feedback), while this process remembers it."""
+        self._answers[key] = (text, sources, model)
+        self._answers.move_to_end(key)
+        while len(self._answers) > self.remember:
+            self._answers.popitem(last=False)
+
+    async def rate(self, ws: WorkspaceRef, actor: Actor, key: str, rating: Rating, reason: str = "") -> ControlResult:
+        """Keep a 👍/👎 with the question, the answer, its sources and the model."""
+        question, answer = self._asked.get(key), self._answers.get(key)
+        if self.feedback is None or question is None or answer is None:
+            return "gone"
+        text, sources, model = answer
+        await self.feedback.add_feedback(
+            ws, Feedback(key, actor.user_id, rating, question.text, text, sources, model, reason[:2000])
+        )
+        return "done"
 
     def question(self, key: str) -> IncomingMessage | None:
         """The question a reply answered (for Regenerate), while this process remembers it."""

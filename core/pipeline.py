@@ -23,6 +23,7 @@ from core.recovery import Recovery
 from core.retrieval.base import Hit, Retriever
 from core.rewrite import QueryRewriter, RecentTurn, search_rewritten
 from core.stores.base import Store, StoreUnavailable
+from core.stores.feedback import FeedbackStore
 from core.stores.personas import ChannelPersona
 from core.stores.usage import BudgetState, Charge
 from core.streaming import ReplyStreamer
@@ -88,6 +89,7 @@ class Pipeline:
         llm: LLM,
         deltas: DeltaSink | None = None,
         personas: PersonaSource | None = None,
+        feedback: FeedbackStore | None = None,
         model: str = "",
         max_answer_tokens: int = 1024,
         context_tokens: int = 6000,
@@ -104,7 +106,7 @@ class Pipeline:
         self.deltas = deltas
         self.personas = personas
         self.roles = RoleService(store)
-        self.controls = ReplyControls(self.roles, store)
+        self.controls = ReplyControls(self.roles, store, feedback=feedback)
         self.model = model
         self.max_answer_tokens = max_answer_tokens
         self.context_tokens = context_tokens
@@ -290,7 +292,7 @@ class Pipeline:
             idempotency_key=f"{message.event_key}:a",
         )
         with self.controls.streaming(message):  # Stop may cancel it from here on
-            return await self._stream(
+            outcome = await self._stream(
                 ws,
                 reply_id,
                 prompt_sources=list(prompt.sources),
@@ -301,6 +303,9 @@ class Pipeline:
                 note=attached.note,
                 charge=Charge(message.author.user_id, role, model),
             )
+        uris = tuple(s.uri for s in outcome.sources)
+        self.controls.answered(message.event_key, outcome.text, uris, prompt.model or getattr(self.llm, "model", ""))
+        return outcome
 
     async def _persona(self, message: IncomingMessage) -> ChannelPersona | None:
         """The channel's persona; a thread inherits its channel's (Discord threads are channels of their own)."""

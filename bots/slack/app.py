@@ -33,7 +33,16 @@ from bots.slack.history import SlackThread, SlackThreadReader, slack_files
 from bots.slack.mrkdwn import to_mrkdwn
 from bots.slack.oauth import INSTALL_PATH, REDIRECT_PATH, OAuthConfig, TeamRoutedClient, oauth_parts, team_token
 from bots.slack.replies import SlackReplies
-from bots.slack.surface import REGENERATE_ACTION, STOP_ACTION, SlackSurface, StreamRefusals, call_slack
+from bots.slack.surface import (
+    DOWN_ACTION,
+    REASON_ACTION,
+    REGENERATE_ACTION,
+    STOP_ACTION,
+    UP_ACTION,
+    SlackSurface,
+    StreamRefusals,
+    call_slack,
+)
 from bots.slack.users import UserDirectory
 from core.controls import REFUSALS
 from core.messages import IncomingMessage, Platform, WorkspaceRef
@@ -138,6 +147,8 @@ class SlackBot:
         app.command("/chatbot")(self._on_command)
         app.action(STOP_ACTION)(self._on_control)
         app.action(REGENERATE_ACTION)(self._on_control)
+        for rating in (UP_ACTION, DOWN_ACTION, REASON_ACTION):
+            app.action(rating)(self._on_control)
 
     def attach_recovery(self) -> None:
         """Let the core reopen Slack replies for kept questions and finish replies an earlier run left."""
@@ -320,6 +331,41 @@ class SlackBot:
         await ack()
         self.spawn(self._control(body, action), name=f"slack-control-{action.get('action_ts', '')}")
 
+    async def _ask_reason(self, team_id: str, channel: str, user_id: str, thread_ts: str | None, key: str) -> None:
+        """After a 👎: an optional reason, in a message only the rater sees."""
+        blocks = [
+            {
+                "type": "input",
+                "block_id": "chatbot_reason",
+                "optional": True,
+                "label": {"type": "plain_text", "text": "What was wrong? (optional)"},
+                "element": {"type": "plain_text_input", "action_id": "reason", "max_length": 2000},
+            },
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": REASON_ACTION,
+                        "text": {"type": "plain_text", "text": "Send"},
+                        "value": key,
+                    }
+                ],
+            },
+        ]
+        args: dict[str, Any] = {
+            "channel": channel,
+            "user": user_id,
+            "text": "Thanks. What was wrong?",
+            "blocks": blocks,
+        }
+        if thread_ts:
+            args["thread_ts"] = thread_ts
+        scope = limits.scope("chat.postEphemeral", team_id, channel)
+        await within_budget(
+            self.scheduler, (scope,), lambda: call_slack(self.client, "chat_postEphemeral", scope.key, **args)
+        )
+
     async def _control(self, body: dict[str, Any], action: dict[str, Any]) -> None:
         """Stop or Regenerate clicked on a reply: authorized and deduplicated by the core."""
         team_id = str((body.get("team") or {}).get("id") or "")
@@ -330,8 +376,17 @@ class SlackBot:
         ws = WorkspaceRef(Platform.SLACK, team_id)
         actor = await self.users.actor(team_id, user_id)
         controls = self.core.controls
-        if action.get("action_id") == STOP_ACTION:
+        kind = action.get("action_id")
+        if kind == STOP_ACTION:
             result = await controls.stop(ws, actor, key, click)
+        elif kind in (UP_ACTION, DOWN_ACTION, REASON_ACTION):
+            reason = str(
+                ((body.get("state") or {}).get("values") or {}).get("chatbot_reason", {}).get("reason", {}).get("value")
+                or ""
+            )
+            result = await controls.rate(ws, actor, key, "up" if kind == UP_ACTION else "down", reason)
+            if result == "done" and kind == DOWN_ACTION:
+                await self._ask_reason(team_id, channel, user_id, clicked.get("thread_ts"), key)
         else:
             result = await controls.may_regenerate(ws, actor, key, click)
             question = controls.question(key)

@@ -38,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 STOP_ACTION = "chatbot_stop"
 REGENERATE_ACTION = "chatbot_regenerate"
+UP_ACTION, DOWN_ACTION, REASON_ACTION = "chatbot_up", "chatbot_down", "chatbot_reason"
 SECTION_LIMIT = 3000  # characters of text in one section block
 NOTIFICATION_CHARS = 300  # `text` is only the notification preview once blocks are present
 MAX_SOURCE_LINKS = 10  # a context block holds at most 10 elements
@@ -281,9 +282,21 @@ class SlackSurface:
         """The reply's buttons, on its first message: Stop while it streams, Regenerate once done."""
         if not self.controls or self.native_streaming:
             return []
-        action, label = (REGENERATE_ACTION, "Regenerate") if self._finished else (STOP_ACTION, "Stop")
-        button = {"type": "button", "action_id": action, "text": {"type": "plain_text", "text": label}}
-        return [{"type": "actions", "block_id": "chatbot_controls", "elements": [{**button, "value": self.controls}]}]
+        shown = (
+            [(REGENERATE_ACTION, "Regenerate"), (UP_ACTION, "👍"), (DOWN_ACTION, "👎")]
+            if self._finished
+            else [(STOP_ACTION, "Stop")]
+        )
+        buttons = [
+            {
+                "type": "button",
+                "action_id": action,
+                "text": {"type": "plain_text", "text": label},
+                "value": self.controls,
+            }
+            for action, label in shown
+        ]
+        return [{"type": "actions", "block_id": "chatbot_controls", "elements": buttons}]
 
     async def finished(self) -> None:
         """The reply is done (answered, failed or stopped): its Stop button becomes Regenerate."""

@@ -36,6 +36,20 @@ export default defineSchema({
     mode: v.union(v.literal("allow"), v.literal("deny"), v.literal("default")),
     withoutMention: v.boolean(),
   }).index("by_workspace_channel", ["workspace", "channel"]),
+  feedback: defineTable({
+    workspace: v.string(),
+    replyKey: v.string(),
+    user: v.string(),
+    rating: v.union(v.literal("up"), v.literal("down")),
+    reason: v.string(),
+    question: v.string(),
+    answer: v.string(),
+    sources: v.array(v.string()),
+    model: v.string(),
+    at: v.number(),
+  })
+    .index("by_workspace_reply_user", ["workspace", "replyKey", "user"])
+    .index("by_workspace_rating_at", ["workspace", "rating", "at"]),
   channelPersonas: defineTable({
     workspace: v.string(),
     channel: v.string(),

@@ -675,7 +675,14 @@ def event_body(event: dict[str, Any], *, team_id: str = TEAM_ID, event_id: str |
 
 
 def block_actions_body(
-    action_id: str, value: str, *, user_id: str, message: FakeMessage, team_id: str = TEAM_ID, action_ts: str = ""
+    action_id: str,
+    value: str,
+    *,
+    user_id: str,
+    message: FakeMessage,
+    team_id: str = TEAM_ID,
+    action_ts: str = "",
+    state: dict[str, Any] | None = None,
 ) -> str:
     """A button click (`block_actions`) on `message`, form-encoded with its JSON `payload`, as Slack POSTs it."""
     wire: dict[str, Any] = {"type": "message", "ts": message.ts, "user": message.user, "text": message.text}
@@ -692,6 +699,7 @@ def block_actions_body(
         "channel": {"id": message.channel, "name": "general"},
         "message": wire,
         "response_url": "",
+        "state": {"values": state or {}},
         "actions": [
             {
                 "type": "button",

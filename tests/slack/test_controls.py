@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from tests.fakes.slack import FakeMessage, block_actions_body, signed_headers
 from tests.slack.conftest import Harness
 from tests.slack.test_conversations import answered, mention
 
+FINISHED = ["chatbot_regenerate", "chatbot_up", "chatbot_down"]  # a finished reply's buttons
 LONG = "This answer takes a long while to write, one small piece after another. " * 20
 
 
@@ -54,7 +56,7 @@ async def test_stop_ends_a_streaming_reply_marked_stopped(harness: Harness, fake
     assert shown.endswith("_(stopped)_")
     assert len(shown) < len(LONG)
     assert took < 5, f"Stop took {took:.2f}s"  # generous for a shared machine; bench measures it
-    assert [b["action_id"] for b in buttons(h.slack.replies_in("C1")[0])] == ["chatbot_regenerate"]
+    assert [b["action_id"] for b in buttons(h.slack.replies_in("C1")[0])] == FINISHED
     assert not h.bot.errors, list(h.bot.errors)
 
 
@@ -64,7 +66,7 @@ async def test_regenerate_replaces_the_answer_in_place(harness: Harness, fake_an
     question = mention("what is our deploy day?", user="U1")
     await answered(h, question)
     [reply] = h.slack.replies_in("C1")
-    assert [b["action_id"] for b in buttons(reply)] == ["chatbot_regenerate"]
+    assert [b["action_id"] for b in buttons(reply)] == FINISHED
 
     fake_anthropic.script("A better second answer.")
     await click(h, "chatbot_regenerate", reply, user="U1", action_ts="2.1")
@@ -75,5 +77,34 @@ async def test_regenerate_replaces_the_answer_in_place(harness: Harness, fake_an
     assert h.slack.shown_text(again) == "A better second answer."
     assert len(fake_anthropic.requests) == 2
     assert fake_anthropic.last_request["messages"][-1]["content"] == "what is our deploy day?"
-    assert [b["action_id"] for b in buttons(again)] == ["chatbot_regenerate"]
+    assert [b["action_id"] for b in buttons(again)] == FINISHED
     assert not h.bot.errors, list(h.bot.errors)
+
+
+async def test_thumbs_down_with_a_reason_is_stored_and_listed_for_curators(
+    harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    from tests.slack.test_persona import command
+
+    h = harness
+    fake_anthropic.script("Deploys happen on Fridays [1].")
+    await answered(h, mention("when do we deploy?", user="U1"))
+    [reply] = h.slack.replies_in("C1")
+    assert [b["action_id"] for b in buttons(reply)] == FINISHED
+
+    await click(h, "chatbot_down", reply, user="U1", action_ts="3.1")
+    await h.settle()
+    ask = h.slack.ephemerals[-1]
+    assert "What was wrong?" in ask["text"]
+    blocks = json.loads(ask["blocks"]) if isinstance(ask["blocks"], str) else ask["blocks"]
+    value = next(b for b in blocks if b["type"] == "actions")["elements"][0]["value"]
+    state = {"chatbot_reason": {"reason": {"type": "plain_text_input", "value": "We deploy on Tuesdays."}}}
+    body = block_actions_body("chatbot_reason", value, user_id="U1", message=reply, state=state)
+    assert (await h.post(body, signed_headers(body, content_type="application/x-www-form-urlencoded"))).status == 200
+    await h.settle()
+
+    assert "Not allowed" in await command(h, "feedback", user="U1")  # a member
+    h.slack.add_user("UADMIN", name="admin", is_admin=True)
+    listed = await command(h, "feedback", user="UADMIN")
+    assert "when do we deploy?" in listed and "Deploys happen on Fridays" in listed
+    assert "We deploy on Tuesdays." in listed and "<@U1>" in listed

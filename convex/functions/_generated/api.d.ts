@@ -7,6 +7,7 @@ import type * as claims from "../claims.js";
 import type * as crons from "../crons.js";
 import type * as documents from "../documents.js";
 import type * as facts from "../facts.js";
+import type * as feedback from "../feedback.js";
 import type * as housekeeping from "../housekeeping.js";
 import type * as installations from "../installations.js";
 import type * as leases from "../leases.js";
@@ -27,6 +28,7 @@ declare const fullApi: ApiFromModules<{
   "crons": typeof crons;
   "documents": typeof documents;
   "facts": typeof facts;
+  "feedback": typeof feedback;
   "housekeeping": typeof housekeeping;
   "installations": typeof installations;
   "leases": typeof leases;
