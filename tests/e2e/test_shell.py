@@ -246,3 +246,16 @@ def _read_some(fd: int) -> str:
         return os.read(fd, 4096).decode(errors="replace")
     except OSError:
         return ""
+
+
+async def test_local_usage_and_budget_commands(env: dict[str, str]) -> None:
+    """The CLI reaches the same admin layer: budgets set and shown, usage reported."""
+    set_month = await chatbot("roles", "budget", "month", "2m", env=env)
+    assert set_month.code == 0 and "monthly token budget is now 2,000,000 tokens" in set_month.out, set_month.out
+    shown = await chatbot("roles", "budget", env=env)
+    assert "0 of 2,000,000 tokens this month" in shown.out, shown.out
+    usage = await chatbot("roles", "usage", "7", env=env)
+    assert usage.code == 0 and "No tokens used since" in usage.out, usage.out
+    bad = await chatbot("roles", "budget", "month", "lots", env=env)
+    assert "not a number of tokens" in bad.out  # and nothing changed:
+    assert "0 of 2,000,000 tokens this month" in (await chatbot("roles", "budget", env=env)).out
