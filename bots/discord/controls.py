@@ -21,7 +21,7 @@ from core.messages import Actor, IncomingMessage, WorkspaceRef
 log = structlog.get_logger(__name__)
 
 PREFIX = "chatbot:"
-STOP, REGENERATE = "stop", "regen"
+STOP, REGENERATE, UP, DOWN = "stop", "regen", "up", "down"
 
 
 class ControlTokens:
@@ -42,15 +42,38 @@ class ControlTokens:
 
 
 def control_view(token: str, *, finished: bool) -> discord.ui.View:
+    """Stop while the reply streams; Regenerate, 👍 and 👎 once it is done."""
     view = discord.ui.View(timeout=None)
-    if finished:
-        button = discord.ui.Button(
-            label="Regenerate", style=discord.ButtonStyle.secondary, custom_id=f"{PREFIX}{REGENERATE}:{token}"
-        )
-    else:
-        button = discord.ui.Button(label="Stop", style=discord.ButtonStyle.danger, custom_id=f"{PREFIX}{STOP}:{token}")
-    view.add_item(button)
+    secondary = discord.ButtonStyle.secondary
+    shown = (
+        [("Regenerate", REGENERATE, secondary), ("👍", UP, secondary), ("👎", DOWN, secondary)]
+        if finished
+        else [("Stop", STOP, discord.ButtonStyle.danger)]
+    )
+    for label, verb, style in shown:
+        view.add_item(discord.ui.Button(label=label, style=style, custom_id=f"{PREFIX}{verb}:{token}"))
     return view
+
+
+class ReasonModal(discord.ui.Modal, title="What was wrong?"):
+    """After a 👎: an optional reason (the rating is already kept; the reason updates it)."""
+
+    reason: discord.ui.TextInput[ReasonModal] = discord.ui.TextInput(
+        label="Reason (optional)",
+        style=discord.TextStyle.paragraph,
+        required=False,
+        max_length=2000,
+        custom_id="reason",
+    )
+
+    def __init__(self, save: Callable[[str], Awaitable[object]]) -> None:
+        super().__init__(timeout=600)
+        self.save = save
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        if self.reason.value:
+            await self.save(self.reason.value)
 
 
 def is_control(interaction: discord.Interaction) -> bool:
@@ -69,14 +92,22 @@ async def handle_click(
     actor: Actor,
     answer_again: Answer,
 ) -> None:
-    """Acknowledge the click at once (Discord wants an answer within 3 s), then stop or answer again."""
-    await interaction.response.defer()
+    """Acknowledge the click at once (Discord wants an answer within 3 s), then act on it."""
     _, verb, token = str((interaction.data or {}).get("custom_id", "")).split(":", 2)
     key = tokens.key(token)
     click = str(interaction.id)
-    if verb == STOP:
+    if verb in (UP, DOWN):
+        result = await controls.rate(ws, actor, key, "up" if verb == UP else "down") if key else "gone"
+        if result == "done" and verb == DOWN:  # the modal is the answer to this click
+            modal = ReasonModal(lambda reason: controls.rate(ws, actor, key, "down", reason))
+            await interaction.response.send_modal(modal)
+            return
+        await interaction.response.defer()
+    elif verb == STOP:
+        await interaction.response.defer()
         result = await controls.stop(ws, actor, key, click) if key else "gone"
     else:
+        await interaction.response.defer()
         result = await controls.may_regenerate(ws, actor, key, click) if key else "gone"
         question = controls.question(key)
         if result == "done" and question is not None:

@@ -72,3 +72,28 @@ async def test_regenerate_replaces_the_answer_and_others_may_not(harness: Harnes
     await h.settle()
     assert len(h.fake.bot_messages()) == 1  # the same message, answered again
     assert len(h.llm.requests) == 2
+
+
+async def test_thumbs_down_asks_a_reason_and_is_listed_for_curators(harness: Harness) -> None:  # noqa: F811
+    from tests.discord.test_discord import _ws_and_owner
+    from tests.fakes.discord import CHANNEL_ID
+
+    h = harness
+    h.llm.script("Deploys happen on Fridays.")
+    await h.fake.send_message(MEMBER, "when do we deploy?")
+    reply = await first_reply_with(h, "👎")
+    await h.settle()
+    await h.fake.click(custom_id(h, reply, "👎"), str(reply["id"]), MEMBER)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not [c for c in h.fake.calls_to("POST", "/callback") if c.body.get("type") == 9]:
+        assert loop.time() < deadline, "no modal"
+        await asyncio.sleep(0.025)
+    modal = [c for c in h.fake.calls_to("POST", "/callback") if c.body.get("type") == 9][-1].body["data"]
+    await h.fake.submit_modal(str(modal["custom_id"]), {"reason": "We deploy on Tuesdays."}, MEMBER, CHANNEL_ID)
+    ws, owner = _ws_and_owner()
+    deadline = loop.time() + 10
+    while "Tuesdays" not in (listed := await h.core.admin.run(ws, owner, "feedback")):  # type: ignore[arg-type]
+        assert loop.time() < deadline, listed
+        await asyncio.sleep(0.05)
+    assert "when do we deploy?" in listed and "Deploys happen on Fridays." in listed

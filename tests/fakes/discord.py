@@ -281,9 +281,26 @@ class FakeDiscord:
             return web.Response(status=404)
         return web.Response(body=found[1], content_type=found[0])
 
+    async def submit_modal(self, custom_id: str, values: dict[str, str], user_id: str, channel_id: str) -> None:
+        """Submit a modal the bot opened (its custom id is in the type-9 callback), with text input values."""
+        rows = [{"type": 1, "components": [{"type": 4, "custom_id": k, "value": v}]} for k, v in values.items()]
+        await self._interaction(5, {"custom_id": custom_id, "components": rows}, user_id, channel_id, None)
+
     async def click(self, custom_id: str, message_id: str, user_id: str, *, interaction_id: str = "") -> str:
         """Press a button on a message (a component interaction over the gateway); returns the interaction id."""
         message = self.messages[message_id]
+        data = {"custom_id": custom_id, "component_type": 2}
+        return await self._interaction(3, data, user_id, message["channel_id"], message, interaction_id)
+
+    async def _interaction(
+        self,
+        kind: int,
+        data: dict[str, Any],
+        user_id: str,
+        channel_id: str,
+        message: dict[str, Any] | None,
+        interaction_id: str = "",
+    ) -> str:
         member = self.members.get(user_id) or self.add_member(user_id, f"u{user_id[-4:]}")
         interaction_id = interaction_id or snowflake()
         await self.dispatch(
@@ -291,12 +308,12 @@ class FakeDiscord:
             {
                 "id": interaction_id,
                 "application_id": APP_ID,
-                "type": 3,
+                "type": kind,
                 "token": f"tok-{interaction_id}",
                 "version": 1,
                 "guild_id": GUILD_ID,
-                "channel_id": message["channel_id"],
-                "channel": {"id": message["channel_id"], "type": 0, "guild_id": GUILD_ID, "name": "general"},
+                "channel_id": channel_id,
+                "channel": {"id": channel_id, "type": 0, "guild_id": GUILD_ID, "name": "general"},
                 "locale": "en-US",
                 "guild_locale": "en-US",
                 "app_permissions": "0",
@@ -305,8 +322,8 @@ class FakeDiscord:
                 "authorizing_integration_owners": {},
                 "context": 0,
                 "member": {**member, "permissions": "32" if MOD_ROLE_ID in member.get("roles", []) else "0"},
-                "message": message,
-                "data": {"custom_id": custom_id, "component_type": 2},
+                "data": data,
+                **({"message": message} if message is not None else {}),
             },
         )
         return interaction_id
