@@ -191,6 +191,10 @@ def _choose_cut(text: str, start: int, budget: int, fences: _FenceMap, floor: in
     if end >= len(text):
         return len(text)
     if floor > start:
+        if floor - start >= budget - 2 * max(1, budget // 10):
+            # The message already shows nearly all it can hold, held back at a word boundary: cut
+            # right there, so it needs no further edit and the next message starts at once.
+            return floor
         return max(floor, _best_cut(text, start, budget, fences, low=floor))
     return _best_cut(text, start, budget, fences, low=start)
 
