@@ -26,10 +26,17 @@ class Fusion:
     doc-worded question stayed found; RRF let BM25's matches on generic words outvote the vectors
     (handbook paraphrases 0.60 against 0.69), and capping chunks per document lost more on the
     handbook's sections than it gained on the manual's pages. `candidates`: how deep each side is read.
+
+    `document_weight`: the share of a chunk's vector score that is its document's opening chunk's
+    similarity to the question (where a page says what it is for); a passage deep in a page about
+    the right thing then outranks a look-alike passage of an unrelated page. Measured: 0.2 lifted
+    the Git manual's paraphrases from 0.53 to 0.60 and the handbook's from 0.685 to 0.69, every
+    doc-worded question still found; 0.35 and 0.5 gave less.
     """
 
     keyword_weight: float = 0.3
     vector_weight: float = 0.7
+    document_weight: float = 0.2
     method: Literal["relative", "rrf"] = "relative"
     candidates: int = 40
 

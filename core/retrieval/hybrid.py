@@ -39,12 +39,14 @@ CREATE TABLE IF NOT EXISTS vector_generations (ws TEXT PRIMARY KEY, generation I
 
 
 class _Matrix:
-    """One workspace's vectors: rowids and a (n, dimensions) float32 matrix."""
+    """One workspace's vectors: rowids, a (n, dimensions) float32 matrix, and for each row the row of
+    its document's opening chunk."""
 
-    def __init__(self, generation: int, rowids: Any, matrix: Any) -> None:
+    def __init__(self, generation: int, rowids: Any, matrix: Any, openings: Any) -> None:
         self.generation = generation
         self.rowids = rowids
         self.matrix = matrix
+        self.openings = openings
 
 
 class HybridRetriever:
@@ -148,7 +150,9 @@ class HybridRetriever:
             # Vectors from another embedder (the setting changed): they cannot be compared.
             log.warning("hybrid.dimension_mismatch", stored=entry.matrix.shape[1], query=query.shape[0])
             return []
-        scores = entry.matrix @ query
+        similarities = entry.matrix @ query
+        share = self.fusion.document_weight
+        scores = (1 - share) * similarities + share * similarities[entry.openings] if share else similarities
         depth = min(depth, scores.shape[0])
         top = np.argpartition(-scores, depth - 1)[:depth]
         return [(int(entry.rowids[i]), float(scores[i])) for i in top[np.argsort(-scores[top])]]
@@ -161,13 +165,22 @@ class HybridRetriever:
         cached = self._matrices.get(ws.key)
         if cached is not None and cached.generation == generation:
             return cached
-        rows = db.execute("SELECT chunk_rowid, vector FROM chunk_vectors WHERE ws = ?", (ws.key,)).fetchall()
+        rows = db.execute(
+            "SELECT v.chunk_rowid, v.vector, v.document_uri, c.idx FROM chunk_vectors v "
+            "JOIN chunks c ON c.rowid = v.chunk_rowid WHERE v.ws = ?",
+            (ws.key,),
+        ).fetchall()
         rowids = np.array([r[0] for r in rows], dtype=np.int64)
+        opening: dict[str, tuple[int, int]] = {}  # document -> (lowest chunk index, its row)
+        for position, r in enumerate(rows):
+            if r[2] not in opening or int(r[3]) < opening[r[2]][0]:
+                opening[r[2]] = (int(r[3]), position)
+        openings = np.array([opening[r[2]][1] for r in rows], dtype=np.int64)
         if rows:
             matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
         else:
             matrix = np.zeros((0, 0), dtype=np.float32)
-        entry = _Matrix(generation, rowids, matrix)
+        entry = _Matrix(generation, rowids, matrix, openings)
         self._matrices[ws.key] = entry
         return entry
 

@@ -181,7 +181,8 @@ class WeaviateRetriever:
             vector = (await self.embedder.embed([query]))[0] if self.fusion.vector_weight > 0 else None
             async with asyncio.timeout(self.search_timeout_s):
                 tenant = await self._tenant(ws)
-                keyword, nearest = await asyncio.gather(
+                near = vector is not None
+                keyword, nearest, openings = await asyncio.gather(
                     tenant.query.bm25(
                         query=query,
                         limit=depth,
@@ -193,7 +194,16 @@ class WeaviateRetriever:
                     tenant.query.near_vector(
                         near_vector=vector, limit=depth, return_metadata=MetadataQuery(distance=True)
                     )
-                    if vector is not None
+                    if near
+                    else _nothing(),
+                    # The documents' opening chunks nearest the question: the document side of the score.
+                    tenant.query.near_vector(
+                        near_vector=vector,
+                        limit=depth,
+                        filters=Filter.by_property("index").equal(0),
+                        return_metadata=MetadataQuery(distance=True),
+                    )
+                    if near and self.fusion.document_weight > 0
                     else _nothing(),
                 )
         except TimeoutError as exc:
@@ -204,15 +214,33 @@ class WeaviateRetriever:
             raise RetrieverUnavailable(f"Weaviate search failed: {exc}") from exc
         chunks: dict[str, Chunk] = {}
         rankings: list[list[tuple[str, float]]] = []
-        for response, similarity in ((keyword, _bm25_score), (nearest, _cosine)):
+        for response, similarity in ((keyword, _bm25_score), (nearest, _cosine), (openings, _cosine)):
             ranking = []
             for obj in response.objects if response is not None else []:
                 chunk = _chunk(obj)
                 chunks.setdefault(chunk.id, chunk)
                 ranking.append((chunk.id, similarity(obj)))
             rankings.append(ranking)
-        fused = fuse(rankings[0], rankings[1], self.fusion, k)
+        fused = fuse(rankings[0], self._with_documents(rankings[1], rankings[2], chunks), self.fusion, k)
         return [Hit(chunks[key], score) for key, score in fused]
+
+    def _with_documents(
+        self, nearest: list[tuple[str, float]], openings: list[tuple[str, float]], chunks: dict[str, Chunk]
+    ) -> list[tuple[str, float]]:
+        """Each candidate's similarity blended with its document's opening chunk's, as the embedded
+        retriever scores them (a document whose opening is not among the nearest gets the farthest one's)."""
+        share = self.fusion.document_weight
+        if not share or not openings:
+            return nearest
+        by_document = {chunks[key].document_uri: score for key, score in openings}
+        floor = min(by_document.values())
+        candidates = dict(nearest)
+        candidates.update(openings)  # an opening chunk is a candidate too (its blend is its own similarity)
+        blended = [
+            (key, (1 - share) * score + share * by_document.get(chunks[key].document_uri, floor))
+            for key, score in candidates.items()
+        ]
+        return sorted(blended, key=lambda item: -item[1])
 
     async def diagnose(self) -> str:
         """`chatbot doctor`: the collection has the properties this code writes and is multi-tenant."""
