@@ -116,3 +116,19 @@ def test_relative_score_fusion_scales_each_side_then_weighs_them() -> None:
     assert [key for key, _ in fused] == ["c", "d", "a", "b"]
     assert [key for key, _ in fuse(keyword, vector, Fusion(method="rrf", vector_weight=0), 2)] == ["a", "b"]
     assert fuse([], [("x", 0.5)], Fusion(), 5) == [("x", 0.7)]
+
+
+async def test_a_passage_of_a_document_about_the_question_outranks_its_twin_elsewhere(tmp_path: Path) -> None:
+    twin = "Levels B1 and B2 are reserved; the gate opens at seven."
+    retriever = await HybridRetriever.open(
+        tmp_path / "knowledge.sqlite", LocalEmbedder(), fusion=Fusion(keyword_weight=0, document_weight=0.2)
+    )
+    try:
+        for uri, opening in (("a://servers", "Data center operations and rack power."), ("a://parking", "Car parking")):
+            await retriever.replace_document(WS, uri, [chunk(uri, opening, 0), chunk(uri, twin, 1)])
+        hits = await retriever.search(WS, "which floors can I park my car on?", k=4)
+        twins = [h.chunk.document_uri for h in hits if h.chunk.text == twin]
+        # The same words score the same on their own; the document each sits in decides.
+        assert twins == ["a://parking", "a://servers"]
+    finally:
+        await retriever.close()
