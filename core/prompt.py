@@ -23,6 +23,16 @@ THREAD_SYSTEM = (
     "[name, time UTC]; your own earlier replies are the assistant turns. Answer the latest message, "
     "using the thread where it helps."
 )
+CITE_MESSAGES = (
+    "This is a request to summarize or review the thread: cite the messages you draw on with their links, "
+    "as Markdown links like [Ana, 10:02](link)."
+)
+# Summaries and reviews of the thread ("summarize this", "what's still open here?") cite its messages.
+SUMMARY_REQUEST = re.compile(
+    r"\b(summar|recap|tl;?dr|catch me up|what(?:'s| is| are)? (?:still )?(?:open|pending|unresolved)"
+    r"|what did we (?:agree|decide)|action items|decisions)",
+    re.IGNORECASE,
+)
 DROPPED_NOTE = "({count} earlier message{s} of this thread {verb} left out to fit.)"
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 
@@ -68,8 +78,9 @@ def build_prompt(
     system = BASE_SYSTEM + (f"\n\nWorkspace instructions:\n{workspace_prompt.strip()}" if workspace_prompt else "")
     if channel_prompt.strip():
         system += f"\n\nChannel instructions:\n{channel_prompt.strip()}"
+    cite = thread is not None and bool(SUMMARY_REQUEST.search(question))
     if thread is not None:
-        system += "\n\n" + THREAD_SYSTEM
+        system += "\n\n" + THREAD_SYSTEM + ("\n" + CITE_MESSAGES if cite else "")
     remaining = budget_tokens - estimate_tokens(system) - estimate_tokens(question)
     # Text files count against the budget (images and PDFs are sized by the API, not by us).
     remaining -= sum(estimate_tokens(f.data) for f in files if f.kind == "text")
@@ -91,7 +102,7 @@ def build_prompt(
 
     turns: list[Turn] = []
     if thread is not None:
-        turns = _thread_turns(thread, remaining)
+        turns = _thread_turns(thread, remaining, links=cite)
         return Prompt(
             system=system,
             turns=_alternating([*turns, Turn("user", question, files=tuple(files))]),
@@ -116,14 +127,14 @@ def build_prompt(
     )
 
 
-def _thread_turns(thread: Sequence[ThreadMessage], budget: int) -> list[Turn]:
+def _thread_turns(thread: Sequence[ThreadMessage], budget: int, *, links: bool = False) -> list[Turn]:
     """The thread's messages as turns, newest kept first within `budget`; a note says how many were left out."""
     kept: list[Turn] = []
     shown = [m for m in thread if m.text.strip() or m.attachments]
     dropped = 0
     for index in range(len(shown) - 1, -1, -1):
         message = shown[index]
-        content = message.text if message.from_bot else thread_line(message)
+        content = message.text if message.from_bot else thread_line(message, link=links)
         cost = estimate_tokens(content)
         if cost > budget:
             dropped = index + 1
@@ -137,11 +148,13 @@ def _thread_turns(thread: Sequence[ThreadMessage], budget: int) -> list[Turn]:
     return kept
 
 
-def thread_line(message: ThreadMessage) -> str:
-    """Who said what and when: `[Ana, 2026-11-25 10:00] text (attached: log.txt)`."""
+def thread_line(message: ThreadMessage, *, link: bool = False) -> str:
+    """Who said what and when: `[Ana, 2026-11-25 10:00] text (attached: log.txt)`, with the message's
+    permalink after the time when it is to be cited."""
     when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(message.at)) if message.at else "earlier"
+    where = f", {message.permalink}" if link and message.permalink else ""
     files = f" (attached: {', '.join(a.name for a in message.attachments)})" if message.attachments else ""
-    return f"[{message.author or 'someone'}, {when}] {message.text.strip()}{files}"
+    return f"[{message.author or 'someone'}, {when}{where}] {message.text.strip()}{files}"
 
 
 def _context_block(source: Source) -> str:

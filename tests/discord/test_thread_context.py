@@ -18,7 +18,7 @@ from core.config import Settings
 from core.prompt import estimate_tokens
 from tests.discord.test_discord import MEMBER, Harness
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.discord import FakeDiscord
+from tests.fakes.discord import GUILD_ID, FakeDiscord
 
 ANA = "700000000000000011"
 BEN = "700000000000000012"
@@ -190,3 +190,13 @@ async def test_a_channel_prompt_and_model_reach_the_model_in_its_threads(harness
     await settle_in(h, thread_id, 1)
     assert h.llm.last_request["model"] == "claude-haiku-4-5"  # the thread inherits its channel's
     assert "Answer as the release team." in json.dumps(h.llm.last_request["system"])
+
+
+async def test_summarize_this_thread_cites_the_messages_with_links(harness: Harness) -> None:
+    h = harness
+    thread_id = await h.fake.open_thread(ANA, "release day")
+    first = h.fake.add_message(ANA, "Shall we move the release to Thursday?", channel_id=thread_id, mention_bot=False)
+    await h.fake.send_message(BEN, "what's still open here?", channel_id=thread_id)
+    await settle_in(h, thread_id, 1)
+    text = json.dumps(h.llm.last_request["messages"])
+    assert f"/channels/{GUILD_ID}/{thread_id}/{first['id']}" in text  # the message's jump URL

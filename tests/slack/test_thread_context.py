@@ -132,3 +132,21 @@ async def test_an_unlisted_app_reads_within_one_request_a_minute_and_answers_any
     assert "Shall we move the release to Thursday?" in text and "I vote Friday instead" in text
     assert len(fake_anthropic.requests) == 3
     assert BOT_USER_ID not in text  # the bot's mention is not passed on as text
+
+
+async def test_summarize_this_thread_cites_the_messages_with_permalinks(
+    harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    thread_ts = human_thread(harness.slack, replies=3)
+    await answered(harness, mention("summarize this thread please", user="UANA", thread_ts=thread_ts))
+    request = fake_anthropic.last_request
+    text = json.dumps(request["messages"])
+    link = f"https://fake.slack.test/archives/C1/p{thread_ts.replace('.', '')}"
+    assert link in text  # the parent's permalink, from auth.test's workspace URL
+    assert "?thread_ts=" in text  # the replies' permalinks
+    assert "cite the messages you draw on with their links" in json.dumps(request["system"])
+
+    # An ordinary question in the thread carries no links (they cost tokens).
+    await answered(harness, mention("who proposed Thursday?", user="UBEN", thread_ts=thread_ts))
+    people = [t["content"] for t in fake_anthropic.last_request["messages"] if t["role"] == "user"]
+    assert people and not any("archives/C1" in c for c in people)
