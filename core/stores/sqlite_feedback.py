@@ -12,7 +12,8 @@ from core.policy import COUNTS
 from core.roles import Permission
 from core.stores.base import StoreError
 from core.stores.feedback import Feedback, Rating
-from core.stores.sqlite import SqliteStore, _check, _ws
+from core.stores.sqlite import _check, _ws
+from core.stores.sqlite_side import SideTable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -38,15 +39,8 @@ def check_feedback(feedback: Feedback) -> None:
         _check(uri, "source uri", "uri")
 
 
-class SqliteFeedback:
-    def __init__(self, store: SqliteStore) -> None:
-        self.store = store
-        self._ready = False
-
-    async def _schema(self) -> None:
-        if not self._ready:
-            await self.store._tx(lambda db: db.execute(SCHEMA))
-            self._ready = True
+class SqliteFeedback(SideTable):
+    schema = SCHEMA
 
     async def add_feedback(self, ws: WorkspaceRef, feedback: Feedback) -> None:
         _ws(ws)

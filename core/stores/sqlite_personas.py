@@ -9,7 +9,8 @@ from core.messages import Actor, WorkspaceRef
 from core.roles import Permission
 from core.stores.base import WorkspaceSettings
 from core.stores.personas import ChannelPersona
-from core.stores.sqlite import SqliteStore, _check, _validate_changes, _ws
+from core.stores.sqlite import _check, _validate_changes, _ws
+from core.stores.sqlite_side import SideTable
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS channel_personas (
@@ -19,15 +20,8 @@ CREATE TABLE IF NOT EXISTS channel_personas (
 ONE = "SELECT system_prompt, model FROM channel_personas WHERE ws = ? AND channel_id = ?"
 
 
-class SqlitePersonas:
-    def __init__(self, store: SqliteStore) -> None:
-        self.store = store
-        self._ready = False
-
-    async def _schema(self) -> None:
-        if not self._ready:
-            await self.store._tx(lambda db: db.execute(SCHEMA))
-            self._ready = True
+class SqlitePersonas(SideTable):
+    schema = SCHEMA
 
     async def channel_persona(self, ws: WorkspaceRef, channel_id: str) -> ChannelPersona | None:
         _ws(ws)

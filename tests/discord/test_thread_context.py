@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import discord
@@ -24,35 +25,41 @@ ANA = "700000000000000011"
 BEN = "700000000000000012"
 
 
-@pytest.fixture
-async def harness(tmp_path: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[Harness]:
-    """The bot with the Message Content intent granted (thread context needs people's message text)."""
+@asynccontextmanager
+async def running_bot(tmp_path: Path, llm: FakeAnthropic, *, message_content: bool) -> AsyncIterator[Harness]:
+    """The real client against a loopback Discord, with or without the Message Content intent."""
     base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    async with FakeDiscord(message_content_granted=True) as fake:
-        fake.add_member(MEMBER, "member")
-        fake.add_member(ANA, "Ana")
-        fake.add_member(BEN, "Ben")
+    async with FakeDiscord(message_content_granted=message_content) as fake:
+        for user_id, name in ((MEMBER, "member"), (ANA, "Ana"), (BEN, "Ben")):
+            fake.add_member(user_id, name)
         settings = Settings(
             CHATBOT_DATA_DIR=tmp_path,
             ANTHROPIC_API_KEY="k",
-            ANTHROPIC_BASE_URL=fake_anthropic.url,
+            ANTHROPIC_BASE_URL=llm.url,
             DISCORD_TOKEN=fake.token,
             DISCORD_API_URL=fake.api_url,
             DISCORD_GATEWAY_URL=fake.gateway_url,
         )
         core = await build_core(settings)
         point_at(settings)
-        client = ChatbotClient(core, message_content=True)
+        client = ChatbotClient(core, message_content=message_content)
         runner = asyncio.create_task(client.start(fake.token))
         await asyncio.wait_for(client.wait_until_ready(), 20)
         try:
-            yield Harness(fake, client, core, fake_anthropic)
+            yield Harness(fake, client, core, llm)
         finally:
             await client.drain()
             await client.close()
             runner.cancel()
             await core.close()
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[Harness]:
+    """The bot with the Message Content intent granted (thread context needs people's message text)."""
+    async with running_bot(tmp_path, fake_anthropic, message_content=True) as h:
+        yield h
 
 
 async def settle_in(h: Harness, channel_id: str, replies: int, limit_s: float = 20) -> None:
@@ -140,36 +147,13 @@ async def test_a_refused_history_read_still_answers(harness: Harness) -> None:
 async def test_without_message_content_other_peoples_messages_are_not_invented(
     tmp_path: Path, fake_anthropic: FakeAnthropic
 ) -> None:
-    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    async with FakeDiscord() as fake:
-        fake.add_member(ANA, "Ana")
-        settings = Settings(
-            CHATBOT_DATA_DIR=tmp_path,
-            ANTHROPIC_API_KEY="k",
-            ANTHROPIC_BASE_URL=fake_anthropic.url,
-            DISCORD_TOKEN=fake.token,
-            DISCORD_API_URL=fake.api_url,
-            DISCORD_GATEWAY_URL=fake.gateway_url,
-        )
-        core = await build_core(settings)
-        point_at(settings)
-        client = ChatbotClient(core)
-        runner = asyncio.create_task(client.start(fake.token))
-        await asyncio.wait_for(client.wait_until_ready(), 20)
-        h = Harness(fake, client, core, fake_anthropic)
-        try:
-            thread_id = await fake.open_thread(ANA)
-            fake.add_message(ANA, "a secret plan", channel_id=thread_id, mention_bot=False)
-            await fake.send_message(ANA, "what is this thread about?", channel_id=thread_id)
-            await settle_in(h, thread_id, 1)
-            text = json.dumps(fake_anthropic.last_request["messages"])
-            assert "a secret plan" not in text and "what is this thread about?" in text
-        finally:
-            await client.drain()
-            await client.close()
-            runner.cancel()
-            await core.close()
-            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+    async with running_bot(tmp_path, fake_anthropic, message_content=False) as h:
+        thread_id = await h.fake.open_thread(ANA)
+        h.fake.add_message(ANA, "a secret plan", channel_id=thread_id, mention_bot=False)
+        await h.fake.send_message(ANA, "what is this thread about?", channel_id=thread_id)
+        await settle_in(h, thread_id, 1)
+        text = json.dumps(fake_anthropic.last_request["messages"])
+        assert "a secret plan" not in text and "what is this thread about?" in text
 
 
 async def test_a_channel_prompt_and_model_reach_the_model_in_its_threads(harness: Harness) -> None:
