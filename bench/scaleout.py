@@ -282,10 +282,18 @@ def replies(run: Run) -> dict[int, list[str]]:
         conv = by_question.get(message.thread_ts or "")
         if message.user == BOT_USER_ID and conv is not None:
             out[conv.id].append(run.slack.shown_text(message))
-    for message in run.discord.messages.values():
-        reference = (message.get("message_reference") or {}).get("message_id")
-        conv = by_question.get(str(reference))
-        if conv is not None and message["author"]["id"] == DISCORD_BOT_ID:
+    first_parts: dict[str, Conversation] = {}  # a reply's message id -> its conversation (later parts reply to it)
+    for message in sorted(run.discord.messages.values(), key=lambda m: int(m["id"])):
+        if message["author"]["id"] != DISCORD_BOT_ID:
+            continue
+        reference = str((message.get("message_reference") or {}).get("message_id"))
+        # A reply answers its question, or continues a part, or sits in the thread opened from the
+        # question (busy channels move new answers into threads).
+        conv = by_question.get(reference) or by_question.get(str(message["channel_id"]))
+        if conv is None and reference in first_parts:
+            continue  # a continuation part of a reply already counted
+        if conv is not None:
+            first_parts[str(message["id"])] = conv
             out[conv.id].append(str(message.get("content") or ""))
     return out
 
@@ -327,15 +335,18 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
     finals = replies(run)
     expected = {c.id: f"Here is what I found about: {c.question}" for c in run.conversations}
     answered_once = duplicates = lost = taken = 0
+    lost_by: dict[str, int] = defaultdict(int)
     for conv in run.conversations:
         texts = finals.get(conv.id, [])
-        ended = [t for t in texts if t.strip() == expected[conv.id] or any(m in t for m in MARKERS)]
+        # The whole answer (the loopback model may add a citation), or the interrupted marker.
+        ended = [t for t in texts if expected[conv.id] in t or any(m in t for m in MARKERS)]
         if len(texts) > 1:
             duplicates += 1
         if len(texts) == 1 and ended:
             answered_once += 1
         if not ended:
             lost += 1
+            lost_by[conv.platform] += 1
         taken += sum(1 for t in ended if any(m in t for m in MARKERS))
     takeover_s = 0.0
     if run.killed_at is not None:
@@ -363,6 +374,7 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
         "takeover_s": round(takeover_s, 2),
         "staleness_p50_s": round(samples[len(samples) // 2], 3) if samples else None,
         "staleness_p99_s": round(samples[int(len(samples) * 0.99)], 3) if samples else None,
+        "lost_by_platform": dict(lost_by),
         "events_sent": run.events_sent,
         "failovers": run.failovers,
         **run.extra,
@@ -463,6 +475,21 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
             await proxy.close()
         result = summarize(run, label)
         result["slack_processes"], result["discord_processes"] = n_slack, n_discord
+        if args.dump:
+            finals = replies(run)
+            rows = [
+                {
+                    "id": c.id,
+                    "platform": c.platform,
+                    "channel": c.channel,
+                    "at": round(c.at, 2),
+                    "replies": finals.get(c.id, []),
+                }
+                for c in run.conversations
+            ]
+            await asyncio.to_thread(
+                Path(args.dump).with_suffix(f".{label}.json").write_text, json.dumps(rows, indent=1)
+            )
         return result
 
 
@@ -528,6 +555,7 @@ def main() -> None:
     parser.add_argument("--skip-single", action="store_true", help="no single-process run")
     parser.add_argument("--keep-logs", default="", help="copy the processes' logs into this folder")
     parser.add_argument("--json", action="store_true", help="only the JSON line")
+    parser.add_argument("--dump", default="", help="write every conversation's replies to this JSON file")
     args = parser.parse_args()
     result = asyncio.run(main_async(args))
     print(json.dumps(result))

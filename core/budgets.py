@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import structlog
 
 from core.pacing import TokenBucket, _Ticket
+from core.policy import COUNTS
 from core.stores.leases import BudgetGrant, BudgetLeases, BudgetRequest
 from core.surface import RateScope
 
@@ -38,6 +39,7 @@ LATE_MAX_S = 1.0
 LATE_S = 0.15  # how late a leased token may be spent, for scopes that state their window
 HORIZON_S = 1.0  # lease no token further ahead than this (or one interval, for slow scopes)
 MAX_WANT = 20
+MAX_SCOPES_PER_LEASE = COUNTS["lease_buckets"]
 COALESCE_S = 0.02  # at most one lease write per this long per process
 
 
@@ -182,7 +184,9 @@ class BudgetLessor:
     async def _run(self) -> None:
         backoff = 0.05
         while self._pending and not self._closed:
-            keys, self._pending = self._pending, set()
+            # At most the store's bound of buckets per lease; the rest go in the next write.
+            keys = set(sorted(self._pending)[:MAX_SCOPES_PER_LEASE])
+            self._pending -= keys
             self._wake.clear()
             scopes = [self._scopes[k] for k in sorted(keys)]
             requests = [_sized(s) for s in scopes]

@@ -17,6 +17,7 @@ from bots.discord.client import ChatbotClient
 from bots.discord.server import point_at
 from core.app import build_core
 from core.config import Settings
+from tests.contract.test_leases_processes import most_in_window
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.discord import CHANNEL_ID, GUILD_ID, FakeDiscord
 from tests.support.convex_server import ConvexServer
@@ -24,16 +25,6 @@ from tests.support.convex_server import ConvexServer
 OTHER_GUILD = "200000000004194305"  # (id >> 22) % 2 == 1: the second of two shards
 OTHER_CHANNEL = "300000000000000002"
 MEMBER = "700000000000000001"
-
-
-def most_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 async def settle(fake: FakeDiscord, channels: list[str], limit_s: float, done: Callable[[str], bool]) -> None:

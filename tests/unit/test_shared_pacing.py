@@ -76,3 +76,13 @@ async def test_finals_go_first_within_what_was_leased(path: Path) -> None:
     assert rest == sorted(rest, key=lambda n: -int(n[4:]))
     await lessor.close()
     await leases.close()
+
+
+async def test_more_scopes_than_one_lease_may_carry_all_get_tokens(path: Path) -> None:
+    leases = await SqliteLeases.open(path)
+    lessor = BudgetLessor(leases)
+    scopes = [RateScope(f"discord:channel:{i}", 1.0, 1.0, 5.0) for i in range(150)]  # the store takes 64 a call
+    await asyncio.wait_for(asyncio.gather(*(lessor.acquire(s) for s in scopes)), 20)
+    assert lessor.failures == 0 and lessor.lease_calls >= 3
+    await lessor.close()
+    await leases.close()
