@@ -10,24 +10,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).parents[2]
 
-# Each child opens the embedded store and the FTS file in a new folder per round, all children at the
-# same wall-clock instant, and claims one event there: the first open switches the fresh file to WAL.
+# Each child builds the whole core (every SQLite file in the data folder) in a new folder per round, all
+# children at the same wall-clock instant, and claims one event there: the first open switches each
+# fresh file to WAL.
 CHILD = """
 import asyncio, sys, time
 from pathlib import Path
-from core.stores.sqlite import SqliteStore
-from core.retrieval.fts import FtsRetriever
+from core.app import build_core
+from core.config import Settings
 
 async def main(base: Path, start: float, rounds: int, name: str) -> None:
     claimed = 0
     for r in range(rounds):
-        await asyncio.sleep(max(0.0, start + r * 0.25 - time.time()))
         folder = base / f"round-{r}"
-        store = await SqliteStore.open(folder / "chatbot.sqlite")
-        fts = await FtsRetriever.open(folder / "knowledge.sqlite")
-        claimed += await store.claim_event(f"round-{r}")
-        await fts.close()
-        await store.close()
+        folder.mkdir(parents=True, exist_ok=True)
+        await asyncio.sleep(max(0.0, start + r * 0.3 - time.time()))
+        core = await build_core(Settings(CHATBOT_DATA_DIR=folder))  # store, knowledge, places, outbox, leases
+        claimed += await core.store.claim_event(f"slack:T1:C1:round-{r}")
+        await core.close()
     print(f"{name} ok {claimed}")
 
 asyncio.run(main(Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]))
