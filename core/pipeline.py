@@ -341,19 +341,16 @@ class Pipeline:
         note: str = "",
         charge: Charge | None = None,
     ) -> Outcome:
-        if self.recovery is None:
+        # Recovery knows this reply is live here, and where it is once it is first posted.
+        live = self.recovery.live if self.recovery is not None else set()
+        placed = self.recovery.placed(surface, ws, reply_id) if self.recovery is not None else surface
+        live.add(reply_id)
+        try:
             outcome = await self._stream_live(
-                ws, reply_id, prompt_sources, surface, scheduler, degraded, stream, note, charge
+                ws, reply_id, prompt_sources, placed, scheduler, degraded, stream, note, charge
             )
-        else:
-            self.recovery.live.add(reply_id)
-            try:
-                placed = self.recovery.placed(surface, ws, reply_id)
-                outcome = await self._stream_live(
-                    ws, reply_id, prompt_sources, placed, scheduler, degraded, stream, note, charge
-                )
-            finally:
-                self.recovery.live.discard(reply_id)
+        finally:
+            live.discard(reply_id)
         highest = {b.scope: b for b in sorted(outcome.budgets, key=lambda b: b.level)}
         for crossed in highest.values():
             # Announced once (the store marked it in the usage write, and audited it): the month's in the
