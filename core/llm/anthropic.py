@@ -97,7 +97,7 @@ class AnthropicLLM:
             raise LLMTimeout("the model took too long to answer (timed out)") from exc
         except anthropic.APIConnectionError as exc:
             log.error("llm.unreachable", base_url=self.base_url, error=repr(exc.__cause__ or exc))
-            raise LLMUnavailable("the model service is unreachable right now") from exc
+            raise LLMUnavailable("could not reach the model service right now") from exc
         except _TRANSPORT_ERRORS as exc:
             # A connection dropped mid-stream surfaces as a raw transport error, not an APIError.
             log.warning("llm.stream_broken", error=repr(exc))

@@ -113,7 +113,7 @@ async def test_dropped_connection_mid_stream_is_an_llm_error(fake_anthropic: Fak
 
 async def test_unreachable_server_is_an_llm_error() -> None:
     llm = AnthropicLLM(api_key="k", model="m", base_url="http://127.0.0.1:9", max_retries=0, timeout_s=2)
-    with pytest.raises(LLMUnavailable, match="unreachable"):
+    with pytest.raises(LLMUnavailable, match="could not reach the model service"):
         await collect(llm)
 
 
