@@ -1,12 +1,15 @@
 // Platform facts verified by Convex itself: a bot process passes user ids, and this action asks the
-// platform (Slack users.info, Discord's guild member and guild endpoints) with the bot token kept in the
-// deployment's environment, caching what it says; mutations then trust only these (lib/security.ts
-// factsFor). SLACK_API_URL / DISCORD_API_URL point the calls elsewhere (the loopback fakes in tests).
+// platform (Slack users.info, Discord's guild member and guild endpoints) with a bot token Convex holds,
+// caching what it says; mutations trust only these (lib/security.ts factsFor). The token: an
+// OAuth-installed Slack workspace's own (sealed by the bot; opened here when the deployment holds the
+// same CHATBOT_TOKEN_KEY), else SLACK_BOT_TOKEN / DISCORD_BOT_TOKEN from the deployment's environment.
+// SLACK_API_URL / DISCORD_API_URL point the calls elsewhere (the loopback fakes in tests).
 import { v } from "convex/values";
 import { internal } from "./_generated/api";
-import { internalMutation, internalQuery } from "./_generated/server";
 import { RULES } from "./lib/rules";
-import { bounded, boundedCount, platformToken, serviceAction, workspaceKey } from "./lib/security";
+import { internalMutation, internalQuery, type ActionCtx } from "./_generated/server";
+import { openFernet } from "./lib/fernet";
+import { bounded, boundedCount, serviceAction, workspaceKey } from "./lib/security";
 
 type Verified = { isOwner: boolean; isAdmin: boolean; isGuest: boolean; roleIds: string[] };
 
@@ -57,6 +60,31 @@ async function discordFacts(guildId: string, user: string, token: string): Promi
   };
 }
 
+export const sealedToken = internalQuery({
+  args: { workspace: v.string() },
+  handler: async (ctx, { workspace }) =>
+    (
+      await ctx.db
+        .query("installations")
+        .withIndex("by_workspace", (q) => q.eq("workspace", workspace))
+        .unique()
+    )?.sealedToken ?? null,
+});
+
+/** The bot token to ask the platform with about this workspace, if Convex holds one. */
+async function tokenFor(ctx: ActionCtx, platform: string, workspace: string): Promise<string | undefined> {
+  if (platform === "discord") return process.env.DISCORD_BOT_TOKEN || undefined;
+  if (platform !== "slack") return undefined;
+  const key = process.env.CHATBOT_TOKEN_KEY;
+  const sealed = key ? await ctx.runQuery(internal.facts.sealedToken, { workspace }) : null;
+  if (key && sealed) {
+    const token = await openFernet(key, sealed);
+    if (token !== null) return token;
+    console.warn(`facts: the installation token of ${workspace} does not open with CHATBOT_TOKEN_KEY`);
+  }
+  return process.env.SLACK_BOT_TOKEN || undefined;
+}
+
 export const cached = internalQuery({
   args: { workspace: v.string(), user: v.string() },
   handler: async (ctx, { workspace, user }) =>
@@ -80,15 +108,15 @@ export const store = internalMutation({
 });
 
 /** Verify (or re-verify, when stale) the facts of a few users; how many the platform confirmed now, or
- * null on a deployment without the platform's token (which does not verify, so asks nobody). */
+ * null when Convex holds no token for this workspace (it asks nobody; the stored roles alone count). */
 export const refresh = serviceAction({
   args: { workspace: v.string(), users: v.array(v.string()) },
   handler: async (ctx, { workspace, users }): Promise<number | null> => {
     workspaceKey(workspace);
     boundedCount(users, "fact_users", "users");
-    const token = platformToken(workspace);
-    if (token === undefined) return null;
     const [platform, externalId] = [workspace.slice(0, workspace.indexOf(":")), workspace.slice(workspace.indexOf(":") + 1)];
+    const token = await tokenFor(ctx, platform, workspace);
+    if (token === undefined) return null;
     let verified = 0;
     for (const user of new Set(users)) {
       bounded(user, "id", "user");

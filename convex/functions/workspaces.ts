@@ -4,7 +4,6 @@ import { fail } from "./lib/security";
 import type { MutationCtx } from "./_generated/server";
 import {
   DEFAULT_SETTINGS,
-  NO_FACTS,
   ROLES,
   ROLE_NAMES,
   acting,
@@ -14,7 +13,6 @@ import {
   boundedInt,
   checkRole,
   effectiveRole,
-  factsValidator,
   memberOf,
   requirePermission,
   serviceMutation,
@@ -136,12 +134,11 @@ export const setRole = serviceMutation({
     actor: actorValidator,
     user: v.string(),
     role: v.union(v.number(), v.null()),
-    targetFacts: v.optional(factsValidator),
   },
-  handler: async (ctx, { workspace, actor, user, role, targetFacts }) => {
+  handler: async (ctx, { workspace, actor, user, role }) => {
     if (role !== null) checkRole(role);
     return await acting(ctx, workspace, actor.userId, `role set ${bounded(user, "id", "user")} ${roleLabel(role)}`, async () => {
-      const target = await targetOf(ctx, workspace, user, targetFacts ?? NO_FACTS);
+      const target = await targetOf(ctx, workspace, user);
       const actorRole = await effectiveRole(ctx, workspace, actor);
       checkRoleChange({ actorId: actor.userId, actorRole, target, newRole: role, ownerRows: await ownerCount(ctx, workspace) });
       if (target.row) await ctx.db.patch(target.row._id, { role });
@@ -154,11 +151,11 @@ export const setRole = serviceMutation({
 
 export const setBlocked = serviceMutation({
   name: "workspaces:setBlocked",
-  args: { workspace: v.string(), actor: actorValidator, user: v.string(), blocked: v.boolean(), targetFacts: v.optional(factsValidator) },
-  handler: async (ctx, { workspace, actor, user, blocked, targetFacts }) => {
+  args: { workspace: v.string(), actor: actorValidator, user: v.string(), blocked: v.boolean() },
+  handler: async (ctx, { workspace, actor, user, blocked }) => {
     const what = `role ${blocked ? "block" : "unblock"} ${bounded(user, "id", "user")}`;
     return await acting(ctx, workspace, actor.userId, what, async () => {
-      const target = await targetOf(ctx, workspace, user, targetFacts ?? NO_FACTS);
+      const target = await targetOf(ctx, workspace, user);
       const actorRole = await effectiveRole(ctx, workspace, actor);
       checkBlock({ actorId: actor.userId, actorRole, target, blocked, ownerRows: await ownerCount(ctx, workspace) });
       if (target.row) await ctx.db.patch(target.row._id, { blocked });

@@ -1,9 +1,9 @@
 // The reply attacks of issue #11 (class 3) with values only a direct caller can send (NaN, Infinity).
 import { describe, expect, test } from "vitest";
 import { api } from "../functions/_generated/api";
-import { SECRET, WS, backend, code } from "./setup";
+import { type Backend, SECRET, WS, backend, code } from "./setup";
 
-async function liveReply(t: ReturnType<typeof backend>) {
+async function liveReply(t: Backend) {
   const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "a" });
   return await t.mutation(api.threads.addMessage, {
     secret: SECRET, workspace: WS, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
@@ -13,7 +13,7 @@ async function liveReply(t: ReturnType<typeof backend>) {
 describe("completing a reply", () => {
   for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, -1, 1.5]) {
     test(`usage ${bad} and source score ${bad} are refused`, async () => {
-      const t = backend();
+      const t = await backend();
       const id = await liveReply(t);
       const complete = (usage: { inputTokens: number; outputTokens: number }, score: number) =>
         t.mutation(api.threads.completeMessage, {

@@ -3,7 +3,7 @@
 import { describe, expect, test } from "vitest";
 import { api } from "../functions/_generated/api";
 import caseFile from "../../tests/policy/cases.json";
-import { SECRET, backend, code } from "./setup";
+import { SECRET, backend, code, verify } from "./setup";
 
 type Facts = { isOwner: boolean; isAdmin: boolean; roleIds: string[] };
 type Profile = { explicit: string | null; blocked: boolean; facts: Facts };
@@ -12,12 +12,14 @@ type Case = { id: string; action: string; actor: string; target: string | null; 
 const ROLES = ["guest", "member", "curator", "admin", "owner"];
 const rank = (name: string | null) => (name === null ? null : ROLES.indexOf(name) + 1);
 const doc = caseFile as unknown as { mappings: Record<string, string>; actors: Record<string, Profile>; targets: Record<string, Profile>; cases: Case[] };
-const root = { userId: "U-root", isOwner: true, isAdmin: false, roleIds: [] as string[] };
+const root = { userId: "U-root" };
 
 async function run(row: Case): Promise<string> {
-  const t = backend();
+  const t = await backend();
   const workspace = "slack:T-case";
   const base = { secret: SECRET, workspace };
+  // The profiles' platform facts, as facts:refresh records them once the platform confirmed them.
+  await verify(t, workspace, root.userId, { isOwner: true });
   await t.mutation(api.workspaces.updateSettings, { ...base, actor: root, changes: { defaultRole: 1 } });
   for (const [platformRole, role] of Object.entries(doc.mappings)) {
     await t.mutation(api.workspaces.setRoleMapping, { ...base, actor: root, platformRole, role: rank(role) });
@@ -26,6 +28,7 @@ async function run(row: Case): Promise<string> {
   const self = row.target === "self";
   const targetP = row.action === "set_role" || row.action === "set_blocked" ? doc.targets[row.target!] : null;
   const users: [string, Profile][] = [["U-actor", actorP], ...(targetP && !self ? [["U-target", targetP] as [string, Profile]] : [])];
+  for (const [user, p] of users) await verify(t, workspace, user, p.facts);
   for (const [user, p] of users) {
     if (p.explicit !== null) await t.mutation(api.workspaces.setRole, { ...base, actor: root, user, role: rank(p.explicit) });
   }
@@ -37,19 +40,18 @@ async function run(row: Case): Promise<string> {
   if (row.action === "set_mapping" && row.target !== null) {
     await t.mutation(api.workspaces.setRoleMapping, { ...base, actor: root, platformRole: "R-x", role: rank(row.target) });
   }
-  const actor = { userId: "U-actor", ...actorP.facts };
+  const actor = { userId: "U-actor" };
   const user = self ? "U-actor" : "U-target";
-  const targetFacts = targetP ? (self ? actorP : targetP).facts : undefined;
   const member = () => t.query(api.workspaces.membership, { ...base, user });
   const before = await member();
   switch (row.action) {
     case "set_role": {
-      const got = await code(t.mutation(api.workspaces.setRole, { ...base, actor, user, role: rank(row.value as string | null), targetFacts }));
+      const got = await code(t.mutation(api.workspaces.setRole, { ...base, actor, user, role: rank(row.value as string | null) }));
       expect((await member())?.role ?? null).toBe(got === "ok" ? rank(row.value as string | null) : (before?.role ?? null));
       return got;
     }
     case "set_blocked": {
-      const got = await code(t.mutation(api.workspaces.setBlocked, { ...base, actor, user, blocked: row.value as boolean, targetFacts }));
+      const got = await code(t.mutation(api.workspaces.setBlocked, { ...base, actor, user, blocked: row.value as boolean }));
       expect((await member())?.blocked ?? false).toBe(got === "ok" ? row.value : (before?.blocked ?? false));
       return got;
     }

@@ -1,7 +1,7 @@
 import { describe, expect, test, vi } from "vitest";
 import { api } from "../functions/_generated/api";
 import { grant } from "../functions/leases";
-import { SECRET, WS, backend, code } from "./setup";
+import { type Backend, SECRET, WS, backend, code } from "./setup";
 
 describe("budget leases", () => {
   test("GCRA grants never put more than burst + rate*W tokens in any window W", () => {
@@ -30,7 +30,7 @@ describe("budget leases", () => {
 
   test("take leases in one mutation; giveBack restores the tail only if no lease came after", async () => {
     vi.useFakeTimers();
-    const t = backend();
+    const t = await backend();
     const item = { key: "discord:global", perSecond: 10, burst: 1, want: 5, horizonS: 1 };
     const [first] = await t.mutation(api.leases.take, { secret: SECRET, items: [item] });
     expect(first.slots.length).toBe(5);
@@ -45,7 +45,7 @@ describe("budget leases", () => {
   });
 
   test("bounds are enforced", async () => {
-    const t = backend();
+    const t = await backend();
     const item = { key: "k", perSecond: 1, burst: 1, want: 1, horizonS: 1 };
     expect(await code(t.mutation(api.leases.take, { secret: SECRET, items: [{ ...item, want: 0 }] }))).toBe("invalid");
     expect(await code(t.mutation(api.leases.take, { secret: SECRET, items: [{ ...item, perSecond: 0 }] }))).toBe("invalid");
@@ -56,7 +56,7 @@ describe("budget leases", () => {
 const replies = (taken: { reply: string }[]) => taken.map((t) => t.reply);
 
 describe("reply leases", () => {
-  async function streamingReply(t: ReturnType<typeof backend>) {
+  async function streamingReply(t: Backend) {
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "x" });
     return await t.mutation(api.threads.addMessage, {
       secret: SECRET, workspace: WS, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
@@ -65,7 +65,7 @@ describe("reply leases", () => {
 
   test("a dead owner's reply is taken over once; the old owner learns it lost it", async () => {
     vi.useFakeTimers();
-    const t = backend();
+    const t = await backend();
     const reply = await streamingReply(t);
     expect(await t.mutation(api.leases.heartbeat, { secret: SECRET, owner: "a", replies: [reply] })).toEqual([]);
     // Fresh: nobody may take it.
@@ -81,7 +81,7 @@ describe("reply leases", () => {
 
   test("a streaming reply that never had an owner is taken once it stopped growing", async () => {
     vi.useFakeTimers();
-    const t = backend();
+    const t = await backend();
     const reply = await streamingReply(t);
     expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] }))).toEqual([]);
     vi.advanceTimersByTime(11_000);
@@ -94,7 +94,7 @@ describe("reply leases", () => {
 
   test("a process takes over only replies of the platforms it serves", async () => {
     vi.useFakeTimers();
-    const t = backend();
+    const t = await backend();
     const reply = await streamingReply(t); // in a Slack workspace
     vi.advanceTimersByTime(11_000);
     expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "d", staleS: 10, limit: 10, platforms: ["discord"] }))).toEqual([]);

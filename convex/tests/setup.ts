@@ -1,18 +1,36 @@
 import { convexTest } from "convex-test";
+import { internal } from "../functions/_generated/api";
 import schema from "../functions/schema";
 
 export const SECRET = "test-service-secret";
 export const modules = import.meta.glob("../functions/**/*.ts");
 
-export function backend() {
+export type Backend = ReturnType<typeof convexTest>;
+export type Facts = { isOwner?: boolean; isAdmin?: boolean; isGuest?: boolean; roleIds?: string[] };
+
+/** Record facts as facts:refresh does once the platform confirmed them (the only facts that count). */
+export async function verify(t: Backend, workspace: string, user: string, facts: Facts) {
+  await t.mutation(internal.facts.store, {
+    workspace, user, isOwner: facts.isOwner ?? false, isAdmin: facts.isAdmin ?? false, isGuest: facts.isGuest ?? false, roleIds: facts.roleIds ?? [],
+  });
+}
+
+/** A fresh deployment where the platform has confirmed U-owner (owner) and U-admin (admin) in WS and slack:B. */
+export async function backend(): Promise<Backend> {
   process.env.CHATBOT_SERVICE_SECRET = SECRET;
-  return convexTest(schema, modules);
+  const t = convexTest(schema, modules);
+  for (const workspace of [WS, "slack:B"]) {
+    await verify(t, workspace, owner.userId, { isOwner: true });
+    await verify(t, workspace, admin.userId, { isAdmin: true });
+  }
+  return t;
 }
 
 export const WS = "slack:T1";
-export const owner = { userId: "U-owner", isOwner: true, isAdmin: false, roleIds: [] as string[] };
-export const admin = { userId: "U-admin", isOwner: false, isAdmin: true, roleIds: [] as string[] };
-export const member = { userId: "U-member", isOwner: false, isAdmin: false, roleIds: [] as string[] };
+// Actors are ids: what the platform says of them is verified (see backend), never claimed.
+export const owner = { userId: "U-owner" };
+export const admin = { userId: "U-admin" };
+export const member = { userId: "U-member" };
 export const ROLE = { guest: 1, member: 2, curator: 3, admin: 4, owner: 5 };
 
 /** The stable code of a refused call (a returned refusal or ConvexError data), or "ok". */

@@ -4,7 +4,7 @@ import { SECRET, WS, backend, code, member, owner } from "./setup";
 
 describe("event claims", () => {
   test("only the first claimant wins; a retry by the same claimant keeps its win", async () => {
-    const t = backend();
+    const t = await backend();
     expect(await t.mutation(api.claims.claim, { secret: SECRET, key: "slack:T1:C1:1.0", claimant: "a" })).toBe(true);
     expect(await t.mutation(api.claims.claim, { secret: SECRET, key: "slack:T1:C1:1.0", claimant: "b" })).toBe(false);
     expect(await t.mutation(api.claims.claim, { secret: SECRET, key: "slack:T1:C1:1.0", claimant: "a" })).toBe(true);
@@ -13,7 +13,7 @@ describe("event claims", () => {
 
 describe("messages", () => {
   test("pagination walks 120 messages newest first without gaps", async () => {
-    const t = backend();
+    const t = await backend();
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "long" });
     for (let i = 0; i < 120; i++) {
       await t.mutation(api.threads.addMessage, {
@@ -35,7 +35,7 @@ describe("messages", () => {
   });
 
   test("an idempotency key returns the same message", async () => {
-    const t = backend();
+    const t = await backend();
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "k" });
     const args = { secret: SECRET, workspace: WS, thread, role: "user" as const, text: "hi", authorId: "U", status: "complete" as const, idempotencyKey: "k1" };
     expect(await t.mutation(api.threads.addMessage, args)).toBe(await t.mutation(api.threads.addMessage, args));
@@ -43,7 +43,7 @@ describe("messages", () => {
 
   test("deltas show the reply growing; completion keeps the final text and schedules cleanup", async () => {
     vi.useFakeTimers();
-    const t = backend();
+    const t = await backend();
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "s" });
     const id = await t.mutation(api.threads.addMessage, {
       secret: SECRET, workspace: WS, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
@@ -69,7 +69,7 @@ describe("messages", () => {
   });
 
   test("the sweep marks replies that stopped growing as failed, keeping their text", async () => {
-    const t = backend();
+    const t = await backend();
     const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "x" });
     const id = await t.mutation(api.threads.addMessage, {
       secret: SECRET, workspace: WS, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
@@ -100,7 +100,7 @@ async function replayed(call: Promise<unknown>): Promise<unknown> {
 
 describe("quotas", () => {
   test("a retried request is counted once and gets its first answer back", async () => {
-    const t = backend();
+    const t = await backend();
     const consume = (requestId: string) =>
       t.mutation(api.workspaces.consumeQuota, { secret: SECRET, workspace: WS, user: "U", window: "w", limit: 2, requestId });
     expect(await consume("r1")).toBe(true);
@@ -113,7 +113,7 @@ describe("quotas", () => {
 
 describe("retried mutations", () => {
   test("a role change retried with its request id is applied and audited once", async () => {
-    const t = backend();
+    const t = await backend();
     const set = () =>
       t.mutation(api.workspaces.setRole, { secret: SECRET, workspace: WS, actor: owner, user: "U-x", role: 3, requestId: "req-1" });
     await set();
@@ -123,7 +123,7 @@ describe("retried mutations", () => {
   });
 
   test("a refusal is recorded with its audit row: its retry gets the same refusal back and audits nothing more", async () => {
-    const t = backend();
+    const t = await backend();
     const set = () =>
       t.mutation(api.workspaces.setRole, { secret: SECRET, workspace: WS, actor: member, user: "U-x", role: 3, requestId: "req-2" });
     expect(await code(set())).toBe("forbidden");
@@ -133,7 +133,7 @@ describe("retried mutations", () => {
   });
 
   test("a request id is scoped to its function and workspace: reused elsewhere it is a new request", async () => {
-    const t = backend();
+    const t = await backend();
     await t.mutation(api.workspaces.updateSettings, { secret: SECRET, workspace: "slack:B", actor: owner, changes: { systemPrompt: "B's secret" }, requestId: "r" });
     const other = await t.mutation(api.workspaces.updateSettings, { secret: SECRET, workspace: WS, actor: owner, changes: { model: "m" }, requestId: "r" });
     expect(other).toMatchObject({ model: "m", systemPrompt: "" });
@@ -142,7 +142,7 @@ describe("retried mutations", () => {
   });
 
   test("request ids have bounds", async () => {
-    const t = backend();
+    const t = await backend();
     const call = t.mutation(api.claims.claim, { secret: SECRET, key: "k", claimant: "c", requestId: "x".repeat(601) });
     expect(await code(call)).toBe("invalid");
   });
@@ -151,7 +151,7 @@ describe("retried mutations", () => {
 describe("housekeeping", () => {
   test("claims and request records older than the window are pruned in batches; newer ones stay", async () => {
     vi.useFakeTimers();
-    const t = backend();
+    const t = await backend();
     const old = Date.now() - 2 * 86_400_000;
     await t.run(async (ctx) => {
       for (let i = 0; i < 5; i++) {

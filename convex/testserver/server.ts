@@ -10,6 +10,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { anyApi } from "convex/server";
 import { ConvexError } from "convex/values";
 import { convexTest } from "convex-test";
+import { internal } from "../functions/_generated/api";
 import schema from "../functions/schema";
 
 const functionsDir = join(dirname(fileURLToPath(import.meta.url)), "..", "functions");
@@ -71,6 +72,15 @@ const server = createServer(async (req, res) => {
       if (value === null) delete process.env[name];
       else process.env[name] = value;
     }
+    send(res, 200, { status: "success", value: null });
+    return;
+  }
+  if (req.method === "POST" && req.url === "/test/facts") {
+    // What the platform confirmed about a user, recorded as facts:refresh records it after asking Slack
+    // or Discord: suites about the role rules state their users' platform facts this way (the asking
+    // itself is tested against the loopback platforms). A real deployment has no such route.
+    const facts = await body(req);
+    await serially(() => t.mutation(internal.facts.store, facts));
     send(res, 200, { status: "success", value: null });
     return;
   }

@@ -56,17 +56,9 @@ class _Retryable(Exception):
     """A transport failure or a 5xx: worth another try (mutations are idempotent by their arguments)."""
 
 
-def _facts(facts: PlatformFacts) -> dict[str, Any]:
-    return {
-        "isOwner": facts.is_owner,
-        "isAdmin": facts.is_admin,
-        "isGuest": facts.is_guest,
-        "roleIds": list(facts.role_ids),
-    }
-
-
 def _actor(actor: Actor) -> dict[str, Any]:
-    return {"userId": actor.user_id, **_facts(actor.facts)}
+    """An id only: the functions take no platform facts from a caller, only those Convex verified."""
+    return {"userId": actor.user_id}
 
 
 def _settings(data: dict[str, Any]) -> WorkspaceSettings:
@@ -128,7 +120,7 @@ class ConvexStore:
     def __init__(self, url: str, secret: str, *, timeout: float = 10.0, attempts: int = 4) -> None:
         self.url = url.rstrip("/")
         self._secret = secret
-        self._not_verifying: dict[str, float] = {}  # platform -> until when the deployment said it does not verify
+        self._not_verifying: dict[str, float] = {}  # workspace -> until when Convex said it holds no token for it
         self._attempts = attempts
         self._client = httpx.AsyncClient(
             base_url=self.url,
@@ -160,12 +152,9 @@ class ConvexStore:
 
     async def _verify_facts(self, args: dict[str, Any]) -> None:
         """Before a call judged by roles: Convex asks the platform about the actor and the target itself
-        (facts:refresh) and trusts only what it verified; without a verified fact the stored role counts.
-        Such a deployment then gets the ids alone; claims are sent only to one without the platform's
-        bot token, which takes them."""
+        (facts:refresh) and trusts only what it verified; without a verified fact the stored role counts."""
         workspace = str(args["workspace"])
-        platform = workspace.partition(":")[0]
-        if time.monotonic() < self._not_verifying.get(platform, 0.0):
+        if time.monotonic() < self._not_verifying.get(workspace, 0.0):
             return
         users = [args["actor"]["userId"], *([args["user"]] if isinstance(args.get("user"), str) else [])]
         try:
@@ -173,12 +162,8 @@ class ConvexStore:
         except StoreError as exc:  # the call itself still runs, judging by stored roles
             log.warning("convex.facts_refresh_failed", code=exc.code)
             return
-        if verified is None:  # the deployment keeps no token for this platform: ask again in a minute
-            self._not_verifying[platform] = time.monotonic() + 60.0
-            return
-        # A deployment that verifies gets ids only: claims would count for nothing there anyway.
-        args["actor"] = {"userId": args["actor"]["userId"], **_facts(PlatformFacts())}
-        args.pop("targetFacts", None)
+        if verified is None:  # Convex holds no token for this workspace: ask again in a minute
+            self._not_verifying[workspace] = time.monotonic() + 60.0
 
     async def _post(self, kind: str, path: str, payload: dict[str, Any]) -> Any:
         try:
@@ -282,13 +267,13 @@ class ConvexStore:
         *,
         target_facts: PlatformFacts | None = None,
     ) -> None:
+        del target_facts  # Convex asks the platform about the target itself (facts:refresh)
         await self._mutation(
             "workspaces:setRole",
             workspace=ws.key,
             actor=_actor(actor),
             user=user_id,
             role=int(role) if role is not None else None,
-            targetFacts=_facts(target_facts or PlatformFacts()),
         )
 
     async def set_blocked(
@@ -300,13 +285,13 @@ class ConvexStore:
         *,
         target_facts: PlatformFacts | None = None,
     ) -> None:
+        del target_facts  # Convex asks the platform about the target itself (facts:refresh)
         await self._mutation(
             "workspaces:setBlocked",
             workspace=ws.key,
             actor=_actor(actor),
             user=user_id,
             blocked=blocked,
-            targetFacts=_facts(target_facts or PlatformFacts()),
         )
 
     async def set_role_mapping(self, ws: WorkspaceRef, actor: Actor, platform_role: str, role: Role | None) -> None:

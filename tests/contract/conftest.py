@@ -20,8 +20,8 @@ from core.retrieval.fts import FtsRetriever
 from core.retrieval.hybrid import HybridRetriever
 from core.retrieval.weaviate import WeaviateRetriever
 from core.stores.base import Store
-from core.stores.convex import ConvexStore
 from core.stores.sqlite import SqliteStore
+from tests.support.convex_server import platform_confirms
 
 StoreFactory = Callable[[Path, pytest.FixtureRequest], AbstractAsyncContextManager[Store]]
 RetrieverFactory = Callable[[Path, pytest.FixtureRequest], AbstractAsyncContextManager[Retriever]]
@@ -72,11 +72,8 @@ async def weaviate_retriever(tmp_path: Path, request: pytest.FixtureRequest) -> 
 async def convex_store(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     server = request.getfixturevalue("convex_server")
     server.reset()
-    store = ConvexStore(server.url, server.secret)
-    try:
+    async with platform_confirms(server, request.getfixturevalue("monkeypatch")) as store:
         yield store
-    finally:
-        await store.close()
 
 
 STORES: dict[str, StoreFactory] = {"sqlite": sqlite_store, "convex": convex_store}

@@ -15,11 +15,11 @@ import pytest
 
 from core.messages import Actor, Platform, PlatformFacts, WorkspaceRef
 from core.roles import Role
-from core.stores.base import PermissionDenied
+from core.stores.base import DocumentRecord, PermissionDenied
 from core.stores.convex import ConvexStore
 from tests.fakes.discord import GUILD_ID, MOD_ROLE_ID, OWNER_ID, FakeDiscord
-from tests.fakes.slack import BOT_TOKEN, TEAM_ID, FakeSlack
-from tests.support.convex_server import ConvexServer
+from tests.fakes.slack import TEAM_ID, FakeSlack
+from tests.support.convex_server import ConvexServer, slack_verifies
 
 WS = WorkspaceRef(Platform.SLACK, TEAM_ID)
 FORGED_OWNER = PlatformFacts(is_owner=True)
@@ -28,17 +28,15 @@ FORGED_OWNER = PlatformFacts(is_owner=True)
 @pytest.fixture
 async def verifying(convex_server: ConvexServer) -> AsyncIterator[tuple[ConvexStore, FakeSlack]]:
     convex_server.reset()
-    async with FakeSlack() as slack:
+    async with slack_verifies(convex_server) as slack:
         slack.add_user("U-boss", is_primary_owner=True)
         slack.add_user("U-admin", is_admin=True)
         slack.add_user("U-member")
-        await asyncio.to_thread(convex_server.set_env, SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_API_URL=f"{slack.url}/api")
         store = ConvexStore(convex_server.url, convex_server.secret)
         try:
             yield store, slack
         finally:
             await store.close()
-            await asyncio.to_thread(convex_server.set_env, SLACK_BOT_TOKEN=None, SLACK_API_URL=None)
 
 
 async def denied(call: object, code: str) -> None:
@@ -55,20 +53,54 @@ async def test_a_forged_owner_claim_counts_for_nothing(verifying: tuple[ConvexSt
     assert any(c.method == "users.info" for c in slack.calls)
 
 
-async def test_the_functions_ignore_claims_sent_past_the_client(
+async def test_the_functions_refuse_claims_sent_past_the_client(
     verifying: tuple[ConvexStore, FakeSlack], convex_server: ConvexServer
 ) -> None:
-    # ConvexStore sends a verifying deployment ids only; a caller holding the secret may still send claims.
+    # ConvexStore sends ids only; a caller holding the secret who sends claims anyway is refused outright.
     forged = {"userId": "U-member", "isOwner": True, "isAdmin": True, "roleIds": []}
     args = {"secret": convex_server.secret, "workspace": WS.key, "actor": forged, "user": "U-x", "role": 4}
-    args["targetFacts"] = {"isOwner": False, "isAdmin": False, "roleIds": []}
+    target = {"secret": convex_server.secret, "workspace": WS.key, "actor": {"userId": "U-admin"}, "user": "U-boss"}
+    target |= {"blocked": True, "targetFacts": {"isOwner": False, "isAdmin": False, "roleIds": []}}
     async with httpx.AsyncClient(base_url=convex_server.url) as client:
-        await client.post("/api/action", json={"path": "facts:refresh", "args": {
-            "secret": convex_server.secret, "workspace": WS.key, "users": ["U-member"]}})  # fmt: skip
-        response = await client.post("/api/mutation", json={"path": "workspaces:setRole", "args": args})
-    assert response.json()["value"]["refused"]["code"] == "forbidden"
+        users = ["U-member", "U-admin", "U-boss"]
+        refresh = {"secret": convex_server.secret, "workspace": WS.key, "users": users}
+        await client.post("/api/action", json={"path": "facts:refresh", "args": refresh})
+        claimed = await client.post("/api/mutation", json={"path": "workspaces:setRole", "args": args})
+        hidden = await client.post("/api/mutation", json={"path": "workspaces:setBlocked", "args": target})
+        args["actor"] = {"userId": "U-member"}
+        plain = await client.post("/api/mutation", json={"path": "workspaces:setRole", "args": args})
+    assert claimed.json()["status"] == "error" and "isOwner" in claimed.json()["errorMessage"]
+    assert hidden.json()["status"] == "error" and "targetFacts" in hidden.json()["errorMessage"]
+    assert plain.json()["value"]["refused"]["code"] == "forbidden"
     store, _ = verifying
     assert await store.membership(WS, "U-x") is None
+    boss = await store.membership(WS, "U-boss")
+    assert boss is None or not boss.blocked
+
+
+async def test_without_any_token_claims_grant_nothing(convex_server: ConvexServer) -> None:
+    """A deployment holding no platform token verifies nothing: a claimed owner or admin is judged by
+    its stored role alone, and the Python side does not even send the claim."""
+    convex_server.reset()
+    store = ConvexStore(convex_server.url, convex_server.secret)
+    claimed = Actor("U-claimer", PlatformFacts(is_owner=True, is_admin=True, role_ids=("R-admins",)))
+    try:
+        await denied(store.set_role(WS, claimed, "U-x", Role.ADMIN), "forbidden")
+        await denied(store.update_settings(WS, claimed, {"system_prompt": "pwned"}), "forbidden")
+        await denied(
+            store.put_document(WS, claimed, DocumentRecord("https://x", "X", "h", 1, "ready", 0.0)), "forbidden"
+        )
+        with pytest.raises(PermissionDenied):
+            await store.audit_entries(WS, claimed)
+        assert await store.membership(WS, "U-x") is None
+        assert (await store.settings(WS)).system_prompt == ""
+    finally:
+        await store.close()
+    async with httpx.AsyncClient(base_url=convex_server.url) as client:
+        forged = {"userId": "U-claimer", "isOwner": True, "isAdmin": True, "roleIds": []}
+        args = {"secret": convex_server.secret, "workspace": WS.key, "actor": forged, "changes": {"systemPrompt": "x"}}
+        response = await client.post("/api/mutation", json={"path": "workspaces:updateSettings", "args": args})
+    assert response.json()["status"] == "error"
 
 
 async def test_a_real_owner_needs_no_claim(verifying: tuple[ConvexStore, FakeSlack]) -> None:

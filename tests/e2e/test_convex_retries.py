@@ -16,13 +16,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from core.messages import Actor, Platform, PlatformFacts, WorkspaceRef
+from core.messages import Actor, Platform, WorkspaceRef
 from core.roles import Role
 from core.stores.convex import ConvexStore
 from tests.fakes.loopback import serve
+from tests.support.convex_server import slack_verifies
 
 WS = WorkspaceRef(Platform.SLACK, "T-retries")
-OWNER = Actor("U-owner", PlatformFacts(is_owner=True))
+OWNER = Actor("U-owner")
 
 
 class LossyProxy:
@@ -60,7 +61,9 @@ async def lossy(convex_server: Any) -> AsyncIterator[tuple[LossyProxy, ConvexSto
     runner, url = await serve(app)
     store = ConvexStore(url, convex_server.secret, timeout=5)
     try:
-        yield proxy, store
+        async with slack_verifies(convex_server, team_id=WS.external_id) as slack:
+            slack.add_user(OWNER.user_id, is_owner=True)  # Convex asks Slack who owns the workspace
+            yield proxy, store
     finally:
         await store.close()
         await runner.cleanup()

@@ -5,20 +5,31 @@ Node or the server missing fails the tests with the server's output; it never sk
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import json
+import pkgutil
 import secrets
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
+import httpx
 import pytest
+
+from core import stores
+from core.messages import Actor, PlatformFacts, WorkspaceRef
+from core.stores import convex
+from core.stores.convex import ConvexStore
+from tests.fakes.slack import TEAM_ID, FakeSlack
 
 CONVEX_DIR = Path(__file__).parents[2] / "convex"
 
@@ -44,6 +55,81 @@ class ConvexServer:
         request = urllib.request.Request(f"{self.url}/test/reset", method="POST", data=b"{}")
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
+
+
+@asynccontextmanager
+async def slack_verifies(server: ConvexServer, *, team_id: str = TEAM_ID) -> AsyncIterator[FakeSlack]:
+    """A loopback Slack whose bot token (and API URL) the deployment holds: Convex asks it users.info."""
+    async with FakeSlack(team_id=team_id) as slack:
+        await asyncio.to_thread(server.set_env, SLACK_BOT_TOKEN=slack.token, SLACK_API_URL=f"{slack.url}/api")
+        try:
+            yield slack
+        finally:
+            await asyncio.to_thread(server.set_env, SLACK_BOT_TOKEN=None, SLACK_API_URL=None)
+
+
+def _wire_facts(facts: PlatformFacts) -> dict[str, Any]:
+    return {
+        "isOwner": facts.is_owner,
+        "isAdmin": facts.is_admin,
+        "isGuest": facts.is_guest,
+        "roleIds": list(facts.role_ids),
+    }
+
+
+@asynccontextmanager
+async def platform_confirms(server: ConvexServer, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ConvexStore]:
+    """A ConvexStore for suites that state their users' platform facts on the Actor, as an adapter does
+    for SQLite (the store contract, the case file). The store still sends ids only; on the way out, the
+    facts each call's actor (and a role change's target) carries are recorded on the test server as what
+    the platform confirmed (/test/facts, as facts:refresh records them after asking Slack or Discord).
+    Asking the platform itself is tested against the loopback Slack and Discord in
+    tests/contract/test_verified_facts.py."""
+    original = convex._actor
+
+    def actor_with_facts(actor: Actor) -> dict[str, Any]:
+        return {**original(actor), "_confirmed": _wire_facts(actor.facts)}
+
+    # Every Convex module of the store converts its actors with the one _actor; patch each copy of it
+    # (imported first, so none imports the patched one and keeps it after the test).
+    for info in pkgutil.iter_modules(stores.__path__, "core.stores."):
+        if info.name.startswith("core.stores.convex"):
+            importlib.import_module(info.name)
+    for module in [m for name, m in sys.modules.items() if name.startswith("core.stores.")]:
+        if getattr(module, "_actor", None) is original:
+            monkeypatch.setattr(module, "_actor", actor_with_facts)
+    store = ConvexStore(server.url, server.secret)
+    client = httpx.AsyncClient(base_url=server.url)
+    call, set_role, set_blocked = store._call, store.set_role, store.set_blocked
+
+    async def confirm(workspace: str, user: str, facts: dict[str, Any]) -> None:
+        response = await client.post("/test/facts", json={"workspace": workspace, "user": user, **facts})
+        assert response.status_code == 200, response.text
+
+    async def confirming_call(kind: str, path: str, args: dict[str, Any]) -> Any:
+        actor = args.get("actor")
+        if isinstance(actor, dict) and "_confirmed" in actor:
+            args = {**args, "actor": {k: v for k, v in actor.items() if k != "_confirmed"}}
+            if isinstance(args.get("workspace"), str):
+                await confirm(args["workspace"], actor["userId"], actor["_confirmed"])
+        return await call(kind, path, args)
+
+    async def confirming_set_role(ws: WorkspaceRef, actor: Actor, user: str, *rest: Any, **options: Any) -> None:
+        await confirm(ws.key, user, _wire_facts(options.get("target_facts") or PlatformFacts()))
+        await set_role(ws, actor, user, *rest, **options)
+
+    async def confirming_set_blocked(ws: WorkspaceRef, actor: Actor, user: str, *rest: Any, **options: Any) -> None:
+        await confirm(ws.key, user, _wire_facts(options.get("target_facts") or PlatformFacts()))
+        await set_blocked(ws, actor, user, *rest, **options)
+
+    monkeypatch.setattr(store, "_call", confirming_call)
+    monkeypatch.setattr(store, "set_role", confirming_set_role)
+    monkeypatch.setattr(store, "set_blocked", confirming_set_blocked)
+    try:
+        yield store
+    finally:
+        await client.aclose()
+        await store.close()
 
 
 @contextmanager

@@ -11,6 +11,7 @@ import type * as feedback from "../feedback.js";
 import type * as housekeeping from "../housekeeping.js";
 import type * as installations from "../installations.js";
 import type * as leases from "../leases.js";
+import type * as lib_fernet from "../lib/fernet.js";
 import type * as lib_roles from "../lib/roles.js";
 import type * as lib_rules from "../lib/rules.js";
 import type * as lib_security from "../lib/security.js";
@@ -32,6 +33,7 @@ declare const fullApi: ApiFromModules<{
   "housekeeping": typeof housekeeping;
   "installations": typeof installations;
   "leases": typeof leases;
+  "lib/fernet": typeof lib_fernet;
   "lib/roles": typeof lib_roles;
   "lib/rules": typeof lib_rules;
   "lib/security": typeof lib_security;

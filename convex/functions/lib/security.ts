@@ -138,22 +138,10 @@ export function workspaceKey(workspace: string): string {
 
 // -- roles -----------------------------------------------------------------------------------------
 
-export const actorValidator = v.object({
-  userId: v.string(),
-  isOwner: v.boolean(),
-  isAdmin: v.boolean(),
-  isGuest: v.optional(v.boolean()),
-  roleIds: v.array(v.string()),
-});
+/** The actor of a call: an id only. Platform facts are never taken from the caller (factsFor). */
+export const actorValidator = v.object({ userId: v.string() });
 export type Actor = Infer<typeof actorValidator>;
-/** What the caller knows of a role change's target; facts can only raise its rank. */
-export const factsValidator = v.object({
-  isOwner: v.boolean(),
-  isAdmin: v.boolean(),
-  isGuest: v.optional(v.boolean()),
-  roleIds: v.array(v.string()),
-});
-export type Facts = Infer<typeof factsValidator>;
+export type Facts = { isOwner: boolean; isAdmin: boolean; isGuest?: boolean; roleIds: string[] };
 export const NO_FACTS: Facts = { isOwner: false, isAdmin: false, roleIds: [] };
 
 export function checkRole(role: number, name = "role"): number {
@@ -213,21 +201,13 @@ export async function mappingsFor(ctx: Ctx, workspace: string, roleIds: readonly
   return mappings;
 }
 
-/** The bot token a deployment keeps for a platform; with one, Convex verifies that platform's facts itself. */
-export function platformToken(workspace: string): string | undefined {
-  const platform = workspace.slice(0, workspace.indexOf(":"));
-  const token = platform === "slack" ? process.env.SLACK_BOT_TOKEN : platform === "discord" ? process.env.DISCORD_BOT_TOKEN : undefined;
-  return token || undefined;
-}
-
 /**
- * The platform facts that count for a user. A deployment holding the platform's bot token trusts only
- * what it verified itself (facts:refresh asked Slack users.info or Discord's guild member endpoint, within
- * RULES.platform_facts.ttl_s); without a verified fact the stored role alone counts, whatever the caller
- * claims. Without the token (a deployment not set up to verify), the caller's claims count.
+ * The platform facts that count for a user: only what Convex verified itself (facts:refresh asked Slack
+ * users.info or Discord's guild member endpoint, within RULES.platform_facts.ttl_s). Without a verified
+ * fact (no token to ask with, the platform did not answer, the fact expired) the stored role alone
+ * counts; the caller cannot pass facts at all.
  */
-export async function factsFor(ctx: Ctx, workspace: string, user: string, claimed: Facts): Promise<Facts> {
-  if (platformToken(workspace) === undefined) return claimed;
+export async function factsFor(ctx: Ctx, workspace: string, user: string): Promise<Facts> {
   const row = await ctx.db
     .query("platformFacts")
     .withIndex("by_workspace_user", (q) => q.eq("workspace", workspace).eq("user", user))
@@ -241,7 +221,7 @@ export async function effectiveRole(ctx: Ctx, workspace: string, actor: Actor): 
   workspaceKey(workspace);
   bounded(actor.userId, "id", "actor id");
   const member = await memberOf(ctx, workspace, actor.userId);
-  const facts = await factsFor(ctx, workspace, actor.userId, actor);
+  const facts = await factsFor(ctx, workspace, actor.userId);
   const mappings = await mappingsFor(ctx, workspace, facts.roleIds);
   if (member?.blocked) return null;
   const settings = await settingsOf(ctx, workspace);
@@ -249,9 +229,9 @@ export async function effectiveRole(ctx: Ctx, workspace: string, actor: Actor): 
 }
 
 /** The target of a role change, with everything that gives it rank. */
-export async function targetOf(ctx: Ctx, workspace: string, user: string, claimed: Facts): Promise<Target & { row: Awaited<ReturnType<typeof memberOf>> }> {
+export async function targetOf(ctx: Ctx, workspace: string, user: string): Promise<Target & { row: Awaited<ReturnType<typeof memberOf>> }> {
   const row = await memberOf(ctx, workspace, bounded(user, "id", "user"));
-  const facts = await factsFor(ctx, workspace, user, claimed);
+  const facts = await factsFor(ctx, workspace, user);
   return {
     userId: user,
     row,
