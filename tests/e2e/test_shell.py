@@ -86,7 +86,10 @@ async def test_streamed_answer_with_sources_is_persisted(env: dict[str, str], da
         request = fake.last_request
         assert request["stream"] is True
         assert request["messages"][-1] == {"role": "user", "content": "How do I roll back a bad deploy?"}
-        assert "[1]" in request["system"]  # numbered context went to the model
+        # The system prompt goes as cacheable text blocks; the numbered context is among them.
+        system = request["system"]
+        assert all(block["type"] == "text" and block["cache_control"] == {"type": "ephemeral"} for block in system)
+        assert "[1]" in "".join(block["text"] for block in system)
 
     rows = await stored_replies(data_dir)
     assert rows[0] == (MessageRole.USER, ReplyStatus.COMPLETE, "How do I roll back a bad deploy?")
