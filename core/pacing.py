@@ -13,6 +13,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -42,7 +43,7 @@ class Budget:
         return self.burst + self.per_second * (self.window_s if window_s is None else window_s)
 
     def scope(self, key: str) -> RateScope:
-        return RateScope(key, per_second=self.per_second, burst=self.burst, window_s=self.window_s)
+        return RateScope(key, per_second=self.per_second, burst=self.burst, window_s=self.window_s, limit=self.limit)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,6 +99,65 @@ class _Ticket:
         return self.key < other.key
 
 
+# A request whose answer never got reported (a caller that lost track of it) stops counting as in
+# flight after this long; the HTTP clients time out well before.
+IN_FLIGHT_MAX_S = 30.0
+
+
+class _Window:
+    """What the platform may still count in its sliding window for one scope, judged by responses.
+
+    The platform counts a request when it arrives, somewhere between its send and its response, and
+    the delay varies (load, network). Spacing sends alone lets a late request and a prompt one land
+    in one window. So a request counts from its send until its response plus the window: a new one
+    goes only while fewer than `limit` do. Then any `limit + 1` arrivals span more than the window:
+    the last sent left at or after the others' responses plus the window, and each arrived before
+    its response.
+    """
+
+    __slots__ = ("answered", "in_flight", "limit", "window_s")
+
+    def __init__(self, limit: int, window_s: float) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.in_flight: deque[float] = deque()  # send times of requests not answered yet
+        self.answered: deque[float] = deque()  # response times still within a window, oldest first
+
+    def _expire(self, now: float) -> None:
+        while self.answered and self.answered[0] + self.window_s <= now:
+            self.answered.popleft()
+        while self.in_flight and self.in_flight[0] + IN_FLIGHT_MAX_S <= now:
+            self.in_flight.popleft()
+            self.answered.append(now)  # as if answered now: later than it really was, so safe
+
+    def free_at(self, now: float) -> float:
+        """When one more request may be sent (`now` if it may right now)."""
+        if self.limit <= 0:
+            return now
+        self._expire(now)
+        excess = len(self.in_flight) + len(self.answered) - self.limit + 1
+        if excess <= 0:
+            return now
+        if excess <= len(self.answered):
+            return self.answered[excess - 1] + self.window_s
+        # Waiting for answers: the response re-plans the wake; this is the fallback.
+        return self.in_flight[0] + IN_FLIGHT_MAX_S
+
+    def sent(self, now: float) -> None:
+        if self.limit > 0:
+            self.in_flight.append(now)
+
+    def unsent(self) -> None:
+        """A grant given back unused."""
+        if self.in_flight:
+            self.in_flight.pop()
+
+    def responded(self, now: float) -> None:
+        if self.in_flight:
+            self.in_flight.popleft()  # which one does not matter: only the count and the times do
+            self.answered.append(now)
+
+
 class TokenBucket:
     """One rate-limit scope.
 
@@ -121,6 +181,7 @@ class TokenBucket:
         "tokens",
         "updated",
         "wake_at",
+        "window",
     )
 
     def __init__(self, scope: RateScope, now: float, recovery_s: float) -> None:
@@ -140,6 +201,7 @@ class TokenBucket:
         # The best ticket that is parked elsewhere but needs this bucket too, and when it may be ready:
         # a lesser ticket may only take a token if one is still there for it by then.
         self.reserved: tuple[_Ticket, float] | None = None
+        self.window = _Window(scope.limit, scope.window_s)
 
     def _refill(self, now: float) -> None:
         if now <= self.updated:
@@ -262,7 +324,7 @@ class EditScheduler:
         """Leased tokens came in: plan the wake of the bucket's best waiting request."""
         best = bucket._best_parked()
         if best is not None:
-            self._wake_bucket_at(bucket, bucket.ready_at(self.clock.now(), best))
+            self._wake_bucket_at(bucket, self._ready_at(bucket, self.clock.now(), best))
 
     async def acquire(self, scopes: Sequence[RateScope], *, final: bool = False, since: float | None = None) -> None:
         """Wait until every scope has budget for this call, then spend one unit from each.
@@ -283,17 +345,24 @@ class EditScheduler:
             if ticket.done and future.done() and not future.cancelled():
                 for b in buckets:  # granted, but the caller no longer wants it
                     b.refund(self.clock.now())
+                    b.window.unsent()
             ticket.done = True
             raise
 
+    @staticmethod
+    def _ready_at(bucket: TokenBucket, now: float, ticket: _Ticket) -> float:
+        """When `bucket` can grant `ticket`: its tokens and the platform's window both allow it."""
+        return max(bucket.ready_at(now, ticket), bucket.window.free_at(now))
+
     def _try(self, ticket: _Ticket, now: float) -> bool:
         for bucket in ticket.buckets:
-            at = bucket.ready_at(now, ticket)
+            at = self._ready_at(bucket, now, ticket)
             if at > now:
                 self._park(ticket, bucket, at)
                 return False
         for bucket in ticket.buckets:
             bucket.take(now)
+            bucket.window.sent(now)
             if bucket.reserved is not None and bucket.reserved[0] is ticket:
                 bucket.reserved = None
         ticket.done = True
@@ -364,14 +433,30 @@ class EditScheduler:
             if not self._try(best, now) and best.parked_at is bucket:
                 return  # still waiting on this bucket: _park planned the next wake
 
-    def release(self, scopes: Sequence[RateScope]) -> None:
-        """Give back a grant the caller did not use."""
+    def release(self, scopes: Sequence[RateScope], *, reported: bool = False) -> None:
+        """Give back a grant the caller did not use (`reported`: its token only; the caller still
+        reports a response for it, which settles its place in the window)."""
         now = self.clock.now()
         for scope in scopes:
-            self.bucket(scope).refund(now)
+            bucket = self.bucket(scope)
+            bucket.refund(now)
+            if not reported:
+                bucket.window.unsent()
 
     def succeeded(self, scopes: Sequence[RateScope]) -> None:
         """A call went through (kept for adapters; recovery after a 429 is time-based)."""
+
+    def responded(self, scopes: Sequence[RateScope]) -> None:
+        """The platform answered a granted request (any answer, a 429 or an error too): from now on it
+        counts in the scope's window until the window has passed. Every grant that was sent reports
+        this once; `release` instead for one that was not."""
+        now = self.clock.now()
+        for scope in scopes:
+            bucket = self.bucket(scope)
+            bucket.window.responded(now)
+            best = bucket._best_parked()
+            if best is not None:
+                self._wake_bucket_at(bucket, self._ready_at(bucket, now, best))
 
     def rate_limited_by(self, scopes: Sequence[RateScope], error: RateLimited) -> None:
         """Honor a 429: block the named scope (all of the call's scopes if unnamed) and slow it down."""
@@ -385,7 +470,7 @@ class EditScheduler:
             bucket.penalize(max(0.0, error.retry_after), now)
             best = bucket._best_parked()
             if best is not None:
-                self._wake_bucket_at(bucket, bucket.ready_at(now, best))
+                self._wake_bucket_at(bucket, self._ready_at(bucket, now, best))
 
     def rate(self, key: str) -> float | None:
         """The current rate of a scope (for tests and benchmarks)."""
@@ -415,3 +500,5 @@ async def within_budget(
             scheduler.rate_limited_by(scopes, exc)
             if scheduler.clock.now() - started > deadline_s:
                 raise
+        finally:
+            scheduler.responded(scopes)

@@ -222,6 +222,8 @@ class ReplyStreamer:
             if final:
                 raise
             return False
+        finally:
+            self.scheduler.responded(scopes)  # the platform counts it in its window from here
         self._errors = 0
         self.edits += 1
         self.scheduler.succeeded(scopes)

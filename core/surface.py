@@ -27,6 +27,7 @@ class RateScope:
     per_second: float
     burst: float = 1.0
     window_s: float = 0.0  # the platform's window the bucket is sized for (0: not stated)
+    limit: int = 0  # what the platform counts in one window: no more may be in it (0: not stated)
 
 
 class RateLimited(Exception):

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 
 import discord
 import structlog
@@ -69,12 +70,19 @@ class DiscordHistory:
             raise HistoryUnavailable(f"Discord refused the history read: {exc.status} {exc.text}") from exc
         return [normalize(m, self.client.user) for m in found]
 
-    async def _spend(self, channel_id: int) -> None:
+    @asynccontextmanager
+    async def _spending(self, channel_id: int) -> AsyncIterator[None]:
+        """One history read inside its budget: granted before, its answer reported after."""
+        scopes = list(limits.history_scopes(channel_id))
         try:
-            await asyncio.wait_for(self.scheduler.acquire(list(limits.history_scopes(channel_id))), self.max_wait_s)
+            await asyncio.wait_for(self.scheduler.acquire(scopes), self.max_wait_s)
         except TimeoutError:
             raise HistoryUnavailable("no history budget right now") from None
         self.requests += 1
+        try:
+            yield
+        finally:
+            self.scheduler.responded(scopes)
 
     async def _thread(self, question: discord.Message) -> list[discord.Message]:
         channel = question.channel
@@ -82,10 +90,13 @@ class DiscordHistory:
         newest_first: list[discord.Message] = []
         before: discord.Message | discord.Object = question
         while len(newest_first) < self.max_messages:
-            await self._spend(channel.id)
-            page = [
-                m async for m in channel.history(limit=min(PAGE, self.max_messages - len(newest_first)), before=before)
-            ]
+            async with self._spending(channel.id):
+                page = [
+                    m
+                    async for m in channel.history(
+                        limit=min(PAGE, self.max_messages - len(newest_first)), before=before
+                    )
+                ]
             newest_first.extend(page)
             if len(page) < PAGE:
                 break
@@ -102,9 +113,9 @@ class DiscordHistory:
         found = thread.starter_message or self._chain.get(thread.id)
         if found is not None:
             return found
-        await self._spend(thread.parent.id)
         try:
-            found = await thread.parent.fetch_message(thread.id)  # type: ignore[union-attr]
+            async with self._spending(thread.parent.id):
+                found = await thread.parent.fetch_message(thread.id)  # type: ignore[union-attr]
         except discord.NotFound:
             if len(self._no_starter) >= self.cache_size:
                 self._no_starter.clear()
@@ -151,9 +162,9 @@ class DiscordHistory:
             if not isinstance(resolved, discord.abc.Messageable):
                 return None
             channel = resolved  # type: ignore[assignment]
-        await self._spend(reference.channel_id)
         try:
-            fetched = await channel.fetch_message(reference.message_id)
+            async with self._spending(reference.channel_id):
+                fetched = await channel.fetch_message(reference.message_id)
         except discord.NotFound:
             return None
         self._remember(fetched)

@@ -134,6 +134,8 @@ class SlackThreadReader:
                         self.scheduler.rate_limited_by([scope], RateLimited(wait, scope.key))
                     error = exc.response.get("error")
                     raise HistoryUnavailable(f"Slack refused conversations.replies: {error}") from exc
+                finally:
+                    self.scheduler.responded([scope])
                 read_any = True
                 page = [m for m in response.get("messages") or [] if m.get("ts")]
                 for message in page:

@@ -239,11 +239,11 @@ class SlackSurface:
                     await self._append(message_id, delta, text, sources)
                 return
             # The final text: the rest of it and the sources in the call that ends the stream.
-            self.scheduler.release(self.scopes("edit"))
+            self.scheduler.release(self.scopes("edit"), reported=True)
             await self._stop_stream(message_id, markdown[len(streamed) :], source_blocks(sources))
             return
         # Appends cannot rewrite: end the stream, then replace the message as a whole.
-        self.scheduler.release(self.scopes("edit"))
+        self.scheduler.release(self.scopes("edit"), reported=True)
         await self._stop_stream(message_id)
         await self._granted("chat.update", self._update, message_id, text, sources)
 

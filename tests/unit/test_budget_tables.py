@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import math
+import random
 
 import pytest
 
@@ -67,3 +69,45 @@ def test_discord_allows_one_write_a_second_per_channel_and_shares_it_between_pos
     assert scopes[0].per_second == pytest.approx(1 / 1.02) and scopes[0].burst == 1
     assert scopes[1] == discord_limits.GLOBAL_SCOPE
     assert discord_limits.typing_scopes(42)[1] == discord_limits.GLOBAL_SCOPE  # typing counts globally
+
+
+async def _arrivals_with_latency(budget: Budget, *, report: bool, callers: int = 8) -> list[float]:
+    """Greedy callers on a virtual clock whose requests reach the platform after a varying delay
+    (0-0.4 s, as under load) and are answered after another: the platform's arrival times."""
+    clock = VirtualClock()
+    scheduler = EditScheduler(clock)
+    scope = budget.scope("test")
+    rng = random.Random(17)
+    arrivals: list[float] = []
+
+    async def caller() -> None:
+        while True:
+            await scheduler.acquire([scope])
+            # Bursty delays: mostly prompt, sometimes very late (a loaded machine, a slow network).
+            await clock.sleep(rng.choice((0.0, 0.0, 0.01, 0.4)) * budget.window_s)
+            arrivals.append(clock.now())
+            await clock.sleep(rng.uniform(0.0, 0.05) * budget.window_s)
+            if report:
+                scheduler.responded([scope])
+
+    tasks = [asyncio.create_task(caller()) for _ in range(callers)]
+    await clock.advance(budget.window_s * 8)
+    for task in tasks:
+        task.cancel()
+    return sorted(arrivals)
+
+
+@pytest.mark.parametrize("name", sorted(BUDGETS))
+async def test_arrivals_stay_within_the_window_whatever_the_latency(name: str) -> None:
+    budget = BUDGETS[name]
+    arrivals = await _arrivals_with_latency(budget, report=True)
+    assert len(arrivals) >= budget.limit * 3, "the budget should still serve most of its limit"
+    assert most_in_any_window(arrivals, budget.window_s) <= budget.limit
+
+
+async def test_spacing_sends_alone_lets_late_requests_bunch_up_in_one_window() -> None:
+    # The same callers paced by the token bucket alone (no window stated): late requests land
+    # together with prompt ones, more than the platform allows in one window.
+    budget = discord_limits.CHANNEL_MESSAGES
+    arrivals = await _arrivals_with_latency(dataclasses.replace(budget, limit=0), report=False)
+    assert most_in_any_window(arrivals, budget.window_s) > budget.limit
