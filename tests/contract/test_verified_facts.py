@@ -12,13 +12,17 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
+from slack_sdk.web.async_client import AsyncWebClient
 
+from core.installations import Installation, Installations, TokenCipher
 from core.messages import Actor, Platform, PlatformFacts, WorkspaceRef
 from core.roles import Role
 from core.stores.base import DocumentRecord, PermissionDenied
 from core.stores.convex import ConvexStore
+from core.stores.installations_convex import ConvexInstallations
 from tests.fakes.discord import GUILD_ID, MOD_ROLE_ID, OWNER_ID, FakeDiscord
-from tests.fakes.slack import TEAM_ID, FakeSlack
+from tests.fakes.slack import CLIENT_ID, CLIENT_SECRET, TEAM_ID, FakeSlack
 from tests.support.convex_server import ConvexServer, slack_verifies
 
 WS = WorkspaceRef(Platform.SLACK, TEAM_ID)
@@ -144,3 +148,40 @@ async def test_discord_facts_come_from_the_guild_member_endpoint(convex_server: 
         finally:
             await store.close()
             await asyncio.to_thread(convex_server.set_env, DISCORD_BOT_TOKEN=None, DISCORD_API_URL=None)
+
+
+async def test_each_oauth_workspace_is_verified_with_its_own_token(convex_server: ConvexServer) -> None:
+    """Two workspaces install the app (oauth.v2.access on the loopback Slack); the bot seals each token
+    with CHATBOT_TOKEN_KEY into Convex, and Convex, holding the same key and no SLACK_BOT_TOKEN, opens the
+    installation's token and asks users.info with it: each workspace's admin is verified by its own team."""
+    convex_server.reset()
+    key = Fernet.generate_key().decode()
+    teams = ("T1ALPHA", "T2BETA")
+    async with FakeSlack() as slack:
+        store = ConvexStore(convex_server.url, convex_server.secret)
+        installations = Installations(ConvexInstallations(store), TokenCipher(key))
+        await asyncio.to_thread(convex_server.set_env, CHATBOT_TOKEN_KEY=key, SLACK_API_URL=f"{slack.url}/api")
+        try:
+            web = AsyncWebClient(base_url=slack.api_url)
+            for team in teams:
+                grant = await web.oauth_v2_access(
+                    client_id=CLIENT_ID, client_secret=CLIENT_SECRET, code=slack.add_workspace(team)
+                )
+                ws = WorkspaceRef(Platform.SLACK, team)
+                await installations.save(Installation(ws, bot_token=str(grant["access_token"])))
+                slack.add_user(f"U-admin-{team}", is_admin=True, team_id=team)
+            for team in teams:
+                ws = WorkspaceRef(Platform.SLACK, team)
+                await store.set_role(ws, Actor(f"U-admin-{team}"), "U-x", Role.CURATOR)
+                membership = await store.membership(ws, "U-x")
+                assert membership is not None and membership.role is Role.CURATOR
+                asked = [c for c in slack.calls_to("users.info") if c.args.get("user") == f"U-admin-{team}"]
+                assert asked and {c.team for c in asked} == {team}, "asked with that workspace's own token"
+            # The other workspace's token does not know this admin: no rank there, whatever is claimed.
+            beta = WorkspaceRef(Platform.SLACK, teams[1])
+            await denied(
+                store.set_role(beta, Actor(f"U-admin-{teams[0]}", FORGED_OWNER), "U-y", Role.CURATOR), "forbidden"
+            )
+        finally:
+            await store.close()
+            await asyncio.to_thread(convex_server.set_env, CHATBOT_TOKEN_KEY=None, SLACK_API_URL=None)

@@ -146,8 +146,24 @@ class FakeSlack:
         is_admin: bool = False,
         is_restricted: bool = False,
         is_bot: bool = False,
+        team_id: str = "",
     ) -> None:
-        self.users[user_id] = {
+        self.users[user_id] = self._plain_user(
+            user_id, name, is_owner, is_primary_owner, is_admin, is_restricted, is_bot
+        )
+        self.users[user_id]["team_id"] = team_id or self.team_id
+
+    def _plain_user(
+        self,
+        user_id: str,
+        name: str = "",
+        is_owner: bool = False,
+        is_primary_owner: bool = False,
+        is_admin: bool = False,
+        is_restricted: bool = False,
+        is_bot: bool = False,
+    ) -> dict[str, Any]:
+        return {
             "id": user_id,
             "team_id": self.team_id,
             "name": name or user_id.lower(),
@@ -443,10 +459,14 @@ class FakeSlack:
 
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user_id = str(args.get("user") or "")
+        team = self._caller_team or self.team_id
         if user_id not in self.users and user_id[:1] in {"U", "W"}:
-            self.add_user(user_id)  # anyone not set up otherwise is a plain full member
+            # Anyone not set up otherwise is a plain full member of whichever workspace asks.
+            return {"user": {**self._plain_user(user_id), "team_id": team}}
         user = self.users.get(user_id)
-        return {"user": user} if user else {"ok": False, "error": "user_not_found"}
+        # A workspace's token sees its own members (and the bot user, installed everywhere).
+        visible = user is not None and (user_id == BOT_USER_ID or user["team_id"] == team)
+        return {"user": user} if visible else {"ok": False, "error": "user_not_found"}
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel") or "")
