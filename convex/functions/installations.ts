@@ -1,6 +1,7 @@
 // Slack installations (OAuth v2): one bot token per workspace, sealed by the bot before it arrives
-// (Fernet, a key only the bot holds), so this deployment never holds, logs or returns a token in the
-// clear. OAuth states are usable once, until they expire.
+// (Fernet, CHATBOT_TOKEN_KEY), so this deployment never stores, logs or returns a token in the clear;
+// facts:refresh opens one in memory, to verify platform facts, when the deployment holds the same key.
+// OAuth states are usable once, until they expire.
 import { v } from "convex/values";
 import { bounded, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
 

@@ -105,6 +105,7 @@ class FakeSlack:
         self.ephemerals: list[dict[str, Any]] = []
         self.responses: list[dict[str, Any]] = []  # bodies POSTed to response URLs
         self.users: dict[str, dict[str, Any]] = {}
+        self._any_team: set[str] = set()  # users made up on first sight: members of every workspace
         self.limits: dict[str, Limit] = {}
         self.faults: dict[str, list[Fault]] = defaultdict(list)
         # Every version of every bot message as people would see it: (when, channel, ts, text shown).
@@ -148,24 +149,10 @@ class FakeSlack:
         is_bot: bool = False,
         team_id: str = "",
     ) -> None:
-        self.users[user_id] = self._plain_user(
-            user_id, name, is_owner, is_primary_owner, is_admin, is_restricted, is_bot
-        )
-        self.users[user_id]["team_id"] = team_id or self.team_id
-
-    def _plain_user(
-        self,
-        user_id: str,
-        name: str = "",
-        is_owner: bool = False,
-        is_primary_owner: bool = False,
-        is_admin: bool = False,
-        is_restricted: bool = False,
-        is_bot: bool = False,
-    ) -> dict[str, Any]:
-        return {
+        self._any_team.discard(user_id)
+        self.users[user_id] = {
             "id": user_id,
-            "team_id": self.team_id,
+            "team_id": team_id or self.team_id,
             "name": name or user_id.lower(),
             "is_owner": is_owner,
             "is_primary_owner": is_primary_owner,
@@ -461,12 +448,13 @@ class FakeSlack:
         user_id = str(args.get("user") or "")
         team = self._caller_team or self.team_id
         if user_id not in self.users and user_id[:1] in {"U", "W"}:
-            # Anyone not set up otherwise is a plain full member of whichever workspace asks.
-            return {"user": {**self._plain_user(user_id), "team_id": team}}
+            self.add_user(user_id)  # anyone not set up otherwise is a plain full member
+            self._any_team.add(user_id)  # of whichever workspace asks
         user = self.users.get(user_id)
-        # A workspace's token sees its own members (and the bot user, installed everywhere).
-        visible = user is not None and (user_id == BOT_USER_ID or user["team_id"] == team)
-        return {"user": user} if visible else {"ok": False, "error": "user_not_found"}
+        if user is not None and (user_id in self._any_team or user_id == BOT_USER_ID):
+            return {"user": {**user, "team_id": team}}
+        # Otherwise a workspace's token sees its own members only.
+        return {"user": user} if user and user["team_id"] == team else {"ok": False, "error": "user_not_found"}
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = str(args.get("channel") or "")
