@@ -19,7 +19,9 @@ Figures (measured at the fakes: what users saw):
   requests_over_limit  requests beyond a platform limit in any of its windows (Discord global and per
                    channel, Slack per method and workspace), counted from the fakes' call logs
   taken_over       replies of the killed process finished by another one with the interrupted marker;
-                   takeover_s is the longest time from the kill to such a marker being shown
+                   takeover_s: the longest time from the kill to a live process taking one over (its
+                   log); interrupted_shown_s: to the marker being shown (it waits its turn in the
+                   platform's budget like any final edit)
   staleness_p99_s  for every chunk the model sent: the time until the platform showed it (p99)
 """
 
@@ -39,6 +41,7 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +161,8 @@ class Run:
     discord: FakeDiscord
     llm: FakeAnthropic
     killed_at: float | None = None
+    killed_wall: float = 0.0
+    logs: list[Path] = field(default_factory=list)
     processes: int = 0
     failovers: int = 0
     events_sent: int = 0
@@ -331,6 +336,20 @@ def over_limit(run: Run) -> int:
     return over
 
 
+def _log_times(logs: list[Path], event: str) -> list[float]:
+    """The wall-clock times of one event in the processes' JSON logs."""
+    times = []
+    for log in logs:
+        if not log.exists():
+            continue
+        for line in log.read_text(errors="replace").splitlines():
+            if f'"{event}"' in line:
+                with contextlib.suppress(ValueError, KeyError):
+                    stamp = json.loads(line)["timestamp"].replace("Z", "+00:00")
+                    times.append(datetime.fromisoformat(stamp).timestamp())
+    return times
+
+
 def summarize(run: Run, label: str) -> dict[str, Any]:
     finals = replies(run)
     expected = {c.id: f"Here is what I found about: {c.question}" for c in run.conversations}
@@ -358,6 +377,8 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
             if any(m in text for m in MARKERS)
         ]
         takeover_s = max((at - run.killed_at for at in marked), default=0.0)
+    # When the live processes took the dead one's replies over (their logs), and finished them there.
+    taken_at = [t - run.killed_wall for t in _log_times(run.logs, "ownership.taken_over")] if run.killed_at else []
     samples = sorted(staleness(run))
     r429 = sum(1 for c in run.slack.calls if c.status == 429) + len(run.discord.rate_limited)
     return {
@@ -371,7 +392,8 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
         "r429": r429,
         "requests_over_limit": over_limit(run),
         "taken_over": taken,
-        "takeover_s": round(takeover_s, 2),
+        "takeover_s": round(max(taken_at, default=0.0), 2),
+        "interrupted_shown_s": round(takeover_s, 2),
         "staleness_p50_s": round(samples[len(samples) // 2], 3) if samples else None,
         "staleness_p99_s": round(samples[int(len(samples) * 0.99)], 3) if samples else None,
         "lost_by_platform": dict(lost_by),
@@ -439,7 +461,7 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
             procs.append(Proc(f"discord{shard}", ["discord", *shards], env, workdir / f"{label}-discord{shard}.log"))
         proxy = Proxy([f"http://127.0.0.1:{p}/slack/events" for p in ports])
         await proxy.start()
-        run = Run(conversations, slack, discord, llm, processes=len(procs))
+        run = Run(conversations, slack, discord, llm, processes=len(procs), logs=[p.log for p in procs])
         try:
             for proc in procs:
                 await proc.start()
@@ -458,7 +480,7 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
                     await asyncio.sleep(args.kill_at_s)
                     victim = procs[1]  # a Slack process with replies in flight
                     victim.kill()
-                    run.killed_at = time.monotonic()
+                    run.killed_at, run.killed_wall = time.monotonic(), time.time()
                     await asyncio.sleep(args.restart_after_s)
                     await victim.start()
                 await driver
@@ -505,6 +527,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "requests_over_limit",
         "taken_over",
         "takeover_s",
+        "interrupted_shown_s",
         "staleness_p50_s",
         "staleness_p99_s",
     ]

@@ -351,6 +351,8 @@ class Pipeline:
             )
         finally:
             live.discard(reply_id)
+            if self.recovery is not None:
+                self.recovery.lost.discard(reply_id)  # (a heartbeat may call a reply that just ended "lost")
         highest = {b.scope: b for b in sorted(outcome.budgets, key=lambda b: b.level)}
         for crossed in highest.values():
             # Announced once (the store marked it in the usage write, and audited it): the month's in the
