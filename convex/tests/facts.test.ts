@@ -14,12 +14,13 @@ const SEALED =
   "gAAAAABrDxSjoijUJLkocGWhWwKSyZFWNalreX2A19UbjP2HRGD4ZXzUeKNyYjnEUy3oXBBV49aPEH2X9CcMp8bLv-F1XoHk8QBNiKChAWrgoKpCn9pQpCc=";
 const PLAIN = "xoxb-T0VECTOR-0123456789abcdef";
 
+afterEach(() => {
+  for (const name of ["SLACK_BOT_TOKEN", "SLACK_API_URL", "CHATBOT_TOKEN_KEY"]) delete process.env[name];
+  vi.useRealTimers();
+  vi.unstubAllGlobals();
+});
+
 describe("platform facts are only what Convex verified", () => {
-  afterEach(() => {
-    for (const name of ["SLACK_BOT_TOKEN", "SLACK_API_URL", "CHATBOT_TOKEN_KEY"]) delete process.env[name];
-    vi.useRealTimers();
-    vi.unstubAllGlobals();
-  });
 
   test("claimed facts are refused by the validator, with or without a token", async () => {
     const t = await backend();
