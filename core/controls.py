@@ -37,6 +37,7 @@ class Claims(Protocol):
 class _Running:
     task: asyncio.Task[object]
     asker_id: str
+    stopped: bool = False
 
 
 class ReplyControls:
@@ -102,6 +103,11 @@ class ReplyControls:
             return "not_allowed"
         if not await self.claims.claim_event(f"{ws.key}:{STOP}:{click_id}"):
             return "duplicate"
+        if running.stopped:
+            # A second click (another interaction id) must not cancel again: that would interrupt
+            # the final edit of the stopped reply, which runs shielded in the cancelled task.
+            return "duplicate"
+        running.stopped = True
         running.task.cancel()
         return "done"
 

@@ -17,7 +17,7 @@ import structlog
 from core.markdown import Part, split_growing
 from core.messages import ReplyStatus, Source
 from core.pacing import EditScheduler
-from core.surface import PLACEHOLDER, Operation, RateLimited, Surface
+from core.surface import PLACEHOLDER, Finishing, Operation, RateLimited, Surface
 
 log = structlog.get_logger(__name__)
 
@@ -254,6 +254,8 @@ class ReplyStreamer:
                 worker.cancel()
                 await asyncio.wait([worker])
         final = self._final_text(status, reason)
+        if isinstance(self.surface, Finishing):
+            self.surface.finishing()  # the final request carries the finished controls too
         try:
             await self._land(final.rstrip(), sources)
         finally:

@@ -73,3 +73,14 @@ class Placed(Protocol):
     """
 
     def place(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class Finishing(Protocol):
+    """A surface whose reply controls change when it is done (Stop becomes Regenerate).
+
+    The engine calls `finishing()` just before it lands the final text, so the surface can change
+    the controls in that same request instead of a second one behind it in the channel's budget.
+    """
+
+    def finishing(self) -> None: ...

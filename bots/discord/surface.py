@@ -48,6 +48,8 @@ class DiscordSurface:
         self._scopes = limits.message_scopes(channel_id)
         self._messages: dict[str, discord.Message] = {}
         self._last: discord.Message | None = None  # the latest part: the next one replies to it
+        self._finishing = False  # the final text is being landed: it carries the finished buttons
+        self._controls_done = False  # the first message already shows Regenerate
 
     def scopes(self, operation: Operation) -> Sequence[RateScope]:
         return self._scopes
@@ -58,7 +60,7 @@ class DiscordSurface:
 
     async def post(self, text: str, *, sources: Sequence[Source] = ()) -> str:
         first = not self._messages
-        extra = {"view": control_view(self.controls, finished=False)} if first and self.controls else {}
+        extra = self._view() if first else {}
         try:
             if first and self.in_place is not None:  # Regenerate: the first part replaces the earlier answer
                 message = await self.in_place.edit(
@@ -76,6 +78,8 @@ class DiscordSurface:
         except discord.RateLimited as exc:
             raise RateLimited(exc.retry_after, self._scopes[0].key) from exc
         self._messages[str(message.id)] = message
+        if extra and self._finishing:
+            self._controls_done = True
         self._last = message
         if self.on_posted is not None:
             self.on_posted(message)
@@ -83,20 +87,36 @@ class DiscordSurface:
 
     async def edit(self, message_id: str, text: str, *, sources: Sequence[Source] = ()) -> None:
         message = self._messages[message_id]
+        # Interim edits leave the buttons alone; the final edit of the first message swaps them.
+        extra = self._view() if self._finishing and message_id == next(iter(self._messages)) else {}
         try:
             self._messages[message_id] = await message.edit(
-                content=tables_to_code(text)[:MAX_CONTENT], embed=self._embed(sources)
+                content=tables_to_code(text)[:MAX_CONTENT],
+                embed=self._embed(sources),
+                **extra,  # type: ignore[arg-type]
             )
         except discord.RateLimited as exc:
             raise RateLimited(exc.retry_after, self._scopes[0].key) from exc
+        if extra and self._finishing:
+            self._controls_done = True
+
+    def _view(self) -> dict[str, discord.ui.View]:
+        """The buttons the first message shows with this request: Stop, or Regenerate once finishing."""
+        return {"view": control_view(self.controls, finished=self._finishing)} if self.controls else {}
+
+    def finishing(self) -> None:
+        """The final text comes next: the request that lands it on the first message swaps the buttons."""
+        self._finishing = True
 
     async def finished(self) -> None:
-        """The reply is done (answered, failed or stopped): its Stop button becomes Regenerate."""
+        """The reply is done (answered, failed or stopped): its Stop button becomes Regenerate, with
+        the final text's edit when that touched the first message, else with one edit of its own."""
         first = next(iter(self._messages.values()), None)
-        if not self.controls or first is None:
+        if not self.controls or first is None or self._controls_done:
             return
         view = control_view(self.controls, finished=True)
         await within_budget(self.scheduler, self._scopes, lambda: first.edit(view=view))
+        self._controls_done = True
 
     async def thinking(self) -> None:
         if self.interaction is None:
