@@ -26,10 +26,10 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 
 from bots.ops import ops_routes
-from bots.slack import limits
+from bots.slack import limits, summarize
 from bots.slack.edge import EVENT_FIELDS, SlackEdge
 from bots.slack.files import SlackFiles
-from bots.slack.history import SlackThread, SlackThreadReader, slack_files
+from bots.slack.history import SlackChannelRecent, SlackThreadReader, slack_files
 from bots.slack.mrkdwn import to_mrkdwn
 from bots.slack.oauth import INSTALL_PATH, REDIRECT_PATH, OAuthConfig, TeamRoutedClient, oauth_parts, team_token
 from bots.slack.replies import SlackReplies
@@ -44,6 +44,7 @@ from bots.slack.surface import (
     call_slack,
 )
 from bots.slack.users import UserDirectory
+from core.context import ThreadHistory
 from core.controls import REFUSALS
 from core.messages import IncomingMessage, Platform, WorkspaceRef
 from core.pacing import EditScheduler, within_budget
@@ -250,7 +251,52 @@ class SlackBot:
     async def _on_command(self, ack: Any, command: dict[str, Any], respond: Any, context: Any) -> None:
         await ack()
         team_token.set(getattr(context, "bot_token", None))
+        if summarize.is_summarize(str(command.get("text") or "")):
+            bot_user_id = getattr(context, "bot_user_id", None)
+            work = self._summarize(command, respond, bot_user_id)
+            self.spawn(work, name=f"slack-summarize-{command.get('trigger_id', '')}")
+            return
         self.spawn(self._admin(command, respond), name=f"slack-admin-{command.get('trigger_id', '')}")
+
+    async def _summarize(self, command: dict[str, Any], respond: Any, bot_user_id: str | None) -> None:
+        """`/chatbot summarize [message link]`: the plain "summarize this thread" question, asked for the
+        linked thread (answered in it) or the channel's recent messages (answered in the channel)."""
+        team_id, text = str(command.get("team_id") or ""), str(command.get("text") or "")
+        try:
+            target = summarize.parse_target(summarize.argument(text), str(command.get("channel_id") or ""))
+        except ValueError as exc:
+            await respond(text=f"Sorry, I can't summarize that: {exc}.", response_type="ephemeral")
+            return
+        user = await self.users.get(team_id, str(command["user_id"]))
+        ws = WorkspaceRef(Platform.SLACK, team_id)
+        trigger = str(command.get("trigger_id") or time.time())
+        message = IncomingMessage(
+            workspace=ws,
+            channel_id=target.channel,
+            thread_id=target.thread_ts or f"summary:{trigger}",
+            message_id=f"command:{trigger}",
+            author=user.actor(),
+            text=summarize.QUESTION if target.thread_ts else summarize.CHANNEL_QUESTION,
+            is_dm=target.channel.startswith("D"),
+            mentioned=True,
+        )
+        history: ThreadHistory
+        if target.thread_ts:  # the whole thread: every message is before "inf"
+            history = self.history.for_question(team_id, target.channel, target.thread_ts, "inf", bot_user_id)
+        else:
+            history = SlackChannelRecent(self.history, team_id, target.channel, bot_user_id)
+        surface = SlackSurface(
+            self.client,
+            scheduler=self.scheduler,
+            team_id=team_id,
+            channel_id=target.channel,
+            user_id=user.user_id,
+            thread_ts=target.thread_ts,
+            native_streaming=self.native_streaming,
+            refusals=self.stream_refusals,
+            controls=message.event_key,
+        )
+        await self._reply(message, surface, history, via="command")
 
     # -- work ----------------------------------------------------------------------------------
     def _accept(self, event: dict[str, Any], body: dict[str, Any], context: Any, *, via: str) -> None:
@@ -315,7 +361,7 @@ class SlackBot:
         await self._reply(message, surface, history, via=via)
 
     async def _reply(
-        self, message: IncomingMessage, surface: SlackSurface, history: SlackThread | None, *, via: str
+        self, message: IncomingMessage, surface: SlackSurface, history: ThreadHistory | None, *, via: str
     ) -> None:
         try:
             outcome = await self.core.answer(message, surface, self.scheduler, history, self.files)

@@ -36,10 +36,10 @@ TIER3_PAGE = 200  # Slack recommends at most 200 a page
 LIMITED_PAGE = 15  # ... and at most 15 messages a page
 
 
-def replies_scope(team_id: str, *, limited: bool) -> RateScope:
-    """conversations.replies' budget (bots/slack/limits.py): Tier 3, or 1 a minute for unlisted apps."""
-    budget = limits.METHODS["conversations.replies:unlisted" if limited else "conversations.replies"].budget
-    return budget.scope(f"slack:{team_id}:conversations.replies")
+def replies_scope(team_id: str, *, limited: bool, method: str = "conversations.replies") -> RateScope:
+    """A history read's budget (bots/slack/limits.py): Tier 3, or 1 a minute for unlisted apps."""
+    budget = limits.METHODS[f"{method}:unlisted" if limited else method].budget
+    return budget.scope(f"slack:{team_id}:{method}")
 
 
 @dataclass
@@ -116,26 +116,12 @@ class SlackThreadReader:
         oldest = cached.latest  # one query, paged by its cursor; the next read starts after what this one saw
         try:
             for _ in range(-(-self.max_messages // self.page) + 1):
-                try:
-                    await asyncio.wait_for(self.scheduler.acquire([scope]), self.max_wait_s)
-                except TimeoutError:
-                    raise HistoryUnavailable("no conversations.replies budget right now") from None
                 args: dict[str, Any] = {"channel": channel, "ts": thread_ts, "limit": self.page}
                 if oldest:
                     args["oldest"] = oldest
                 if cursor:
                     args["cursor"] = cursor
-                self.requests += 1
-                try:
-                    response = await self.client.conversations_replies(**args)
-                except SlackApiError as exc:
-                    wait = retry_after(exc)
-                    if wait is not None:
-                        self.scheduler.rate_limited_by([scope], RateLimited(wait, scope.key))
-                    error = exc.response.get("error")
-                    raise HistoryUnavailable(f"Slack refused conversations.replies: {error}") from exc
-                finally:
-                    self.scheduler.responded([scope])
+                response = await self._call(scope, "conversations.replies", args)
                 read_any = True
                 page = [m for m in response.get("messages") or [] if m.get("ts")]
                 for message in page:
@@ -157,6 +143,39 @@ class SlackThreadReader:
             log.warning("slack.history_partial", channel=channel, thread=thread_ts, error=repr(exc))
         self._keep(key, cached)
         return cached
+
+    async def _call(self, scope: RateScope, method: str, args: dict[str, Any]) -> Any:
+        """One history request within its budget; a refusal (or no budget soon) is HistoryUnavailable."""
+        try:
+            await asyncio.wait_for(self.scheduler.acquire([scope]), self.max_wait_s)
+        except TimeoutError:
+            raise HistoryUnavailable(f"no {method} budget right now") from None
+        self.requests += 1
+        try:
+            return await getattr(self.client, method.replace(".", "_"))(**args)
+        except SlackApiError as exc:
+            wait = retry_after(exc)
+            if wait is not None:
+                self.scheduler.rate_limited_by([scope], RateLimited(wait, scope.key))
+            raise HistoryUnavailable(f"Slack refused {method}: {exc.response.get('error')}") from exc
+        finally:
+            self.scheduler.responded([scope])
+
+    async def recent(
+        self, team_id: str, channel: str, bot_user_id: str | None, *, count: int = 100
+    ) -> list[ThreadMessage]:
+        """The channel's latest top-level messages, oldest first (conversations.history, one page)."""
+        scope = replies_scope(team_id, limited=self.limited, method="conversations.history")
+        args = {"channel": channel, "limit": min(count, self.page)}
+        try:
+            response = await self._call(scope, "conversations.history", args)
+        except HistoryUnavailable:
+            raise
+        except Exception as exc:  # transport trouble: as a refusal, like a thread read
+            raise HistoryUnavailable(f"could not read the channel: {exc!r}") from exc
+        raw = [m for m in response.get("messages") or [] if m.get("ts")]  # Slack sends newest first
+        raw.sort(key=lambda m: _seconds(str(m["ts"])))
+        return await self._normalize(team_id, channel, "", raw, bot_user_id)
 
     def _keep(self, key: tuple[str, str, str], cached: _Cached) -> None:
         self._threads[key] = cached
@@ -185,7 +204,7 @@ class SlackThreadReader:
             permalink = ""
             if base and ts:
                 permalink = f"{base}archives/{channel}/p{ts.replace('.', '')}"
-                if ts != thread_ts:
+                if thread_ts and ts != thread_ts:
                     permalink += f"?thread_ts={thread_ts}&cid={channel}"
             out.append(
                 ThreadMessage(
@@ -229,6 +248,17 @@ class SlackThread:
 
     async def read(self) -> Sequence[ThreadMessage]:
         return await self.reader.read(*self.where, self.bot_user_id)
+
+
+class SlackChannelRecent:
+    """The `ThreadHistory` of `/chatbot summarize` without a thread: the channel's latest messages."""
+
+    def __init__(self, reader: SlackThreadReader, team_id: str, channel: str, bot_user_id: str | None) -> None:
+        self.reader = reader
+        self.where = (team_id, channel, bot_user_id)
+
+    async def read(self) -> Sequence[ThreadMessage]:
+        return await self.reader.recent(*self.where)
 
 
 def message_text(message: dict[str, Any]) -> str:

@@ -51,6 +51,8 @@ METHODS: dict[str, Method] = {
     "conversations.replies": Method(tier(50)),
     # Distributed apps outside the Marketplace: 1 request a minute (and 15 messages a page).
     "conversations.replies:unlisted": Method(Budget(1, 60.0, 1 / 61, 1.0, "1 per minute, unlisted apps")),
+    "conversations.history": Method(tier(50)),  # /chatbot summarize without a thread
+    "conversations.history:unlisted": Method(Budget(1, 60.0, 1 / 61, 1.0, "1 per minute, unlisted apps")),
     "users.info": Method(tier(100)),
     "auth.test": Method(tier(100)),
 }

@@ -573,6 +573,21 @@ class FakeSlack:
             body["response_metadata"] = {"next_cursor": f"off:{offset + limit}"}
         return body
 
+    def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A channel's top-level messages (thread parents included, replies not), newest first."""
+        channel = str(args.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        try:
+            limit = min(int(args.get("limit") or 100), 1000)
+        except ValueError:
+            return {"ok": False, "error": "invalid_limit"}
+        top = sorted(
+            (m for m in self.messages.values() if m.channel == channel and m.thread_ts in (None, m.ts)),
+            key=lambda m: -float(m.ts),
+        )
+        return {"messages": [self._wire(m) for m in top[:limit]], "has_more": len(top) > limit}
+
     def _wire(self, m: FakeMessage) -> dict[str, Any]:
         wire: dict[str, Any] = {"type": "message", "ts": m.ts, "text": m.text, "user": m.user}
         if m.thread_ts:
