@@ -38,6 +38,7 @@ CONVEX_DIR = Path(__file__).parents[2] / "convex"
 class ConvexServer:
     url: str
     secret: str
+    resets: int = 0  # how many times it was emptied (what a client recorded there before is gone)
 
     def set_env(self, **values: str | None) -> None:
         """Set (or with None, remove) variables of the deployment's environment, as `npx convex env set` does."""
@@ -55,6 +56,7 @@ class ConvexServer:
         request = urllib.request.Request(f"{self.url}/test/reset", method="POST", data=b"{}")
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 200
+        self.resets += 1
 
 
 @asynccontextmanager
@@ -102,9 +104,16 @@ async def platform_confirms(server: ConvexServer, monkeypatch: pytest.MonkeyPatc
     client = httpx.AsyncClient(base_url=server.url)
     call, set_role, set_blocked = store._call, store.set_role, store.set_blocked
 
+    confirmed: dict[tuple[str, str], tuple[int, float, dict[str, Any]]] = {}
+
     async def confirm(workspace: str, user: str, facts: dict[str, Any]) -> None:
+        # The same facts again on the same server contents, well within their trust period: nothing to record.
+        seen = confirmed.get((workspace, user))
+        if seen is not None and seen[0] == server.resets and seen[2] == facts and time.monotonic() - seen[1] < 60:
+            return
         response = await client.post("/test/facts", json={"workspace": workspace, "user": user, **facts})
         assert response.status_code == 200, response.text
+        confirmed[(workspace, user)] = (server.resets, time.monotonic(), facts)
 
     async def confirming_call(kind: str, path: str, args: dict[str, Any]) -> Any:
         actor = args.get("actor")
