@@ -33,6 +33,10 @@ SUMMARY_REQUEST = re.compile(
     r"|what did we (?:agree|decide)|action items|decisions)",
     re.IGNORECASE,
 )
+# What an explicit summary command asks (Slack's /chatbot summarize, Discord's message menu): the same
+# question as typing it, so it takes the same path (SUMMARY_REQUEST matches it).
+SUMMARIZE_THREAD = "Summarize this thread: what was discussed, what was decided, and what is still open."
+SUMMARIZE_CHANNEL = "Summarize this channel's recent messages: what was discussed, decided, and still open."
 DROPPED_NOTE = "({count} earlier message{s} of this thread {verb} left out to fit.)"
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 

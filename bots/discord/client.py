@@ -17,10 +17,12 @@ from bots.discord.controls import ControlTokens, handle_click, is_control
 from bots.discord.files import DiscordFiles
 from bots.discord.history import DiscordHistory, DiscordThread, attachments_of
 from bots.discord.members import GuildMembers, member_facts
+from bots.discord.summarize import summarize_menu
 from bots.discord.surface import DiscordSurface
 from bots.discord.threads import BusyChannels
 from core.app import ChatCore
 from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
+from core.prompt import SUMMARIZE_THREAD
 from core.roles import Role
 from core.stores.base import ChannelMode
 
@@ -74,6 +76,7 @@ class ChatbotClient(discord.AutoShardedClient):
         self.busy = BusyChannels(scheduler)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(admin_commands(self))
+        self.tree.add_command(summarize_menu(self))
         self._tasks: set[asyncio.Task[None]] = set()
         # bot message id -> the conversation it belongs to, so a reply chain keeps its history
         self._conversations: OrderedDict[int, str] = OrderedDict()
@@ -138,6 +141,40 @@ class ChatbotClient(discord.AutoShardedClient):
         task = asyncio.create_task(self._handle(message))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def spawn(self, work: Awaitable[None]) -> None:
+        """Work that outlives its event (a reply): tracked, so draining waits for it."""
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def summarize(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """The message menu's summary: the plain "summarize this thread" question about the chosen
+        message and what it continues, answered as a reply to it."""
+        channel = message.channel
+        if interaction.guild is None or not isinstance(channel, discord.abc.Messageable):
+            return
+        in_thread = isinstance(channel, discord.Thread)
+        incoming = IncomingMessage(
+            workspace=workspace_of(interaction.guild, interaction.user),
+            channel_id=str(channel.id),
+            thread_id=str(channel.id) if in_thread else self._conversations.get(message.id, str(message.id)),
+            message_id=f"menu:{interaction.id}",
+            author=actor_of(interaction.user, interaction.guild),
+            text=SUMMARIZE_THREAD,
+            is_dm=False,
+            mentioned=True,
+            parent_channel_id=_parent_of(channel, None),
+        )
+        surface = DiscordSurface(
+            channel,
+            channel_id=channel.id,
+            scheduler=self.scheduler,
+            reply_to=message,
+            interaction=interaction,  # notices (a refusal) go to the clicker only
+            controls=self.control_tokens.token(incoming.event_key),
+        )
+        await self._reply(incoming, surface, DiscordThread(self.history, message, including=True))
 
     async def drain(self, limit_s: float = 30) -> None:
         """Wait for replies in flight (at shutdown, and in tests)."""

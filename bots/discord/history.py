@@ -174,12 +174,14 @@ class DiscordHistory:
 class DiscordThread:
     """The `ThreadHistory` of one question."""
 
-    def __init__(self, history: DiscordHistory, question: discord.Message) -> None:
+    def __init__(self, history: DiscordHistory, question: discord.Message, *, including: bool = False) -> None:
         self.history = history
         self.question = question
+        self.including = including  # the message itself belongs to the history (a message menu's target)
 
     async def read(self) -> Sequence[ThreadMessage]:
-        return await self.history.read(self.question)
+        found = await self.history.read(self.question)
+        return [*found, normalize(self.question, self.history.client.user)] if self.including else found
 
 
 def normalize(message: discord.Message, bot: discord.ClientUser | None) -> ThreadMessage:

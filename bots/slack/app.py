@@ -48,6 +48,7 @@ from core.context import ThreadHistory
 from core.controls import REFUSALS
 from core.messages import IncomingMessage, Platform, WorkspaceRef
 from core.pacing import EditScheduler, within_budget
+from core.prompt import SUMMARIZE_CHANNEL, SUMMARIZE_THREAD
 
 if TYPE_CHECKING:
     from core.app import ChatCore
@@ -276,7 +277,7 @@ class SlackBot:
             thread_id=target.thread_ts or f"summary:{trigger}",
             message_id=f"command:{trigger}",
             author=user.actor(),
-            text=summarize.QUESTION if target.thread_ts else summarize.CHANNEL_QUESTION,
+            text=SUMMARIZE_THREAD if target.thread_ts else SUMMARIZE_CHANNEL,
             is_dm=target.channel.startswith("D"),
             mentioned=True,
         )

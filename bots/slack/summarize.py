@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 COMMAND = "summarize"
-QUESTION = "Summarize this thread: what was discussed, what was decided, and what is still open."
-CHANNEL_QUESTION = "Summarize this channel's recent messages: what was discussed, decided, and still open."
 
 _PERMALINK = re.compile(r"/archives/([A-Z0-9]+)/p(\d{7,})")
 _TS = re.compile(r"\d{9,}\.\d{6}")
