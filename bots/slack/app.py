@@ -286,18 +286,24 @@ class SlackBot:
             history = self.history.for_question(team_id, target.channel, target.thread_ts, "inf", bot_user_id)
         else:
             history = SlackChannelRecent(self.history, team_id, target.channel, bot_user_id)
-        surface = SlackSurface(
+        await self._reply(message, self._surface(message, target.thread_ts), history, via="command")
+
+    def _surface(
+        self, message: IncomingMessage, thread_ts: str | None, *, assistant_thread: bool = False
+    ) -> SlackSurface:
+        """Where the reply to `message` appears: its channel, in `thread_ts` (top level if None)."""
+        return SlackSurface(
             self.client,
             scheduler=self.scheduler,
-            team_id=team_id,
-            channel_id=target.channel,
-            user_id=user.user_id,
-            thread_ts=target.thread_ts,
+            team_id=message.workspace.external_id,
+            channel_id=message.channel_id,
+            user_id=message.author.user_id,
+            thread_ts=thread_ts,
+            assistant_thread=assistant_thread,
             native_streaming=self.native_streaming,
             refusals=self.stream_refusals,
             controls=message.event_key,
         )
-        await self._reply(message, surface, history, via="command")
 
     # -- work ----------------------------------------------------------------------------------
     def _accept(self, event: dict[str, Any], body: dict[str, Any], context: Any, *, via: str) -> None:
@@ -343,18 +349,7 @@ class SlackBot:
             mentioned=mentioned,
             attachments=slack_files(event),
         )
-        surface = SlackSurface(
-            self.client,
-            scheduler=self.scheduler,
-            team_id=team_id,
-            channel_id=channel,
-            user_id=user.user_id,
-            thread_ts=reply_thread,
-            assistant_thread=via == "assistant",
-            native_streaming=self.native_streaming,
-            refusals=self.stream_refusals,
-            controls=message.event_key,
-        )
+        surface = self._surface(message, reply_thread, assistant_thread=via == "assistant")
         if via == "assistant":
             await self._title_new_assistant_thread(ws, channel, str(conversation), text)
         # A message inside a thread: the thread so far is the context (a new top-level mention has none).
