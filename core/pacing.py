@@ -354,6 +354,28 @@ class EditScheduler:
         """When `bucket` can grant `ticket`: its tokens and the platform's window both allow it."""
         return max(bucket.ready_at(now, ticket), bucket.window.free_at(now))
 
+    def try_acquire(self, scopes: Sequence[RateScope], *, spare: float = 1.0) -> bool:
+        """Spend one unit from each scope now, only if the budget has slack: nothing waits on it and
+        a shared burst keeps `spare` tokens after it. For optional requests (typing, a placeholder),
+        which are dropped rather than queued, so they never delay a reply's text."""
+        now = self.clock.now()
+        # The lowest priority there is: any request waiting on these scopes or reserving them wins.
+        ticket = _Ticket(
+            [self.bucket(s) for s in scopes], (2, now, next(self._order)), asyncio.get_running_loop().create_future()
+        )
+        for bucket in ticket.buckets:
+            if self._ready_at(bucket, now, ticket) > now:
+                return False
+            if bucket.burst >= spare + 2 and bucket.tokens < spare + 1:
+                return False
+        for bucket in ticket.buckets:
+            bucket.take(now)
+            bucket.window.sent(now)
+        self.granted += 1
+        if self.observer is not None:
+            self.observer.granted(list(scopes))
+        return True
+
     def _try(self, ticket: _Ticket, now: float) -> bool:
         for bucket in ticket.buckets:
             at = self._ready_at(bucket, now, ticket)

@@ -128,7 +128,13 @@ class ReplyStreamer:
                     if wait > 0:
                         await self.clock.sleep(wait)
                         continue  # re-plan: more text has arrived
-                await self.scheduler.acquire(scopes, since=since)
+                if not self.text and step[0] == "post":
+                    # A placeholder before the first words is optional: sent only while the budget
+                    # has slack, else the first words make the first post.
+                    if not self.scheduler.try_acquire(scopes):
+                        break
+                else:
+                    await self.scheduler.acquire(scopes, since=since)
                 # Re-plan with the text as it is now: everything that arrived while waiting rides along.
                 replanned = self._next_step()
                 if replanned is None or replanned[0] != step[0]:

@@ -119,14 +119,17 @@ class DiscordSurface:
         self._controls_done = True
 
     async def thinking(self) -> None:
-        if self.interaction is None:
-            await within_budget(self.scheduler, limits.typing_scopes(self.channel_id), self._typing, final=False)
-
-    async def _typing(self) -> None:
+        """Typing, only when the budget has slack: it is the least useful request, so it is dropped
+        rather than queued ahead of, or behind, any reply's text."""
+        scopes = limits.typing_scopes(self.channel_id)
+        if self.interaction is not None or not self.scheduler.try_acquire(scopes):
+            return
         try:
             await self.channel.typing()
         except discord.RateLimited as exc:
-            raise RateLimited(exc.retry_after, limits.typing_scopes(self.channel_id)[0].key) from exc
+            self.scheduler.rate_limited_by(scopes, RateLimited(exc.retry_after, scopes[0].key))
+        finally:
+            self.scheduler.responded(scopes)
 
     async def notice(self, text: str) -> None:
         if self.interaction is not None:

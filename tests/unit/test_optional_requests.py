@@ -1,0 +1,40 @@
+"""Optional requests (typing, a placeholder) take budget only when it has slack, never from a reply."""
+
+from __future__ import annotations
+
+import asyncio
+
+from core.pacing import Budget, EditScheduler
+from tests.unit.test_streaming_clock import VirtualClock
+
+GLOBAL = Budget(50, 1.0, 44.0, 5.0).scope("global")
+CHANNEL = Budget(5, 5.0, 1 / 1.02, 1.0).scope("channel")
+
+
+async def test_an_idle_budget_grants_an_optional_request_and_counts_it() -> None:
+    scheduler = EditScheduler(VirtualClock())
+    assert scheduler.try_acquire([CHANNEL, GLOBAL])
+    assert not scheduler.try_acquire([CHANNEL, GLOBAL]), "the channel's one token is spent"
+
+
+async def test_a_shared_burst_keeps_a_spare_token_for_replies() -> None:
+    scheduler = EditScheduler(VirtualClock())
+    granted = sum(scheduler.try_acquire([GLOBAL]) for _ in range(10))
+    assert granted == 4  # burst 5: one stays for a reply
+    assert scheduler.try_acquire([GLOBAL], spare=0.0)  # what a reply would get at once
+
+
+async def test_an_optional_request_never_goes_before_a_waiting_reply() -> None:
+    clock = VirtualClock()
+    scheduler = EditScheduler(clock)
+    await scheduler.acquire([CHANNEL])
+    waiting = asyncio.create_task(scheduler.acquire([CHANNEL]))
+    await clock.settle()
+    await clock.advance(1.5)  # the channel's token is back, and the reply waiting for it takes it
+    assert waiting.done()
+    assert not scheduler.try_acquire([CHANNEL])
+    late = asyncio.create_task(scheduler.acquire([CHANNEL]))
+    await clock.advance(0.2)
+    assert not scheduler.try_acquire([CHANNEL]), "a reply is waiting: the optional request is dropped"
+    await clock.advance(1.0)
+    assert late.done()
