@@ -201,7 +201,7 @@ class Outcome:
 
 class BenchStore:
     async def settings(self, ws: Any) -> WorkspaceSettings:
-        return WorkspaceSettings()  # auto_thread off: busy Discord channels move to threads on their own
+        return WorkspaceSettings()  # threads "auto": busy Discord channels move to threads on their own
 
     async def find_thread(self, *args: Any) -> None:
         return None

@@ -23,7 +23,7 @@ import structlog
 from core.access import RoleService
 from core.config import DEFAULT_PRICES, ModelPrice
 from core.messages import Actor, PlatformFacts, WorkspaceRef
-from core.policy import REFUSED
+from core.policy import REFUSED, SETTING_CHOICES, choice_error
 from core.roles import Permission, Role
 from core.stores.base import (
     SETTING_FIELDS,
@@ -238,7 +238,7 @@ class AdminCommands:
                 "**Settings**",
                 f"• system_prompt: {s.system_prompt[:200] or '(none)'}",
                 f"• default_role: {s.default_role.label} · guests_may_ask: {s.guests_may_ask}",
-                f"• answer_without_mention: {s.answer_without_mention} · auto_thread: {s.auto_thread}",
+                f"• answer_without_mention: {s.answer_without_mention} · threads: {s.threads}",
                 f"• model: {s.model or '(default)'} · quotas: {quotas}",
                 f"• channels: {channels}",
             ]
@@ -428,7 +428,11 @@ def _setting_change(key: str, value: str, current: object) -> dict[str, object]:
         raise CommandError(f"Unknown setting `{key}`. Settings: {keys}.")
     if key == "default_role":
         return {key: Role.parse(value)}
-    if key in {"guests_may_ask", "answer_without_mention", "auto_thread"}:
+    if key in SETTING_CHOICES:
+        if error := choice_error(key, value.strip().lower()):
+            raise CommandError(f"{error}.")
+        return {key: value.strip().lower()}
+    if key in {"guests_may_ask", "answer_without_mention"}:
         if value.lower() not in {"true", "false", "on", "off", "yes", "no"}:
             raise CommandError(f"`{key}` is on or off.")
         return {key: value.lower() in {"true", "on", "yes"}}

@@ -205,12 +205,12 @@ class ChatbotClient(discord.AutoShardedClient):
         return str(message.id), self.user in message.mentions or message.guild is None
 
     async def _place(self, message: discord.Message, text: str) -> tuple[discord.Thread | None, bool]:
-        """A thread of its own for a question: always with the server's auto_thread setting, else
-        while the channel is busy (bots/discord/threads.py); whether the reply counts in its channel."""
+        """A thread of its own for a question, as the server's `threads` setting says: always, never,
+        or while the channel is busy (bots/discord/threads.py); whether the reply counts in its channel."""
         if message.guild is None or isinstance(message.channel, discord.Thread):
             return None, False
         settings = await self.core.store.settings(workspace_of(message.guild, message.author))
-        return await self.busy.place(message, text, always=settings.auto_thread)
+        return await self.busy.place(message, text, mode=settings.threads)
 
     async def _handle(self, message: discord.Message) -> None:
         assert self.user is not None

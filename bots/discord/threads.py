@@ -2,8 +2,9 @@
 
 One channel's message bucket serves one write a second (bots/discord/limits.py). With more replies
 in flight in a channel than that serves smoothly, every reply there goes stale for longer; a thread
-has buckets of its own. So, with the server's `auto_thread` setting on, every question gets a thread
-(always); with it off, a question gets one only while the channel is busy (auto). The channel hears
+has buckets of its own. So, as the server's `threads` setting says, every question gets a thread
+(always), none does (never: the replies wait their turn in the channel), or a question gets one
+only while its channel is busy (auto, the default). The channel hears
 about it in one short line, at most once per busy spell, and follow-ups in the bot's thread need no
 mention (the client treats a thread the bot owns as addressed to it).
 """
@@ -54,7 +55,7 @@ class BusyChannels:
         if self._live[channel_id] <= 0:
             del self._live[channel_id]
 
-    async def place(self, message: discord.Message, name: str, *, always: bool) -> tuple[discord.Thread | None, bool]:
+    async def place(self, message: discord.Message, name: str, *, mode: str) -> tuple[discord.Thread | None, bool]:
         """(a thread from the question, or None to answer in place; whether the reply was counted as
         in flight in its channel, in which case the caller calls `done` when it ends).
 
@@ -63,7 +64,8 @@ class BusyChannels:
         if message.guild is None or isinstance(message.channel, discord.Thread):
             return None, False
         channel_id = message.channel.id
-        moved_for_load = not always and self.busy(channel_id)
+        always = mode == "always"
+        moved_for_load = mode == "auto" and self.busy(channel_id)
         if not always and not moved_for_load:
             self._live[channel_id] += 1
             return None, True

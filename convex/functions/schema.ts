@@ -15,7 +15,7 @@ export default defineSchema({
       answerWithoutMention: v.boolean(),
       model: v.string(),
       quotas: v.record(v.string(), v.number()),
-      autoThread: v.boolean(),
+      threads: v.string(),
     }),
   })
     .index("by_key", ["key"])

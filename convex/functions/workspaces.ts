@@ -32,7 +32,7 @@ const settingsPatch = v.object({
   answerWithoutMention: v.optional(v.boolean()),
   model: v.optional(v.string()),
   quotas: v.optional(v.record(v.string(), v.number())),
-  autoThread: v.optional(v.boolean()),
+  threads: v.optional(v.string()),
 });
 
 function splitKey(workspace: string) {
@@ -73,6 +73,9 @@ export const updateSettings = serviceMutation({
     if (changes.defaultRole !== undefined) checkRole(changes.defaultRole, "defaultRole");
     if (changes.systemPrompt !== undefined) bounded(changes.systemPrompt, RULES.settings.system_prompt, "system_prompt", { allowEmpty: true });
     if (changes.model !== undefined) bounded(changes.model, RULES.settings.model, "model", { allowEmpty: true });
+    if (changes.threads !== undefined && !(RULES.setting_choices.threads as readonly string[]).includes(changes.threads)) {
+      fail("invalid", `threads is one of: ${RULES.setting_choices.threads.join(", ")}`);
+    }
     if (changes.quotas !== undefined) {
       for (const [role, limit] of Object.entries(changes.quotas)) {
         if (!(RULES.roles as readonly string[]).includes(role)) fail("invalid", `quotas name an unknown role: ${role}`);

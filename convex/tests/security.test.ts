@@ -114,7 +114,7 @@ describe("default role", () => {
     await t.run(async (ctx) => {
       await ctx.db.insert("workspaces", {
         key: WS, platform: "slack", externalId: "T1",
-        settings: { systemPrompt: "", defaultRole: ROLE.admin, guestsMayAsk: false, answerWithoutMention: false, model: "", quotas: {}, autoThread: false },
+        settings: { systemPrompt: "", defaultRole: ROLE.admin, guestsMayAsk: false, answerWithoutMention: false, model: "", quotas: {}, threads: "auto" },
       });
     });
     const byDefault = { ...member, userId: "U-default-admin" };

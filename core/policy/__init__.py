@@ -20,6 +20,18 @@ TEXT: Mapping[str, int] = RULES["text"]  # kind -> most characters
 COUNTS: Mapping[str, int] = RULES["counts"]  # kind -> most items
 NUMBERS: Mapping[str, tuple[int, int]] = {k: (v[0], v[1]) for k, v in RULES["numbers"].items()}
 SETTING_TEXT: Mapping[str, str] = RULES["settings"]  # text setting -> its kind in TEXT
+# setting -> the values it may take
+SETTING_CHOICES: Mapping[str, tuple[str, ...]] = {
+    k: tuple(v) for k, v in RULES["setting_choices"].items() if not k.startswith("$")
+}
+
+
+def choice_error(setting: str, value: object) -> str | None:
+    """Why `value` is not one of the setting's choices, or None."""
+    choices = SETTING_CHOICES[setting]
+    if value not in choices:
+        return f"{setting} is one of: {', '.join(choices)}"
+    return None
 
 
 def text_error(kind: str, value: object, name: str, *, allow_empty: bool = False) -> str | None:

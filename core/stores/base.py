@@ -84,7 +84,7 @@ class WorkspaceSettings:
     model: str = ""  # empty: the configured default
     # questions per user per hour, by role label; a missing role means unlimited
     quotas: dict[str, int] = field(default_factory=lambda: {"guest": 20, "member": 100})
-    auto_thread: bool = False  # Discord: open a thread per question
+    threads: str = "auto"  # Discord: a thread per question: always, never, or while busy (auto)
 
 
 SETTING_FIELDS = frozenset(WorkspaceSettings.__dataclass_fields__)

@@ -48,7 +48,7 @@ _SETTING_NAMES = {
     "answer_without_mention": "answerWithoutMention",
     "model": "model",
     "quotas": "quotas",
-    "auto_thread": "autoThread",
+    "threads": "threads",
 }
 
 

@@ -25,7 +25,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core.messages import Actor, MessageRole, PlatformFacts, ReplyStatus, Source, StoredMessage, Usage, WorkspaceRef
-from core.policy import COUNTS, REFUSED, SETTING_TEXT, TEXT, count_error, number_error, text_error, whole_error
+from core.policy import (
+    COUNTS,
+    REFUSED,
+    SETTING_CHOICES,
+    SETTING_TEXT,
+    TEXT,
+    choice_error,
+    count_error,
+    number_error,
+    text_error,
+    whole_error,
+)
 from core.roles import (
     INITIAL_DEFAULT_ROLE,
     Membership,
@@ -177,6 +188,8 @@ def _validate_changes(changes: dict[str, object], current: WorkspaceSettings) ->
             raise StoreError("invalid", f"{key} must be {expected.__name__}")
         if key in SETTING_TEXT:
             _check(value, key, SETTING_TEXT[key], allow_empty=True)
+        if key in SETTING_CHOICES and (error := choice_error(key, value)):
+            raise StoreError("invalid", error)
         checked[key] = value
     return replace(current, **checked)
 

@@ -245,6 +245,9 @@ async def test_settings_round_trip_and_unknown_keys(store: Store) -> None:
     await invalid(store.update_settings(WS, ADMIN, {"system_prompt": "x" * 8_001}))
     await invalid(store.update_settings(WS, ADMIN, {"quotas": {"member": -1}}))
     await invalid(store.update_settings(WS, ADMIN, {"default_role": 99}))
+    assert (await store.update_settings(WS, ADMIN, {"threads": "never"})).threads == "never"
+    await invalid(store.update_settings(WS, ADMIN, {"threads": "sometimes"}))
+    assert (await store.settings(WS)).threads == "never"
     # a refused change leaves every field as it was (no partial update)
     await invalid(store.update_settings(WS, ADMIN, {"system_prompt": "half", "model": 7}))
     assert (await store.settings(WS)).system_prompt == "Be brief."

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from bots.discord.threads import BUSY_NOTICE
-from tests.discord.test_discord import MEMBER, Harness, harness  # noqa: F401  (the fixture)
+from tests.discord.test_discord import MEMBER, Harness, _ws_and_owner, harness  # noqa: F401  (the fixture)
 from tests.fakes.discord import CHANNEL_ID
 
 
@@ -52,3 +52,20 @@ async def test_a_quiet_channel_is_answered_in_place(harness: Harness) -> None:  
     await wait_for(lambda: len(harness.fake.bot_messages()) == 2 and not harness.client._tasks)
     assert harness.fake.threads == [] and harness.client.busy.moved == 0
     assert all(m["channel_id"] == CHANNEL_ID for m in harness.fake.bot_messages())
+
+
+async def test_with_threads_never_a_busy_channel_keeps_every_answer_in_place(harness: Harness) -> None:  # noqa: F811
+    await harness.core.admin.run(*_ws_and_owner(), "settings set threads never")  # type: ignore[arg-type]
+    fake = harness.fake
+    harness.llm.default_delay_s = 0.05  # the first reply is still streaming when the others arrive
+    harness.llm.default_chunk_chars = 4
+    questions = [await fake.send_message(MEMBER, f"question number {i}?") for i in range(3)]
+    await wait_for(lambda: len(fake.bot_messages()) == 3 and not harness.client._tasks)
+    assert fake.threads == [] and harness.client.busy.moved == 0
+    answered = sorted(m["message_reference"]["message_id"] for m in fake.bot_messages())
+    assert answered == sorted(q["id"] for q in questions)
+
+
+async def test_the_threads_setting_takes_only_its_choices(harness: Harness) -> None:  # noqa: F811
+    reply = await harness.core.admin.run(*_ws_and_owner(), "settings set threads sometimes")  # type: ignore[arg-type]
+    assert "threads is one of: auto, always, never" in str(reply)

@@ -142,7 +142,7 @@ async def test_a_reply_chain_follow_up_uses_history(harness: Harness) -> None:
 
 
 async def test_auto_thread_answers_in_a_new_thread_and_follow_ups_there_need_no_mention(harness: Harness) -> None:
-    await harness.core.admin.run(*_ws_and_owner(), "settings set auto_thread on")  # type: ignore[arg-type]
+    await harness.core.admin.run(*_ws_and_owner(), "settings set threads always")  # type: ignore[arg-type]
     harness.llm.script("Threads keep the channel tidy.")
     await harness.fake.send_message(MEMBER, "why threads?")
     loop = asyncio.get_running_loop()

@@ -108,6 +108,14 @@ export const RULES = {
     "system_prompt": "prompt",
     "model": "model"
   },
+  "setting_choices": {
+    "threads": [
+      "auto",
+      "always",
+      "never"
+    ],
+    "$comment": "Discord: a thread per question always, never, or while the channel is busy (auto)"
+  },
   "audit": {
     "direct_action": "refused"
   },

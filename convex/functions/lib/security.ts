@@ -156,7 +156,7 @@ export type Settings = {
   answerWithoutMention: boolean;
   model: string;
   quotas: Record<string, number>;
-  autoThread: boolean;
+  threads: string;
 };
 
 export const DEFAULT_SETTINGS: Settings = {
@@ -166,7 +166,7 @@ export const DEFAULT_SETTINGS: Settings = {
   answerWithoutMention: false,
   model: "",
   quotas: { guest: 20, member: 100 },
-  autoThread: false,
+  threads: "auto",
 };
 
 type Ctx = QueryCtx | MutationCtx;
