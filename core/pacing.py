@@ -358,11 +358,10 @@ class EditScheduler:
         """Spend one unit from each scope now, only if the budget has slack: nothing waits on it and
         a shared burst keeps `spare` tokens after it. For optional requests (typing, a placeholder),
         which are dropped rather than queued, so they never delay a reply's text."""
+        buckets = [self.bucket(s) for s in scopes]  # first: a new bucket starts at the clock's now
         now = self.clock.now()
         # The lowest priority there is: any request waiting on these scopes or reserving them wins.
-        ticket = _Ticket(
-            [self.bucket(s) for s in scopes], (2, now, next(self._order)), asyncio.get_running_loop().create_future()
-        )
+        ticket = _Ticket(buckets, (2, now, next(self._order)), asyncio.get_running_loop().create_future())
         for bucket in ticket.buckets:
             if self._ready_at(bucket, now, ticket) > now:
                 return False

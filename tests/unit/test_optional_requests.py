@@ -38,3 +38,8 @@ async def test_an_optional_request_never_goes_before_a_waiting_reply() -> None:
     assert not scheduler.try_acquire([CHANNEL]), "a reply is waiting: the optional request is dropped"
     await clock.advance(1.0)
     assert late.done()
+
+
+async def test_a_scope_never_used_before_grants_at_once_on_the_real_clock() -> None:
+    scheduler = EditScheduler()  # the event loop's clock moves between creating a bucket and asking it
+    assert scheduler.try_acquire([CHANNEL, GLOBAL])
