@@ -17,6 +17,7 @@ from bots.discord.controls import ControlTokens, handle_click, is_control
 from bots.discord.files import DiscordFiles
 from bots.discord.history import DiscordHistory, DiscordThread, attachments_of
 from bots.discord.members import GuildMembers, member_facts
+from bots.discord.replies import DiscordReplies
 from bots.discord.summarize import summarize_menu
 from bots.discord.surface import DiscordSurface
 from bots.discord.threads import BusyChannels
@@ -74,12 +75,18 @@ class ChatbotClient(discord.AutoShardedClient):
         self.files = DiscordFiles()
         self.control_tokens = ControlTokens()
         self.busy = BusyChannels(scheduler)
+        # Reopens kept questions' replies and finishes replies an earlier run left (attach_recovery).
+        self.replies = DiscordReplies(self, scheduler)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(admin_commands(self))
         self.tree.add_command(summarize_menu(self))
         self._tasks: set[asyncio.Task[None]] = set()
         # bot message id -> the conversation it belongs to, so a reply chain keeps its history
         self._conversations: OrderedDict[int, str] = OrderedDict()
+
+    def attach_recovery(self) -> None:
+        """Let the core reopen Discord replies for kept questions and finish replies an earlier run left."""
+        self.core.recovery.platforms[Platform.DISCORD.value] = self.replies
 
     async def _reply(self, incoming: IncomingMessage, surface: DiscordSurface, history: DiscordThread | None) -> None:
         try:

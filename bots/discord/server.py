@@ -53,6 +53,15 @@ async def run_discord(settings: Settings, core: ChatCore, *, stop: asyncio.Event
     return code or 0
 
 
+async def _recover_when_ready(client: ChatbotClient, core: ChatCore) -> None:
+    """Once connected (logged in, so its REST calls work): replies an earlier run left half-shown are
+    finished on Discord and kept questions answered, now and then periodically."""
+    await client.wait_until_ready()
+    client.attach_recovery()
+    core.start_recovery()
+    print("chatbot: Discord bot ready", file=sys.stderr, flush=True)
+
+
 async def _run(
     core: ChatCore, settings: Settings, token: str, stop: asyncio.Event, *, message_content: bool
 ) -> int | None:
@@ -72,7 +81,11 @@ async def _run(
     async with client:
         runner = asyncio.create_task(client.start(token))
         stopper = asyncio.create_task(stop.wait())
-        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        recovering = asyncio.create_task(_recover_when_ready(client, core))
+        try:
+            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            recovering.cancel()
         if runner not in done:
             await client.drain()
             runner.cancel()

@@ -2,13 +2,16 @@
 
 A reply longer than one message continues in messages that each reply to the previous part (the
 first replies to the question), so in a busy channel every part shows which question it answers,
-at no extra request. Every request spends from its budget (bots/discord/limits.py): the parts and
-edits through the streaming engine's grants, typing and notices through `within_budget`.
+at no extra request. After each post the surface can say where the reply is (`place()`,
+core.surface.Placed), so a later run finds the parts again (bots/discord/replies.py). Every request
+spends from its budget (bots/discord/limits.py): the parts and edits through the streaming engine's
+grants, typing and notices through `within_budget`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import discord
 
@@ -31,11 +34,12 @@ class DiscordSurface:
         *,
         channel_id: int,
         scheduler: EditScheduler,
-        reply_to: discord.Message | None = None,
+        reply_to: discord.Message | discord.PartialMessage | None = None,
         on_posted: Callable[[discord.Message], None] | None = None,
         interaction: discord.Interaction | None = None,
         controls: str = "",
         in_place: discord.Message | None = None,
+        posted: Sequence[discord.PartialMessage] = (),
     ) -> None:
         self.controls = controls  # the token of the reply's buttons (Stop, then Regenerate)
         self.in_place = in_place  # a finished reply to answer again in (Regenerate)
@@ -46,8 +50,9 @@ class DiscordSurface:
         self.on_posted = on_posted
         self.interaction = interaction
         self._scopes = limits.message_scopes(channel_id)
-        self._messages: dict[str, discord.Message] = {}
-        self._last: discord.Message | None = None  # the latest part: the next one replies to it
+        # Every part of the reply, in order (`posted`: the parts an earlier run left, when reopened to finish them).
+        self._messages: dict[str, discord.Message | discord.PartialMessage] = {str(m.id): m for m in posted}
+        self._last = posted[-1] if posted else None  # the latest part: the next one replies to it
         self._finishing = False  # the final text is being landed: it carries the finished buttons
         self._controls_done = False  # the first message already shows Regenerate
 
@@ -85,14 +90,29 @@ class DiscordSurface:
             self.on_posted(message)
         return str(message.id)
 
+    def place(self) -> dict[str, Any]:
+        """Where this reply is (core.surface.Placed): the channel, the thread it is in (if any), the
+        question it answers, and every part posted so far, in order."""
+        thread = self.channel if isinstance(self.channel, discord.Thread) else None
+        return {
+            "channel": str(thread.parent_id) if thread is not None else str(self.channel_id),
+            "thread": str(thread.id) if thread is not None else None,
+            "reply_to": str(self.reply_to.id) if self.reply_to is not None else None,
+            "ids": list(self._messages),
+        }
+
     async def edit(self, message_id: str, text: str, *, sources: Sequence[Source] = ()) -> None:
+        await self.replace(message_id, tables_to_code(text)[:MAX_CONTENT], self._embed(sources))
+
+    async def replace(self, message_id: str, content: str, embed: discord.Embed | None = None) -> None:
+        """Replace a part's whole content with Discord text as it is (at most MAX_CONTENT characters)."""
         message = self._messages[message_id]
         # Interim edits leave the buttons alone; the final edit of the first message swaps them.
         extra = self._view() if self._finishing and message_id == next(iter(self._messages)) else {}
         try:
             self._messages[message_id] = await message.edit(
-                content=tables_to_code(text)[:MAX_CONTENT],
-                embed=self._embed(sources),
+                content=content,
+                embed=embed,
                 **extra,  # type: ignore[arg-type]
             )
         except discord.RateLimited as exc:
@@ -138,7 +158,9 @@ class DiscordSurface:
         # Ordinary messages have no ephemeral replies on Discord: a short reply to the question instead.
         await within_budget(self.scheduler, self._scopes, lambda: self._send_line(text, self.reply_to))
 
-    async def _send_line(self, text: str, reference: discord.Message | None) -> discord.Message:
+    async def _send_line(
+        self, text: str, reference: discord.Message | discord.PartialMessage | None
+    ) -> discord.Message:
         try:
             return await self.channel.send(
                 content=text,
