@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
+from core.messages import Actor, Attachment, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
 from core.sqlite_worker import SqliteWorker
 
 SCHEMA = """
@@ -48,6 +48,8 @@ def _decode(raw: str) -> IncomingMessage:
     facts = author.pop("facts")
     facts["role_ids"] = tuple(facts.get("role_ids") or ())
     platform, _, external = str(data.pop("workspace")).partition(":")
+    # The files' metadata is kept; the replay cannot read them (no platform fetcher) and says so.
+    data["attachments"] = tuple(Attachment(**a) for a in data.get("attachments") or ())
     return IncomingMessage(
         workspace=WorkspaceRef(Platform(platform), external),
         author=Actor(facts=PlatformFacts(**facts), **author),

@@ -166,7 +166,8 @@ class Pipeline:
         is still unreachable. `claimed`: an earlier attempt took (or may have taken) the event's claim."""
         attempt = Attempt(claimed=claimed, kept=True)
         try:
-            return await self._answer(message, message.text.strip(), surface, scheduler, None, None, attempt)
+            question = message.text.strip() or (FILES_ONLY_QUESTION if message.attachments else "")
+            return await self._answer(message, question, surface, scheduler, None, None, attempt)
         except StoreUnavailable as exc:
             log.warning("pipeline.kept_question_waits", key=message.event_key, error=str(exc))
             return Outcome("queued", reason="store_unavailable")
