@@ -17,8 +17,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core.messages import MessageRole, Platform, ReplyStatus, WorkspaceRef
+from core.messages import MessageRole, Platform, ReplyStatus, StoredMessage, WorkspaceRef
 from core.recovery import INTERRUPTED_MARKER
+from core.stores.base import ThreadStore
 from core.stores.sqlite import SqliteStore
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import (
@@ -68,16 +69,29 @@ def bot_env(data_dir: Path, slack: FakeSlack, anthropic: FakeAnthropic, **extra:
 
 
 async def start_bot(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
+    return await start_chatbot(env, "slack", "--http", "--port", str(port), ready=b"Slack app ready")
+
+
+async def start_chatbot(env: dict[str, str], *args: str, ready: bytes) -> asyncio.subprocess.Process:
+    """`chatbot <args>` as its own process, once it printed its `ready` line."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bots.cli", "slack", "--http", "--port", str(port),
+        sys.executable, "-m", "bots.cli", *args,
         cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert proc.stderr is not None
     async with asyncio.timeout(60):
-        while b"Slack app ready" not in (line := await proc.stderr.readline()):
+        while ready not in (line := await proc.stderr.readline()):
             assert line, "the bot ended before it was ready"
     asyncio.get_running_loop().create_task(_drain(proc.stderr))  # keep the pipe from filling up
     return proc
+
+
+async def stop_all(*procs: asyncio.subprocess.Process | None) -> None:
+    """SIGTERM the processes still running and wait for each to end."""
+    for proc in procs:
+        if proc is not None and proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)
 
 
 async def _drain(stream: asyncio.StreamReader) -> None:
@@ -92,6 +106,14 @@ async def until(condition: object, limit_s: float, what: str) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what} within {limit_s}s")
+
+
+async def stored_reply(store: ThreadStore, ws: WorkspaceRef, channel: str, thread_key: str) -> StoredMessage:
+    """The one reply of the bot in a thread, as the store has it."""
+    thread = await store.find_thread(ws, channel, thread_key)
+    assert thread is not None
+    [stored] = [m for m in (await store.messages(ws, thread)).items if m.role is MessageRole.ASSISTANT]
+    return stored
 
 
 def the_reply(slack: FakeSlack, channel: str) -> FakeMessage | None:
@@ -152,17 +174,11 @@ async def test_a_reply_cut_by_sigkill_is_finished_on_slack_after_restart(
         assert len(later) == (2 if native else 1), [c.method for c in later]  # (stopStream +) one chat.update
         assert len(slack.replies_in(channel)) == 1
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.returncode is None:
-                proc.send_signal(signal.SIGTERM)
-                await asyncio.wait_for(proc.wait(), 30)
+        await stop_all(first, second)
 
     store = await SqliteStore.open(data_dir / "chatbot.sqlite")
     try:
-        ws = WorkspaceRef(Platform.SLACK, TEAM_ID)
-        thread = await store.find_thread(ws, channel, "1700000900.000100")
-        assert thread is not None
-        [stored] = [m for m in (await store.messages(ws, thread)).items if m.role is MessageRole.ASSISTANT]
+        stored = await stored_reply(store, WorkspaceRef(Platform.SLACK, TEAM_ID), channel, "1700000900.000100")
         assert stored.status is ReplyStatus.FAILED
         assert stored.text.endswith(INTERRUPTED_MARKER) and ANSWER.startswith(
             stored.text.removesuffix(INTERRUPTED_MARKER)

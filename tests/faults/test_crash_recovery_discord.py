@@ -10,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 from pathlib import Path
 
 from bots.discord.surface import MAX_CONTENT
-from core.messages import MessageRole, Platform, ReplyStatus, WorkspaceRef
+from core.messages import Platform, ReplyStatus, WorkspaceRef
 from core.recovery import INTERRUPTED_MARKER
 from core.stores.sqlite import SqliteStore
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.discord import CHANNEL_ID, GUILD_ID, FakeDiscord
-from tests.faults.test_crash_recovery import until
+from tests.faults.test_crash_recovery import start_chatbot, stop_all, stored_reply, until
 
 ROOT = Path(__file__).parents[2]
 MEMBER = "700000000000000001"
+READY = b"Discord bot ready"
 MARKER = "Interrupted: the bot restarted while answering"
 # Longer than one Discord message: the reply continues in a second part before the crash.
 ANSWER = "".join(f"Step {i}: keep the deploy notes next to the runbook, linked from the topic. " for i in range(40))
@@ -47,31 +47,13 @@ def bot_env(data_dir: Path, fake: FakeDiscord, anthropic: FakeAnthropic) -> dict
     }
 
 
-async def start_bot(env: dict[str, str]) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bots.cli", "discord",
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    async with asyncio.timeout(60):
-        while b"Discord bot ready" not in (line := await proc.stderr.readline()):
-            assert line, "the bot ended before it was ready"
-    asyncio.get_running_loop().create_task(_drain(proc.stderr))  # keep the pipe from filling up
-    return proc
-
-
-async def _drain(stream: asyncio.StreamReader) -> None:
-    while await stream.readline():
-        pass
-
-
 async def test_a_discord_reply_cut_by_sigkill_is_finished_on_discord_after_restart(
     data_dir: Path, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.script(ANSWER, chunk_chars=20, delay_s=0.05)  # ~8 s of streaming
     async with FakeDiscord() as fake:
         env = bot_env(data_dir, fake, fake_anthropic)
-        first = await start_bot(env)
+        first = await start_chatbot(env, "discord", ready=READY)
         second = None
         try:
             question = await fake.send_message(MEMBER, "how do we deploy?")
@@ -92,7 +74,7 @@ async def test_a_discord_reply_cut_by_sigkill_is_finished_on_discord_after_resta
             first_part, last_part = (m["id"] for m in fake.bot_messages(CHANNEL_ID))
             calls_before = len(fake.calls)
 
-            second = await start_bot(env)
+            second = await start_chatbot(env, "discord", ready=READY)
             await until(lambda: MARKER in parts()[-1], 30, "the reply was finished on Discord")
             shown = parts()
             assert len(shown) == 2 and shown[0] == shown_before[0]  # no part added, the full one untouched
@@ -104,17 +86,11 @@ async def test_a_discord_reply_cut_by_sigkill_is_finished_on_discord_after_resta
             assert [c.path.rsplit("/", 1)[-1] for c in edits] == [last_part], [c.path for c in edits]
             assert first_part not in {c.path.rsplit("/", 1)[-1] for c in edits}
         finally:
-            for proc in (first, second):
-                if proc is not None and proc.returncode is None:
-                    proc.send_signal(signal.SIGTERM)
-                    await asyncio.wait_for(proc.wait(), 30)
+            await stop_all(first, second)
 
     store = await SqliteStore.open(data_dir / "chatbot.sqlite")
     try:
-        ws = WorkspaceRef(Platform.DISCORD, GUILD_ID)
-        thread = await store.find_thread(ws, CHANNEL_ID, str(question["id"]))
-        assert thread is not None
-        [stored] = [m for m in (await store.messages(ws, thread)).items if m.role is MessageRole.ASSISTANT]
+        stored = await stored_reply(store, WorkspaceRef(Platform.DISCORD, GUILD_ID), CHANNEL_ID, str(question["id"]))
         assert stored.status is ReplyStatus.FAILED
         assert stored.text.endswith(INTERRUPTED_MARKER)
         assert ANSWER.startswith(stored.text.removesuffix(INTERRUPTED_MARKER))

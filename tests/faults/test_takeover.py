@@ -16,14 +16,23 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from core.messages import MessageRole, Platform, ReplyStatus, WorkspaceRef
+from core.messages import Platform, ReplyStatus, WorkspaceRef
 from core.recovery import INTERRUPTED_MARKER
 from core.stores.base import Store
 from core.stores.convex import ConvexStore
 from core.stores.sqlite import SqliteStore
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import TEAM_ID, FakeSlack, event_body, signed_headers
-from tests.faults.test_crash_recovery import ANSWER, EVENTS, bot_env, free_port, start_bot, the_reply, until
+from tests.faults.test_crash_recovery import (
+    ANSWER,
+    EVENTS,
+    bot_env,
+    free_port,
+    start_bot,
+    stored_reply,
+    the_reply,
+    until,
+)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "convex"])
@@ -88,10 +97,7 @@ async def test_a_live_process_takes_over_and_finishes_a_killed_processs_reply(
     else:
         store = await SqliteStore.open(data_dir / "chatbot.sqlite")
     try:
-        ws = WorkspaceRef(Platform.SLACK, TEAM_ID)
-        thread = await store.find_thread(ws, channel, str(event["ts"]))
-        assert thread is not None
-        [stored] = [m for m in (await store.messages(ws, thread)).items if m.role is MessageRole.ASSISTANT]
+        stored = await stored_reply(store, WorkspaceRef(Platform.SLACK, TEAM_ID), channel, str(event["ts"]))
         assert stored.status is ReplyStatus.FAILED and stored.text.endswith(INTERRUPTED_MARKER)
     finally:
         await store.close()
