@@ -7,6 +7,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import discord
 import pytest
@@ -48,20 +49,26 @@ class Harness:
             await asyncio.sleep(0.05)
 
 
+def loopback_settings(tmp_path: Path, fake: FakeDiscord, llm: FakeAnthropic, **extra: Any) -> Settings:
+    """Settings for the real client against the loopback Discord and Anthropic servers."""
+    return Settings(
+        CHATBOT_DATA_DIR=tmp_path,
+        ANTHROPIC_API_KEY="k",
+        ANTHROPIC_BASE_URL=llm.url,
+        DISCORD_TOKEN=fake.token,
+        DISCORD_API_URL=fake.api_url,
+        DISCORD_GATEWAY_URL=fake.gateway_url,
+        **extra,
+    )
+
+
 @pytest.fixture
 async def harness(tmp_path: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[Harness]:
     base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     async with FakeDiscord() as fake:
         fake.add_member(MEMBER, "member")
         fake.add_member(MOD, "moderator", roles=(MOD_ROLE_ID,))
-        settings = Settings(
-            CHATBOT_DATA_DIR=tmp_path,
-            ANTHROPIC_API_KEY="k",
-            ANTHROPIC_BASE_URL=fake_anthropic.url,
-            DISCORD_TOKEN=fake.token,
-            DISCORD_API_URL=fake.api_url,
-            DISCORD_GATEWAY_URL=fake.gateway_url,
-        )
+        settings = loopback_settings(tmp_path, fake, fake_anthropic)
         core = await build_core(settings)
         point_at(settings)
         client = ChatbotClient(core)

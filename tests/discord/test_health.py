@@ -11,7 +11,7 @@ import discord
 
 from bots.discord.server import run_discord
 from core.app import build_core
-from core.config import Settings
+from tests.discord.test_discord import loopback_settings
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.discord import CHANNEL_ID, FakeDiscord
 from tests.slack.test_server import free_port
@@ -27,15 +27,7 @@ async def test_the_discord_process_answers_healthz_readyz_and_metrics(
     port = free_port()
     async with FakeDiscord() as fake:
         fake.add_member(MEMBER, "member")
-        settings = Settings(
-            CHATBOT_DATA_DIR=tmp_path,
-            ANTHROPIC_API_KEY="k",
-            ANTHROPIC_BASE_URL=fake_anthropic.url,
-            DISCORD_TOKEN=fake.token,
-            DISCORD_API_URL=fake.api_url,
-            DISCORD_GATEWAY_URL=fake.gateway_url,
-            CHATBOT_HEALTH_PORT=port,
-        )
+        settings = loopback_settings(tmp_path, fake, fake_anthropic, CHATBOT_HEALTH_PORT=port)
         core = await build_core(settings)
         core.readiness.timeout_s = 15.0  # a loaded test machine must not make the parts look down
         stop = asyncio.Event()

@@ -16,8 +16,8 @@ from bots.cli import main
 from bots.discord.client import ChatbotClient
 from bots.discord.server import point_at
 from core.app import build_core
-from core.config import Settings
 from tests.contract.test_leases_processes import most_in_window
+from tests.discord.test_discord import loopback_settings
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.discord import CHANNEL_ID, GUILD_ID, FakeDiscord
 from tests.support.convex_server import ConvexServer
@@ -42,14 +42,7 @@ async def test_one_process_runs_two_shards_and_each_guild_is_served_by_its_shard
     base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     async with FakeDiscord() as fake:
         fake.add_guild(OTHER_GUILD, OTHER_CHANNEL)
-        settings = Settings(
-            CHATBOT_DATA_DIR=tmp_path,
-            ANTHROPIC_API_KEY="k",
-            ANTHROPIC_BASE_URL=fake_anthropic.url,
-            DISCORD_TOKEN=fake.token,
-            DISCORD_API_URL=fake.api_url,
-            DISCORD_GATEWAY_URL=fake.gateway_url,
-        )
+        settings = loopback_settings(tmp_path, fake, fake_anthropic)
         core = await build_core(settings)
         point_at(settings)
         client = ChatbotClient(core, shard_ids=[0, 1], shard_count=2, identify_interval_s=0.0)

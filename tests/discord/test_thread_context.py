@@ -15,9 +15,8 @@ import pytest
 from bots.discord.client import ChatbotClient
 from bots.discord.server import point_at
 from core.app import build_core
-from core.config import Settings
 from core.prompt import estimate_tokens
-from tests.discord.test_discord import MEMBER, Harness
+from tests.discord.test_discord import MEMBER, Harness, loopback_settings
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.discord import GUILD_ID, FakeDiscord
 
@@ -32,14 +31,7 @@ async def running_bot(tmp_path: Path, llm: FakeAnthropic, *, message_content: bo
     async with FakeDiscord(message_content_granted=message_content) as fake:
         for user_id, name in ((MEMBER, "member"), (ANA, "Ana"), (BEN, "Ben")):
             fake.add_member(user_id, name)
-        settings = Settings(
-            CHATBOT_DATA_DIR=tmp_path,
-            ANTHROPIC_API_KEY="k",
-            ANTHROPIC_BASE_URL=llm.url,
-            DISCORD_TOKEN=fake.token,
-            DISCORD_API_URL=fake.api_url,
-            DISCORD_GATEWAY_URL=fake.gateway_url,
-        )
+        settings = loopback_settings(tmp_path, fake, llm)
         core = await build_core(settings)
         point_at(settings)
         client = ChatbotClient(core, message_content=message_content)
