@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,26 +63,40 @@ def loopback_settings(tmp_path: Path, fake: FakeDiscord, llm: FakeAnthropic, **e
     )
 
 
-@pytest.fixture
-async def harness(tmp_path: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def running_bot(
+    tmp_path: Path,
+    llm: FakeAnthropic,
+    members: Sequence[tuple[str, str, tuple[str, ...]]],
+    *,
+    message_content: bool = False,
+) -> AsyncIterator[Harness]:
+    """The real client against a loopback Discord with these members (id, name, role ids), with or
+    without the Message Content intent."""
     base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    async with FakeDiscord() as fake:
-        fake.add_member(MEMBER, "member")
-        fake.add_member(MOD, "moderator", roles=(MOD_ROLE_ID,))
-        settings = loopback_settings(tmp_path, fake, fake_anthropic)
+    async with FakeDiscord(message_content_granted=message_content) as fake:
+        for user_id, name, roles in members:
+            fake.add_member(user_id, name, roles=roles)
+        settings = loopback_settings(tmp_path, fake, llm)
         core = await build_core(settings)
         point_at(settings)
-        client = ChatbotClient(core)
+        client = ChatbotClient(core, message_content=message_content)
         runner = asyncio.create_task(client.start(fake.token))
         await asyncio.wait_for(client.wait_until_ready(), 20)
         try:
-            yield Harness(fake, client, core, fake_anthropic)
+            yield Harness(fake, client, core, llm)
         finally:
             await client.drain()
             await client.close()
             runner.cancel()
             await core.close()
             discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[Harness]:
+    async with running_bot(tmp_path, fake_anthropic, [(MEMBER, "member", ()), (MOD, "moderator", (MOD_ROLE_ID,))]) as h:
+        yield h
 
 
 ANSWER = (

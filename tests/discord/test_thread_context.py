@@ -6,51 +6,24 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import discord
 import pytest
 
-from bots.discord.client import ChatbotClient
-from bots.discord.server import point_at
-from core.app import build_core
 from core.prompt import estimate_tokens
-from tests.discord.test_discord import MEMBER, Harness, loopback_settings
+from tests.discord.test_discord import MEMBER, Harness, running_bot
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.discord import GUILD_ID, FakeDiscord
+from tests.fakes.discord import GUILD_ID
 
 ANA = "700000000000000011"
 BEN = "700000000000000012"
-
-
-@asynccontextmanager
-async def running_bot(tmp_path: Path, llm: FakeAnthropic, *, message_content: bool) -> AsyncIterator[Harness]:
-    """The real client against a loopback Discord, with or without the Message Content intent."""
-    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
-    async with FakeDiscord(message_content_granted=message_content) as fake:
-        for user_id, name in ((MEMBER, "member"), (ANA, "Ana"), (BEN, "Ben")):
-            fake.add_member(user_id, name)
-        settings = loopback_settings(tmp_path, fake, llm)
-        core = await build_core(settings)
-        point_at(settings)
-        client = ChatbotClient(core, message_content=message_content)
-        runner = asyncio.create_task(client.start(fake.token))
-        await asyncio.wait_for(client.wait_until_ready(), 20)
-        try:
-            yield Harness(fake, client, core, llm)
-        finally:
-            await client.drain()
-            await client.close()
-            runner.cancel()
-            await core.close()
-            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+PEOPLE = [(MEMBER, "member", ()), (ANA, "Ana", ()), (BEN, "Ben", ())]
 
 
 @pytest.fixture
 async def harness(tmp_path: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[Harness]:
     """The bot with the Message Content intent granted (thread context needs people's message text)."""
-    async with running_bot(tmp_path, fake_anthropic, message_content=True) as h:
+    async with running_bot(tmp_path, fake_anthropic, PEOPLE, message_content=True) as h:
         yield h
 
 
@@ -139,7 +112,7 @@ async def test_a_refused_history_read_still_answers(harness: Harness) -> None:
 async def test_without_message_content_other_peoples_messages_are_not_invented(
     tmp_path: Path, fake_anthropic: FakeAnthropic
 ) -> None:
-    async with running_bot(tmp_path, fake_anthropic, message_content=False) as h:
+    async with running_bot(tmp_path, fake_anthropic, PEOPLE, message_content=False) as h:
         thread_id = await h.fake.open_thread(ANA)
         h.fake.add_message(ANA, "a secret plan", channel_id=thread_id, mention_bot=False)
         await h.fake.send_message(ANA, "what is this thread about?", channel_id=thread_id)
