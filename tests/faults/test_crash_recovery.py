@@ -130,6 +130,25 @@ EVENTS = {
 }  # fmt: skip
 
 
+async def ask_until_half_shown(slack: FakeSlack, port: int, native: bool) -> str:
+    """Send the question (a DM thread for a native stream, else a channel mention) to the bot on `port`
+    and wait until part of the answer shows; returns the reply's channel."""
+    event = EVENTS[native]
+    channel = str(event["channel"])
+    body = event_body(event)
+    async with aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{port}/slack/events"
+        async with http.post(url, data=body, headers=signed_headers(body, content_type="application/json")) as r:
+            assert r.status == 200
+
+    def half_shown() -> bool:
+        reply = the_reply(slack, channel)
+        return reply is not None and len(slack.shown_text(reply)) > 150
+
+    await until(half_shown, 30, "part of the answer was shown")
+    return channel
+
+
 @pytest.mark.parametrize("native", [True, False], ids=["native stream", "chat.update"])
 async def test_a_reply_cut_by_sigkill_is_finished_on_slack_after_restart(
     data_dir: Path, slack: FakeSlack, fake_anthropic: FakeAnthropic, native: bool
@@ -140,19 +159,7 @@ async def test_a_reply_cut_by_sigkill_is_finished_on_slack_after_restart(
     first = await start_bot(env, port)
     second = None
     try:
-        event = EVENTS[native]
-        channel = str(event["channel"])
-        body = event_body(event)
-        async with aiohttp.ClientSession() as http:
-            url = f"http://127.0.0.1:{port}/slack/events"
-            async with http.post(url, data=body, headers=signed_headers(body, content_type="application/json")) as r:
-                assert r.status == 200
-
-        def half_shown() -> bool:
-            reply = the_reply(slack, channel)
-            return reply is not None and len(slack.shown_text(reply)) > 150
-
-        await until(half_shown, 30, "part of the answer was shown")
+        channel = await ask_until_half_shown(slack, port, native)
         first.send_signal(signal.SIGKILL)
         await first.wait()
         reply = the_reply(slack, channel)

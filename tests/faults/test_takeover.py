@@ -13,7 +13,6 @@ import signal
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from core.messages import Platform, ReplyStatus, WorkspaceRef
@@ -22,10 +21,11 @@ from core.stores.base import Store
 from core.stores.convex import ConvexStore
 from core.stores.sqlite import SqliteStore
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.slack import TEAM_ID, FakeSlack, event_body, signed_headers
+from tests.fakes.slack import TEAM_ID, FakeSlack
 from tests.faults.test_crash_recovery import (
     ANSWER,
     EVENTS,
+    ask_until_half_shown,
     bot_env,
     free_port,
     start_bot,
@@ -56,19 +56,7 @@ async def test_a_live_process_takes_over_and_finishes_a_killed_processs_reply(
     owner = await start_bot(env, ports[0])
     other = await start_bot(env, ports[1])
     try:
-        event = EVENTS[False]
-        channel = str(event["channel"])
-        body = event_body(event)
-        async with aiohttp.ClientSession() as http:
-            url = f"http://127.0.0.1:{ports[0]}/slack/events"
-            async with http.post(url, data=body, headers=signed_headers(body, content_type="application/json")) as r:
-                assert r.status == 200
-
-        def half_shown() -> bool:
-            reply = the_reply(slack, channel)
-            return reply is not None and len(slack.shown_text(reply)) > 150
-
-        await until(half_shown, 30, "part of the answer was shown")
+        channel = await ask_until_half_shown(slack, ports[0], native=False)
         owner.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         await owner.wait()
@@ -97,7 +85,7 @@ async def test_a_live_process_takes_over_and_finishes_a_killed_processs_reply(
     else:
         store = await SqliteStore.open(data_dir / "chatbot.sqlite")
     try:
-        stored = await stored_reply(store, WorkspaceRef(Platform.SLACK, TEAM_ID), channel, str(event["ts"]))
+        stored = await stored_reply(store, WorkspaceRef(Platform.SLACK, TEAM_ID), channel, str(EVENTS[False]["ts"]))
         assert stored.status is ReplyStatus.FAILED and stored.text.endswith(INTERRUPTED_MARKER)
     finally:
         await store.close()
