@@ -3,20 +3,11 @@
 import { v } from "convex/values";
 import { acting, actorValidator, bounded, boundedCount, fail, requirePermission, serviceMutation, workspaceKey } from "./lib/security";
 import { RULES } from "./lib/rules";
+import { feedbackFields } from "./schema";
 
 export const add = serviceMutation({
   name: "feedback:add",
-  args: {
-    workspace: v.string(),
-    replyKey: v.string(),
-    user: v.string(),
-    rating: v.union(v.literal("up"), v.literal("down")),
-    reason: v.string(),
-    question: v.string(),
-    answer: v.string(),
-    sources: v.array(v.string()),
-    model: v.string(),
-  },
+  args: feedbackFields,
   handler: async (ctx, args) => {
     workspaceKey(args.workspace);
     bounded(args.replyKey, "key", "reply key");

@@ -3,23 +3,29 @@
 // facts:refresh opens one in memory, to verify platform facts, when the deployment holds the same key.
 // OAuth states are usable once, until they expire.
 import { v } from "convex/values";
+import type { MutationCtx, QueryCtx } from "./_generated/server";
 import { bounded, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
+import { installationFields } from "./schema";
 
-const fields = {
-  sealedToken: v.string(),
-  botId: v.string(),
-  botUserId: v.string(),
-  botScopes: v.string(),
-  appId: v.string(),
-  installerUserId: v.string(),
-  teamName: v.string(),
-  enterpriseId: v.string(),
-  installedAt: v.number(),
-};
+type Ctx = QueryCtx | MutationCtx;
+
+function installationOf(ctx: Ctx, workspace: string) {
+  return ctx.db
+    .query("installations")
+    .withIndex("by_workspace", (q) => q.eq("workspace", workspace))
+    .unique();
+}
+
+function stateOf(ctx: Ctx, state: string) {
+  return ctx.db
+    .query("oauthStates")
+    .withIndex("by_state", (q) => q.eq("state", state))
+    .unique();
+}
 
 export const put = serviceMutation({
   name: "installations:put",
-  args: { workspace: v.string(), ...fields },
+  args: { workspace: v.string(), ...installationFields },
   handler: async (ctx, { workspace, ...row }) => {
     workspaceKey(workspace);
     bounded(row.sealedToken, "sealed_token", "sealed token");
@@ -28,10 +34,7 @@ export const put = serviceMutation({
     }
     bounded(row.botScopes, "scopes", "bot scopes", { allowEmpty: true });
     bounded(row.teamName, "title", "team name", { allowEmpty: true });
-    const existing = await ctx.db
-      .query("installations")
-      .withIndex("by_workspace", (q) => q.eq("workspace", workspace))
-      .unique();
+    const existing = await installationOf(ctx, workspace);
     if (existing) await ctx.db.replace(existing._id, { workspace, ...row });
     else await ctx.db.insert("installations", { workspace, ...row });
     return null;
@@ -42,10 +45,7 @@ export const get = serviceQuery({
   args: { workspace: v.string() },
   handler: async (ctx, { workspace }) => {
     workspaceKey(workspace);
-    const row = await ctx.db
-      .query("installations")
-      .withIndex("by_workspace", (q) => q.eq("workspace", workspace))
-      .unique();
+    const row = await installationOf(ctx, workspace);
     if (!row) return null;
     const { _id, _creationTime, ...fields } = row;
     return fields;
@@ -57,10 +57,7 @@ export const remove = serviceMutation({
   args: { workspace: v.string() },
   handler: async (ctx, { workspace }) => {
     workspaceKey(workspace);
-    const row = await ctx.db
-      .query("installations")
-      .withIndex("by_workspace", (q) => q.eq("workspace", workspace))
-      .unique();
+    const row = await installationOf(ctx, workspace);
     if (!row) return false;
     await ctx.db.delete(row._id);
     return true;
@@ -72,10 +69,7 @@ export const putState = serviceMutation({
   args: { state: v.string(), expiresAt: v.number() },
   handler: async (ctx, { state, expiresAt }) => {
     bounded(state, "oauth_state", "OAuth state");
-    const existing = await ctx.db
-      .query("oauthStates")
-      .withIndex("by_state", (q) => q.eq("state", state))
-      .unique();
+    const existing = await stateOf(ctx, state);
     if (existing) await ctx.db.patch(existing._id, { expiresAt });
     else await ctx.db.insert("oauthStates", { state, expiresAt });
     return null;
@@ -92,10 +86,7 @@ export const takeState = serviceMutation({
       .withIndex("by_expiry", (q) => q.lt("expiresAt", now - 3600))
       .take(50);
     for (const row of old) await ctx.db.delete(row._id);
-    const row = await ctx.db
-      .query("oauthStates")
-      .withIndex("by_state", (q) => q.eq("state", state))
-      .unique();
+    const row = await stateOf(ctx, state);
     if (!row) return false;
     await ctx.db.delete(row._id);
     return row.expiresAt >= now;

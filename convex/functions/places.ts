@@ -1,9 +1,17 @@
 // Where each reply is on its platform (the adapter's JSON), stored at its first post, so any process
 // can finish a reply whose owner died (core/stores/places.py; core/recovery.py finishes it).
 import { v } from "convex/values";
+import type { MutationCtx, QueryCtx } from "./_generated/server";
 import { bounded, boundedInt, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
 
 const now = () => Date.now() / 1000;
+
+function placeOf(ctx: QueryCtx | MutationCtx, reply: string) {
+  return ctx.db
+    .query("replyPlaces")
+    .withIndex("by_reply", (q) => q.eq("reply", reply))
+    .unique();
+}
 
 function present(row: { reply: string; workspace: string; platform: string; place: string; updatedAt: number }) {
   return { reply: row.reply, workspace: row.workspace, platform: row.platform, place: row.place, updatedAt: row.updatedAt };
@@ -16,10 +24,7 @@ export const put = serviceMutation({
     workspaceKey(workspace);
     bounded(platform, "id", "platform");
     bounded(place, "place", "place");
-    const row = await ctx.db
-      .query("replyPlaces")
-      .withIndex("by_reply", (q) => q.eq("reply", reply))
-      .unique();
+    const row = await placeOf(ctx, reply);
     if (row) await ctx.db.patch(row._id, { place, updatedAt: now() });
     else await ctx.db.insert("replyPlaces", { reply, workspace, platform, place, updatedAt: now() });
   },
@@ -29,10 +34,7 @@ export const get = serviceQuery({
   args: { reply: v.string() },
   handler: async (ctx, { reply }) => {
     bounded(reply, "id", "reply id");
-    const row = await ctx.db
-      .query("replyPlaces")
-      .withIndex("by_reply", (q) => q.eq("reply", reply))
-      .unique();
+    const row = await placeOf(ctx, reply);
     return row ? present(row) : null;
   },
 });
@@ -41,10 +43,7 @@ export const forget = serviceMutation({
   args: { reply: v.string() },
   handler: async (ctx, { reply }) => {
     bounded(reply, "id", "reply id");
-    const row = await ctx.db
-      .query("replyPlaces")
-      .withIndex("by_reply", (q) => q.eq("reply", reply))
-      .unique();
+    const row = await placeOf(ctx, reply);
     if (row) await ctx.db.delete(row._id);
   },
 });

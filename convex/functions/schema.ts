@@ -1,6 +1,34 @@
 import { defineSchema, defineTable } from "convex/server";
 import { v } from "convex/values";
 
+// Fields that a function takes whole as its arguments are declared once here, for the table and the function.
+
+/** A 👍/👎 with what it answered (feedback.ts). */
+export const feedbackFields = {
+  workspace: v.string(),
+  replyKey: v.string(),
+  user: v.string(),
+  rating: v.union(v.literal("up"), v.literal("down")),
+  reason: v.string(),
+  question: v.string(),
+  answer: v.string(),
+  sources: v.array(v.string()),
+  model: v.string(),
+};
+
+/** A Slack installation, its bot token sealed by the bot (installations.ts). */
+export const installationFields = {
+  sealedToken: v.string(),
+  botId: v.string(),
+  botUserId: v.string(),
+  botScopes: v.string(),
+  appId: v.string(),
+  installerUserId: v.string(),
+  teamName: v.string(),
+  enterpriseId: v.string(),
+  installedAt: v.number(),
+};
+
 // Workspaces are referenced by their key ("slack:T123", "discord:456") so every row can be
 // found with one index lookup and no joins.
 export default defineSchema({
@@ -36,18 +64,7 @@ export default defineSchema({
     mode: v.union(v.literal("allow"), v.literal("deny"), v.literal("default")),
     withoutMention: v.boolean(),
   }).index("by_workspace_channel", ["workspace", "channel"]),
-  feedback: defineTable({
-    workspace: v.string(),
-    replyKey: v.string(),
-    user: v.string(),
-    rating: v.union(v.literal("up"), v.literal("down")),
-    reason: v.string(),
-    question: v.string(),
-    answer: v.string(),
-    sources: v.array(v.string()),
-    model: v.string(),
-    at: v.number(),
-  })
+  feedback: defineTable({ ...feedbackFields, at: v.number() })
     .index("by_workspace_reply_user", ["workspace", "replyKey", "user"])
     .index("by_workspace_rating_at", ["workspace", "rating", "at"]),
   channelPersonas: defineTable({
@@ -159,18 +176,7 @@ export default defineSchema({
     .index("by_heartbeat", ["heartbeatAt"]),
   // Slack workspaces that installed the app (installations.ts): the bot token sealed by the bot (Fernet),
   // never in the clear here; one-use OAuth states until they expire.
-  installations: defineTable({
-    workspace: v.string(),
-    sealedToken: v.string(),
-    botId: v.string(),
-    botUserId: v.string(),
-    botScopes: v.string(),
-    appId: v.string(),
-    installerUserId: v.string(),
-    teamName: v.string(),
-    enterpriseId: v.string(),
-    installedAt: v.number(),
-  }).index("by_workspace", ["workspace"]),
+  installations: defineTable({ workspace: v.string(), ...installationFields }).index("by_workspace", ["workspace"]),
   oauthStates: defineTable({ state: v.string(), expiresAt: v.number() })
     .index("by_state", ["state"])
     .index("by_expiry", ["expiresAt"]),
