@@ -304,10 +304,7 @@ class LeasedBucket(TokenBucket):
             second = self._usable(max(at, reserved), skip=1)
             if second is None or second.usable_from > reserved:
                 at = max(at, reserved + 1e-6)
-        best = self._best_parked()
-        if best is not None and best is not ticket and best.key < ticket.key:
-            at = max(at, self.wake_at if now < self.wake_at < float("inf") else now + 1e-6)
-        return at
+        return self._behind_better(ticket, now, at)
 
     def take(self, now: float) -> None:
         self._refill(now)

@@ -220,6 +220,13 @@ class TokenBucket:
             heapq.heappop(parked)
         return parked[0] if parked else None
 
+    def _behind_better(self, ticket: _Ticket, now: float, at: float) -> float:
+        """`at`, or later while a better ticket is parked on this bucket: it goes first, at its wake-up."""
+        best = self._best_parked()
+        if best is not None and best is not ticket and best.key < ticket.key:
+            return max(at, self.wake_at if now < self.wake_at < float("inf") else now + 1e-6)
+        return at
+
     def _reservation(self, ticket: _Ticket) -> float | None:
         """When a better ticket parked elsewhere will want a token here, if it will."""
         if self.reserved is None:
@@ -244,10 +251,7 @@ class TokenBucket:
             # there are two, or until the better ticket has had its turn.
             two = base + max(0.0, 2.0 - self.tokens) / rate
             at = max(at, min(two, reserved + 1e-6))
-        best = self._best_parked()
-        if best is not None and best is not ticket and best.key < ticket.key:
-            at = max(at, self.wake_at if now < self.wake_at < float("inf") else now + 1e-6)
-        return at
+        return self._behind_better(ticket, now, at)
 
     def take(self, now: float) -> None:
         self._refill(now)
