@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
@@ -342,78 +343,68 @@ class Pipeline:
         note: str = "",
         charge: Charge | None = None,
     ) -> Outcome:
-        # Recovery knows this reply is live here, and where it is once it is first posted.
-        live = self.recovery.live if self.recovery is not None else set()
+        """Stream the answer; `note` (files not used) goes under it; its usage is charged to `charge`."""
+        # Recovery knows where the reply is once it is first posted, and that it is live here meanwhile.
         placed = self.recovery.placed(surface, ws, reply_id) if self.recovery is not None else surface
-        live.add(reply_id)
-        try:
-            outcome = await self._stream_live(
-                ws, reply_id, prompt_sources, placed, scheduler, degraded, stream, note, charge
+        with self._live(reply_id):
+            streamer = ReplyStreamer(placed, scheduler)
+            await streamer.start()
+            status, reason, usage = ReplyStatus.COMPLETE, "", Usage()
+
+            def feed(text: str) -> None:
+                streamer.feed(text)
+                if self.deltas is not None:
+                    self.deltas.add(reply_id, text, workspace=ws.key)
+
+            if degraded:
+                feed(NO_KNOWLEDGE_NOTE)
+            try:
+                async for item in stream:
+                    if isinstance(item, Usage):
+                        usage = item
+                    else:
+                        feed(item)
+            except LLMError as exc:
+                status, reason = ReplyStatus.FAILED, str(exc)
+                log.warning("pipeline.llm_failed", reply=reply_id, error=reason)
+            except asyncio.CancelledError:
+                status, reason = ReplyStatus.CANCELLED, "cancelled"
+                await asyncio.shield(self._finish(ws, reply_id, streamer, status, reason, [], usage, charge))
+                raise
+            if note:
+                feed(note)
+            sources = cited_sources(streamer.text, prompt_sources)
+            final, crossed = await self._finish(ws, reply_id, streamer, status, reason, sources, usage, charge)
+            outcome = Outcome(
+                "answered" if status is ReplyStatus.COMPLETE else "failed",
+                text=final,
+                reason=reason,
+                reply_id=reply_id,
+                sources=tuple(sources),
+                usage=usage,
+                first_text_at=streamer.first_text_at,
+                lags=tuple(streamer.lags),
+                budgets=tuple(crossed),
             )
-        finally:
-            live.discard(reply_id)
-            if self.recovery is not None:
-                self.recovery.lost.discard(reply_id)  # (a heartbeat may call a reply that just ended "lost")
         highest = {b.scope: b for b in sorted(outcome.budgets, key=lambda b: b.level)}
-        for crossed in highest.values():
+        for budget in highest.values():
             # Announced once (the store marked it in the usage write, and audited it): the month's in the
             # thread, for admins; a user's own day to that user. Both thresholds at once: the higher one.
-            text = budget_notice(crossed)
-            await _quietly(surface.notice(text) if crossed.scope == "day" else surface.post(text))
+            text = budget_notice(budget)
+            await _quietly(surface.notice(text) if budget.scope == "day" else surface.post(text))
         return outcome
 
-    async def _stream_live(
-        self,
-        ws: WorkspaceRef,
-        reply_id: str,
-        prompt_sources: list[Source],
-        surface: Surface,
-        scheduler: EditScheduler,
-        degraded: bool,
-        stream: AsyncIterator[str | Usage],
-        note: str = "",
-        charge: Charge | None = None,
-    ) -> Outcome:
-        """Stream the answer; `note` (files not used) goes under it; its usage is charged to `charge`."""
-        streamer = ReplyStreamer(surface, scheduler)
-        await streamer.start()
-        status, reason, usage = ReplyStatus.COMPLETE, "", Usage()
-
-        def feed(text: str) -> None:
-            streamer.feed(text)
-            if self.deltas is not None:
-                self.deltas.add(reply_id, text, workspace=ws.key)
-
-        if degraded:
-            feed(NO_KNOWLEDGE_NOTE)
+    @contextmanager
+    def _live(self, reply_id: str) -> Iterator[None]:
+        if self.recovery is None:
+            yield
+            return
+        self.recovery.live.add(reply_id)
         try:
-            async for item in stream:
-                if isinstance(item, Usage):
-                    usage = item
-                else:
-                    feed(item)
-        except LLMError as exc:
-            status, reason = ReplyStatus.FAILED, str(exc)
-            log.warning("pipeline.llm_failed", reply=reply_id, error=reason)
-        except asyncio.CancelledError:
-            status, reason = ReplyStatus.CANCELLED, "cancelled"
-            await asyncio.shield(self._finish(ws, reply_id, streamer, status, reason, [], usage, charge))
-            raise
-        if note:
-            feed(note)
-        sources = cited_sources(streamer.text, prompt_sources)
-        final, crossed = await self._finish(ws, reply_id, streamer, status, reason, sources, usage, charge)
-        return Outcome(
-            "answered" if status is ReplyStatus.COMPLETE else "failed",
-            text=final,
-            reason=reason,
-            reply_id=reply_id,
-            sources=tuple(sources),
-            usage=usage,
-            first_text_at=streamer.first_text_at,
-            lags=tuple(streamer.lags),
-            budgets=tuple(crossed),
-        )
+            yield
+        finally:
+            self.recovery.live.discard(reply_id)
+            self.recovery.lost.discard(reply_id)  # (a heartbeat may call a reply that just ended "lost")
 
     async def _finish(
         self,
