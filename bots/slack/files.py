@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 import httpx
 
+from bots.slack.oauth import team_token
 from core.attachments import DOWNLOAD_TIMEOUT_S, AttachmentError, download
 from core.messages import Attachment
 
@@ -17,7 +18,7 @@ FILE_HOSTS = frozenset({"files.slack.com"})
 
 
 class SlackFiles:
-    def __init__(self, token: str, *, api_url: str | None = None) -> None:
+    def __init__(self, token: str | None, *, api_url: str | None = None) -> None:
         self.token = token
         self.hosts = FILE_HOSTS | ({urlparse(api_url).netloc} if api_url else set())
 
@@ -25,7 +26,11 @@ class SlackFiles:
         url = urlparse(attachment.url)
         if url.scheme not in {"https", "http"} or url.netloc not in self.hosts:
             raise AttachmentError("not a Slack file")
+        # With OAuth there is no single token: the workspace being answered lends its own.
+        token = team_token.get() or self.token
+        if not token:
+            raise AttachmentError("no bot token for this workspace")
         async with httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT_S, follow_redirects=False) as client:
             return await download(
-                client, attachment.url, headers={"Authorization": f"Bearer {self.token}"}, max_bytes=max_bytes
+                client, attachment.url, headers={"Authorization": f"Bearer {token}"}, max_bytes=max_bytes
             )

@@ -327,11 +327,12 @@ class FakeSlack:
         return self.acks[envelope_id]
 
     async def _file(self, request: web.Request) -> web.Response:
-        """url_private(_download): only with the bot token (Slack answers a login page otherwise)."""
+        """url_private(_download): only with a bot token of a workspace that has the app (Slack answers a
+        login page otherwise)."""
         file_id = request.match_info["id"]
         auth = request.headers.get("Authorization", "")
         self.downloads.append((file_id, auth))
-        if auth != f"Bearer {self.token}" or file_id not in self.files:
+        if auth.removeprefix("Bearer ") not in self.tokens or file_id not in self.files:
             return web.Response(status=403, text="<html>sign in</html>", content_type="text/html")
         mimetype, content = self.files[file_id]
         return web.Response(body=content, content_type=mimetype)

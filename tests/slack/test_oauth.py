@@ -169,3 +169,27 @@ async def test_uninstall_removes_that_workspaces_token_only(distributed: Harness
     await distributed.settle()
     assert not distributed.slack.replies_in("CGONE")
     assert distributed.slack.replies_in("CSTAYS")
+
+
+async def test_a_file_is_downloaded_with_the_token_of_the_workspace_it_was_shared_in(
+    distributed: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    slack = distributed.slack
+    for team in TEAMS:
+        assert (await install(distributed, team)).status == 200
+    notes = slack.upload("notes.txt", b"the release is on Friday\n", "text/plain")
+    event = {
+        "type": "app_mention",
+        "subtype": "file_share",
+        "user": "U1",
+        "text": f"<@{BOT_USER_ID}> when is the release?",
+        "ts": "1700000990.000100",
+        "channel": "CFILES",
+        "files": [notes],
+    }
+    body = event_body(event, team_id=TEAMS[1])
+    assert (await distributed.post(body, signed_headers(body, content_type="application/json"))).status == 200
+    await distributed.settle()
+    assert slack.downloads == [(notes["id"], f"Bearer {slack.token_of(TEAMS[1])}")]
+    [block, _question] = fake_anthropic.last_request["messages"][-1]["content"]
+    assert block["source"]["data"] == "the release is on Friday\n"
