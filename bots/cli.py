@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import shlex
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         quiet=not (service or args.verbose),
         secrets=[v.get_secret_value() for v in settings.model_dump().values() if isinstance(v, SecretStr)],
     )
-    command: Callable[[argparse.Namespace, Settings], Awaitable[int]] = COMMANDS[args.command]
+    command: Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]] = COMMANDS[args.command]
     try:
         return asyncio.run(command(args, settings))
     except (ConfigError, MissingSetting) as exc:
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, object]:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Command-line options that stand for settings (they win over the environment)."""
     options = {
         "DISCORD_SHARD_IDS": getattr(args, "shard_ids", None),
@@ -173,9 +173,9 @@ async def cmd_roles(args: argparse.Namespace, settings: Settings) -> int:
         words = ["role", *words]
 
     async def run(core: ChatCore) -> int:
-        text = await core.admin.run(ws, LOCAL_USER, " ".join(_quote(w) for w in words))
-        print(text)
-        return EXIT_FAILED if text.startswith(("Not allowed", "That didn't work", "Unknown command")) else EXIT_OK
+        outcome = await core.admin.execute(ws, LOCAL_USER, " ".join(_quote(w) for w in words))
+        print(outcome.text)
+        return EXIT_OK if outcome.ok else EXIT_FAILED
 
     return await _with_core(settings, run)
 
@@ -225,7 +225,7 @@ async def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     return await _with_core(settings, run)
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Awaitable[int]]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], Coroutine[Any, Any, int]]] = {
     "shell": cmd_shell,
     "ingest": cmd_ingest,
     "slack": cmd_slack,

@@ -16,6 +16,7 @@ import shlex
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -95,6 +96,12 @@ def parse_platform_role(token: str) -> str:
     return match.group(1) if match else token
 
 
+@dataclass(frozen=True)
+class AdminOutcome:
+    text: str
+    ok: bool = True  # False: refused, malformed or failed (a command line exits non-zero)
+
+
 class AdminCommands:
     def __init__(
         self,
@@ -115,33 +122,42 @@ class AdminCommands:
 
     async def run(self, ws: WorkspaceRef, actor: Actor, command: str, *, users: UserFacts | None = None) -> str:
         """Run one command line; always returns Markdown to show the actor (ephemerally)."""
+        return (await self.execute(ws, actor, command, users=users)).text
+
+    async def execute(
+        self, ws: WorkspaceRef, actor: Actor, command: str, *, users: UserFacts | None = None
+    ) -> AdminOutcome:
+        """Run one command line: the Markdown to show, and whether the command did what it was asked."""
         try:
             words = shlex.split(command.strip())
         except ValueError as exc:
-            return f"I couldn't read that command: {exc}."
+            return AdminOutcome(f"I couldn't read that command: {exc}.", ok=False)
         if not words or words[0] in {"help", "-h", "--help"}:
-            return HELP
+            return AdminOutcome(HELP)
         handler = self._dispatch(words)
         if handler is None:
-            return f"Unknown command `{command.strip()[:80]}`.\n\n{HELP}"
+            return AdminOutcome(f"Unknown command `{command.strip()[:80]}`.\n\n{HELP}", ok=False)
         token = _USERS.set(users)
         try:
-            return await handler(ws, actor, words)
+            return AdminOutcome(await handler(ws, actor, words))
         except CommandError as exc:
-            return f"{exc}\n\n{HELP}"
+            return AdminOutcome(f"{exc}\n\n{HELP}", ok=False)
         except PermissionDenied as exc:
             # A demotion below a rank the target has anyway is refused: say so, and where the rank comes from.
             # Store messages may end with their own full stop; the refusal has exactly one.
             reason = str(exc).rstrip(".")
-            return f"No change: {reason}." if exc.code == "no_effect" else f"Not allowed: {reason}."
+            if exc.code == "no_effect":
+                return AdminOutcome(f"No change: {reason}.")
+            return AdminOutcome(f"Not allowed: {reason}.", ok=False)
         except StoreUnavailable:
             log.warning("admin.store_unavailable", command=words[0])
-            return "I can't reach my store right now, so nothing was changed. Please try again in a moment."
+            text = "I can't reach my store right now, so nothing was changed. Please try again in a moment."
+            return AdminOutcome(text, ok=False)
         except (StoreError, ValueError) as exc:
-            return f"That didn't work: {exc}"
+            return AdminOutcome(f"That didn't work: {exc}", ok=False)
         except Exception as exc:
             log.error("admin.failed", command=words[0], error=repr(exc))
-            return "Sorry, that command failed on my side. Please try again."
+            return AdminOutcome("Sorry, that command failed on my side. Please try again.", ok=False)
         finally:
             _USERS.reset(token)
 

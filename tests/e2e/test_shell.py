@@ -184,6 +184,8 @@ async def test_local_roles_command(env: dict[str, str]) -> None:
     assert "U42" in listing.out and "curator" in listing.out
     bad = await chatbot("roles", "set", "U42", "emperor", env=env)
     assert bad.code == 1 and "unknown role" in bad.out
+    malformed = await chatbot("roles", "set", "U42", env=env)  # no role given
+    assert malformed.code == 1 and "Usage" in malformed.out, malformed.out
 
 
 async def test_interactive_repl_streams_answers_in_a_terminal(env: dict[str, str]) -> None:
@@ -260,5 +262,5 @@ async def test_local_usage_and_budget_commands(env: dict[str, str]) -> None:
     usage = await chatbot("roles", "usage", "7", env=env)
     assert usage.code == 0 and "No tokens used since" in usage.out, usage.out
     bad = await chatbot("roles", "budget", "month", "lots", env=env)
-    assert "not a number of tokens" in bad.out  # and nothing changed:
+    assert bad.code == 1 and "not a number of tokens" in bad.out  # and nothing changed:
     assert "0 of 2,000,000 tokens this month" in (await chatbot("roles", "budget", env=env)).out
