@@ -65,7 +65,7 @@ class ChatbotClient(discord.AutoShardedClient):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             http_trace=rate_limit_trace(scheduler),
-            shard_ids=shard_ids,
+            shard_ids=shard_ids,  # type: ignore[arg-type]  # None means every shard, as discord.py does
             shard_count=shard_count or 1,
         )
         self.identify_interval_s = identify_interval_s

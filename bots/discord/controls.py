@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
 import discord
@@ -77,7 +77,7 @@ class ReasonModal(discord.ui.Modal, title="What was wrong?"):
 
 
 def is_control(interaction: discord.Interaction) -> bool:
-    data = interaction.data or {}
+    data: Mapping[str, object] = interaction.data or {}
     return interaction.type is discord.InteractionType.component and str(data.get("custom_id", "")).startswith(PREFIX)
 
 
@@ -93,7 +93,8 @@ async def handle_click(
     answer_again: Answer,
 ) -> None:
     """Acknowledge the click at once (Discord wants an answer within 3 s), then act on it."""
-    _, verb, token = str((interaction.data or {}).get("custom_id", "")).split(":", 2)
+    data: Mapping[str, object] = interaction.data or {}
+    _, verb, token = str(data.get("custom_id", "")).split(":", 2)
     key = tokens.key(token)
     click = str(interaction.id)
     if verb in (UP, DOWN):

@@ -161,7 +161,7 @@ class DiscordHistory:
             resolved = self.client.get_channel(reference.channel_id)
             if not isinstance(resolved, discord.abc.Messageable):
                 return None
-            channel = resolved  # type: ignore[assignment]
+            channel = resolved
         try:
             async with self._spending(reference.channel_id):
                 fetched = await channel.fetch_message(reference.message_id)

@@ -78,7 +78,7 @@ class DiscordSurface:
                     reference=self._last or self.reply_to,  # type: ignore[arg-type]
                     mention_author=False,
                     allowed_mentions=discord.AllowedMentions.none(),
-                    **extra,  # type: ignore[arg-type]
+                    **extra,
                 )
         except discord.RateLimited as exc:
             raise RateLimited(exc.retry_after, self._scopes[0].key) from exc
@@ -113,14 +113,14 @@ class DiscordSurface:
             self._messages[message_id] = await message.edit(
                 content=content,
                 embed=embed,
-                **extra,  # type: ignore[arg-type]
+                **extra,
             )
         except discord.RateLimited as exc:
             raise RateLimited(exc.retry_after, self._scopes[0].key) from exc
         if extra and self._finishing:
             self._controls_done = True
 
-    def _view(self) -> dict[str, discord.ui.View]:
+    def _view(self) -> dict[str, Any]:  # keyword arguments of send/edit
         """The buttons the first message shows with this request: Stop, or Regenerate once finishing."""
         return {"view": control_view(self.controls, finished=self._finishing)} if self.controls else {}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -16,7 +18,7 @@ def slack_probes(settings: Settings) -> dict[str, Probe]:
     base_url = settings.slack_api_url
 
     async def auth_test() -> str:
-        args = {"base_url": base_url if base_url.endswith("/") else base_url + "/"} if base_url else {}
+        args: dict[str, Any] = {"base_url": base_url if base_url.endswith("/") else base_url + "/"} if base_url else {}
         client = AsyncWebClient(token=token, **args)
         try:
             identity = await client.auth_test()

@@ -49,7 +49,7 @@ class TeamRoutedClient(AsyncWebClient):
     the current task answers (`team_token`), so the surfaces, the user directory and the thread reader
     need no per-workspace plumbing. Without one (single-workspace mode) the client's own token is used."""
 
-    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:  # type: ignore[override]
+    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
         token = team_token.get()
         if token is not None:
             params = dict(kwargs.get("params") or {})

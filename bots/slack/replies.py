@@ -10,6 +10,7 @@ end. Every call waits for its grant in the method's budget (bots/slack/limits.py
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -78,9 +79,9 @@ class SlackReplies:
         for index, part in enumerate(split_markdown(text, surface.max_chars)):
             if index < len(ids):
                 ts = ids[index]
-                await within_budget(self.scheduler, surface.scopes("edit"), lambda ts=ts, p=part: surface.edit(ts, p))
+                await within_budget(self.scheduler, surface.scopes("edit"), partial(surface.edit, ts, part))
             else:
-                await within_budget(self.scheduler, surface.scopes("post"), lambda p=part: surface.post(p))
+                await within_budget(self.scheduler, surface.scopes("post"), partial(surface.post, part))
 
     async def _stop_stream(self, surface: SlackSurface, ts: str) -> None:
         scope = limits.scope("chat.stopStream", surface.team_id, surface.channel_id)
