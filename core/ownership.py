@@ -38,7 +38,7 @@ class OrphanFinisher(Protocol):
         """The platforms whose replies this process can finish."""
         ...
 
-    async def finish_orphan(self, reply_id: str, ws: WorkspaceRef | None = None, *, streaming: bool = True) -> bool:
+    async def finish_orphan(self, reply_id: str, ws: WorkspaceRef, *, streaming: bool = True) -> bool:
         """Finish a reply nobody streams any more, on its platform and in the store; True if it did."""
         ...
 

@@ -444,7 +444,7 @@ class Pipeline:
             )
         )
         if shown and self.recovery is not None:
-            await self.recovery.ended(reply_id)  # a failed final edit keeps the place for recovery
+            await self.recovery.ended(ws, reply_id)  # a failed final edit keeps the place for recovery
         return final, crossed
 
     async def _persist(self, write: Callable[[], Awaitable[Sequence[BudgetState]]]) -> Sequence[BudgetState]:

@@ -80,26 +80,21 @@ class Recovery:
         self.finished = 0
 
     # -- the one reusable path ---------------------------------------------------------------------
-    async def finish_orphan(self, reply_id: str, ws: WorkspaceRef | None = None, *, streaming: bool = True) -> bool:
-        """Finish one reply nobody streams any more, on its platform and in the store. True if it did.
+    async def finish_orphan(self, reply_id: str, ws: WorkspaceRef, *, streaming: bool = True) -> bool:
+        """Finish one reply of `ws` nobody streams any more, on its platform and in the store. True if it did.
 
         Leaves it alone if it is live here, ended already, or belongs to a platform this process does not
         serve. A platform refusal leaves it `streaming` for a later try. `streaming=False` only finishes a
-        reply that ended in the store but not on the platform (its place is still kept). `ws` may be
-        left out when the reply's place is kept (it names the workspace)."""
+        reply that ended in the store but not on the platform (its place is still kept)."""
         if reply_id in self.live:
             return False
-        record = await self.places.place(reply_id) if self.places is not None else None
-        if ws is None:
-            if record is None:
-                return False
-            ws = WorkspaceRef.from_key(record.workspace)
+        record = await self.places.place(ws.key, reply_id) if self.places is not None else None
         message = await self.store.message(ws, reply_id)
         if message is not None and message.status is ReplyStatus.STREAMING and not streaming:
             return False
         if message is None or message.status not in (ReplyStatus.STREAMING, ReplyStatus.FAILED):
             if record is not None and self.places is not None:
-                await self.places.forget_place(reply_id)  # it ended normally; the place outlived it
+                await self.places.forget_place(ws.key, reply_id)  # it ended normally; the place outlived it
             return False
         if message.status is ReplyStatus.FAILED and record is None:
             return False  # failed and shown as failed: nothing left to do
@@ -121,7 +116,7 @@ class Recovery:
                 ws, reply_id, text=text, status=ReplyStatus.FAILED, platform_message_id=str(ids[0] or "")
             )
         if record is not None and self.places is not None:
-            await self.places.forget_place(reply_id)
+            await self.places.forget_place(ws.key, reply_id)
         self.finished += 1
         log.warning("recovery.reply_finished", reply=reply_id, on_platform=record is not None)
         return True
@@ -172,11 +167,11 @@ class Recovery:
             return surface
         return _PlaceRecorder(surface, self.places, reply_id, ws)
 
-    async def ended(self, reply_id: str) -> None:
+    async def ended(self, ws: WorkspaceRef, reply_id: str) -> None:
         """The reply ended normally on the platform: its place is no longer needed."""
         if self.places is not None:
             try:
-                await self.places.forget_place(reply_id)
+                await self.places.forget_place(ws.key, reply_id)
             except Exception as exc:  # a stale place of a finished reply is dropped by the next sweep
                 log.warning("recovery.forget_place_failed", reply=reply_id, error=repr(exc))
 

@@ -1,16 +1,23 @@
 // Where each reply is on its platform (the adapter's JSON), stored at its first post, so any process
 // can finish a reply whose owner died (core/stores/places.py; core/recovery.py finishes it).
+// Every call names the workspace: a place is stored only for a reply of that workspace, and read or
+// forgotten only through it (another workspace's place reads as absent and cannot be dropped).
 import { v } from "convex/values";
 import type { MutationCtx, QueryCtx } from "./_generated/server";
-import { bounded, boundedInt, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
+import { bounded, boundedInt, fail, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
+import { messageIn } from "./threads";
 
 const now = () => Date.now() / 1000;
 
-function placeOf(ctx: QueryCtx | MutationCtx, reply: string) {
-  return ctx.db
+/** The reply's place, if it is kept for this workspace. */
+async function placeIn(ctx: QueryCtx | MutationCtx, workspace: string, reply: string) {
+  workspaceKey(workspace);
+  bounded(reply, "id", "reply id");
+  const row = await ctx.db
     .query("replyPlaces")
     .withIndex("by_reply", (q) => q.eq("reply", reply))
     .unique();
+  return row?.workspace === workspace ? row : null;
 }
 
 function present(row: { reply: string; workspace: string; platform: string; place: string; updatedAt: number }) {
@@ -20,35 +27,34 @@ function present(row: { reply: string; workspace: string; platform: string; plac
 export const put = serviceMutation({
   args: { reply: v.string(), workspace: v.string(), platform: v.string(), place: v.string() },
   handler: async (ctx, { reply, workspace, platform, place }) => {
-    bounded(reply, "id", "reply id");
-    workspaceKey(workspace);
     bounded(platform, "id", "platform");
     bounded(place, "place", "place");
-    const row = await placeOf(ctx, reply);
+    if (workspace.split(":")[0] !== platform) fail("invalid", "the platform must be the workspace's");
+    // Only a reply of this workspace gets a place here (so no caller can plant one for another's reply).
+    if ((await messageIn(ctx, workspace, reply)) === null) fail("not_found", `no reply ${reply} in this workspace`);
+    const row = await placeIn(ctx, workspace, reply);
     if (row) await ctx.db.patch(row._id, { place, updatedAt: now() });
     else await ctx.db.insert("replyPlaces", { reply, workspace, platform, place, updatedAt: now() });
   },
 });
 
 export const get = serviceQuery({
-  args: { reply: v.string() },
-  handler: async (ctx, { reply }) => {
-    bounded(reply, "id", "reply id");
-    const row = await placeOf(ctx, reply);
+  args: { workspace: v.string(), reply: v.string() },
+  handler: async (ctx, { workspace, reply }) => {
+    const row = await placeIn(ctx, workspace, reply);
     return row ? present(row) : null;
   },
 });
 
 export const forget = serviceMutation({
-  args: { reply: v.string() },
-  handler: async (ctx, { reply }) => {
-    bounded(reply, "id", "reply id");
-    const row = await placeOf(ctx, reply);
+  args: { workspace: v.string(), reply: v.string() },
+  handler: async (ctx, { workspace, reply }) => {
+    const row = await placeIn(ctx, workspace, reply);
     if (row) await ctx.db.delete(row._id);
   },
 });
 
-/** Places still kept, oldest first: replies that have not ended on their platform. */
+/** Places still kept, oldest first: the deployment-wide recovery sweep (each then handled in its workspace). */
 export const list = serviceQuery({
   args: { limit: v.number() },
   handler: async (ctx, { limit }) => {

@@ -49,7 +49,7 @@ async function threadIn(ctx: QueryCtx, workspace: string, id: string): Promise<D
 }
 
 /** The message, if it exists and its thread belongs to the workspace. */
-async function messageIn(ctx: QueryCtx, workspace: string, id: string): Promise<Doc<"messages"> | null> {
+export async function messageIn(ctx: QueryCtx, workspace: string, id: string): Promise<Doc<"messages"> | null> {
   workspaceKey(workspace);
   const normalized = ctx.db.normalizeId("messages", bounded(id, "id", "message id"));
   if (normalized === null) fail("invalid", `${id} is not a message id`);

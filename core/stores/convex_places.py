@@ -24,12 +24,12 @@ class ConvexPlaces:
             "places:put", once=False, reply=reply_id, workspace=workspace, platform=platform, place=place
         )
 
-    async def place(self, reply_id: str) -> ReplyPlace | None:
-        row = await self._store._query("places:get", reply=reply_id)
+    async def place(self, workspace: str, reply_id: str) -> ReplyPlace | None:
+        row = await self._store._query("places:get", workspace=workspace, reply=reply_id)
         return _place(row) if row else None
 
-    async def forget_place(self, reply_id: str) -> None:
-        await self._store._mutation("places:forget", once=False, reply=reply_id)
+    async def forget_place(self, workspace: str, reply_id: str) -> None:
+        await self._store._mutation("places:forget", once=False, workspace=workspace, reply=reply_id)
 
     async def places(self, *, limit: int = 100) -> Sequence[ReplyPlace]:
         return [_place(r) for r in await self._store._query("places:list", limit=limit)]

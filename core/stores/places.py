@@ -4,6 +4,9 @@ A reply's place (the adapter's JSON: channel, message ids, open native streams) 
 first post and again when another part is posted, and dropped when the reply ends normally. A place
 still present for a reply that no live process is streaming is how a later run (or, with stream
 leases, another process) finds the message to finish on the platform (core.recovery).
+
+Every call names the workspace (its key): a place is kept only for a reply of that workspace, and
+another workspace's place reads as absent and cannot be forgotten through this one.
 """
 
 from __future__ import annotations
@@ -24,15 +27,16 @@ class ReplyPlace:
 
 class ReplyPlaces(Protocol):
     async def put_place(self, reply_id: str, workspace: str, platform: str, place: str) -> None:
-        """Create or replace the reply's place."""
+        """Create or replace the place of a reply of `workspace` (StoreError "not_found" if it is none)."""
         ...
 
-    async def place(self, reply_id: str) -> ReplyPlace | None: ...
+    async def place(self, workspace: str, reply_id: str) -> ReplyPlace | None: ...
 
-    async def forget_place(self, reply_id: str) -> None:
+    async def forget_place(self, workspace: str, reply_id: str) -> None:
         """The reply ended on the platform (normally or finished by recovery): nothing left to find."""
         ...
 
     async def places(self, *, limit: int = 100) -> Sequence[ReplyPlace]:
-        """Places still kept, oldest first: replies that have not ended on the platform."""
+        """Places still kept in any workspace, oldest first: the recovery sweep's candidates (each then
+        handled within its own workspace)."""
         ...

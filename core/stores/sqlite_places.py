@@ -1,4 +1,5 @@
-"""ReplyPlaces in the embedded store's SQLite file (its own connection, like the leases)."""
+"""ReplyPlaces in the embedded store's SQLite file (its own connection, like the leases), scoped to the
+workspace of each reply (core.stores.places)."""
 
 from __future__ import annotations
 
@@ -32,6 +33,14 @@ def _text(value: str, name: str, kind: str) -> str:
     return value
 
 
+def _id(reply_id: str) -> int | None:
+    """The store's message id (an integer); anything else is no reply of this store."""
+    try:
+        return int(reply_id)
+    except ValueError:
+        return None
+
+
 class SqlitePlaces:
     """`ReplyPlaces` on the store's file; `await SqlitePlaces.open(path)`."""
 
@@ -61,29 +70,38 @@ class SqlitePlaces:
             _text(platform, "platform", "id"),
             _text(place, "place", "place"),
         )
-        await self._run(
-            lambda db: db.execute(
+        if workspace.partition(":")[0] != platform:
+            raise StoreError("invalid", "the platform must be the workspace's")
+
+        def put(db: sqlite3.Connection) -> None:
+            # Only a reply of this workspace gets a place (no caller can plant one for another's reply).
+            owner = db.execute(
+                "SELECT t.ws FROM messages m JOIN threads t ON t.id = m.thread_id WHERE m.id = ?", (_id(reply_id),)
+            ).fetchone()
+            if owner is None or owner[0] != workspace:
+                raise StoreError("not_found", f"no reply {reply_id} in this workspace")
+            db.execute(
                 "INSERT INTO reply_places (message_id, workspace, platform, place, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (message_id) DO UPDATE SET place = excluded.place, updated_at = excluded.updated_at",
                 (*row, time.time()),
             )
-        )
 
-    async def place(self, reply_id: str) -> ReplyPlace | None:
-        _text(reply_id, "reply id", "id")
+        await self._run(put)
+
+    async def place(self, workspace: str, reply_id: str) -> ReplyPlace | None:
+        args = (_text(reply_id, "reply id", "id"), _text(workspace, "workspace", "workspace"))
 
         def read(db: sqlite3.Connection) -> ReplyPlace | None:
             row = db.execute(
-                "SELECT message_id, workspace, platform, place, updated_at FROM reply_places WHERE message_id = ?",
-                (reply_id,),
+                f"SELECT {COLUMNS} FROM reply_places WHERE message_id = ? AND workspace = ?", args
             ).fetchone()
             return ReplyPlace(*row) if row else None
 
         return await self._run(read, write=False)
 
-    async def forget_place(self, reply_id: str) -> None:
-        _text(reply_id, "reply id", "id")
-        await self._run(lambda db: db.execute("DELETE FROM reply_places WHERE message_id = ?", (reply_id,)))
+    async def forget_place(self, workspace: str, reply_id: str) -> None:
+        args = (_text(reply_id, "reply id", "id"), _text(workspace, "workspace", "workspace"))
+        await self._run(lambda db: db.execute("DELETE FROM reply_places WHERE message_id = ? AND workspace = ?", args))
 
     async def places(self, *, limit: int = 100) -> Sequence[ReplyPlace]:
         error = whole_error("places_page", limit, "limit")

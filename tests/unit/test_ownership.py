@@ -24,7 +24,7 @@ class MarkFailed:
         self.lost: set[str] = set()
         self.finished: list[str] = []
 
-    async def finish_orphan(self, reply_id: str, ws: WorkspaceRef | None = None, *, streaming: bool = True) -> bool:
+    async def finish_orphan(self, reply_id: str, ws: WorkspaceRef, *, streaming: bool = True) -> bool:
         assert ws is not None
         message = await self.store.message(ws, reply_id)
         if message is None or message.status is not ReplyStatus.STREAMING:
