@@ -32,6 +32,7 @@ from core.recovery import Recovery
 from core.retrieval.base import Retriever
 from core.rewrite import QueryRewriter
 from core.stores.base import Store
+from core.stores.controls import ReplyControlsStore
 from core.stores.deltas import DeltaWriter
 from core.stores.feedback import FeedbackStore
 from core.stores.leases import BudgetLeases, StreamLeases
@@ -106,6 +107,7 @@ class ChatCore:
             deltas=self.deltas,
             personas=self.personas,
             feedback=self.feedback,
+            controls=controls_for(store),
             model=settings.model,
             max_answer_tokens=settings.max_answer_tokens,
             context_tokens=settings.context_token_budget,
@@ -283,6 +285,15 @@ def feedback_for(store: Store) -> FeedbackStore:
     from core.stores.sqlite_feedback import SqliteFeedback
 
     return ConvexFeedback(store) if isinstance(store, ConvexStore) else SqliteFeedback(_sqlite(store))
+
+
+def controls_for(store: Store) -> ReplyControlsStore:
+    """What reply buttons need lives in the store's own database (its own table, the store's checks)."""
+    from core.stores.convex import ConvexStore
+    from core.stores.convex_controls import ConvexControls
+    from core.stores.sqlite_controls import SqliteControls
+
+    return ConvexControls(store) if isinstance(store, ConvexStore) else SqliteControls(_sqlite(store))
 
 
 def _sqlite(store: Store) -> SqliteStore:

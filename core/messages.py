@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
 from core.text import clean_text
@@ -82,6 +83,26 @@ class IncomingMessage:
     def event_key(self) -> str:
         """The dedup key: one reply per platform message, however often it is delivered."""
         return f"{self.workspace.key}:{self.channel_id}:{self.message_id}"
+
+
+def encode_message(message: IncomingMessage) -> str:
+    """The question as JSON, to keep it beyond this process (the outbox, reply controls)."""
+    data = asdict(message)
+    data["workspace"] = message.workspace.key
+    return json.dumps(data, ensure_ascii=False)
+
+
+def decode_message(raw: str) -> IncomingMessage:
+    data = json.loads(raw)
+    author = data.pop("author")
+    facts = author.pop("facts")
+    facts["role_ids"] = tuple(facts.get("role_ids") or ())
+    data["attachments"] = tuple(Attachment(**a) for a in data.get("attachments") or ())
+    return IncomingMessage(
+        workspace=WorkspaceRef.from_key(str(data.pop("workspace"))),
+        author=Actor(facts=PlatformFacts(**facts), **author),
+        **data,
+    )
 
 
 class MessageRole(StrEnum):

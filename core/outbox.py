@@ -13,11 +13,11 @@ import json
 import sqlite3
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.messages import Actor, Attachment, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
+from core.messages import IncomingMessage, decode_message, encode_message
 from core.sqlite_worker import SqliteWorker
 
 SCHEMA = """
@@ -34,27 +34,6 @@ class KeptQuestion:
     claimed: bool  # an earlier attempt holds (or may hold) the event's claim
     kept_at: float
     attempts: int
-
-
-def _encode(message: IncomingMessage) -> str:
-    data = asdict(message)
-    data["workspace"] = message.workspace.key
-    return json.dumps(data)
-
-
-def _decode(raw: str) -> IncomingMessage:
-    data = json.loads(raw)
-    author = data.pop("author")
-    facts = author.pop("facts")
-    facts["role_ids"] = tuple(facts.get("role_ids") or ())
-    platform, _, external = str(data.pop("workspace")).partition(":")
-    # The files' metadata is kept; the replay cannot read them (no platform fetcher) and says so.
-    data["attachments"] = tuple(Attachment(**a) for a in data.get("attachments") or ())
-    return IncomingMessage(
-        workspace=WorkspaceRef(Platform(platform), external),
-        author=Actor(facts=PlatformFacts(**facts), **author),
-        **data,
-    )
 
 
 class Outbox:
@@ -75,7 +54,7 @@ class Outbox:
 
     async def keep(self, message: IncomingMessage, place: dict[str, Any], *, claimed: bool) -> None:
         """Keep the question (again: a later attempt may only add that the claim was taken)."""
-        row = (message.event_key, _encode(message), json.dumps(place), int(claimed), time.time())
+        row = (message.event_key, encode_message(message), json.dumps(place), int(claimed), time.time())
         await self._worker.transaction(
             lambda db: db.execute(
                 "INSERT INTO kept (key, message, place, claimed, kept_at) VALUES (?, ?, ?, ?, ?) "
@@ -97,6 +76,6 @@ class Outbox:
             rows = db.execute(
                 "SELECT message, place, claimed, kept_at, attempts FROM kept ORDER BY kept_at LIMIT ?", (limit,)
             ).fetchall()
-            return [KeptQuestion(_decode(r[0]), json.loads(r[1]), bool(r[2]), r[3], r[4]) for r in rows]
+            return [KeptQuestion(decode_message(r[0]), json.loads(r[1]), bool(r[2]), r[3], r[4]) for r in rows]
 
         return await self._worker.read(read)

@@ -24,6 +24,7 @@ from core.recovery import Recovery
 from core.retrieval.base import Hit, Retriever
 from core.rewrite import QueryRewriter, RecentTurn, search_rewritten
 from core.stores.base import Store, StoreUnavailable
+from core.stores.controls import ReplyControlsStore
 from core.stores.feedback import FeedbackStore
 from core.stores.personas import ChannelPersona
 from core.stores.usage import BudgetState, Charge
@@ -81,6 +82,9 @@ class PersonaSource(Protocol):
     async def channel_persona(self, ws: WorkspaceRef, channel_id: str) -> ChannelPersona | None: ...
 
 
+Keep = Callable[[ReplyStatus, str, Sequence[Source]], Awaitable[Sequence[BudgetState]]]
+
+
 class Pipeline:
     def __init__(
         self,
@@ -91,6 +95,7 @@ class Pipeline:
         deltas: DeltaSink | None = None,
         personas: PersonaSource | None = None,
         feedback: FeedbackStore | None = None,
+        controls: ReplyControlsStore | None = None,
         model: str = "",
         max_answer_tokens: int = 1024,
         context_tokens: int = 6000,
@@ -107,7 +112,7 @@ class Pipeline:
         self.deltas = deltas
         self.personas = personas
         self.roles = RoleService(store)
-        self.controls = ReplyControls(self.roles, store, feedback=feedback)
+        self.controls = ReplyControls(self.roles, store, feedback=feedback, kept=controls)
         self.model = model
         self.max_answer_tokens = max_answer_tokens
         self.context_tokens = context_tokens
@@ -293,6 +298,13 @@ class Pipeline:
             status=ReplyStatus.STREAMING,
             idempotency_key=f"{message.event_key}:a",
         )
+        answered_by = prompt.model or getattr(self.llm, "model", "")
+
+        async def keep(status: ReplyStatus, text: str, cited: Sequence[Source]) -> Sequence[BudgetState]:
+            # What the finished reply's buttons need (Regenerate, 👍/👎), kept beyond this process.
+            await self.controls.ended(message, status, text, tuple(s.uri for s in cited), answered_by)
+            return ()
+
         with self.controls.streaming(message):  # Stop may cancel it from here on
             outcome = await self._stream(
                 ws,
@@ -304,9 +316,8 @@ class Pipeline:
                 stream=self.llm.stream(prompt),
                 note=attached.note,
                 charge=Charge(message.author.user_id, role, model),
+                keep=keep,
             )
-        uris = tuple(s.uri for s in outcome.sources)
-        self.controls.answered(message.event_key, outcome.text, uris, prompt.model or getattr(self.llm, "model", ""))
         return outcome
 
     async def _persona(self, message: IncomingMessage) -> ChannelPersona | None:
@@ -342,8 +353,10 @@ class Pipeline:
         stream: AsyncIterator[str | Usage],
         note: str = "",
         charge: Charge | None = None,
+        keep: Keep | None = None,
     ) -> Outcome:
-        """Stream the answer; `note` (files not used) goes under it; its usage is charged to `charge`."""
+        """Stream the answer; `note` (files not used) goes under it; its usage is charged to `charge`;
+        `keep` records how it ended, for its buttons."""
         # Recovery knows where the reply is once it is first posted, and that it is live here meanwhile.
         placed = self.recovery.placed(surface, ws, reply_id) if self.recovery is not None else surface
         with self._live(reply_id):
@@ -369,12 +382,12 @@ class Pipeline:
                 log.warning("pipeline.llm_failed", reply=reply_id, error=reason)
             except asyncio.CancelledError:
                 status, reason = ReplyStatus.CANCELLED, "cancelled"
-                await asyncio.shield(self._finish(ws, reply_id, streamer, status, reason, [], usage, charge))
+                await asyncio.shield(self._finish(ws, reply_id, streamer, status, reason, [], usage, charge, keep))
                 raise
             if note:
                 feed(note)
             sources = cited_sources(streamer.text, prompt_sources)
-            final, crossed = await self._finish(ws, reply_id, streamer, status, reason, sources, usage, charge)
+            final, crossed = await self._finish(ws, reply_id, streamer, status, reason, sources, usage, charge, keep)
             outcome = Outcome(
                 "answered" if status is ReplyStatus.COMPLETE else "failed",
                 text=final,
@@ -416,6 +429,7 @@ class Pipeline:
         sources: list[Source],
         usage: Usage,
         charge: Charge | None = None,
+        keep: Keep | None = None,
     ) -> tuple[str, Sequence[BudgetState]]:
         if self.recovery is not None and reply_id in self.recovery.lost:
             # Another process took this reply over (this one stopped heartbeating) and finished it.
@@ -443,6 +457,8 @@ class Pipeline:
                 charge=charge,
             )
         )
+        if keep is not None:
+            await _quietly(self._persist(lambda: keep(status, final, sources)))
         if shown and self.recovery is not None:
             await self.recovery.ended(ws, reply_id)  # a failed final edit keeps the place for recovery
         return final, crossed

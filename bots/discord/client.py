@@ -13,7 +13,7 @@ import structlog
 from discord import app_commands
 
 from bots.discord.budget import rate_limit_trace
-from bots.discord.controls import ControlTokens, handle_click, is_control
+from bots.discord.controls import handle_click, is_control
 from bots.discord.files import DiscordFiles
 from bots.discord.history import DiscordHistory, DiscordThread, attachments_of
 from bots.discord.members import GuildMembers, member_facts
@@ -22,6 +22,7 @@ from bots.discord.summarize import summarize_menu
 from bots.discord.surface import DiscordSurface
 from bots.discord.threads import BusyChannels
 from core.app import ChatCore
+from core.controls import asked_message_id, reply_ref
 from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
 from core.prompt import SUMMARIZE_THREAD
 from core.roles import Role
@@ -73,7 +74,6 @@ class ChatbotClient(discord.AutoShardedClient):
         self.scheduler = scheduler
         self.history = DiscordHistory(self, self.scheduler)
         self.files = DiscordFiles()
-        self.control_tokens = ControlTokens()
         self.busy = BusyChannels(scheduler)
         # Reopens kept questions' replies and finishes replies an earlier run left (attach_recovery).
         self.replies = DiscordReplies(self, scheduler)
@@ -116,16 +116,37 @@ class ChatbotClient(discord.AutoShardedClient):
                 channel,
                 channel_id=int(question.channel_id),
                 scheduler=self.scheduler,
-                controls=self.control_tokens.token(question.event_key),
+                controls=reply_ref(question.event_key),
                 in_place=clicked.message,
             )
-            await self._reply(question, surface, None)
+            await self._reply(question, surface, await self._history_again(question, clicked.message))
 
         ws, actor = workspace_of(interaction.guild, interaction.user), actor_of(interaction.user, interaction.guild)
         try:
-            await handle_click(interaction, self.core.controls, self.control_tokens, ws, actor, again)
+            await handle_click(interaction, self.core.controls, ws, actor, again)
         except Exception:
             log.exception("discord.control_failed")
+
+    async def _history_again(self, question: IncomingMessage, answer: discord.Message) -> DiscordThread | None:
+        """The context a regenerated question gets: read again as for a new question (the reply chain or
+        thread of the message it was asked in; a summary's, of the message it summarized)."""
+        reference = answer.reference
+        asked = asked_message_id(question)
+        if asked.startswith("menu:"):  # the message menu's summary answers the message it summarizes
+            if reference is None or reference.message_id is None:
+                return None
+            target = await self.history.message(reference.channel_id, reference.message_id)
+            return DiscordThread(self.history, target, including=True) if target is not None else None
+        if not asked.isdigit():
+            return None
+        # The answer replies to its question; an answer in a thread opened for it has the question in the
+        # thread's parent channel.
+        if reference is not None and reference.message_id == int(asked):
+            where = reference.channel_id
+        else:
+            where = int(question.parent_channel_id or question.channel_id)
+        message = await self.history.message(where, int(asked))
+        return self.history.for_question(message) if message is not None else None
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         # Discord admits one IDENTIFY per 5 s per bot (max_concurrency 1): the shards of one process
@@ -179,7 +200,7 @@ class ChatbotClient(discord.AutoShardedClient):
             scheduler=self.scheduler,
             reply_to=message,
             interaction=interaction,  # notices (a refusal) go to the clicker only
-            controls=self.control_tokens.token(incoming.event_key),
+            controls=reply_ref(incoming.event_key),
         )
         await self._reply(incoming, surface, DiscordThread(self.history, message, including=True))
 
@@ -246,7 +267,7 @@ class ChatbotClient(discord.AutoShardedClient):
             scheduler=self.scheduler,
             reply_to=reply_to,
             on_posted=lambda posted: self._remember(posted, thread_id),
-            controls=self.control_tokens.token(incoming.event_key),
+            controls=reply_ref(incoming.event_key),
         )
         try:
             # The reply chain or thread the question continues (a thread opened for it has nothing yet).

@@ -124,6 +124,23 @@ class DiscordHistory:
         self._remember(found)
         return found
 
+    async def message(self, channel_id: int, message_id: int) -> discord.Message | None:
+        """One message by id (from the cache, else a GET within the channel's history budget), or None."""
+        cached = self._chain.get(message_id) or discord.utils.get(self.client.cached_messages, id=message_id)
+        if cached is not None:
+            return cached
+        channel = self.client.get_channel(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            return None
+        try:
+            async with self._spending(channel_id):
+                fetched = await channel.fetch_message(message_id)
+        except (discord.HTTPException, HistoryUnavailable) as exc:
+            log.info("discord.message_unavailable", message=message_id, error=repr(exc))
+            return None
+        self._remember(fetched)
+        return fetched
+
     def _remember(self, message: discord.Message) -> None:
         self._chain[message.id] = message
         while len(self._chain) > self.cache_size:

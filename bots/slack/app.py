@@ -12,7 +12,6 @@ import re
 import time
 from collections import deque
 from collections.abc import Coroutine
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -45,7 +44,7 @@ from bots.slack.surface import (
 )
 from bots.slack.users import UserDirectory
 from core.context import ThreadHistory
-from core.controls import REFUSALS
+from core.controls import REFUSALS, asked_message_id, reply_ref
 from core.messages import IncomingMessage, Platform, WorkspaceRef
 from core.pacing import EditScheduler, within_budget
 from core.prompt import SUMMARIZE_CHANNEL, SUMMARIZE_THREAD
@@ -281,12 +280,8 @@ class SlackBot:
             is_dm=target.channel.startswith("D"),
             mentioned=True,
         )
-        history: ThreadHistory
-        if target.thread_ts:  # the whole thread: every message is before "inf"
-            history = self.history.for_question(team_id, target.channel, target.thread_ts, "inf", bot_user_id)
-        else:
-            history = SlackChannelRecent(self.history, team_id, target.channel, bot_user_id)
-        await self._reply(message, self._surface(message, target.thread_ts), history, via="command")
+        surface = self._surface(message, target.thread_ts)
+        await self._reply(message, surface, self._thread_context(message, bot_user_id), via="command")
 
     def _surface(
         self, message: IncomingMessage, thread_ts: str | None, *, assistant_thread: bool = False
@@ -302,7 +297,7 @@ class SlackBot:
             assistant_thread=assistant_thread,
             native_streaming=self.native_streaming,
             refusals=self.stream_refusals,
-            controls=message.event_key,
+            controls=reply_ref(message.event_key),
         )
 
     # -- work ----------------------------------------------------------------------------------
@@ -353,8 +348,7 @@ class SlackBot:
         if via == "assistant":
             await self._title_new_assistant_thread(ws, channel, str(conversation), text)
         # A message inside a thread: the thread so far is the context (a new top-level mention has none).
-        history = self.history.for_question(team_id, channel, str(thread_ts), ts, bot_user_id) if thread_ts else None
-        await self._reply(message, surface, history, via=via)
+        await self._reply(message, surface, self._thread_context(message, bot_user_id), via=via)
 
     async def _reply(
         self, message: IncomingMessage, surface: SlackSurface, history: ThreadHistory | None, *, via: str
@@ -430,10 +424,10 @@ class SlackBot:
             if result == "done" and kind == DOWN_ACTION:
                 await self._ask_reason(team_id, channel, user_id, clicked.get("thread_ts"), key)
         else:
-            result = await controls.may_regenerate(ws, actor, key, click)
-            question = controls.question(key)
-            if result == "done" and question is not None and clicked.get("ts"):
-                again = replace(question, message_id=f"{question.message_id}~{click}")
+            again = await controls.regenerate(ws, actor, key, click)
+            result = again.result
+            if again.question is not None and clicked.get("ts"):
+                question = again.question
                 surface = SlackSurface(
                     self.client,
                     scheduler=self.scheduler,
@@ -442,17 +436,11 @@ class SlackBot:
                     user_id=question.author.user_id,
                     thread_ts=clicked.get("thread_ts"),
                     native_streaming=False,  # the earlier answer is replaced in place
-                    controls=again.event_key,
+                    controls=reply_ref(question.event_key),
                     in_place=str(clicked["ts"]),
                 )
-                in_thread = question.thread_id not in {question.message_id, question.channel_id}
-                bot = str(clicked.get("user") or "") or None
-                history = (
-                    self.history.for_question(team_id, channel, question.thread_id, question.message_id, bot)
-                    if in_thread
-                    else None
-                )
-                await self._reply(again, surface, history, via="regenerate")
+                history = self._thread_context(question, str(clicked.get("user") or "") or None)
+                await self._reply(question, surface, history, via="regenerate")
         refusal = REFUSALS[result]
         if refusal:
             args: dict[str, Any] = {"channel": channel, "user": user_id, "text": refusal}
@@ -462,6 +450,18 @@ class SlackBot:
             await within_budget(
                 self.scheduler, (scope,), lambda: call_slack(self.client, "chat_postEphemeral", scope.key, **args)
             )
+
+    def _thread_context(self, question: IncomingMessage, bot_user_id: str | None) -> ThreadHistory | None:
+        """The platform context of a question, new or regenerated alike: the thread it was asked in, up to
+        the question; for /chatbot summarize, the whole thread or the channel's recent messages."""
+        team_id, channel, asked = question.workspace.external_id, question.channel_id, asked_message_id(question)
+        if asked.startswith("command:"):  # /chatbot summarize: the whole thread, or the channel's recent messages
+            if question.thread_id.startswith("summary:"):
+                return SlackChannelRecent(self.history, team_id, channel, bot_user_id)
+            return self.history.for_question(team_id, channel, question.thread_id, "inf", bot_user_id)
+        if question.thread_id in {asked, channel}:  # a new top-level question (or a plain DM): no thread yet
+            return None
+        return self.history.for_question(team_id, channel, question.thread_id, asked, bot_user_id)
 
     async def _title_new_assistant_thread(self, ws: WorkspaceRef, channel: str, thread_ts: str, text: str) -> None:
         """Name an assistant thread after its first question (best effort)."""

@@ -16,6 +16,19 @@ export const feedbackFields = {
   model: v.string(),
 };
 
+/** What a click on a finished reply's buttons needs, under the reply's ref (controls.ts). */
+export const replyControlFields = {
+  workspace: v.string(),
+  ref: v.string(),
+  asker: v.string(),
+  question: v.string(),
+  context: v.string(),
+  state: v.union(v.literal("complete"), v.literal("failed"), v.literal("cancelled")),
+  answer: v.string(),
+  sources: v.array(v.string()),
+  model: v.string(),
+};
+
 /** A Slack installation, its bot token sealed by the bot (installations.ts). */
 export const installationFields = {
   sealedToken: v.string(),
@@ -67,6 +80,10 @@ export default defineSchema({
   feedback: defineTable({ ...feedbackFields, at: v.number() })
     .index("by_workspace_reply_user", ["workspace", "replyKey", "user"])
     .index("by_workspace_rating_at", ["workspace", "rating", "at"]),
+  replyControls: defineTable({ ...replyControlFields, updatedAt: v.number() }).index("by_workspace_ref", [
+    "workspace",
+    "ref",
+  ]),
   channelPersonas: defineTable({
     workspace: v.string(),
     channel: v.string(),

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
-from tests.discord.test_discord import MEMBER, MOD, Harness, harness  # noqa: F401  (the fixture)
+from tests.discord.test_discord import MEMBER, MOD, Harness, bot_process, harness  # noqa: F401  (the fixture)
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.discord import FakeDiscord
 from tests.slack.test_controls import LONG
 
 
@@ -101,3 +104,43 @@ async def test_thumbs_down_asks_a_reason_and_is_listed_for_curators(harness: Har
         assert loop.time() < deadline, listed
         await asyncio.sleep(0.05)
     assert "when do we deploy?" in listed and "Deploys happen on Fridays." in listed
+
+
+async def test_buttons_work_after_a_restart(tmp_path: Path, fake_anthropic: FakeAnthropic) -> None:
+    from tests.discord.test_discord import _ws_and_owner
+
+    async with FakeDiscord() as fake:
+        fake.add_member(MEMBER, "member")
+        fake_anthropic.script("The first answer.")
+        async with bot_process(tmp_path, fake_anthropic, fake) as first:
+            await first.fake.send_message(MEMBER, "what is our deploy day?")
+            reply = await first_reply_with(first, "Regenerate")
+            await first.settle()
+
+        async with bot_process(tmp_path, fake_anthropic, fake) as h:  # a new process: nothing in memory
+            loop = asyncio.get_running_loop()
+            await h.fake.click(custom_id(h, reply, "👎"), str(reply["id"]), MEMBER)
+            ws, owner = _ws_and_owner()
+            deadline = loop.time() + 10
+            while "The first answer." not in (listed := await h.core.admin.run(ws, owner, "feedback")):  # type: ignore[arg-type]
+                assert loop.time() < deadline, listed
+                await asyncio.sleep(0.05)
+
+            # A Stop left from before the restart (the reply no longer streams) says so.
+            stop = custom_id(h, reply, "Regenerate").replace(":regen:", ":stop:")
+            await h.fake.click(stop, str(reply["id"]), MEMBER)
+            deadline = loop.time() + 10
+            while not h.fake.calls_to("POST", "/webhooks/"):
+                assert loop.time() < deadline
+                await asyncio.sleep(0.025)
+            assert "no longer streaming" in str(h.fake.calls_to("POST", "/webhooks/")[-1].body["content"])
+
+            fake_anthropic.script("A better second answer.")
+            await h.fake.click(custom_id(h, reply, "Regenerate"), str(reply["id"]), MEMBER)
+            deadline = loop.time() + 20
+            while h.fake.bot_messages()[0]["content"] != "A better second answer.":
+                assert loop.time() < deadline
+                await asyncio.sleep(0.025)
+            await h.settle()
+            assert len(h.fake.bot_messages()) == 1
+            assert fake_anthropic.last_request["messages"][-1]["content"] == "what is our deploy day?"

@@ -73,24 +73,33 @@ async def running_bot(
 ) -> AsyncIterator[Harness]:
     """The real client against a loopback Discord with these members (id, name, role ids), with or
     without the Message Content intent."""
-    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     async with FakeDiscord(message_content_granted=message_content) as fake:
         for user_id, name, roles in members:
             fake.add_member(user_id, name, roles=roles)
-        settings = loopback_settings(tmp_path, fake, llm)
-        core = await build_core(settings)
-        point_at(settings)
-        client = ChatbotClient(core, message_content=message_content)
-        runner = asyncio.create_task(client.start(fake.token))
-        await asyncio.wait_for(client.wait_until_ready(), 20)
-        try:
-            yield Harness(fake, client, core, llm)
-        finally:
-            await client.drain()
-            await client.close()
-            runner.cancel()
-            await core.close()
-            discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
+        async with bot_process(tmp_path, llm, fake, message_content=message_content) as h:
+            yield h
+
+
+@asynccontextmanager
+async def bot_process(
+    tmp_path: Path, llm: FakeAnthropic, fake: FakeDiscord, *, message_content: bool = False
+) -> AsyncIterator[Harness]:
+    """One run of the bot process against `fake`: its own core over the data folder, its own client."""
+    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    settings = loopback_settings(tmp_path, fake, llm)
+    core = await build_core(settings)
+    point_at(settings)
+    client = ChatbotClient(core, message_content=message_content)
+    runner = asyncio.create_task(client.start(fake.token))
+    await asyncio.wait_for(client.wait_until_ready(), 20)
+    try:
+        yield Harness(fake, client, core, llm)
+    finally:
+        await client.drain()
+        await client.close()
+        runner.cancel()
+        await core.close()
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
 
 
 @pytest.fixture

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+from core.app import build_core
+from core.config import Settings
 from tests.fakes.anthropic import FakeAnthropic
-from tests.fakes.slack import FakeMessage, block_actions_body, signed_headers
-from tests.slack.conftest import Harness
+from tests.fakes.slack import FakeMessage, FakeSlack, block_actions_body, signed_headers
+from tests.slack.conftest import Harness, make_bot, serve
 from tests.slack.test_conversations import answered, mention
 
 FINISHED = ["chatbot_regenerate", "chatbot_up", "chatbot_down"]  # a finished reply's buttons
@@ -108,3 +113,49 @@ async def test_thumbs_down_with_a_reason_is_stored_and_listed_for_curators(
     listed = await command(h, "feedback", user="UADMIN")
     assert "when do we deploy?" in listed and "Deploys happen on Fridays" in listed
     assert "We deploy on Tuesdays." in listed and "<@U1>" in listed
+
+
+@asynccontextmanager
+async def bot_process(data_dir: Path, fake_anthropic: FakeAnthropic, slack: FakeSlack) -> AsyncIterator[Harness]:
+    """One run of the bot process: its own core over the data folder, its own Bolt app."""
+    settings = Settings(CHATBOT_DATA_DIR=data_dir, ANTHROPIC_API_KEY="test", ANTHROPIC_BASE_URL=fake_anthropic.url)
+    chat_core = await build_core(settings)
+    try:
+        async for h in serve(make_bot(chat_core, slack), slack):
+            yield h
+    finally:
+        await chat_core.close()
+
+
+async def test_buttons_work_after_a_restart(data_dir: Path, fake_anthropic: FakeAnthropic, slack: FakeSlack) -> None:
+    from tests.slack.test_persona import command
+
+    fake_anthropic.script("The first answer.")
+    async with bot_process(data_dir, fake_anthropic, slack) as first:
+        await answered(first, mention("what is our deploy day?", user="U1"))
+    [reply] = slack.replies_in("C1")
+    assert [b["action_id"] for b in buttons(reply)] == FINISHED
+
+    async with bot_process(data_dir, fake_anthropic, slack) as h:  # a new process: nothing in memory
+        await click(h, "chatbot_down", reply, user="U1", action_ts="5.1")
+        await h.settle()
+        assert "What was wrong?" in slack.ephemerals[-1]["text"]
+        slack.add_user("UADMIN", name="admin", is_admin=True)
+        listed = await command(h, "feedback", user="UADMIN")
+        assert "what is our deploy day?" in listed and "The first answer." in listed
+
+        # A Stop button left from before the restart (the reply no longer streams) says so.
+        ref = next(b["value"] for b in buttons(reply) if b["action_id"] == "chatbot_regenerate")
+        body = block_actions_body("chatbot_stop", ref, user_id="U1", message=reply, action_ts="5.2")
+        form = "application/x-www-form-urlencoded"
+        assert (await h.post(body, signed_headers(body, content_type=form))).status == 200
+        await h.settle()
+        assert "no longer streaming" in slack.ephemerals[-1]["text"]
+
+        fake_anthropic.script("A better second answer.")
+        await click(h, "chatbot_regenerate", reply, user="U1", action_ts="5.3")
+        await h.settle()
+        [again] = slack.replies_in("C1")
+        assert again.ts == reply.ts and slack.shown_text(again) == "A better second answer."
+        assert fake_anthropic.last_request["messages"][-1]["content"] == "what is our deploy day?"
+        assert not h.bot.errors, list(h.bot.errors)

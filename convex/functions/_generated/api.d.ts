@@ -4,6 +4,7 @@
 import type { ApiFromModules, FilterApi, FunctionReference } from "convex/server";
 import type * as audit from "../audit.js";
 import type * as claims from "../claims.js";
+import type * as controls from "../controls.js";
 import type * as crons from "../crons.js";
 import type * as documents from "../documents.js";
 import type * as facts from "../facts.js";
@@ -26,6 +27,7 @@ import type * as workspaces from "../workspaces.js";
 declare const fullApi: ApiFromModules<{
   "audit": typeof audit;
   "claims": typeof claims;
+  "controls": typeof controls;
   "crons": typeof crons;
   "documents": typeof documents;
   "facts": typeof facts;

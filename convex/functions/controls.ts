@@ -1,0 +1,47 @@
+// What a click on a reply's buttons needs (core/stores/controls.py): who asked, the question, the
+// answer with its sources and model, and how the reply ended, under the reply's ref. Scoped to the
+// workspace: a ref is found only in the workspace it was kept in.
+import { v } from "convex/values";
+import type { MutationCtx, QueryCtx } from "./_generated/server";
+import { bounded, boundedCount, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
+import { replyControlFields } from "./schema";
+
+function controlOf(ctx: QueryCtx | MutationCtx, workspace: string, ref: string) {
+  return ctx.db
+    .query("replyControls")
+    .withIndex("by_workspace_ref", (q) => q.eq("workspace", workspace).eq("ref", ref))
+    .unique();
+}
+
+// Idempotent by its arguments: a retried put writes the same record again.
+export const put = serviceMutation({
+  args: replyControlFields,
+  handler: async (ctx, args) => {
+    workspaceKey(args.workspace);
+    bounded(args.ref, "key", "reply ref");
+    bounded(args.asker, "id", "asker");
+    bounded(args.question, "text", "question", { allowEmpty: true });
+    bounded(args.context, "place", "context");
+    bounded(args.answer, "text", "answer", { allowEmpty: true });
+    bounded(args.model, "model", "model", { allowEmpty: true });
+    boundedCount(args.sources, "sources", "sources");
+    for (const uri of args.sources) bounded(uri, "uri", "source uri");
+    const row = await controlOf(ctx, args.workspace, args.ref);
+    const updatedAt = Date.now() / 1000;
+    if (row) await ctx.db.replace(row._id, { ...args, updatedAt });
+    else await ctx.db.insert("replyControls", { ...args, updatedAt });
+    return null;
+  },
+});
+
+export const get = serviceQuery({
+  args: { workspace: v.string(), ref: v.string() },
+  handler: async (ctx, { workspace, ref }) => {
+    workspaceKey(workspace);
+    bounded(ref, "key", "reply ref");
+    const row = await controlOf(ctx, workspace, ref);
+    if (!row) return null;
+    const { _id, _creationTime, ...record } = row;
+    return record;
+  },
+});
