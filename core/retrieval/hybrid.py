@@ -119,21 +119,20 @@ class HybridRetriever:
         self,
         db: sqlite3.Connection,
         ws: WorkspaceRef,
-        keyword: list[tuple[int, Hit]],
+        keyword: list[tuple[int, float]],
         vector: list[float] | None,
         depth: int,
         k: int,
     ) -> list[Hit]:
         nearest = self._nearest(db, ws, vector, depth) if vector is not None else []
         fused = fuse(
-            [(str(rowid), hit.score) for rowid, hit in keyword],
+            [(str(rowid), score) for rowid, score in keyword],
             [(str(rowid), score) for rowid, score in nearest],
             self.fusion,
             k,
         )
-        known = {rowid: hit.chunk for rowid, hit in keyword}
-        missing = [int(key) for key, _ in fused if int(key) not in known]
-        known.update(fts.chunks_by_rowid(db, ws, missing))
+        # Only the chosen few are read whole (their text is most of a row).
+        known = fts.chunks_by_rowid(db, ws, [int(key) for key, _ in fused])
         return [Hit(known[int(key)], score) for key, score in fused if int(key) in known]
 
     def _nearest(

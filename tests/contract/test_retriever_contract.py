@@ -59,6 +59,16 @@ async def test_workspaces_never_see_each_other(retriever: Retriever) -> None:
     assert {h.chunk.document_uri for h in hits_b} == {"b://vpn"}
 
 
+async def test_a_workspace_crowded_out_by_better_matches_elsewhere_still_finds_its_own(retriever: Retriever) -> None:
+    # Another workspace's 40 chunks all match the question better than this workspace's one chunk.
+    for n in range(40):
+        uri = f"b://vpn{n}"
+        await retriever.replace_document(B, uri, [chunk(B, uri, f"wireguard profile wireguard profile setup {n}")])
+    await retriever.replace_document(A, "a://vpn", [chunk(A, "a://vpn", "Our office network uses a wireguard tunnel.")])
+    hits = await retriever.search(A, "wireguard profile", k=5)
+    assert [h.chunk.document_uri for h in hits] == ["a://vpn"]
+
+
 async def test_isolation_holds_under_concurrent_ingest(retriever: Retriever) -> None:
     async def fill(ws: WorkspaceRef, word: str) -> None:
         for n in range(5):
