@@ -65,6 +65,14 @@ def render_blocks(markdown: str, sources: Sequence[Source] = ()) -> tuple[str, l
     return notification, blocks
 
 
+def render_markdown_block(markdown: str, sources: Sequence[Source] = ()) -> tuple[str, list[dict[str, Any]]]:
+    """(notification text, blocks) with the answer in one `markdown` block, which Slack renders itself
+    (as it renders a native stream); a reply part is well under the block's 12,000 characters."""
+    notification, _ = render_blocks(markdown[:NOTIFICATION_CHARS])
+    blocks = [{"type": "markdown", "text": defuse_broadcasts(markdown) or "…"}, *source_blocks(sources)]
+    return notification, blocks
+
+
 def source_blocks(sources: Sequence[Source]) -> list[dict[str, Any]]:
     """The sources as one context block of links (none without sources)."""
     if not sources:
@@ -146,6 +154,7 @@ class SlackSurface:
         self.client = client
         self.controls = controls  # the question's key: Stop while streaming, Regenerate once finished
         self.in_place = in_place  # a finished reply to answer again in (Regenerate)
+        self._finishing = False  # the final text comes next: a native stream ends with it
         self._finished = False
         self.scheduler = scheduler
         self.team_id = team_id
@@ -160,6 +169,7 @@ class SlackSurface:
             and (refusals is None or (team_id, channel_id) not in refusals)
         )
         self._streams: dict[str, str] = {}  # ts -> Markdown streamed so far, for streams still open
+        self._native: set[str] = set()  # messages started as native streams
         self._latest: dict[str, tuple[str, Sequence[Source]]] = {}  # ts -> the whole text last asked for
         self._posted: list[str] = []  # every message of this reply, in order
 
@@ -168,7 +178,9 @@ class SlackSurface:
 
     def scopes(self, operation: Operation) -> Sequence[RateScope]:
         if self.native_streaming:
-            method = "chat.appendStream" if operation == "edit" else "chat.startStream"
+            # The final text ends the stream (chat.stopStream), never waiting behind the appends' budget.
+            ending = "chat.stopStream" if self._finishing else "chat.appendStream"
+            method = ending if operation == "edit" else "chat.startStream"
         else:
             method = "chat.update" if operation == "edit" else "chat.postMessage"
         return (self._scope(method),)
@@ -226,19 +238,23 @@ class SlackSurface:
         self._latest[message_id] = (text, sources)
         streamed = self._streams.get(message_id)
         if streamed is None:
-            if self.native_streaming:  # the grant was for an append; the update spends its own
+            if self.native_streaming:  # the grant was for a stream call; the update spends its own
+                self.scheduler.release(self.scopes("edit"), reported=True)
                 await self._granted("chat.update", self._update, message_id, text, sources)
             else:
                 await self._update(message_id, text, sources)
             return
         markdown = defuse_broadcasts(text)
         if markdown.startswith(streamed) and not has_table(text):
+            if self._finishing:  # the final text: its rest and the sources in the call that ends the stream
+                await self._end_stream(message_id, markdown[len(streamed) :], source_blocks(sources))
+                return
             if not sources:
                 delta = markdown[len(streamed) :]
                 if delta:
                     await self._append(message_id, delta, text, sources)
                 return
-            # The final text: the rest of it and the sources in the call that ends the stream.
+            # A finished part (the reply goes on in another message): ends with its sources.
             self.scheduler.release(self.scopes("edit"), reported=True)
             await self._stop_stream(message_id, markdown[len(streamed) :], source_blocks(sources))
             return
@@ -248,7 +264,11 @@ class SlackSurface:
         await self._granted("chat.update", self._update, message_id, text, sources)
 
     async def _update(self, ts: str, text: str, sources: Sequence[Source]) -> None:
-        notification, blocks = render_blocks(text, sources)
+        if ts in self._native and not has_table(text):
+            # A message Slack streamed keeps Slack's own Markdown rendering once it is edited.
+            notification, blocks = render_markdown_block(text, sources)
+        else:
+            notification, blocks = render_blocks(text, sources)
         if self._posted and ts == self._posted[0]:
             blocks.extend(self._control_blocks())
         await self._call("chat_update", "chat.update", channel=self.channel_id, ts=ts, text=notification, blocks=blocks)
@@ -280,7 +300,7 @@ class SlackSurface:
 
     def _control_blocks(self) -> list[dict[str, Any]]:
         """The reply's buttons, on its first message: Stop while it streams, Regenerate once done."""
-        if not self.controls or self.native_streaming:
+        if not self.controls:
             return []
         shown = (
             [(REGENERATE_ACTION, "Regenerate"), (UP_ACTION, "👍"), (DOWN_ACTION, "👎")]
@@ -298,11 +318,17 @@ class SlackSurface:
         ]
         return [{"type": "actions", "block_id": "chatbot_controls", "elements": buttons}]
 
+    def finishing(self) -> None:
+        """The final text comes next (core.surface.Finishing): it ends a native stream in the same call."""
+        self._finishing = True
+
     async def finished(self) -> None:
-        """The reply is done (answered, failed or stopped): its Stop button becomes Regenerate."""
+        """The reply is done (answered, failed or stopped): its Stop button becomes Regenerate. A native
+        stream's Stop is a block inside the stream, so the stream ends first and the message is replaced."""
         self._finished = True
-        if not self.controls or self.native_streaming or not self._posted:
+        if not self.controls or not self._posted:
             return
+        await self.close()
         ts = self._posted[0]
         text, sources = self._latest.get(ts, ("", ()))
         if text:
@@ -327,7 +353,15 @@ class SlackSurface:
         if not self.channel_id.startswith("D"):
             # Outside a DM (an assistant thread) Slack needs to know whom the stream is for.
             args.update(recipient_team_id=self.team_id, recipient_user_id=self.user_id)
-        if markdown:
+        stop = self._control_blocks() if not self._posted else []
+        if stop:
+            # The Stop button streams first, as a blocks chunk; the text goes in chunks too, after it
+            # (markdown_text is not combined with chunks).
+            chunks: list[dict[str, Any]] = [{"type": "blocks", "blocks": stop}]
+            if markdown:
+                chunks.append({"type": "markdown_text", "text": markdown})
+            args["chunks"] = chunks
+        elif markdown:
             args["markdown_text"] = markdown
         try:
             response = await self._call("chat_startStream", "chat.startStream", **args)
@@ -340,6 +374,7 @@ class SlackSurface:
             return None
         ts = str(response["ts"])
         self._streams[ts] = markdown
+        self._native.add(ts)
         return ts
 
     async def _append(self, ts: str, delta: str, text: str, sources: Sequence[Source]) -> None:
@@ -362,6 +397,27 @@ class SlackSurface:
             self._streams.pop(ts, None)
             raise
         self._streams[ts] += delta
+
+    async def _end_stream(self, ts: str, delta: str, blocks: list[dict[str, Any]]) -> None:
+        """The final text ends the stream, within the engine's grant for chat.stopStream (a 429 goes back
+        to the engine, which retries the final edit); a stream Slack expired is finished with chat.update."""
+        args: dict[str, Any] = {"channel": self.channel_id, "ts": ts}
+        if delta:
+            args["markdown_text"] = delta
+        if blocks:
+            args["blocks"] = blocks
+        try:
+            await self._call("chat_stopStream", "chat.stopStream", **args)
+        except RateLimited:
+            raise
+        except SlackApiError as exc:
+            self._streams.pop(ts, None)
+            if exc.response.get("error") != STREAM_EXPIRED:
+                raise
+            text, sources = self._latest.get(ts, ("", ()))
+            await self._granted("chat.update", self._update, ts, text, sources)
+            return
+        self._streams.pop(ts, None)
 
     async def _stop_stream(self, ts: str, delta: str = "", blocks: list[dict[str, Any]] | None = None) -> None:
         """End the stream within chat.stopStream's budget, appending `delta` and `blocks` (the sources)

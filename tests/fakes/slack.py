@@ -271,10 +271,12 @@ class FakeSlack:
 
     def shown_text(self, message: FakeMessage) -> str:
         """What Slack would show: the section blocks' text (the `text` field is only the notification)."""
-        return (
-            "\n".join(b["text"]["text"] for b in message.blocks if b.get("type") == "section" and "text" in b)
-            or message.text
-        )
+        shown = [
+            b["text"] if b.get("type") == "markdown" else b["text"]["text"]
+            for b in message.blocks
+            if (b.get("type") == "section" and "text" in b) or b.get("type") == "markdown"
+        ]
+        return "\n".join(shown) or message.text
 
     # -- server --------------------------------------------------------------------------------
     async def __aenter__(self) -> FakeSlack:
@@ -489,48 +491,52 @@ class FakeSlack:
         message.edits += 1
         return {"channel": key[0], "ts": key[1], "text": message.text}
 
-    # Native streaming: the message's `text` is the Markdown streamed so far; stopStream's blocks
-    # (the sources) come after it. Streams live in threads, and outside DMs name their recipient.
+    # Native streaming: the message's `text` is the Markdown streamed so far, its `blocks` the blocks
+    # chunks streamed (in order) and then stopStream's `blocks`, "rendered at the bottom of the finalized
+    # message". Streams live in threads, and outside DMs name their recipient. Text comes either as
+    # `markdown_text` or as `chunks` (markdown_text, task_update, plan_update and blocks chunks), not both.
     def _m_chat_startStream(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, thread_ts = str(args.get("channel") or ""), str(args.get("thread_ts") or "")
         if not channel or not thread_ts:
             return {"ok": False, "error": "invalid_arguments"}
         if not channel.startswith("D") and not (args.get("recipient_team_id") and args.get("recipient_user_id")):
             return {"ok": False, "error": "missing_recipient"}
-        text = str(args.get("markdown_text") or "")
-        if len(text) > STREAM_TEXT_LIMIT:
-            return {"ok": False, "error": "msg_too_long"}
+        streamed = _streamed(args)
+        if isinstance(streamed, str):
+            return {"ok": False, "error": streamed}
+        text, blocks = streamed
         ts = self._next_ts()
-        self.messages[(channel, ts)] = FakeMessage(channel, ts, text, [], thread_ts, streaming=True)
+        self.messages[(channel, ts)] = FakeMessage(channel, ts, text, blocks, thread_ts, streaming=True)
         return {"channel": channel, "ts": ts}
 
     def _m_chat_appendStream(self, args: dict[str, Any]) -> dict[str, Any]:
-        text = str(args.get("markdown_text") or "")
-        if not text:
+        if not args.get("markdown_text") and not args.get("chunks"):
             return {"ok": False, "error": "invalid_arguments"}
-        return self._stream(args, text)
+        return self._stream(args)
 
     def _m_chat_stopStream(self, args: dict[str, Any]) -> dict[str, Any]:
-        result = self._stream(args, str(args.get("markdown_text") or ""))
+        error = _check_blocks(_json_field(args.get("blocks")))
+        if error:
+            return {"ok": False, "error": error}
+        result = self._stream(args)
         message = self.messages.get((str(args.get("channel")), str(args.get("ts"))))
         if result.get("ok", True) and message is not None:
-            message.blocks = _json_field(args.get("blocks"))
+            message.blocks = message.blocks + _json_field(args.get("blocks"))
             message.streaming = False
-            error = _check_blocks(message.blocks)
-            if error:
-                return {"ok": False, "error": error}
         return result
 
-    def _stream(self, args: dict[str, Any], text: str) -> dict[str, Any]:
+    def _stream(self, args: dict[str, Any]) -> dict[str, Any]:
         key = (str(args.get("channel")), str(args.get("ts")))
         message = self.messages.get(key)
         if message is None:
             return {"ok": False, "error": "message_not_found"}
         if not message.streaming:
             return {"ok": False, "error": "message_not_in_streaming_state"}
-        if len(text) > STREAM_TEXT_LIMIT:
-            return {"ok": False, "error": "msg_too_long"}
-        message.text += text
+        streamed = _streamed(args)
+        if isinstance(streamed, str):
+            return {"ok": False, "error": streamed}
+        message.text += streamed[0]
+        message.blocks = message.blocks + streamed[1]
         message.edits += 1
         return {"channel": key[0], "ts": key[1]}
 
@@ -635,15 +641,52 @@ def _json_field(value: Any) -> list[dict[str, Any]]:
     return list(value)
 
 
+CHUNK_TYPES = frozenset({"markdown_text", "task_update", "plan_update", "blocks"})
+
+
+def _streamed(args: dict[str, Any]) -> tuple[str, list[dict[str, Any]]] | str:
+    """(Markdown, blocks) one streaming call adds, from `markdown_text` or `chunks`; or Slack's error."""
+    markdown = str(args.get("markdown_text") or "")
+    chunks = _json_field(args.get("chunks"))
+    if markdown and chunks:
+        return "invalid_arguments"
+    blocks: list[dict[str, Any]] = []
+    for chunk in chunks:
+        if not isinstance(chunk, dict) or chunk.get("type") not in CHUNK_TYPES:
+            return "invalid_chunks"
+        if chunk["type"] == "markdown_text":
+            if not isinstance(chunk.get("text"), str) or not chunk["text"]:
+                return "invalid_chunks"
+            markdown += chunk["text"]
+        elif chunk["type"] == "blocks":
+            found = chunk.get("blocks")
+            if not isinstance(found, list) or not 1 <= len(found) <= 50 or _check_blocks(found):
+                return "invalid_blocks"
+            blocks.extend(found)
+    if len(markdown) > STREAM_TEXT_LIMIT:
+        return "msg_too_long"
+    return markdown, blocks
+
+
 def _check_blocks(blocks: list[dict[str, Any]]) -> str:
-    """The limits Slack enforces that matter here: 50 blocks, 3,000 characters of section text, 10 context items."""
+    """The limits Slack enforces that matter here: 50 blocks, 3,000 characters of section text, 12,000 of a
+    markdown block, 10 context items, 25 elements of an actions block."""
     if len(blocks) > 50:
         return "invalid_blocks"
     for block in blocks:
         if block.get("type") == "section" and len(block.get("text", {}).get("text", "")) > 3000:
             return "invalid_blocks"
+        if block.get("type") == "markdown" and not 1 <= len(str(block.get("text", ""))) <= 12_000:
+            return "invalid_blocks"
         if block.get("type") == "context" and len(block.get("elements", [])) > 10:
             return "invalid_blocks"
+        if block.get("type") == "actions":
+            elements = block.get("elements", [])
+            if not 1 <= len(elements) <= 25:
+                return "invalid_blocks"
+            for button in elements:  # a button's value holds 2,000 characters, its label 75
+                if len(str(button.get("value", ""))) > 2000 or len(button.get("text", {}).get("text", "")) > 75:
+                    return "invalid_blocks"
     return ""
 
 

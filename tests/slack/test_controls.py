@@ -159,3 +159,35 @@ async def test_buttons_work_after_a_restart(data_dir: Path, fake_anthropic: Fake
         assert again.ts == reply.ts and slack.shown_text(again) == "A better second answer."
         assert fake_anthropic.last_request["messages"][-1]["content"] == "what is our deploy day?"
         assert not h.bot.errors, list(h.bot.errors)
+
+
+async def test_stop_ends_a_native_stream_marked_stopped(native_harness: Harness, fake_anthropic: FakeAnthropic) -> None:
+    """A DM thread streams natively (chat.startStream): its Stop button is a blocks chunk of the stream."""
+    from tests.slack.test_conversations import DM_THREAD, dm
+
+    h = native_harness
+    fake_anthropic.script(LONG, chunk_chars=10, delay_s=0.1)
+    await h.event(dm("write me an essay", user="U1", thread_ts=DM_THREAD))
+    reply = await streaming_reply(h, "D1")
+    assert reply.streaming  # the stream itself carries the button
+    [start] = h.slack.calls_to("chat.startStream")
+    assert [c["type"] for c in start.args["chunks"]] == ["blocks"] and "markdown_text" not in start.args
+    await asyncio.sleep(2.5)  # well into the answer: the appends have spent their budget's burst
+
+    clicked = time.monotonic()
+    await click(h, "chatbot_stop", reply, user="U1", action_ts="7.1")
+    loop = asyncio.get_running_loop()
+    while reply.streaming or not reply.text.endswith("_(stopped)_"):
+        assert loop.time() - clicked < 10, "the stream did not end"
+        await asyncio.sleep(0.005)
+    took = time.monotonic() - clicked
+    print(f"Stop to a stopped native stream: {took:.3f}s")
+    assert took < 5, f"Stop took {took:.2f}s"  # generous for a shared machine; the figure above is the measure
+    await h.settle()
+    [stopped] = h.slack.replies_in("D1")
+    shown = h.slack.shown_text(stopped)
+    assert shown.endswith("_(stopped)_") and len(shown) < len(LONG)
+    assert [b["action_id"] for b in buttons(stopped)] == FINISHED  # Stop became Regenerate, 👍, 👎
+    [stop] = h.slack.calls_to("chat.stopStream")
+    assert stop.args["markdown_text"].endswith("_(stopped)_")  # the marker ends the stream in one call
+    assert not h.bot.errors, list(h.bot.errors)

@@ -338,13 +338,18 @@ async def test_a_dm_thread_streams_natively_and_ends_with_the_full_answer(
 
     [reply] = h.slack.replies_in("D1")
     assert reply.thread_ts == DM_THREAD and not reply.streaming
-    assert reply.text == ANSWER  # Slack renders the Markdown itself
+    assert h.slack.shown_text(reply) == ANSWER  # Slack renders the Markdown itself
     [start] = h.slack.calls_to("chat.startStream")
     assert "recipient_user_id" not in start.args  # a DM's audience is its one person
     appended = [c.args["markdown_text"] for c in h.slack.calls_to("chat.appendStream")]
     assert len(appended) >= 2, "the answer arrives in several appends as it is written"
-    assert len(h.slack.calls_to("chat.stopStream")) == 1
-    assert not h.slack.calls_to("chat.update", ok_only=False) and not h.slack.calls_to("chat.postMessage")
+    [stop] = h.slack.calls_to("chat.stopStream")
+    assert "".join([*appended, stop.args.get("markdown_text", "")]) == ANSWER
+    # Once the stream has ended, one edit swaps its Stop for Regenerate and 👍/👎, the answer in a
+    # markdown block Slack renders as it rendered the stream.
+    [swap] = h.slack.calls_to("chat.update", ok_only=False)
+    assert [b["type"] for b in swap.args["blocks"]] == ["markdown", "actions"]
+    assert not h.slack.calls_to("chat.postMessage")
 
 
 async def test_a_channel_thread_is_edited_with_chat_update_so_everyone_watches_it_grow(
@@ -379,7 +384,7 @@ async def test_429_storm_on_append_stream_still_ends_with_the_exact_final_text(
     h.slack.storm("chat.appendStream", times=5, retry_after=1)
     await answered(h, dm("how do I roll back?", thread_ts=DM_THREAD))
     [reply] = h.slack.replies_in("D1")
-    assert reply.text == ANSWER and not reply.streaming
+    assert h.slack.shown_text(reply) == ANSWER and not reply.streaming
     assert h.bot.scheduler.rate_limited >= 5
 
 
@@ -393,8 +398,8 @@ async def test_long_answer_streams_natively_into_follow_up_messages(
     assert len(replies) >= 2 and not any(r.streaming for r in replies), "every stream was stopped"
     assert len(h.slack.calls_to("chat.startStream")) == len(replies)
     for reply in replies:
-        assert len(reply.text) <= 5000
-        assert reply.text.count("```") % 2 == 0, "every message closes the fences it opens"
-    shown = "\n".join(r.text for r in replies)
+        assert len(h.slack.shown_text(reply)) <= 5000
+        assert h.slack.shown_text(reply).count("```") % 2 == 0, "every message closes the fences it opens"
+    shown = "\n".join(h.slack.shown_text(r) for r in replies)
     assert all(f"step_{i}()" in shown for i in range(60))
     assert shown.rstrip().endswith("The end.")
