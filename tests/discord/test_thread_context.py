@@ -149,3 +149,32 @@ async def test_summarize_this_thread_cites_the_messages_with_links(harness: Harn
     await settle_in(h, thread_id, 1)
     text = json.dumps(h.llm.last_request["messages"])
     assert f"/channels/{GUILD_ID}/{thread_id}/{first['id']}" in text  # the message's jump URL
+
+
+async def test_regenerate_reads_the_thread_again_as_a_new_question_would(harness: Harness) -> None:
+    from tests.discord.test_controls import custom_id
+
+    h = harness
+    thread_id = await h.fake.open_thread(ANA, "release day")
+    h.fake.add_message(ANA, "Shall we move the release to Thursday?", channel_id=thread_id, mention_bot=False)
+    h.llm.script("You agreed on Thursday.")
+    await h.fake.send_message(BEN, "what did we agree above?", channel_id=thread_id)
+    await settle_in(h, thread_id, 1)
+    first = h.llm.last_request["messages"]
+    [reply] = h.fake.bot_messages(thread_id)
+    reads = len(h.fake.calls_to("GET", f"/channels/{thread_id}/messages"))
+
+    h.llm.script("Thursday, as Ana proposed.")
+    await h.fake.click(custom_id(h, reply, "Regenerate"), str(reply["id"]), BEN)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while h.fake.bot_messages(thread_id)[0]["content"] != "Thursday, as Ana proposed.":
+        assert loop.time() < deadline
+        await asyncio.sleep(0.025)
+    await settle_in(h, thread_id, 1)
+    again = h.llm.last_request["messages"]
+    assert len(h.fake.calls_to("GET", f"/channels/{thread_id}/messages")) > reads  # read from Discord again
+    assert [t["role"] for t in again] == [t["role"] for t in first] == ["user"]  # not the stored history
+    assert "[Ana, " in again[0]["content"] and "Shall we move the release to Thursday?" in again[0]["content"]
+    assert "You agreed on Thursday." not in again[0]["content"]  # the answer being replaced is not context
+    assert again[0]["content"].endswith("what did we agree above?")

@@ -150,3 +150,28 @@ async def test_summarize_this_thread_cites_the_messages_with_permalinks(
     await answered(harness, mention("who proposed Thursday?", user="UBEN", thread_ts=thread_ts))
     people = [t["content"] for t in fake_anthropic.last_request["messages"] if t["role"] == "user"]
     assert people and not any("archives/C1" in c for c in people)
+
+
+async def test_regenerate_reads_the_thread_again_as_a_new_question_would(
+    harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    from tests.slack.test_controls import click
+
+    slack = harness.slack
+    parent_ts = human_thread(slack, replies=2)
+    fake_anthropic.script("You agreed on Thursday.")
+    await answered(harness, mention("what did we agree above?", user="UANA", thread_ts=parent_ts))
+    [reply] = slack.replies_in("C1", parent_ts)
+    reads = len(slack.calls_to("conversations.replies"))
+
+    fake_anthropic.script("Thursday, as Ana proposed.")
+    await click(harness, "chatbot_regenerate", reply, user="UANA", action_ts="8.1")
+    await harness.settle()
+    assert slack.shown_text(slack.replies_in("C1", parent_ts)[0]) == "Thursday, as Ana proposed."
+    assert len(slack.calls_to("conversations.replies")) > reads  # the thread, read from Slack again
+    turns = fake_anthropic.last_request["messages"]
+    assert [t["role"] for t in turns] == ["user"]  # the thread as people wrote it, not the stored history
+    content = turns[0]["content"]
+    assert "[Ana, " in content and "Shall we move the release to Thursday?" in content and "message 1:" in content
+    assert "You agreed on Thursday." not in content  # the answer being replaced is not context
+    assert content.rstrip().endswith("what did we agree above?")
