@@ -3,22 +3,29 @@
 Which files are used, and how much of them, is decided here and only here: the kinds the model reads
 (text and Markdown, PDF, PNG/JPEG/GIF/WebP images), the most files per question, bytes per file and in
 all, and the download time. The adapter fetches through its platform's own URL with its credentials
-(`AttachmentFetcher`); everything not used is named in a note under the reply, with the reason.
+(`AttachmentFetcher`). Each block carries its estimated prompt tokens (core.tokens: images by their
+pixel size, PDFs by their pages), so the prompt counts files against its budget like any other text;
+everything not used (here, or by the prompt for want of room) is named in a note under the reply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Literal, Protocol
 
 import httpx
+import imagesize
 import structlog
+from pypdf import PdfReader
 
 from core.context import Attachment
+from core.tokens import PDF_MAX_PAGES, estimate_tokens, image_tokens, pdf_tokens
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +52,7 @@ class FileBlock:
     name: str
     media_type: str
     data: str
+    tokens: int = 0  # its estimated prompt tokens (core.tokens)
 
 
 class AttachmentError(Exception):
@@ -61,6 +69,20 @@ class AttachmentFetcher(Protocol):
 class Prepared:
     blocks: tuple[FileBlock, ...]
     unused: tuple[tuple[str, str], ...]  # (file name, why not)
+
+    def fitted(self, sent: Sequence[FileBlock]) -> Prepared:
+        """What the prompt sent of these blocks (core.prompt fits them to its budget): the rest, and the
+        text files it cut short, are named in the note."""
+        cut = {b.name: b for b in sent}
+        unused = list(self.unused)
+        for block in self.blocks:
+            if block in sent:
+                continue
+            if block.name in cut:
+                unused.append((block.name, f"only its first {len(cut[block.name].data):,} characters fit"))
+            else:
+                unused.append((block.name, f"too large for what I can read at once (about {block.tokens:,} tokens)"))
+        return replace(self, blocks=tuple(sent), unused=tuple(unused))
 
     @property
     def note(self) -> str:
@@ -123,11 +145,39 @@ async def prepare(
             if len(text) > MAX_TEXT_CHARS:
                 text = text[:MAX_TEXT_CHARS]
                 unused.append((attachment.name, f"only its first {MAX_TEXT_CHARS:,} characters were read"))
-            blocks.append(FileBlock("text", attachment.name, "text/plain", text))
+            blocks.append(FileBlock("text", attachment.name, "text/plain", text, estimate_tokens(text)))
+            continue
+        if kind == "pdf":
+            pages = await asyncio.to_thread(pdf_pages, result)
+            if pages > PDF_MAX_PAGES:
+                unused.append((attachment.name, f"over {PDF_MAX_PAGES} pages"))
+                continue
+            media, tokens = PDF, pdf_tokens(pages)
         else:
-            media = PDF if kind == "pdf" else attachment.media_type.split(";")[0].strip().lower()
-            blocks.append(FileBlock(kind, attachment.name, media, base64.b64encode(result).decode("ascii")))
+            media = attachment.media_type.split(";")[0].strip().lower()
+            tokens = image_tokens(*image_size(result))
+        blocks.append(FileBlock(kind, attachment.name, media, base64.b64encode(result).decode("ascii"), tokens))
     return Prepared(tuple(blocks), tuple(unused))
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) in pixels from the image's header; (-1, -1) when it cannot be read."""
+    try:
+        width, height = imagesize.get(io.BytesIO(data))
+    except Exception:  # a truncated or unusual header: counted at the ceiling
+        return -1, -1
+    return int(width), int(height)
+
+
+_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
+
+
+def pdf_pages(data: bytes) -> int:
+    """A PDF's page count (pypdf reads its page tree; a file it cannot read: its page objects counted)."""
+    try:
+        return len(PdfReader(io.BytesIO(data)).pages)
+    except Exception:  # malformed or unusual: the API judges it; the estimate still needs a number
+        return max(1, len(_PAGE.findall(data)))
 
 
 async def _fetch(fetcher: AttachmentFetcher, attachment: Attachment, limit: int) -> bytes | str:

@@ -290,6 +290,7 @@ class Pipeline:
             model=model,
             max_tokens=self.max_answer_tokens,
         )
+        attached = attached.fitted([f for turn in prompt.turns for f in turn.files])
         reply_id = await self.store.add_message(
             ws,
             thread_id,

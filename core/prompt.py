@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from core.attachments import FileBlock
 from core.context import ThreadMessage
 from core.llm.base import Prompt, Turn
 from core.messages import MessageRole, ReplyStatus, Source, StoredMessage
 from core.retrieval.base import Hit
+from core.tokens import estimate_tokens
 
 BASE_SYSTEM = (
     "You are the team's assistant in a chat workspace. Answer the latest question helpfully and concisely, "
@@ -37,13 +39,11 @@ SUMMARY_REQUEST = re.compile(
 # question as typing it, so it takes the same path (SUMMARY_REQUEST matches it).
 SUMMARIZE_THREAD = "Summarize this thread: what was discussed, what was decided, and what is still open."
 SUMMARIZE_CHANNEL = "Summarize this channel's recent messages: what was discussed, decided, and still open."
+MIN_TEXT_FILE_TOKENS = 200  # less room than this left for a text file: it is left out, not cut to a stub
 DROPPED_NOTE = "({count} earlier message{s} of this thread {verb} left out to fit.)"
 _CITATION = re.compile(r"\[(\d{1,2})\]")
 
-
-def estimate_tokens(text: str) -> int:
-    """A cheap, conservative estimate (about four characters a token for English text)."""
-    return len(text) // 4 + 1
+__all__ = ["build_prompt", "cited_sources", "estimate_tokens", "sources_from_hits", "thread_line"]
 
 
 def sources_from_hits(hits: Sequence[Hit]) -> list[Source]:
@@ -75,7 +75,8 @@ def build_prompt(
     """Fit the question, then context, then as much recent history as the budget allows.
 
     `history` is newest first (as the store pages it). Context passages that do not fit are
-    dropped whole, lowest-ranked first, so citations stay numbered 1..n without gaps. `thread`
+    dropped whole, lowest-ranked first, so citations stay numbered 1..n without gaps. `files` are
+    counted by their estimated tokens and sent while they fit, ahead of the context. `thread`
     (the platform's thread, oldest first) replaces the stored history when the adapter read it:
     it holds the bot's replies and everyone else's messages too.
     """
@@ -86,8 +87,16 @@ def build_prompt(
     if thread is not None:
         system += "\n\n" + THREAD_SYSTEM + ("\n" + CITE_MESSAGES if cite else "")
     remaining = budget_tokens - estimate_tokens(system) - estimate_tokens(question)
-    # Text files count against the budget (images and PDFs are sized by the API, not by us).
-    remaining -= sum(estimate_tokens(f.data) for f in files if f.kind == "text")
+    # Files come next (the question's own first, then the thread's newest), each whole while it fits;
+    # the caller names those left out (what the returned prompt does not carry).
+    sent: list[FileBlock] = []
+    for file in files:
+        if file.tokens > remaining and file.kind == "text" and remaining >= MIN_TEXT_FILE_TOKENS:
+            file = cut_text_file(file, remaining)  # the start of a long log beats none of it
+        if file.tokens <= remaining:
+            sent.append(file)
+            remaining -= file.tokens
+    files = sent
 
     kept_sources: list[Source] = []
     context_budget = max(0, int(remaining * 0.7))
@@ -131,11 +140,18 @@ def build_prompt(
     )
 
 
+def cut_text_file(block: FileBlock, tokens: int) -> FileBlock:
+    """The start of a text file, within about `tokens`."""
+    text = block.data[: max(0, (tokens - 1) * 4)]
+    return replace(block, data=text, tokens=estimate_tokens(text))
+
+
 def _thread_turns(thread: Sequence[ThreadMessage], budget: int, *, links: bool = False) -> list[Turn]:
     """The thread's messages as turns, newest kept first within `budget`; a note says how many were left out."""
     kept: list[Turn] = []
     shown = [m for m in thread if m.text.strip() or m.attachments]
     dropped = 0
+    budget -= estimate_tokens(DROPPED_NOTE.format(count=len(shown), s="s", verb="were"))  # room for the note
     for index in range(len(shown) - 1, -1, -1):
         message = shown[index]
         content = message.text if message.from_bot else thread_line(message, link=links)

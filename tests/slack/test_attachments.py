@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
+from core.attachments import image_size, pdf_pages
+from core.tokens import estimate_tokens, image_tokens, pdf_tokens
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import BOT_TOKEN
 from tests.slack.conftest import Harness
@@ -73,3 +76,48 @@ async def test_a_file_slack_will_not_serve_is_named_and_the_question_answered(
     [reply] = h.slack.replies_in("C1")
     assert "Not used: notes.md (the download failed (403))" in h.slack.shown_text(reply)
     assert isinstance(fake_anthropic.last_request["messages"][-1]["content"], str)
+
+
+def request_tokens(request: dict[str, Any]) -> int:
+    """What a Messages request costs by the prompt's own estimates: its text, and its files' tokens."""
+    system = request["system"]
+    used = sum(estimate_tokens(b["text"]) for b in system) if isinstance(system, list) else estimate_tokens(system)
+    for turn in request["messages"]:
+        parts = turn["content"] if isinstance(turn["content"], list) else [{"type": "text", "text": turn["content"]}]
+        for part in parts:
+            if part["type"] == "text":
+                used += estimate_tokens(part["text"])
+            elif part["type"] == "image":
+                used += image_tokens(*image_size(base64.b64decode(part["source"]["data"])))
+            elif part["source"]["type"] == "text":
+                used += estimate_tokens(part["source"]["data"])
+            else:
+                used += pdf_tokens(pdf_pages(base64.b64decode(part["source"]["data"])))
+    return used
+
+
+async def test_files_and_a_long_thread_share_the_budget_and_what_is_left_out_is_named(
+    harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    from tests.slack.test_thread_context import human_thread
+    from tests.unit.test_attachments import pdf_of, png_of
+
+    h = harness
+    parent_ts = human_thread(h.slack, replies=300)
+    files = [
+        h.slack.upload("summary.pdf", pdf_of(1), "application/pdf"),
+        h.slack.upload("chart.png", png_of(1200, 900), "image/png"),  # 1,440 tokens
+        h.slack.upload("appendix.pdf", pdf_of(2), "application/pdf"),  # 6,000 tokens: more than the budget left
+    ]
+    fake_anthropic.script("The summary and the chart agree.")
+    await answered(h, mention("what do these say?", subtype="file_share", files=files, thread_ts=parent_ts))
+
+    request = fake_anthropic.last_request
+    blocks = request["messages"][-1]["content"]
+    assert [b.get("title") for b in blocks if b["type"] == "document"] == ["summary.pdf"]
+    assert [b["type"] for b in blocks].count("image") == 1
+    text = json.dumps(request["messages"])
+    assert "message 299:" in text and "message 0:" not in text and "left out to fit" in text  # newest first
+    assert request_tokens(request) <= h.bot.core.settings.context_token_budget
+    shown = h.slack.shown_text(h.slack.replies_in("C1", parent_ts)[0])
+    assert "Not used: appendix.pdf (too large for what I can read at once (about 6,000 tokens))" in shown
