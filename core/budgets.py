@@ -11,7 +11,9 @@ trip make exact timing impossible), which could add rate*late requests to a wind
 bucket is sized for the window W the scope states: with N = floor(burst + rate*W) (the most the
 table's bucket admits, within the platform's limit), it keeps burst' + rate'*(W + late) < N + 1 by
 giving up burst first and then, if burst 1 is still too much, a little rate. All processes together
-then send at most N in any window W, as one process's own bucket would. A scope without a stated
+then send at most N in any window W, as one process's own bucket would. A scope's reserve for
+finals (core.pacing) is part of the store bucket's burst, as it is of a local bucket's capacity;
+each process's own window keeps its interim requests out of the reserve. A scope without a stated
 window gives up burst only: late = min(LATE_MAX_S, (burst - 0.75) / rate), burst' = max(1, burst -
 rate*late), which adds at most a quarter token.
 """
@@ -45,7 +47,7 @@ COALESCE_S = 0.02  # at most one lease write per this long per process
 
 def shared_bucket(scope: RateScope) -> tuple[float, float, float]:
     """(rate, burst, late) of the store bucket for `scope`; see the window rule above."""
-    rate, burst = scope.per_second, max(1.0, scope.burst)
+    rate, burst = scope.per_second, max(1.0, scope.burst) + max(0, scope.reserve)
     if scope.window_s <= 0:
         late = min(LATE_MAX_S, (burst - 0.75) / rate)
         return rate, max(1.0, burst - rate * late), late

@@ -28,22 +28,28 @@ class Budget:
     """A platform's documented limit (`limit` requests in any `window_s`) and the bucket kept inside it.
 
     A token bucket of rate r and burst b admits at most b + r*W requests in a window W, so a table of
-    budgets states both, and `admits` shows the margin kept. Adapters, fakes and benchmarks read the
-    same table (bots/<platform>/limits.py).
+    budgets states both, and `admits` shows the margin kept. `reserve` of the window's requests are
+    held for finals (a reply's last text, a Stop, an error): interim requests spend the bucket's rate
+    and burst and leave `reserve` requests of every window free, which only a final may take, at once.
+    Adapters, fakes and benchmarks read the same table (bots/<platform>/limits.py).
     """
 
     limit: int  # what the platform allows in one window
     window_s: float
     per_second: float  # the bucket's rate
-    burst: float  # the bucket's capacity
+    burst: float  # the bucket's capacity for interim requests
     note: str = ""  # where the limit is documented, or how it was measured
+    reserve: int = 0  # requests of each window only a final may use
 
     def admits(self, window_s: float | None = None) -> float:
-        """The most requests the bucket can grant in any window of `window_s` (the platform's window)."""
-        return self.burst + self.per_second * (self.window_s if window_s is None else window_s)
+        """The most requests the bucket can grant in any window of `window_s` (the platform's window),
+        finals spending the reserve included."""
+        return self.burst + self.reserve + self.per_second * (self.window_s if window_s is None else window_s)
 
     def scope(self, key: str) -> RateScope:
-        return RateScope(key, per_second=self.per_second, burst=self.burst, window_s=self.window_s, limit=self.limit)
+        return RateScope(
+            key, self.per_second, burst=self.burst, window_s=self.window_s, limit=self.limit, reserve=self.reserve
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,14 +118,16 @@ class _Window:
     in one window. So a request counts from its send until its response plus the window: a new one
     goes only while fewer than `limit` do. Then any `limit + 1` arrivals span more than the window:
     the last sent left at or after the others' responses plus the window, and each arrived before
-    its response.
+    its response. An interim request goes only while fewer than `limit - reserve` count, so a final
+    always finds the reserve free.
     """
 
-    __slots__ = ("answered", "in_flight", "limit", "window_s")
+    __slots__ = ("answered", "in_flight", "limit", "reserve", "window_s")
 
-    def __init__(self, limit: int, window_s: float) -> None:
+    def __init__(self, limit: int, window_s: float, reserve: int = 0) -> None:
         self.limit = limit
         self.window_s = window_s
+        self.reserve = min(reserve, max(0, limit - 1))
         self.in_flight: deque[float] = deque()  # send times of requests not answered yet
         self.answered: deque[float] = deque()  # response times still within a window, oldest first
 
@@ -130,12 +138,13 @@ class _Window:
             self.in_flight.popleft()
             self.answered.append(now)  # as if answered now: later than it really was, so safe
 
-    def free_at(self, now: float) -> float:
-        """When one more request may be sent (`now` if it may right now)."""
+    def free_at(self, now: float, *, final: bool = True) -> float:
+        """When one more request (a final one, or an interim one) may be sent (`now` if right now)."""
         if self.limit <= 0:
             return now
         self._expire(now)
-        excess = len(self.in_flight) + len(self.answered) - self.limit + 1
+        limit = self.limit if final else self.limit - self.reserve
+        excess = len(self.in_flight) + len(self.answered) - limit + 1
         if excess <= 0:
             return now
         if excess <= len(self.answered):
@@ -162,20 +171,24 @@ class TokenBucket:
     """One rate-limit scope.
 
     A bucket with rate r and burst b admits at most b + r*W requests in any window W, so a surface
-    picks (r, b) from the platform's documented window with a small margin. A 429 blocks the bucket
-    for Retry-After, halves its rate and lets it climb back linearly over `recovery_s`.
+    picks (r, b) from the platform's documented window with a small margin. The scope's `reserve`
+    adds tokens below the burst that only a final request may take: an interim one needs
+    `1 + reserve` tokens, so the bucket refills the reserve before it serves interims again. A 429
+    blocks the bucket for Retry-After, halves its rate and lets it climb back linearly over `recovery_s`.
     """
 
     __slots__ = (
         "base_rate",
         "blocked_until",
         "burst",
+        "capacity",
         "key",
         "parked",
         "penalty_at",
         "penalty_rate",
         "rate",
         "recovery_s",
+        "reserve",
         "reserved",
         "scope",
         "tokens",
@@ -190,7 +203,9 @@ class TokenBucket:
         self.base_rate = scope.per_second
         self.rate = scope.per_second
         self.burst = max(1.0, scope.burst)
-        self.tokens = self.burst
+        self.reserve = float(max(0, scope.reserve))
+        self.capacity = self.burst + self.reserve
+        self.tokens = self.capacity
         self.updated = now
         self.blocked_until = 0.0
         self.recovery_s = recovery_s
@@ -201,7 +216,7 @@ class TokenBucket:
         # The best ticket that is parked elsewhere but needs this bucket too, and when it may be ready:
         # a lesser ticket may only take a token if one is still there for it by then.
         self.reserved: tuple[_Ticket, float] | None = None
-        self.window = _Window(scope.limit, scope.window_s)
+        self.window = _Window(scope.limit, scope.window_s, scope.reserve)
 
     def _refill(self, now: float) -> None:
         if now <= self.updated:
@@ -211,8 +226,12 @@ class TokenBucket:
                 self.penalty_rate + (self.base_rate - self.penalty_rate) * (now - self.penalty_at) / self.recovery_s
             )
             self.rate = min(self.base_rate, climbed)
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
+
+    def need(self, ticket: _Ticket) -> float:
+        """The tokens the bucket must hold to grant `ticket` one: a final may take the reserve."""
+        return 1.0 if ticket.key[0] == 0 else 1.0 + self.reserve
 
     def _best_parked(self) -> _Ticket | None:
         parked = self.parked
@@ -243,14 +262,16 @@ class TokenBucket:
         self._refill(now)
         base = max(now, self.updated)  # `updated` lies ahead while a Retry-After block lasts
         rate = max(self.rate, 1e-9)
-        one = base + max(0.0, 1.0 - self.tokens) / rate
+        one = base + max(0.0, self.need(ticket) - self.tokens) / rate
         at = max(now, self.blocked_until, one)
         reserved = self._reservation(ticket)
-        if reserved is not None and self.tokens - 1.0 + max(0.0, reserved - base) * rate < 1.0:
-            # Taking a token now would leave none for the better ticket parked elsewhere: wait until
-            # there are two, or until the better ticket has had its turn.
-            two = base + max(0.0, 2.0 - self.tokens) / rate
-            at = max(at, min(two, reserved + 1e-6))
+        if reserved is not None:
+            holder = self.need(self.reserved[0]) if self.reserved is not None else 1.0
+            if self.tokens - 1.0 + max(0.0, reserved - base) * rate < holder:
+                # Taking a token now would leave too few for the better ticket parked elsewhere: wait
+                # until there is one more, or until the better ticket has had its turn.
+                two = base + max(0.0, 1.0 + holder - self.tokens) / rate
+                at = max(at, min(two, reserved + 1e-6))
         return self._behind_better(ticket, now, at)
 
     def take(self, now: float) -> None:
@@ -259,7 +280,7 @@ class TokenBucket:
 
     def refund(self, now: float) -> None:
         self._refill(now)
-        self.tokens = min(self.burst, self.tokens + 1.0)
+        self.tokens = min(self.capacity, self.tokens + 1.0)
 
     def penalize(self, retry_after: float, now: float) -> None:
         self._refill(now)
@@ -355,8 +376,9 @@ class EditScheduler:
 
     @staticmethod
     def _ready_at(bucket: TokenBucket, now: float, ticket: _Ticket) -> float:
-        """When `bucket` can grant `ticket`: its tokens and the platform's window both allow it."""
-        return max(bucket.ready_at(now, ticket), bucket.window.free_at(now))
+        """When `bucket` can grant `ticket`: its tokens and the platform's window both allow it (the
+        reserve of both is for finals only)."""
+        return max(bucket.ready_at(now, ticket), bucket.window.free_at(now, final=ticket.key[0] == 0))
 
     def try_acquire(self, scopes: Sequence[RateScope], *, spare: float = 1.0) -> bool:
         """Spend one unit from each scope now, only if the budget has slack: nothing waits on it and

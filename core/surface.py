@@ -28,6 +28,9 @@ class RateScope:
     burst: float = 1.0
     window_s: float = 0.0  # the platform's window the bucket is sized for (0: not stated)
     limit: int = 0  # what the platform counts in one window: no more may be in it (0: not stated)
+    # Of those, how many only a final request may use (a reply's last text, a Stop): interim edits
+    # leave them free, so a final goes out at once instead of behind the next interim's turn.
+    reserve: int = 0
 
 
 class RateLimited(Exception):

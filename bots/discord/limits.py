@@ -6,8 +6,9 @@ rate r and burst b grants at most floor(b + r*W) requests in a window W; tests/u
 proves that stays within every limit.
 
 - Messages: POST and PATCH of /channels/{id}/messages share one bucket per channel, 5 per 5 s
-  (the X-RateLimit-* headers Discord sends on those routes). One write a second at most, spaced a
-  little over a second so network jitter cannot squeeze a sixth into a window.
+  (the X-RateLimit-* headers Discord sends on those routes). One of the five is held for finals (a
+  reply's last text, a Stop, an error): interim edits use at most four of every window, spaced
+  evenly, so a final goes out at once instead of waiting for the channel's next turn.
 - Global: 50 requests per second per bot over every route, typing and thread creation included.
   Interaction responses are exempt (Discord's docs), so slash-command answers spend nothing here.
 - Typing and thread creation have their own per-channel route buckets; Discord publishes no number,
@@ -19,11 +20,16 @@ from __future__ import annotations
 from core.pacing import Budget
 from core.surface import RateScope
 
-# A little over a second between writes of one channel: 5 writes span 4.08 s, so a sixth can only
-# land 5.1 s after the first, 0.1 s of slack for jitter.
+# Interim writes of one channel: four per window, evenly spaced (1 + 1 reserved + 5/1.26 = 5.97
+# admitted per 5 s); the window kept by core.pacing spaces them by (5 s + latency) / 4 besides.
+_INTERIM_RATE = 1 / 1.26
+# Routes without a reserve: a little over a second between calls, 5 span 4.08 s, so a sixth can
+# only land 5.1 s after the first, 0.1 s of slack for jitter.
 _CHANNEL_RATE = 1 / 1.02
 
-CHANNEL_MESSAGES = Budget(5, 5.0, _CHANNEL_RATE, 1.0, "POST/PATCH /channels/{id}/messages, per channel")
+CHANNEL_MESSAGES = Budget(
+    5, 5.0, _INTERIM_RATE, 1.0, "POST/PATCH /channels/{id}/messages, per channel; 1 of 5 kept for finals", reserve=1
+)
 TYPING = Budget(5, 5.0, _CHANNEL_RATE, 1.0, "POST /channels/{id}/typing, per channel (unpublished)")
 THREADS = Budget(5, 5.0, _CHANNEL_RATE, 1.0, "POST /channels/{id}/messages/{id}/threads, per channel (unpublished)")
 # Reading a channel's history (thread context): a few pages at once, then about one every 1.7 s.
