@@ -247,7 +247,7 @@ class SlackSurface:
         markdown = defuse_broadcasts(text)
         if markdown.startswith(streamed) and not has_table(text):
             if self._finishing:  # the final text: its rest and the sources in the call that ends the stream
-                await self._end_stream(message_id, markdown[len(streamed) :], source_blocks(sources))
+                await self._stop_stream(message_id, markdown[len(streamed) :], source_blocks(sources), granted=True)
                 return
             if not sources:
                 delta = markdown[len(streamed) :]
@@ -398,41 +398,23 @@ class SlackSurface:
             raise
         self._streams[ts] += delta
 
-    async def _end_stream(self, ts: str, delta: str, blocks: list[dict[str, Any]]) -> None:
-        """The final text ends the stream, within the engine's grant for chat.stopStream (a 429 goes back
-        to the engine, which retries the final edit); a stream Slack expired is finished with chat.update."""
+    async def _stop_stream(
+        self, ts: str, delta: str = "", blocks: list[dict[str, Any]] | None = None, *, granted: bool = False
+    ) -> None:
+        """End the stream, appending `delta` and `blocks` (the sources) if given: within the engine's grant
+        for chat.stopStream (`granted`: a 429 goes back to the engine, which retries its final edit), else
+        within the method's own budget, 429s waited out. A stream Slack expired is finished with chat.update."""
         args: dict[str, Any] = {"channel": self.channel_id, "ts": ts}
         if delta:
             args["markdown_text"] = delta
         if blocks:
             args["blocks"] = blocks
-        try:
-            await self._call("chat_stopStream", "chat.stopStream", **args)
-        except RateLimited:
-            raise
-        except SlackApiError as exc:
-            self._streams.pop(ts, None)
-            if exc.response.get("error") != STREAM_EXPIRED:
-                raise
-            text, sources = self._latest.get(ts, ("", ()))
-            await self._granted("chat.update", self._update, ts, text, sources)
-            return
-        self._streams.pop(ts, None)
 
-    async def _stop_stream(self, ts: str, delta: str = "", blocks: list[dict[str, Any]] | None = None) -> None:
-        """End the stream within chat.stopStream's budget, appending `delta` and `blocks` (the sources)
-        if given; 429s are waited out and retried. A stream Slack expired is finished with chat.update."""
-        args: dict[str, Any] = {"channel": self.channel_id, "ts": ts}
-        if delta:
-            args["markdown_text"] = delta
-        if blocks:
-            args["blocks"] = blocks
+        async def stop() -> Any:
+            return await self._call("chat_stopStream", "chat.stopStream", **args)
+
         try:
-            await within_budget(
-                self.scheduler,
-                (self._scope("chat.stopStream"),),
-                lambda: self._call("chat_stopStream", "chat.stopStream", **args),
-            )
+            await (stop() if granted else within_budget(self.scheduler, (self._scope("chat.stopStream"),), stop))
         except SlackApiError as exc:
             self._streams.pop(ts, None)
             if exc.response.get("error") != STREAM_EXPIRED:
