@@ -68,6 +68,32 @@ async def test_unknown_workspace_has_no_hits(retriever: WeaviateRetriever) -> No
     assert await retriever.search(WorkspaceRef(Platform.DISCORD, "never-ingested"), "anything") == []
 
 
+async def test_bm25_finds_a_just_written_chunk_by_its_rare_words_among_many_matches(
+    weaviate_server: WeaviateServer,
+) -> None:
+    # BlockMax-WAND in the pinned server drops such a chunk while it is in the memtable (weaviate#11780):
+    # here it was missing from the top 5. scripts/weaviate runs the classic WAND index, which finds it first.
+    keyword_only = WeaviateRetriever(
+        url=weaviate_server.url,
+        grpc_port=weaviate_server.grpc_port,
+        embedder=LocalEmbedder(),
+        collection=f"Wv_{uuid.uuid4().hex}",
+        fusion=Fusion(keyword_weight=1.0, vector_weight=0.0),
+    )
+    common = ["branch", "commit", "merge", "remote", "index", "tree", "file", "change"]
+    try:
+        for n in range(60):  # more matches than the 40 candidates each side reads
+            words = " ".join(common[(n * 7 + i * 3) % len(common)] for i in range(20))
+            await keyword_only.replace_document(WS, f"u://{n}", [chunk(f"u://{n}", words)])
+        target = "the reflog records where the tips of branches were " + " ".join(common * 2)
+        await keyword_only.replace_document(WS, "u://target", [chunk("u://target", target)])
+        hits = await keyword_only.search(WS, "reflog tips of branches commit merge", k=5)
+        assert hits[0].chunk.document_uri == "u://target"
+    finally:
+        await keyword_only.drop_collection()
+        await keyword_only.close()
+
+
 @pytest.fixture
 def own_server(tmp_path: Path) -> Iterator[WeaviateServer]:
     """A server of this test's own, so stopping it disturbs nobody else."""
