@@ -15,6 +15,7 @@ from core.attachments import AttachmentFetcher
 from core.budgets import BudgetLessor
 from core.config import MissingSetting, Settings, secret
 from core.context import ThreadHistory
+from core.handover import QuestionHandover
 from core.health import CheckResult, Readiness, diagnostics, part_probes, run_check
 from core.ingest import Ingestor, IngestReport, ProgressCallback
 from core.installations import Installations, SealedInstallations, TokenCipher
@@ -38,6 +39,7 @@ from core.stores.feedback import FeedbackStore
 from core.stores.leases import BudgetLeases, StreamLeases
 from core.stores.personas import ChannelPersonas
 from core.stores.places import ReplyPlaces
+from core.stores.questions import QuestionHolds
 from core.stores.usage import UsageLedger
 from core.surface import Surface
 
@@ -61,6 +63,12 @@ class Leases(BudgetLeases, StreamLeases, Protocol):
     async def close(self) -> None: ...
 
 
+class Holds(QuestionHolds, Protocol):
+    """Claimed questions held until answered, shared by several processes (core.stores.questions)."""
+
+    async def close(self) -> None: ...
+
+
 class ChatCore:
     """Everything an adapter needs: answer a message, run an admin command, ingest knowledge."""
 
@@ -76,6 +84,7 @@ class ChatCore:
         leases: Leases | None = None,
         rewriter: QueryRewriter | None = None,
         outbox: Outbox | None = None,
+        holds: Holds | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -134,6 +143,21 @@ class ChatCore:
             if leases is not None
             else None
         )
+        # Scale-out: a question claimed here and not yet answered is answered by a live process if this one dies.
+        self.holds = holds
+        self.handover = (
+            QuestionHandover(
+                holds,
+                self.pipeline,
+                self.recovery.platforms,
+                owner=self.ownership.owner,
+                heartbeat_s=self.ownership.heartbeat_s,
+                stale_s=self.ownership.stale_s,
+                sweep_s=self.ownership.sweep_s,
+            )
+            if holds is not None and self.ownership is not None
+            else None
+        )
         self.ingestor = Ingestor(store, retriever)
         self.controls = self.pipeline.controls  # Stop and Regenerate, for the adapters
         self.admin = AdminCommands(
@@ -160,8 +184,7 @@ class ChatCore:
         platform = message.workspace.platform.value
         started = time.monotonic()
         self.metrics.reply_started(platform)
-        if self.ownership is not None:
-            self.ownership.start()  # heartbeats from the first reply on, whichever adapter runs
+        self._start_ownership()  # heartbeats from the first reply on, whichever adapter runs
         outcome_status = "error"
         try:
             with bind_reply(message.event_key):  # every record of this reply carries its key
@@ -199,7 +222,7 @@ class ChatCore:
         """Sweep for orphaned replies and answer kept questions, now and periodically (call once the
         adapter has registered its ReplyPlatform in `recovery.platforms`)."""
         if self.ownership is not None:
-            self.ownership.start()  # heartbeats for the replies here, take-overs of dead owners' replies
+            self._start_ownership()  # heartbeats for the replies here, take-overs of dead owners' replies
         else:
             self.recovery.start()
         if self.intake is not None:
@@ -220,8 +243,16 @@ class ChatCore:
             self._installations = Installations(sealed, TokenCipher(secret(self.settings.token_key)))
         return self._installations
 
+    def _start_ownership(self) -> None:
+        if self.ownership is not None:
+            self.ownership.start()
+        if self.handover is not None:
+            self.handover.start()
+
     async def close(self) -> None:
         await self.recovery.stop()
+        if self.handover is not None:
+            await self.handover.stop()
         if self.intake is not None:
             await self.intake.stop()
         if self.ownership is not None:
@@ -231,6 +262,8 @@ class ChatCore:
             await self.lessor.close()  # gives back the tokens not spent
         if self.leases is not None:
             await self.leases.close()
+        if self.holds is not None:
+            await self.holds.close()
         if self._installations is not None:
             closer = getattr(self._installations.store, "close", None)
             if closer is not None:
@@ -348,6 +381,19 @@ async def build_leases(settings: Settings, store: Store) -> Leases | None:
     return await SqliteLeases.open(data_dir(settings) / "chatbot.sqlite")  # the store's file
 
 
+async def build_holds(settings: Settings, store: Store) -> Holds | None:
+    """With the shared leases: claimed questions held in the store until answered (core.handover)."""
+    from core.stores.convex import ConvexStore
+
+    if isinstance(store, ConvexStore):
+        from core.stores.convex_questions import ConvexQuestions
+
+        return ConvexQuestions(store)
+    from core.stores.sqlite_questions import SqliteQuestions
+
+    return await SqliteQuestions.open(data_dir(settings) / "chatbot.sqlite")  # beside the store's claims
+
+
 async def build_installation_store(settings: Settings, store: Store) -> SealedInstallations:
     from core.stores.convex import ConvexStore
 
@@ -420,6 +466,7 @@ async def build_core(settings: Settings | None = None) -> ChatCore:
     llm = build_llm(settings)
     places = await build_places(settings, store)
     leases = await build_leases(settings, store)
+    holds = await build_holds(settings, store) if leases is not None else None
     rewriter = build_rewriter(settings, llm)
     outbox = await Outbox.open(data_dir(settings) / "outbox.sqlite")  # local even with Convex
     log.info(
@@ -430,7 +477,9 @@ async def build_core(settings: Settings | None = None) -> ChatCore:
         scale_out=leases is not None,
         rewriting=rewriter is not None,
     )
-    return ChatCore(settings, store, retriever, llm, places=places, leases=leases, rewriter=rewriter, outbox=outbox)
+    return ChatCore(
+        settings, store, retriever, llm, places=places, leases=leases, rewriter=rewriter, outbox=outbox, holds=holds
+    )
 
 
 async def build_places(settings: Settings, store: Store) -> ClosablePlaces | None:

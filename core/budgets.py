@@ -129,9 +129,16 @@ class SharedScope:
 class BudgetLessor:
     """Leases tokens for shared scopes from the store; see the module docstring."""
 
-    def __init__(self, leases: BudgetLeases, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        leases: BudgetLeases,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.leases = leases
         self.clock = clock
+        self.wall = wall  # the clock the store's grants are stamped with (BudgetGrant.at)
         self._scopes: dict[str, SharedScope] = {}
         self._pending: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -140,6 +147,7 @@ class BudgetLessor:
         self.lease_calls = 0
         self.wasted = 0  # tokens that expired unused
         self.failures = 0
+        self.round_trips: deque[float] = deque(maxlen=2000)  # of the latest lease writes, in seconds
 
     def scope(self, scope: RateScope) -> SharedScope:
         shared = self._scopes.get(scope.key)
@@ -203,25 +211,32 @@ class BudgetLessor:
                 backoff = min(backoff * 2, 2.0)
                 continue
             backoff = 0.05
-            received = self.clock()
+            received, received_wall = self.clock(), self.wall()
+            self.round_trips.append(received - sent)
             # Coalesce: the scopes that run low meanwhile go together in the next write.
             pause = asyncio.create_task(asyncio.sleep(COALESCE_S))
             self.lease_calls += 1
             retry: list[tuple[float, SharedScope]] = []
             for shared, grant in zip(scopes, grants, strict=True):
-                self._add(shared, grant, sent, received)
+                self._add(shared, grant, sent, received, received - (received_wall - grant.at))
                 if not grant.slots:
                     retry.append((grant.retry_after_s, shared))
             for delay, shared in retry:
                 asyncio.get_running_loop().call_later(max(0.01, delay), self.need, shared)
             await pause
 
-    def _add(self, shared: SharedScope, grant: BudgetGrant, sent: float, received: float) -> None:
+    def _add(self, shared: SharedScope, grant: BudgetGrant, sent: float, received: float, stamped: float) -> None:
         # The store's `now` lies between sending and receiving: never spend a token before its moment
-        # could have come (`received`), nor later than `late` after it could have come (`sent`).
+        # could have come (`received`), nor later than `late` after it could have come (`sent`). The
+        # grant's wall-clock stamp, the clock all processes share, says where in between (`stamped`, on
+        # this process's clock): then each token is usable for `late` after its moment however long the
+        # round trip took (a loaded store answers in more than `late`, which would waste every token).
+        earliest, latest = sent, received
+        if grant.at > 0:
+            earliest = latest = min(max(stamped, sent), received)
         for offset, undo in zip(grant.slots, grant.undo, strict=True):
-            usable_from = received + offset
-            usable_until = sent + offset + shared.late_s
+            usable_from = latest + offset
+            usable_until = earliest + offset + shared.late_s
             if usable_until >= usable_from:
                 shared.tokens.append(Token(usable_from, usable_until, grant.seq, undo))
             else:
@@ -248,7 +263,22 @@ class BudgetLessor:
                 log.warning("budgets.give_back_failed", key=shared.key, error=repr(exc))
         return returned
 
+    def stats(self) -> dict[str, float]:
+        """Lease writes, their round trip (p50/p99 of the latest) and the leased tokens that expired unused."""
+        trips = sorted(self.round_trips) or [0.0]
+
+        def quantile(q: float) -> float:
+            return round(trips[min(len(trips) - 1, int(len(trips) * q))], 4)
+
+        return {
+            "leases": self.lease_calls,
+            "rtt_p50_s": quantile(0.5),
+            "rtt_p99_s": quantile(0.99),
+            "wasted": self.wasted,
+        }
+
     async def close(self) -> None:
+        log.info("budgets.leases", **self.stats())
         self._closed = True
         if self._task is not None and not self._task.done():
             self._task.cancel()

@@ -24,7 +24,7 @@ from typing import Protocol
 import structlog
 
 from core.messages import WorkspaceRef
-from core.stores.leases import StreamLeases
+from core.stores.leases import StreamLeases, TakenReply
 
 log = structlog.get_logger(__name__)
 
@@ -84,22 +84,26 @@ class ReplyOwnership:
         if not platforms:
             return 0  # no adapter registered yet: nothing here could finish a reply on its platform
         taken = await self.leases.take_over(self.owner, self.stale_s, platforms=platforms)
-        done = 0
-        for reply in taken:
-            self.taken_over += 1
-            self._taking.add(reply.reply_id)
-            try:
-                if await self.finisher.finish_orphan(reply.reply_id, WorkspaceRef.from_key(reply.workspace)):
-                    done += 1
-                await self.leases.release(self.owner, reply.reply_id)
-            except Exception as exc:  # kept: another sweep takes it again once it is stale
-                log.warning("ownership.finish_failed", reply=reply.reply_id, error=repr(exc))
-            finally:
-                self._taking.discard(reply.reply_id)
+        # All heartbeated from now on (not only the one being finished), or a slow finish lets the others
+        # go stale and another process takes them too; finished side by side, each waits its own budget.
+        self._taking.update(reply.reply_id for reply in taken)
+        self.taken_over += len(taken)
+        done = sum(await asyncio.gather(*(self._finish(reply) for reply in taken)))
         if taken:
             log.warning("ownership.taken_over", owner=self.owner, taken=len(taken), finished=done)
         self.finished += done
         return done
+
+    async def _finish(self, reply: TakenReply) -> bool:
+        try:
+            finished = await self.finisher.finish_orphan(reply.reply_id, WorkspaceRef.from_key(reply.workspace))
+            await self.leases.release(self.owner, reply.reply_id)
+            return finished
+        except Exception as exc:  # kept: another sweep takes it again once it is stale
+            log.warning("ownership.finish_failed", reply=reply.reply_id, error=repr(exc))
+            return False
+        finally:
+            self._taking.discard(reply.reply_id)
 
     def start(self) -> None:
         if not self._tasks:

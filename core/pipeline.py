@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -64,6 +65,30 @@ class Attempt:
 
     claimed: bool = False
     kept: bool = False  # the question is in the outbox
+    retake: str = ""  # set when a live process took the question over from a dead one: a new reply
+    held: bool = False  # the claim is held in the store until the answer is posted (QuestionClaims)
+    claimant: str = ""  # this attempt's own token in a held claim (its retries win again, twins do not)
+
+
+class QuestionClaims(Protocol):
+    """Claims held in the store until the answer is posted, so a live process answers a dead one's
+    questions (core.handover)."""
+
+    def serves(self, message: IncomingMessage) -> bool: ...
+
+    async def claim(self, message: IncomingMessage, place: dict[str, Any], claimant: str) -> bool: ...
+
+    def claimant_of(self, key: str) -> str:
+        """The claimant of a hold this process has on the question ("" if none): a kept question's."""
+        ...
+
+    def answered(self, key: str) -> None:
+        """The answer's first post ended the hold."""
+        ...
+
+    async def settled(self, message: IncomingMessage) -> None:
+        """Handled without a posted answer: release the hold."""
+        ...
 
 
 class DeltaSink(Protocol):
@@ -123,6 +148,7 @@ class Pipeline:
         self.recovery = recovery  # knows the replies streaming here and stores where each one is
         self.outbox = outbox  # questions kept while the store is unreachable (answered by core.intake)
         self.on_kept: Callable[[], None] | None = None  # told when a question was kept
+        self.questions: QuestionClaims | None = None  # with several processes: claims held until answered
         self._pending: set[asyncio.Task[Outcome]] = set()
 
     async def answer(
@@ -148,7 +174,9 @@ class Pipeline:
             return Outcome("refused", reason="too_long")
         attempt = Attempt()
         try:
-            return await self._answer(message, question, surface, scheduler, history, files, attempt)
+            outcome = await self._answer(message, question, surface, scheduler, history, files, attempt)
+            await self._settled(message, attempt)
+            return outcome
         except StoreUnavailable as exc:
             # Nothing has been shown yet: keep the question and answer once the store is back.
             log.error("pipeline.store_unavailable", key=message.event_key, error=str(exc))
@@ -163,24 +191,40 @@ class Pipeline:
             # Input the store will never take (a bound broken); saying so beats a silent loss.
             log.error("pipeline.invalid_input", key=message.event_key, error=str(exc))
             await _quietly(surface.notice(f"Sorry, I can't take that message: {exc}."))
+            await self._settled(message, attempt)
             return Outcome("refused", reason="invalid")
 
     async def resume(
-        self, message: IncomingMessage, surface: Surface, scheduler: EditScheduler, *, claimed: bool
+        self,
+        message: IncomingMessage,
+        surface: Surface,
+        scheduler: EditScheduler,
+        *,
+        claimed: bool,
+        retake: str = "",
     ) -> Outcome:
-        """Answer a question kept in the outbox, on a freshly reopened surface; "queued" while the store
-        is still unreachable. `claimed`: an earlier attempt took (or may have taken) the event's claim."""
-        attempt = Attempt(claimed=claimed, kept=True)
+        """Answer a question kept in the outbox (or, with `retake`, taken over from a dead process), on a
+        freshly reopened surface; "queued" while the store is still unreachable. `claimed`: an earlier
+        attempt took (or may have taken) the event's claim."""
+        attempt = Attempt(claimed=claimed, kept=not retake, retake=retake, claimant=retake)
         try:
             question = message.text.strip() or (FILES_ONLY_QUESTION if message.attachments else "")
-            return await self._answer(message, question, surface, scheduler, None, None, attempt)
+            outcome = await self._answer(message, question, surface, scheduler, None, None, attempt)
+            await self._settled(message, attempt)
+            return outcome
         except StoreUnavailable as exc:
             log.warning("pipeline.kept_question_waits", key=message.event_key, error=str(exc))
             return Outcome("queued", reason="store_unavailable")
         except Invalid as exc:
             log.error("pipeline.invalid_input", key=message.event_key, error=str(exc))
             await _quietly(surface.notice(f"Sorry, I can't take that message: {exc}."))
+            await self._settled(message, attempt)
             return Outcome("refused", reason="invalid")
+
+    async def _settled(self, message: IncomingMessage, attempt: Attempt) -> None:
+        """A held claim whose answer was not posted (refused, ignored, a duplicate...) is released."""
+        if attempt.held and self.questions is not None:
+            await self.questions.settled(message)
 
     async def _keep(self, message: IncomingMessage, surface: Surface, attempt: Attempt) -> bool:
         """Write the question to the outbox, if a platform adapter here can reopen its surface later."""
@@ -220,9 +264,20 @@ class Pipeline:
                 if rule is None or not rule.answer_without_mention:
                     return Outcome("ignored", reason="not_addressed")
 
-        ours = attempt.claimed
+        # Held claims know their owner (its own retry wins again), so only a plain claim's earlier
+        # attempt may count a lost claim as its own.
+        questions = self.questions if self.questions is not None and self.questions.serves(message) else None
+        attempt.held = questions is not None and isinstance(surface, Placed)
+        ours = attempt.claimed and not attempt.held
         attempt.claimed = True  # from here on the claim may be ours: a call that failed may have landed
-        if not await self.store.claim_event(message.event_key):
+        if questions is not None and isinstance(surface, Placed):
+            if not attempt.claimant and attempt.claimed:  # a kept question: its first attempt's hold
+                attempt.claimant = questions.claimant_of(message.event_key)
+            attempt.claimant = attempt.claimant or uuid.uuid4().hex
+            won = await questions.claim(message, surface.place(), attempt.claimant)
+        else:
+            won = await self.store.claim_event(message.event_key)
+        if not won:
             if not ours:
                 attempt.claimed = False
                 log.info("pipeline.duplicate", key=message.event_key)
@@ -297,7 +352,7 @@ class Pipeline:
             MessageRole.ASSISTANT,
             "",
             status=ReplyStatus.STREAMING,
-            idempotency_key=f"{message.event_key}:a",
+            idempotency_key=f"{message.event_key}:a" + (f":{attempt.retake}" if attempt.retake else ""),
         )
         answered_by = prompt.model or getattr(self.llm, "model", "")
 
@@ -318,6 +373,7 @@ class Pipeline:
                 note=attached.note,
                 charge=Charge(message.author.user_id, role, model),
                 keep=keep,
+                answers=message.event_key if attempt.held else "",
             )
         return outcome
 
@@ -355,11 +411,18 @@ class Pipeline:
         note: str = "",
         charge: Charge | None = None,
         keep: Keep | None = None,
+        answers: str = "",
     ) -> Outcome:
         """Stream the answer; `note` (files not used) goes under it; its usage is charged to `charge`;
-        `keep` records how it ended, for its buttons."""
+        `keep` records how it ended, for its buttons. `answers`: the event key of a held question (its
+        hold ends with the reply's first place)."""
         # Recovery knows where the reply is once it is first posted, and that it is live here meanwhile.
-        placed = self.recovery.placed(surface, ws, reply_id) if self.recovery is not None else surface
+        answered = self.questions.answered if self.questions is not None and answers else None
+        placed = (
+            self.recovery.placed(surface, ws, reply_id, answers=answers, answered=answered)
+            if self.recovery is not None
+            else surface
+        )
         with self._live(reply_id):
             streamer = ReplyStreamer(placed, scheduler)
             await streamer.start()

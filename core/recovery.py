@@ -161,11 +161,21 @@ class Recovery:
             self._task = None
 
     # -- recording places --------------------------------------------------------------------------
-    def placed(self, surface: Surface, ws: WorkspaceRef, reply_id: str) -> Surface:
-        """`surface`, with its place stored after each post (if the surface can say where it is)."""
+    def placed(
+        self,
+        surface: Surface,
+        ws: WorkspaceRef,
+        reply_id: str,
+        *,
+        answers: str = "",
+        answered: Callable[[str], None] | None = None,
+    ) -> Surface:
+        """`surface`, with its place stored after each post (if the surface can say where it is).
+        `answers`: the event key of the held question this reply answers; its first stored place ends
+        the hold (core.handover), and `answered` is told so."""
         if self.places is None or not isinstance(surface, Placed):
             return surface
-        return _PlaceRecorder(surface, self.places, reply_id, ws)
+        return _PlaceRecorder(surface, self.places, reply_id, ws, answers, answered)
 
     async def ended(self, ws: WorkspaceRef, reply_id: str) -> None:
         """The reply ended normally on the platform: its place is no longer needed."""
@@ -179,11 +189,21 @@ class Recovery:
 class _PlaceRecorder:
     """Delegates to the surface; after each post, stores where the reply now is."""
 
-    def __init__(self, surface: Surface, places: ReplyPlaces, reply_id: str, ws: WorkspaceRef) -> None:
+    def __init__(
+        self,
+        surface: Surface,
+        places: ReplyPlaces,
+        reply_id: str,
+        ws: WorkspaceRef,
+        answers: str = "",
+        answered: Callable[[str], None] | None = None,
+    ) -> None:
         self._surface = surface
         self._places = places
         self._reply_id = reply_id
         self._ws = ws
+        self._answers = answers  # until the first place is stored
+        self._answered = answered
         self.max_chars = surface.max_chars
 
     def scopes(self, operation: Operation) -> Sequence[RateScope]:
@@ -194,7 +214,12 @@ class _PlaceRecorder:
         assert isinstance(self._surface, Placed)
         try:
             place = json.dumps(self._surface.place())
-            await self._places.put_place(self._reply_id, self._ws.key, self._ws.platform.value, place)
+            key = self._answers
+            await self._places.put_place(self._reply_id, self._ws.key, self._ws.platform.value, place, answers=key)
+            if key:
+                self._answers = ""
+                if self._answered is not None:
+                    self._answered(key)
         except Exception as exc:  # the reply goes on; only a crash now would leave it unfindable
             log.warning("recovery.put_place_failed", reply=self._reply_id, error=repr(exc))
         return message_id

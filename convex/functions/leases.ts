@@ -37,7 +37,7 @@ export function grant(tat: number, at: number, perSecond: number, burst: number,
 
 const budgetItem = v.object({ key: v.string(), perSecond: v.number(), burst: v.number(), want: v.number(), horizonS: v.number() });
 
-/** Lease tokens from many buckets in one short mutation. */
+/** Lease tokens from many buckets in one short mutation; `at` is the deployment's clock (the slots' origin). */
 export const take = serviceMutation({
   name: "leases:take",
   args: { items: v.array(budgetItem) },
@@ -63,7 +63,7 @@ export const take = serviceMutation({
         if (row) await ctx.db.patch(row._id, { tat: result.tat, seq });
         else await ctx.db.insert("budgetBuckets", { key: item.key, tat: result.tat, seq });
       }
-      grants.push({ key: item.key, slots: result.slots, undo: result.undo, seq, retryAfterS: result.retryAfterS });
+      grants.push({ key: item.key, slots: result.slots, undo: result.undo, seq, retryAfterS: result.retryAfterS, at });
     }
     return grants;
   },

@@ -5,6 +5,7 @@
 import { v } from "convex/values";
 import type { MutationCtx, QueryCtx } from "./_generated/server";
 import { bounded, boundedInt, fail, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
+import { holdOf } from "./questions";
 import { messageIn } from "./threads";
 
 const now = () => Date.now() / 1000;
@@ -24,9 +25,10 @@ function present(row: { reply: string; workspace: string; platform: string; plac
   return { reply: row.reply, workspace: row.workspace, platform: row.platform, place: row.place, updatedAt: row.updatedAt };
 }
 
+/** `answers`: the event key of the question whose answer this first post is; that ends its hold. */
 export const put = serviceMutation({
-  args: { reply: v.string(), workspace: v.string(), platform: v.string(), place: v.string() },
-  handler: async (ctx, { reply, workspace, platform, place }) => {
+  args: { reply: v.string(), workspace: v.string(), platform: v.string(), place: v.string(), answers: v.optional(v.string()) },
+  handler: async (ctx, { reply, workspace, platform, place, answers }) => {
     bounded(platform, "id", "platform");
     bounded(place, "place", "place");
     if (workspace.split(":")[0] !== platform) fail("invalid", "the platform must be the workspace's");
@@ -35,6 +37,10 @@ export const put = serviceMutation({
     const row = await placeIn(ctx, workspace, reply);
     if (row) await ctx.db.patch(row._id, { place, updatedAt: now() });
     else await ctx.db.insert("replyPlaces", { reply, workspace, platform, place, updatedAt: now() });
+    if (answers !== undefined) {
+      const held = await holdOf(ctx, bounded(answers, "key", "event key"));
+      if (held?.workspace === workspace) await ctx.db.delete(held._id);
+    }
   },
 });
 

@@ -187,6 +187,19 @@ export default defineSchema({
   })
     .index("by_reply", ["reply"])
     .index("by_updatedAt", ["updatedAt"]),
+  // Questions claimed and not yet answered on the platform: who holds each, and the question (questions.ts).
+  heldQuestions: defineTable({
+    key: v.string(),
+    workspace: v.string(),
+    platform: v.string(),
+    message: v.string(),
+    place: v.string(),
+    owner: v.string(),
+    claimant: v.string(),
+    heartbeatAt: v.number(),
+  })
+    .index("by_key", ["key"])
+    .index("by_heartbeat", ["heartbeatAt"]),
   // Who is streaming a reply, and when it last said it is alive (leases.ts).
   replyLeases: defineTable({ message: v.id("messages"), owner: v.string(), heartbeatAt: v.number() })
     .index("by_message", ["message"])

@@ -32,6 +32,7 @@ class ConvexLeases:
                 tuple(float(u) for u in row["undo"]),
                 int(row["seq"]),
                 float(row["retryAfterS"]),
+                float(row["at"]),
             )
             for row in rows
         ]

@@ -18,10 +18,11 @@ class ConvexPlaces:
     def __init__(self, store: ConvexStore) -> None:
         self._store = store  # its client, secret, retries and errors
 
-    async def put_place(self, reply_id: str, workspace: str, platform: str, place: str) -> None:
+    async def put_place(self, reply_id: str, workspace: str, platform: str, place: str, *, answers: str = "") -> None:
         # Idempotent by its arguments: a retried put writes the same place again.
+        extra = {"answers": answers} if answers else {}
         await self._store._mutation(
-            "places:put", once=False, reply=reply_id, workspace=workspace, platform=platform, place=place
+            "places:put", once=False, reply=reply_id, workspace=workspace, platform=platform, place=place, **extra
         )
 
     async def place(self, workspace: str, reply_id: str) -> ReplyPlace | None:

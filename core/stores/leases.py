@@ -34,6 +34,7 @@ class BudgetGrant:
     undo: tuple[float, ...]  # per token: what `give_back` restores to return it and the ones after it
     seq: int  # the bucket's lease number: a give-back applies only while no lease came after it
     retry_after_s: float = 0.0  # when nothing was granted: how long until a token is within the horizon
+    at: float = 0.0  # the store's wall clock at the lease (seconds since the epoch; 0: not known)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,10 @@ class ReplyPlace:
 
 
 class ReplyPlaces(Protocol):
-    async def put_place(self, reply_id: str, workspace: str, platform: str, place: str) -> None:
-        """Create or replace the place of a reply of `workspace` (StoreError "not_found" if it is none)."""
+    async def put_place(self, reply_id: str, workspace: str, platform: str, place: str, *, answers: str = "") -> None:
+        """Create or replace the place of a reply of `workspace` (StoreError "not_found" if it is none).
+        `answers`: the event key of the question this is the first post of; the same write ends that
+        question's hold (core.stores.questions): from now on the reply is what a takeover finishes."""
         ...
 
     async def place(self, workspace: str, reply_id: str) -> ReplyPlace | None: ...

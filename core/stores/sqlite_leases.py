@@ -104,7 +104,7 @@ class SqliteLeases:
                         "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat, seq = excluded.seq",
                         (r.key, new_tat, seq),
                     )
-                grants.append(BudgetGrant(r.key, tuple(slots), tuple(undo), seq, retry))
+                grants.append(BudgetGrant(r.key, tuple(slots), tuple(undo), seq, retry, now))
             return grants
 
         return await self._write(lease)

@@ -13,6 +13,7 @@ from core.policy import text_error, whole_error
 from core.sqlite_worker import SqliteUnavailable, SqliteWorker
 from core.stores.base import StoreError, StoreUnavailable
 from core.stores.places import ReplyPlace
+from core.stores.sqlite_questions import SCHEMA as HOLDS_SCHEMA
 
 T = TypeVar("T")
 
@@ -46,7 +47,7 @@ class SqlitePlaces:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._worker = SqliteWorker(path, SCHEMA, name="sqlite-places")
+        self._worker = SqliteWorker(path, SCHEMA + HOLDS_SCHEMA, name="sqlite-places")  # a place ends a hold
 
     @classmethod
     async def open(cls, path: Path) -> SqlitePlaces:
@@ -63,13 +64,15 @@ class SqlitePlaces:
         except SqliteUnavailable as exc:
             raise StoreUnavailable(f"the SQLite store {exc}") from exc
 
-    async def put_place(self, reply_id: str, workspace: str, platform: str, place: str) -> None:
+    async def put_place(self, reply_id: str, workspace: str, platform: str, place: str, *, answers: str = "") -> None:
         row = (
             _text(reply_id, "reply id", "id"),
             _text(workspace, "workspace", "workspace"),
             _text(platform, "platform", "id"),
             _text(place, "place", "place"),
         )
+        if answers:
+            _text(answers, "event key", "key")
         if workspace.partition(":")[0] != platform:
             raise StoreError("invalid", "the platform must be the workspace's")
 
@@ -85,6 +88,8 @@ class SqlitePlaces:
                 "ON CONFLICT (message_id) DO UPDATE SET place = excluded.place, updated_at = excluded.updated_at",
                 (*row, time.time()),
             )
+            if answers:
+                db.execute("DELETE FROM held_questions WHERE key = ? AND workspace = ?", (answers, workspace))
 
         await self._run(put)
 

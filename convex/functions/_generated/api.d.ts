@@ -19,6 +19,7 @@ import type * as lib_security from "../lib/security.js";
 import type * as lib_usage from "../lib/usage.js";
 import type * as personas from "../personas.js";
 import type * as places from "../places.js";
+import type * as questions from "../questions.js";
 import type * as threads from "../threads.js";
 import type * as usage from "../usage.js";
 import type * as version from "../version.js";
@@ -42,6 +43,7 @@ declare const fullApi: ApiFromModules<{
   "lib/usage": typeof lib_usage;
   "personas": typeof personas;
   "places": typeof places;
+  "questions": typeof questions;
   "threads": typeof threads;
   "usage": typeof usage;
   "version": typeof version;

@@ -1,0 +1,129 @@
+"""Question holds in the embedded store's SQLite file, shared by the processes of one machine.
+
+Its own connection to the store's file, like the leases (core.stores.sqlite_leases); a hold is
+written in the same transaction as the event's claim (the store's `event_claims` table), so a
+question is never claimed without being held. Times are the wall clock, shared by all processes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from core.policy import count_error, whole_error
+from core.sqlite_worker import SqliteUnavailable, SqliteWorker
+from core.stores.base import StoreUnavailable
+from core.stores.questions import HeldQuestion
+from core.stores.sqlite_leases import _number, _refuse, _text  # the same checks as the leases
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS held_questions (
+    key TEXT PRIMARY KEY, workspace TEXT NOT NULL, platform TEXT NOT NULL, message TEXT NOT NULL,
+    place TEXT NOT NULL, owner TEXT NOT NULL, claimant TEXT NOT NULL, heartbeat_at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS held_questions_by_heartbeat ON held_questions (heartbeat_at);
+"""
+
+
+class SqliteQuestions:
+    """`QuestionHolds` on the store's file (opened after the store: its claims table is the store's)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._worker = SqliteWorker(path, SCHEMA, name="sqlite-questions")
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteQuestions:
+        questions = cls(path)
+        await questions._worker.open()
+        return questions
+
+    async def close(self) -> None:
+        await self._worker.close()
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            return await self._worker.transaction(fn)
+        except SqliteUnavailable as exc:
+            raise StoreUnavailable(f"the SQLite store {exc}") from exc
+
+    async def hold(self, owner: str, claimant: str, question: HeldQuestion) -> bool:
+        _text(owner, "owner", "id")
+        _text(claimant, "claimant", "id")
+        q = question
+        row = (
+            _text(q.key, "event key", "key"),
+            _text(q.workspace, "workspace", "workspace"),
+            q.workspace.partition(":")[0],
+            _text(q.message, "question", "text"),
+            _text(q.place, "place", "place"),
+        )
+
+        if not q.key.startswith(f"{q.workspace}:"):
+            _refuse("the event must be of the workspace")
+
+        def hold(db: sqlite3.Connection) -> bool:
+            now = time.time()
+            if db.execute("INSERT OR IGNORE INTO event_claims (key, at) VALUES (?, ?)", (q.key, now)).rowcount == 1:
+                db.execute(
+                    "INSERT OR REPLACE INTO held_questions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*row, owner, claimant, now),
+                )
+                return True
+            # Claimed already: by this attempt (its retry, or it took the question over), or by another.
+            cur = db.execute(
+                "UPDATE held_questions SET owner = ?, heartbeat_at = ? WHERE key = ? AND claimant = ?",
+                (owner, now, q.key, claimant),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(hold)
+
+    async def heartbeat(self, owner: str, keys: Sequence[str]) -> Sequence[str]:
+        _text(owner, "owner", "id")
+        _refuse(count_error("heartbeat_replies", len(keys), "questions"))
+
+        def beat(db: sqlite3.Connection) -> list[str]:
+            now = time.time()
+            sql = "UPDATE held_questions SET heartbeat_at = ? WHERE key = ? AND owner = ?"
+            return [k for k in keys if db.execute(sql, (now, k, owner)).rowcount == 0]
+
+        return await self._write(beat)
+
+    async def take_over(
+        self, owner: str, claimant: str, stale_s: float, limit: int = 50, platforms: Sequence[str] = ()
+    ) -> Sequence[HeldQuestion]:
+        _text(owner, "owner", "id")
+        _text(claimant, "claimant", "id")
+        _number(stale_s, "stale_s", 86_400)
+        _refuse(whole_error("lease_page", limit, "limit"))
+        _refuse(count_error("platforms", len(platforms), "platforms"))
+        served = f" AND platform IN ({', '.join('?' for _ in platforms)})" if platforms else ""
+
+        def take(db: sqlite3.Connection) -> list[HeldQuestion]:
+            now = time.time()
+            rows = db.execute(
+                f"SELECT key, workspace, message, place FROM held_questions WHERE heartbeat_at < ?{served} "
+                "ORDER BY heartbeat_at LIMIT ?",
+                (now - stale_s, *platforms, limit),
+            ).fetchall()
+            db.executemany(
+                "UPDATE held_questions SET owner = ?, claimant = ?, heartbeat_at = ? WHERE key = ?",
+                [(owner, claimant, now, r[0]) for r in rows],
+            )
+            return [HeldQuestion(*r) for r in rows]
+
+        return await self._write(take)
+
+    async def release(self, owner: str, workspace: str, key: str) -> bool:
+        args = (_text(key, "event key", "key"), _text(owner, "owner", "id"), _text(workspace, "workspace", "workspace"))
+        return await self._write(
+            lambda db: (
+                db.execute("DELETE FROM held_questions WHERE key = ? AND owner = ? AND workspace = ?", args).rowcount
+                == 1
+            )
+        )

@@ -1,0 +1,96 @@
+"""Two live processes on one store: SIGKILL the one that claimed a question but has shown nothing of
+its answer yet, and the other takes the question itself over (its hold went stale) and answers it,
+once: one reply on Slack, the whole answer, no "interrupted" marker. On the embedded SQLite store and
+on Convex (the real functions).
+
+The real `chatbot slack --http` processes, the real Bolt app and slack-sdk, the loopback Slack and
+Anthropic servers. Slack refuses the first process's posts (429) until it is killed, so it dies
+holding the question with nothing shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from core.messages import MessageRole, Platform, ReplyStatus, WorkspaceRef
+from core.stores.base import Store
+from core.stores.convex import ConvexStore
+from core.stores.sqlite import SqliteStore
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.slack import TEAM_ID, FakeSlack, event_body, signed_headers
+from tests.faults.test_crash_recovery import EVENTS, bot_env, free_port, start_bot, stop_all, until
+
+ANSWER = "Deploys go out from the release branch after the staging checks pass, every weekday morning."
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "convex"])
+async def test_a_live_process_answers_the_question_a_killed_process_claimed_but_never_answered(
+    request: pytest.FixtureRequest, data_dir: Path, slack: FakeSlack, fake_anthropic: FakeAnthropic, kind: str
+) -> None:
+    for _ in range(2):  # the killed process's call and the live one's
+        fake_anthropic.script(ANSWER, chunk_chars=20, delay_s=0.02)
+    shared = {
+        "SLACK_NATIVE_STREAMING": "false",
+        "CHATBOT_SCALE_OUT": "true",
+        "CHATBOT_OWNER_STALE_S": "2",  # 10 s by default
+        "CHATBOT_RECOVERY_INTERVAL_S": "0.5",
+        "CHATBOT_ORPHAN_AFTER_S": "25",  # the one-process sweep must play no part here
+    }
+    if kind == "convex":
+        server = request.getfixturevalue("convex_server")
+        server.reset()
+        shared |= {"CONVEX_URL": server.url, "CONVEX_SERVICE_SECRET": server.secret}
+    env = bot_env(data_dir, slack, fake_anthropic, **shared)
+    ports = [free_port(), free_port()]
+    owner, other = await asyncio.gather(start_bot(env, ports[0]), start_bot(env, ports[1]))
+    event = EVENTS[False]
+    channel = str(event["channel"])
+    try:
+        slack.storm("chat.postMessage", times=10_000, retry_after=0.5)  # nothing of the answer shows
+        body = event_body(event)
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{ports[0]}/slack/events"
+            async with http.post(url, data=body, headers=signed_headers(body, content_type="application/json")) as r:
+                assert r.status == 200
+
+        def refused() -> bool:
+            return any(c.method == "chat.postMessage" and c.status == 429 for c in slack.calls)
+
+        await until(refused, 20, "the first process tried to post its answer")
+        owner.send_signal(signal.SIGKILL)
+        await owner.wait()
+        slack.faults["chat.postMessage"].clear()
+        assert slack.replies_in(channel) == []
+
+        def answered() -> bool:
+            replies = slack.replies_in(channel)
+            return len(replies) == 1 and slack.shown_text(replies[0]).startswith(ANSWER[:60])
+
+        await until(answered, 30, "the live process answered the question")
+        await asyncio.sleep(2.5)  # more heartbeats and sweeps: it is not answered twice
+        [reply] = slack.replies_in(channel)
+        assert ANSWER in slack.shown_text(reply) and "Interrupted" not in slack.shown_text(reply)
+    finally:
+        await stop_all(owner, other)
+
+    store: Store
+    if kind == "convex":
+        store = ConvexStore(server.url, server.secret)
+    else:
+        store = await SqliteStore.open(data_dir / "chatbot.sqlite")
+    try:
+        ws = WorkspaceRef(Platform.SLACK, TEAM_ID)
+        thread = await store.find_thread(ws, channel, str(event["ts"]))
+        assert thread is not None
+        messages = (await store.messages(ws, thread)).items
+        assert [m.role for m in messages].count(MessageRole.USER) == 1  # the question, stored once
+        answers = [m for m in messages if m.role is MessageRole.ASSISTANT and m.status is ReplyStatus.COMPLETE]
+        assert len(answers) == 1 and ANSWER in answers[0].text  # the dead process's unposted reply never completes
+        assert answers[0].platform_message_id == reply.ts
+    finally:
+        await store.close()
