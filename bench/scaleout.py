@@ -23,6 +23,11 @@ Figures (measured at the fakes: what users saw):
                    log); interrupted_shown_s: to the marker being shown (it waits its turn in the
                    platform's budget like any final edit)
   staleness_p99_s  for every chunk the model sent: the time until the platform showed it (p99)
+  questions_taken_over  questions the killed process had claimed but not answered yet, answered by
+                   another process (their logs)
+  lease_rtt_p50_s / lease_rtt_p99_s  the round trip of one budget lease write to the Convex server
+                   during the run, probed from this process every 0.25 s (the store's latency under
+                   the load of all processes)
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ from aiohttp import web  # noqa: E402
 
 from bots.discord import limits as discord_limits  # noqa: E402
 from bots.slack import limits as slack_limits  # noqa: E402
+from core.stores.convex import ConvexStore  # noqa: E402
+from core.stores.convex_leases import ConvexLeases  # noqa: E402
+from core.stores.leases import BudgetRequest  # noqa: E402
 from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
 from tests.fakes.discord import BOT_ID as DISCORD_BOT_ID  # noqa: E402
 from tests.fakes.discord import GUILD_ID, FakeDiscord  # noqa: E402
@@ -166,6 +174,7 @@ class Run:
     processes: int = 0
     failovers: int = 0
     events_sent: int = 0
+    lease_rtts: list[float] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -336,18 +345,47 @@ def over_limit(run: Run) -> int:
     return over
 
 
-def _log_times(logs: list[Path], event: str) -> list[float]:
-    """The wall-clock times of one event in the processes' JSON logs."""
-    times = []
+def _log_lines(logs: list[Path], event: str) -> list[dict[str, Any]]:
+    """The records of one event in the processes' JSON logs."""
+    records = []
     for log in logs:
         if not log.exists():
             continue
         for line in log.read_text(errors="replace").splitlines():
             if f'"{event}"' in line:
-                with contextlib.suppress(ValueError, KeyError):
-                    stamp = json.loads(line)["timestamp"].replace("Z", "+00:00")
-                    times.append(datetime.fromisoformat(stamp).timestamp())
+                with contextlib.suppress(ValueError):
+                    records.append(json.loads(line))
+    return records
+
+
+def _log_times(logs: list[Path], event: str) -> list[float]:
+    """The wall-clock times of one event in the processes' JSON logs."""
+    times = []
+    for record in _log_lines(logs, event):
+        with contextlib.suppress(ValueError, KeyError):
+            times.append(datetime.fromisoformat(record["timestamp"].replace("Z", "+00:00")).timestamp())
     return times
+
+
+async def probe_leases(convex: Any, into: list[float]) -> None:
+    """One lease write every 0.25 s on a bucket of its own: how long the store takes to answer."""
+    store = ConvexStore(convex.url, convex.secret)
+    leases = ConvexLeases(store)
+    request = BudgetRequest("bench:probe", 1000.0, 10.0, 1, 1.0)
+    try:
+        while True:
+            sent = time.monotonic()
+            with contextlib.suppress(Exception):
+                await leases.lease([request])
+                into.append(time.monotonic() - sent)
+            await asyncio.sleep(0.25)
+    finally:
+        await store.close()
+
+
+def quantile(values: list[float], q: float) -> float | None:
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(len(values) * q))], 3) if values else None
 
 
 def summarize(run: Run, label: str) -> dict[str, Any]:
@@ -380,6 +418,7 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
     # When the live processes took the dead one's replies over (their logs), and finished them there.
     taken_at = [t - run.killed_wall for t in _log_times(run.logs, "ownership.taken_over")] if run.killed_at else []
     samples = sorted(staleness(run))
+    questions_taken = sum(int(r.get("taken", 0)) for r in _log_lines(run.logs, "handover.questions_taken_over"))
     r429 = sum(1 for c in run.slack.calls if c.status == 429) + len(run.discord.rate_limited)
     return {
         "run": label,
@@ -392,10 +431,13 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
         "r429": r429,
         "requests_over_limit": over_limit(run),
         "taken_over": taken,
+        "questions_taken_over": questions_taken,
         "takeover_s": round(max(taken_at, default=0.0), 2),
         "interrupted_shown_s": round(takeover_s, 2),
         "staleness_p50_s": round(samples[len(samples) // 2], 3) if samples else None,
         "staleness_p99_s": round(samples[int(len(samples) * 0.99)], 3) if samples else None,
+        "lease_rtt_p50_s": quantile(run.lease_rtts, 0.5),
+        "lease_rtt_p99_s": quantile(run.lease_rtts, 0.99),
         "lost_by_platform": dict(lost_by),
         "events_sent": run.events_sent,
         "failovers": run.failovers,
@@ -462,6 +504,7 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
         proxy = Proxy([f"http://127.0.0.1:{p}/slack/events" for p in ports])
         await proxy.start()
         run = Run(conversations, slack, discord, llm, processes=len(procs), logs=[p.log for p in procs])
+        probe: asyncio.Task[None] | None = None
         try:
             for proc in procs:
                 await proc.start()
@@ -472,6 +515,7 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
                     raise RuntimeError("the Discord shards did not connect")
                 await asyncio.sleep(0.2)
             await asyncio.sleep(2.0)  # guilds loaded
+            probe = asyncio.create_task(probe_leases(convex, run.lease_rtts))
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
                 driver = asyncio.create_task(
                     drive(run, proxy.url, http, retries=args.retries, twins=args.twins, seed=args.seed)
@@ -491,6 +535,9 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
                         break
                     await asyncio.sleep(1.0)
         finally:
+            if probe is not None:
+                probe.cancel()
+                await asyncio.gather(probe, return_exceptions=True)
             for proc in procs:
                 await proc.stop()
             run.failovers = proxy.failovers
@@ -526,10 +573,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "r429",
         "requests_over_limit",
         "taken_over",
+        "questions_taken_over",
         "takeover_s",
         "interrupted_shown_s",
         "staleness_p50_s",
         "staleness_p99_s",
+        "lease_rtt_p50_s",
+        "lease_rtt_p99_s",
     ]
     print(f"{'':22}" + "".join(f"{r['run']:>12}" for r in rows))
     for key in keys:

@@ -268,10 +268,11 @@ class Pipeline:
         # attempt may count a lost claim as its own.
         questions = self.questions if self.questions is not None and self.questions.serves(message) else None
         attempt.held = questions is not None and isinstance(surface, Placed)
-        ours = attempt.claimed and not attempt.held
+        earlier = attempt.claimed  # an earlier attempt of this question took (or may have taken) the claim
+        ours = earlier and not attempt.held
         attempt.claimed = True  # from here on the claim may be ours: a call that failed may have landed
         if questions is not None and isinstance(surface, Placed):
-            if not attempt.claimant and attempt.claimed:  # a kept question: its first attempt's hold
+            if not attempt.claimant and earlier:  # a kept question: its first attempt's hold
                 attempt.claimant = questions.claimant_of(message.event_key)
             attempt.claimant = attempt.claimant or uuid.uuid4().hex
             won = await questions.claim(message, surface.place(), attempt.claimant)
