@@ -273,16 +273,22 @@ def discord_views(discord: FakeDiscord) -> dict[int, list[tuple[float, str]]]:
     return views
 
 
-def staleness(run: Run) -> list[float]:
-    """For every chunk the model sent: when the platform first showed at least that much of the answer."""
+def staleness(run: Run, platform: str = "") -> list[float]:
+    """For every chunk the model sent (of one platform's conversations, if named): when the platform
+    first showed at least that much of the answer."""
     views = {**slack_views(run.slack), **discord_views(run.discord)}
+    if platform:
+        views = {c.id: views.get(c.id, []) for c in run.conversations if c.platform == platform}
     samples: list[float] = []
     for at, answer, sent in run.llm.sent_log:
         found = CONV.search(answer)
         if not found:
             continue
         prefix = answer[:sent]
-        shown = next((t for t, text in views.get(int(found.group(1)), []) if t >= at and prefix in text), None)
+        conv = int(found.group(1))
+        if conv not in views:
+            continue
+        shown = next((t for t, text in views[conv] if t >= at and prefix in text), None)
         if shown is not None:
             samples.append(shown - at)
     return samples
@@ -436,6 +442,7 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
         "interrupted_shown_s": round(takeover_s, 2),
         "staleness_p50_s": round(samples[len(samples) // 2], 3) if samples else None,
         "staleness_p99_s": round(samples[int(len(samples) * 0.99)], 3) if samples else None,
+        "staleness_p99_by_platform": {p: quantile(staleness(run, p), 0.99) for p in ("slack", "discord")},
         "lease_rtt_p50_s": quantile(run.lease_rtts, 0.5),
         "lease_rtt_p99_s": quantile(run.lease_rtts, 0.99),
         "lost_by_platform": dict(lost_by),
