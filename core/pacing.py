@@ -2,8 +2,9 @@
 
 `EditScheduler` owns the rate budgets. Surfaces name the scopes each call spends from (narrowest
 first: channel, workspace+method, global); each scope is a token bucket. Waiting requests are
-parked on the first bucket that lacks budget, in a heap ordered by (final first, then the stalest
-visible text first), and one timer per scheduler wakes exactly the bucket that refills next.
+parked on the first bucket that lacks budget, in a heap ordered by (urgent first: a Stop, an
+error, a stream stop; then the stalest visible text first), and one timer per scheduler wakes
+exactly the bucket that refills next.
 Nothing polls: the cost of a grant is O(scopes * log waiting).
 """
 
@@ -92,11 +93,14 @@ class SystemClock:
 class _Ticket:
     """One waiting request: granted when every bucket it spends from has a token for it."""
 
-    __slots__ = ("buckets", "done", "future", "key", "parked_at")
+    __slots__ = ("buckets", "done", "final", "future", "key", "parked_at")
 
-    def __init__(self, buckets: list[TokenBucket], key: tuple[int, float, int], future: asyncio.Future[None]):
+    def __init__(
+        self, buckets: list[TokenBucket], key: tuple[int, float, int], future: asyncio.Future[None], *, final: bool
+    ):
         self.buckets = buckets
-        self.key = key  # (0 for a final edit else 1, staleness origin, arrival order): smaller goes first
+        self.key = key  # (0 if urgent else 1, staleness origin, arrival order): smaller goes first
+        self.final = final  # may spend the reserve of a scope
         self.future = future
         self.parked_at: TokenBucket | None = None
         self.done = False  # granted or abandoned
@@ -231,7 +235,7 @@ class TokenBucket:
 
     def need(self, ticket: _Ticket) -> float:
         """The tokens the bucket must hold to grant `ticket` one: a final may take the reserve."""
-        return 1.0 if ticket.key[0] == 0 else 1.0 + self.reserve
+        return 1.0 if ticket.final else 1.0 + self.reserve
 
     def _best_parked(self) -> _Ticket | None:
         parked = self.parked
@@ -313,9 +317,10 @@ class SchedulerObserver(Protocol):
 class EditScheduler:
     """Rate budgets for one platform, keyed by the platform's limit scopes.
 
-    `acquire` returns once every scope of the call has a token. When budget is short, final edits
+    `acquire` returns once every scope of the call has a token. When budget is short, urgent requests
     go first, then the reply whose visible text has lagged longest (`since`, the time of its oldest
-    unshown text). Replies of every workspace compete in that one order, so a busy workspace cannot
+    unshown text; a reply's last text gets a head start, core.streaming). Finals may also spend a
+    scope's reserve. Replies of every workspace compete in that one order, so a busy workspace cannot
     starve a quiet one: a waiting reply becomes the stalest within one interval and is served next.
     """
 
@@ -351,17 +356,25 @@ class EditScheduler:
         if best is not None:
             self._wake_bucket_at(bucket, self._ready_at(bucket, self.clock.now(), best))
 
-    async def acquire(self, scopes: Sequence[RateScope], *, final: bool = False, since: float | None = None) -> None:
+    async def acquire(
+        self,
+        scopes: Sequence[RateScope],
+        *,
+        final: bool = False,
+        urgent: bool | None = None,
+        since: float | None = None,
+    ) -> None:
         """Wait until every scope has budget for this call, then spend one unit from each.
 
-        `since` is when the caller's visible text started lagging (defaults to now); a cancelled
-        wait gives its tokens back if it had already been granted.
+        `final` requests may spend a scope's reserve; `urgent` ones (by default the finals) go before
+        every other request, the rest in the order of `since`: when the caller's visible text started
+        lagging (defaults to now). A cancelled wait gives its tokens back if it had been granted.
         """
         now = self.clock.now()
-        key = (0 if final else 1, now if since is None else since, next(self._order))
+        key = (0 if (final if urgent is None else urgent) else 1, now if since is None else since, next(self._order))
         buckets = [self.bucket(s) for s in scopes]
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        ticket = _Ticket(buckets, key, future)
+        ticket = _Ticket(buckets, key, future, final=final)
         if self._try(ticket, now):
             return
         try:
@@ -378,7 +391,7 @@ class EditScheduler:
     def _ready_at(bucket: TokenBucket, now: float, ticket: _Ticket) -> float:
         """When `bucket` can grant `ticket`: its tokens and the platform's window both allow it (the
         reserve of both is for finals only)."""
-        return max(bucket.ready_at(now, ticket), bucket.window.free_at(now, final=ticket.key[0] == 0))
+        return max(bucket.ready_at(now, ticket), bucket.window.free_at(now, final=ticket.final))
 
     def try_acquire(self, scopes: Sequence[RateScope], *, spare: float = 1.0) -> bool:
         """Spend one unit from each scope now, only if the budget has slack: nothing waits on it and
@@ -387,7 +400,7 @@ class EditScheduler:
         buckets = [self.bucket(s) for s in scopes]  # first: a new bucket starts at the clock's now
         now = self.clock.now()
         # The lowest priority there is: any request waiting on these scopes or reserving them wins.
-        ticket = _Ticket(buckets, (2, now, next(self._order)), asyncio.get_running_loop().create_future())
+        ticket = _Ticket(buckets, (2, now, next(self._order)), asyncio.get_running_loop().create_future(), final=False)
         for bucket in ticket.buckets:
             if self._ready_at(bucket, now, ticket) > now:
                 return False
@@ -534,13 +547,15 @@ async def within_budget(
     call: Callable[[], Awaitable[T]],
     *,
     final: bool = True,
+    urgent: bool | None = None,
     deadline_s: float = 120.0,
 ) -> T:
     """Run one platform request that is not a reply edit (typing, a stream stop, a notice) inside
-    its budget: wait for a grant, and after a 429 wait as the platform says and try again."""
+    its budget: wait for a grant, and after a 429 wait as the platform says and try again.
+    (`final` and `urgent` as for `EditScheduler.acquire`.)"""
     started = scheduler.clock.now()
     while True:
-        await scheduler.acquire(scopes, final=final)
+        await scheduler.acquire(scopes, final=final, urgent=urgent)
         try:
             return await call()
         except RateLimited as exc:

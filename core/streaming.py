@@ -9,6 +9,7 @@ the surface's `max_chars`. It knows no platform: pacing lives in `core.pacing`, 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 from collections.abc import Sequence
 
@@ -26,6 +27,10 @@ CANCELLED_MARKER = "\n\n_(stopped)_"
 # A reply still showing only the placeholder competes as if its text were this much staler:
 # the first words are what users wait for most.
 FIRST_TEXT_BOOST_S = 10.0
+# A reply's last text competes as if it were this much staler. Not first outright: when many replies
+# share a budget and finish together, finals ahead of everything would freeze the replies still
+# streaming for seconds. A Stop or an error goes first (urgent); the scope's reserve serves either.
+FINAL_BOOST_S = 1.0
 
 
 class ReplyStreamer:
@@ -70,6 +75,11 @@ class ReplyStreamer:
         self._starts: list[int] = []
         self._shown_end = 0
         self._since: float | None = None  # when the oldest text not yet sent arrived
+        # Where each fed chunk starts in the text, and when it came: after a request that showed only
+        # part of the text (a full message before the next part), the rest lags from its own arrival.
+        self._fed_at: list[int] = []
+        self._fed_when: list[float] = []
+        self._fed = 0
         self._wake = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._in_request = False
@@ -104,8 +114,12 @@ class ReplyStreamer:
         if not delta or self._finishing:
             return
         self._chunks.append(delta)
+        now = self.clock.now()
+        self._fed_at.append(self._fed)
+        self._fed_when.append(now)
+        self._fed += len(delta)
         if self._since is None:
-            self._since = self.clock.now()
+            self._since = now
         self._wake.set()
 
     async def _run(self) -> None:
@@ -144,6 +158,9 @@ class ReplyStreamer:
                 lag_since = self._since
                 if covers_all:
                     self._since = None  # text fed from now on starts a new lag
+                elif self._since is not None:
+                    # What this request leaves unshown lags from when its first character came.
+                    self._since = max(self._since, self._arrival(part[0] + len(part[1].body)))
                 self._in_request = True
                 self._last_request_at = self.clock.now()
                 try:
@@ -162,6 +179,11 @@ class ReplyStreamer:
                     if self._errors and not self._finishing:
                         # Back off after errors (a 429 is honored by the scheduler's bucket instead).
                         await self.clock.sleep(min(self.max_backoff_s, self.error_backoff_s * 2 ** (self._errors - 1)))
+
+    def _arrival(self, offset: int) -> float:
+        """When the character at `offset` of the text was fed."""
+        index = bisect.bisect_right(self._fed_at, offset) - 1
+        return self._fed_when[index] if index >= 0 else self._started_at
 
     def _plan(self, text: str, *, hold_back: bool) -> list[tuple[int, Part]]:
         """The messages of `text` as (start offset, part); the placeholder while there is no text."""
@@ -263,7 +285,7 @@ class ReplyStreamer:
         if isinstance(self.surface, Finishing):
             self.surface.finishing()  # the final request carries the finished controls too
         try:
-            await self._land(final.rstrip(), sources)
+            await self._land(final.rstrip(), sources, urgent=status is not ReplyStatus.COMPLETE)
         finally:
             self._finished = True
         return final
@@ -276,10 +298,10 @@ class ReplyStreamer:
             final += CANCELLED_MARKER
         return final
 
-    async def _land(self, text: str, sources: Sequence[Source]) -> None:
+    async def _land(self, text: str, sources: Sequence[Source], *, urgent: bool) -> None:
         parts = self._plan(text, hold_back=False)
         waiting = self._since  # the oldest text the final edit is the first to show, if any
-        since = self._since if self._since is not None else self.clock.now()
+        since = (self._since if self._since is not None else self.clock.now()) - (0.0 if urgent else FINAL_BOOST_S)
         for index, planned in enumerate(parts):
             last = index == len(parts) - 1
             part = planned[1].text
@@ -291,7 +313,7 @@ class ReplyStreamer:
             errors = 0
             started = self.clock.now()
             while True:
-                await self.scheduler.acquire(self.surface.scopes(op), final=True, since=since)
+                await self.scheduler.acquire(self.surface.scopes(op), final=True, urgent=urgent, since=since)
                 try:
                     if await self._request(op, index, planned, final=True, sources=sources if last else ()):
                         break

@@ -135,7 +135,8 @@ class DiscordSurface:
         if not self.controls or first is None or self._controls_done:
             return
         view = control_view(self.controls, finished=True)
-        await within_budget(self.scheduler, self._scopes, lambda: first.edit(view=view))
+        # Not urgent: the text is all shown; replies still streaming need the budget more.
+        await within_budget(self.scheduler, self._scopes, lambda: first.edit(view=view), urgent=False)
         self._controls_done = True
 
     async def thinking(self) -> None:
