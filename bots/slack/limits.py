@@ -21,9 +21,12 @@ from core.pacing import Budget
 from core.surface import RateScope
 
 
-def tier(per_minute: int, *, burst: float = 3.0, margin: int = 1) -> Budget:
-    """A per-minute tier, kept `margin` calls under Slack's number in any 60 s window."""
-    return Budget(per_minute, 60.0, (per_minute - margin - burst) / 60, burst, f"Tier {per_minute}/min")
+def tier(per_minute: int, *, burst: float = 3.0, margin: int = 1, reserve: int = 0) -> Budget:
+    """A per-minute tier, kept `margin` calls under Slack's number in any 60 s window; `reserve` of them
+    held for finals (core.pacing), so a reply's last text or a Stop goes out at once."""
+    rate = (per_minute - margin - burst - reserve) / 60
+    note = f"Tier {per_minute}/min" + (f", {reserve} kept for finals" if reserve else "")
+    return Budget(per_minute, 60.0, rate, burst, note, reserve=reserve)
 
 
 # "1 message per second to a specific channel, with short bursts of more than 1 allowed": read as
@@ -41,7 +44,9 @@ class Method:
 METHODS: dict[str, Method] = {
     "chat.postMessage": Method(PER_CHANNEL_POST, per_channel=True),
     "chat.startStream": Method(PER_CHANNEL_POST, per_channel=True),
-    "chat.update": Method(tier(50)),
+    # Shared by every reply in the workspace: without a reserve, a Stop's final edit waits for the
+    # bucket's next token (up to 1.3 s) while other replies stream.
+    "chat.update": Method(tier(50, reserve=1)),
     "chat.appendStream": Method(tier(50)),
     "chat.stopStream": Method(tier(50)),
     "chat.postEphemeral": Method(tier(100)),

@@ -197,3 +197,25 @@ async def test_stop_ends_a_native_stream_marked_stopped(native_harness: Harness,
     [stop] = h.slack.calls_to("chat.stopStream")
     assert stop.args["markdown_text"].endswith("_(stopped)_")  # the marker ends the stream in one call
     assert not h.bot.errors, list(h.bot.errors)
+
+
+async def test_stop_goes_out_at_once_while_other_replies_stream_in_the_workspace(
+    harness: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    """chat.update's Tier 3 budget is the workspace's, shared by every reply: the final edit of a Stop
+    takes the write kept for finals instead of waiting for the bucket's next token behind the others."""
+    h = harness
+    for _ in range(3):
+        fake_anthropic.script(LONG, chunk_chars=10, delay_s=0.06)
+    for channel in ("C2", "C3"):
+        await h.event(mention("write me an essay", user="U9", channel=channel))
+    await h.event(mention("write me an essay", user="U1"))
+    reply = await streaming_reply(h)
+    await asyncio.sleep(2.5)  # three replies editing about once a second each have drained the burst
+    clicked = time.monotonic()
+    await click(h, "chatbot_stop", reply, user="U1", action_ts="9.1")
+    await stopped_within(h, reply, clicked, "chat.update, 3 replies streaming in the workspace")
+    for i, channel in enumerate(("C2", "C3")):  # the others need not run to their end
+        await click(h, "chatbot_stop", await streaming_reply(h, channel), user="U9", action_ts=f"9.{i + 2}")
+    await h.settle()
+    assert not h.bot.errors, list(h.bot.errors)
