@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlparse
 
+import httpx
 import structlog
 import weaviate
 from weaviate.classes.config import Configure, DataType, Property, Tokenization
@@ -41,6 +42,9 @@ PROPERTIES = (
     Property(name="index", data_type=DataType.INT),
 )
 _TENANT_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+# BM25 on BlockMax-WAND drops true top-k matches in these servers, while they are in the memtable and
+# after a flush (weaviate#11780, #12022; read in v1.35.2's source, reproduced in tests/weaviate).
+BLOCKMAX_BROKEN_UP_TO = (1, 35, 2)
 
 
 class RetrieverWriteError(Exception):
@@ -258,9 +262,28 @@ class WeaviateRetriever:
         ]
         if not config.multi_tenancy_config.enabled:
             problems.append("multi-tenancy is off")
+        problems += await self._bm25_index_problems()
         if problems:
             raise RetrieverUnavailable(f"collection {self.collection_name}: " + "; ".join(problems))
         return f"collection {self.collection_name}: {len(PROPERTIES)} properties as expected, one tenant per workspace"
+
+    async def _bm25_index_problems(self) -> list[str]:
+        """The collection's BM25 index, which the typed client does not show: read from the REST schema."""
+        assert self._client is not None
+        version = str((await self._client.get_meta()).get("version", ""))
+        scheme = "https" if self.secure else "http"
+        headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        async with httpx.AsyncClient(headers=headers, timeout=self.search_timeout_s) as http:
+            response = await http.get(f"{scheme}://{self.http_host}:{self.http_port}/v1/schema/{self.collection_name}")
+            response.raise_for_status()
+        inverted = response.json().get("invertedIndexConfig") or {}
+        numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:3])
+        if inverted.get("usingBlockMaxWAND") and numbers <= BLOCKMAX_BROKEN_UP_TO:
+            return [
+                f"BM25 runs on BlockMax-WAND, which drops true matches in Weaviate {version} (weaviate#11780): "
+                "run the server with USE_INVERTED_SEARCHABLE=false, then drop this collection and ingest again"
+            ]
+        return []
 
     async def drop_collection(self) -> None:
         """Delete the whole collection (tests and benchmarks use one collection each)."""

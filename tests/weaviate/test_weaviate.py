@@ -188,3 +188,28 @@ async def test_outage_degrades_then_recovers(own_server: WeaviateServer, tmp_pat
     finally:
         await retriever.close()
         await store.close()
+
+
+async def test_doctor_names_a_collection_whose_bm25_runs_on_blockmax_wand(
+    weaviate_server: WeaviateServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ours = WeaviateRetriever(
+        url=weaviate_server.url,
+        grpc_port=weaviate_server.grpc_port,
+        embedder=LocalEmbedder(),
+        collection=f"Wv_{uuid.uuid4().hex}",
+    )
+    monkeypatch.setenv("WEAVIATE_USE_INVERTED_SEARCHABLE", "true")  # the server's own default
+    default = launch(tmp_path / "weaviate")
+    theirs = WeaviateRetriever(
+        url=default.url, grpc_port=default.grpc_port, embedder=LocalEmbedder(), collection="ChatbotChunk"
+    )
+    try:
+        assert "as expected" in await ours.diagnose()
+        with pytest.raises(RetrieverUnavailable, match=r"BlockMax-WAND.+USE_INVERTED_SEARCHABLE=false"):
+            await theirs.diagnose()
+    finally:
+        await ours.drop_collection()
+        for retriever in (ours, theirs):
+            await retriever.close()
+        default.stop()
