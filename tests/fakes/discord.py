@@ -95,6 +95,7 @@ class FakeDiscord:
     _runner: web.AppRunner | None = None
     _sessions: dict[str, _Session] = field(default_factory=dict)  # session id -> one shard's connection
     _thread_guilds: dict[str, str] = field(default_factory=dict)  # thread id -> its guild
+    _interaction_channels: dict[str, str] = field(default_factory=dict)  # interaction token -> its channel
     _windows: dict[str, deque[float]] = field(default_factory=lambda: defaultdict(deque))
     _connected: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -303,6 +304,7 @@ class FakeDiscord:
     ) -> str:
         member = self.members.get(user_id) or self.add_member(user_id, f"u{user_id[-4:]}")
         interaction_id = interaction_id or snowflake()
+        self._interaction_channels[f"tok-{interaction_id}"] = channel_id
         await self.dispatch(
             "INTERACTION_CREATE",
             {
@@ -580,7 +582,10 @@ class FakeDiscord:
             )
         if parts[0] == "webhooks":
             message_id = parts[-1] if "messages" in parts else snowflake()
-            return _json(self._store(f"webhook:{parts[2]}", message_id, body, created=True))
+            stored = self._store(f"webhook:{parts[2]}", message_id, body, created=True)
+            # Kept apart from the channels' messages; answered, like Discord, with the interaction's channel.
+            channel = self._interaction_channels.get(parts[2], CHANNEL_ID)
+            return _json({**stored, "channel_id": channel})
         return _json({"message": f"404: no fake route {method} {path}", "code": 0}, status=404)
 
     def _thread(
