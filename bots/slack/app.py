@@ -102,7 +102,7 @@ class SlackBot:
             token=token, retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=1)], **client_args
         )
         self.scheduler = scheduler or core.scheduler()
-        self.users = UserDirectory(self.client, ttl_s=users_ttl_s)
+        self.users = UserDirectory(self.client, ttl_s=users_ttl_s, scheduler=self.scheduler)
         self._installations = oauth.installations if oauth is not None else None
         self.files = SlackFiles(token, api_url=api_url)
         # Reopens kept questions' replies and finishes replies an earlier run left (attach_recovery).
@@ -236,12 +236,38 @@ class SlackBot:
     async def _on_assistant_message(self, payload: dict[str, Any], body: dict[str, Any], context: Any) -> None:
         self._accept(payload, body, context, via="assistant")
 
-    async def _on_assistant_started(self, say: Any, set_suggested_prompts: Any) -> None:
-        self.spawn(self._greet(say, set_suggested_prompts), name="slack-assistant-greeting")
+    async def _on_assistant_started(self, payload: dict[str, Any], context: Any) -> None:
+        team_token.set(getattr(context, "bot_token", None))
+        thread = payload.get("assistant_thread") or {}
+        team_id = str(getattr(context, "team_id", None) or "")
+        channel, thread_ts = str(thread.get("channel_id") or ""), str(thread.get("thread_ts") or "")
+        self.spawn(self._greet(team_id, channel, thread_ts), name="slack-assistant-greeting")
 
-    async def _greet(self, say: Any, set_suggested_prompts: Any) -> None:
-        await say(ASSISTANT_GREETING)
-        await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
+    async def _greet(self, team_id: str, channel: str, thread_ts: str) -> None:
+        """The greeting and the suggested prompts of a new assistant thread, each inside its budget."""
+        post = limits.scope("chat.postMessage", team_id, channel)
+        await within_budget(
+            self.scheduler,
+            (post,),
+            lambda: call_slack(
+                self.client, "chat_postMessage", post.key, channel=channel, thread_ts=thread_ts, text=ASSISTANT_GREETING
+            ),
+            final=False,
+        )
+        prompts = limits.scope("assistant.threads.setSuggestedPrompts", team_id, channel)
+        await within_budget(
+            self.scheduler,
+            (prompts,),
+            lambda: call_slack(
+                self.client,
+                "assistant_threads_setSuggestedPrompts",
+                prompts.key,
+                channel_id=channel,
+                thread_ts=thread_ts,
+                prompts=SUGGESTED_PROMPTS,
+            ),
+            final=False,
+        )
 
     async def _on_assistant_context_changed(self) -> None:
         # Bolt's default saves the context into message metadata (extra scopes and calls); the

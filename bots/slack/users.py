@@ -1,7 +1,8 @@
 """users.info, cached with expiry: the author's Slack facts (owner, admin) for the role model.
 
 Every question and admin command needs them, and users.info is rate limited (Tier 4), so
-facts are kept for `ttl_s`; concurrent lookups of one user share a single request. A failed
+facts are kept for `ttl_s`; concurrent lookups of one user share a single request, which waits for
+its grant in the method's budget (bots/slack/limits.py) like every other call. A failed
 lookup gives no privileges (a plain member) and is retried after a short while, never cached long.
 """
 
@@ -16,7 +17,10 @@ import structlog
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack import limits
+from bots.slack.surface import call_slack
 from core.messages import Actor, PlatformFacts, WorkspaceRef
+from core.pacing import EditScheduler, within_budget
 
 log = structlog.get_logger(__name__)
 
@@ -42,8 +46,10 @@ class UserDirectory:
         failure_ttl_s: float = 30.0,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        scheduler: EditScheduler | None = None,
     ) -> None:
         self.client = client
+        self.scheduler = scheduler or EditScheduler()  # the adapter's budgets (its own, in tests)
         self.ttl_s = ttl_s
         self.failure_ttl_s = failure_ttl_s
         self.max_entries = max_entries
@@ -88,7 +94,14 @@ class UserDirectory:
     async def _lookup(self, team_id: str, user_id: str) -> tuple[SlackUser, float]:
         self.lookups += 1
         try:
-            response = await self.client.users_info(user=user_id)
+            scope = limits.scope("users.info", team_id)
+            response = await within_budget(
+                self.scheduler,
+                (scope,),
+                lambda: call_slack(self.client, "users_info", scope.key, user=user_id),
+                final=False,
+                deadline_s=30.0,
+            )
         except SlackApiError as exc:
             log.warning("slack.users_info_failed", user=user_id, error=str(exc.response.get("error", exc)))
             return SlackUser(user_id, PlatformFacts()), self.failure_ttl_s

@@ -8,6 +8,7 @@ import json
 import time
 from typing import Any
 
+from bots.slack import limits
 from bots.slack.mrkdwn import to_mrkdwn
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import BOT_USER_ID, event_body, signed_headers
@@ -270,6 +271,9 @@ async def test_assistant_thread_greets_suggests_and_answers_with_status_and_titl
     [greeting] = harness.slack.replies_in("D7", "1700000100.000100")
     assert "Ask me" in greeting.text
     assert harness.slack.calls_to("assistant.threads.setSuggestedPrompts")
+    team = harness.slack.team_id
+    for method in ("chat.postMessage", "assistant.threads.setSuggestedPrompts"):  # both spent from their budgets
+        assert harness.bot.scheduler.rate(limits.scope(method, team, "D7").key) is not None, method
 
     fake_anthropic.script("Here you go.")
     await answered(harness, dm("What can you do for me today?", channel="D7", thread_ts="1700000100.000100"))

@@ -6,7 +6,9 @@ import asyncio
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bots.slack import limits
 from bots.slack.users import UserDirectory
+from core.pacing import EditScheduler
 from tests.fakes.slack import BOT_TOKEN, FakeSlack
 
 
@@ -61,10 +63,22 @@ async def test_concurrent_lookups_share_one_request(slack: FakeSlack) -> None:
 
 async def test_a_failed_lookup_gives_no_privileges_and_is_retried_soon(slack: FakeSlack) -> None:
     slack.add_user("U1", is_owner=True)
-    slack.fail("users.info", error="ratelimited", status=429)
+    slack.fail("users.info", error="internal_error", status=500)
     clock = Clock()
     users = directory(slack, clock)
     first = await users.get("T", "U1")
     assert not first.facts.is_owner
     clock.t += 31
     assert (await users.get("T", "U1")).facts.is_owner
+
+
+async def test_a_rate_limited_lookup_waits_in_the_methods_budget_and_is_retried(slack: FakeSlack) -> None:
+    slack.add_user("U1", is_owner=True)
+    slack.storm("users.info", times=1, retry_after=0.2)
+    scheduler = EditScheduler()
+    client = AsyncWebClient(token=BOT_TOKEN, base_url=slack.api_url)
+    users = UserDirectory(client, ttl_s=600, clock=Clock(), scheduler=scheduler)
+    assert (await users.get("T", "U1")).facts.is_owner  # the 429 was waited out, not taken as "no facts"
+    assert len(slack.calls_to("users.info", ok_only=False)) == 2
+    assert scheduler.rate_limited == 1 and scheduler.granted == 2
+    assert scheduler.rate(limits.scope("users.info", "T").key) is not None  # spent from the table's budget
