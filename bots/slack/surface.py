@@ -154,8 +154,9 @@ class SlackSurface:
         self.client = client
         self.controls = controls  # the question's key: Stop while streaming, Regenerate once finished
         self.in_place = in_place  # a finished reply to answer again in (Regenerate)
-        self._finishing = False  # the final text comes next: a native stream ends with it
+        self._finishing = False  # the final text comes next: it ends a native stream, and carries Regenerate
         self._finished = False
+        self._controls_done = False  # the first message shows Regenerate already
         self.scheduler = scheduler
         self.team_id = team_id
         self.channel_id = channel_id
@@ -205,8 +206,8 @@ class SlackSurface:
             self._latest[ts] = (text, sources)
             return ts
         notification, blocks = render_blocks(text, sources)
-        if not self._posted:
-            blocks.extend(self._control_blocks())
+        controls = self._control_blocks() if not self._posted else []
+        blocks.extend(controls)
         args: dict[str, Any] = {
             "channel": self.channel_id,
             "text": notification,
@@ -217,6 +218,7 @@ class SlackSurface:
         if self.thread_ts:
             args["thread_ts"] = self.thread_ts
         response = await self._call("chat_postMessage", "chat.postMessage", **args)
+        self._controls_done = self._controls_done or self._shows_finished(controls)
         ts = str(response["ts"])
         self._latest[ts] = (text, sources)
         self._posted.append(ts)
@@ -269,9 +271,10 @@ class SlackSurface:
             notification, blocks = render_markdown_block(text, sources)
         else:
             notification, blocks = render_blocks(text, sources)
-        if self._posted and ts == self._posted[0]:
-            blocks.extend(self._control_blocks())
+        controls = self._control_blocks() if self._posted and ts == self._posted[0] else []
+        blocks.extend(controls)
         await self._call("chat_update", "chat.update", channel=self.channel_id, ts=ts, text=notification, blocks=blocks)
+        self._controls_done = self._controls_done or self._shows_finished(controls)
 
     async def thinking(self) -> None:
         if self.assistant_thread and self.thread_ts:
@@ -304,7 +307,7 @@ class SlackSurface:
             return []
         shown = (
             [(REGENERATE_ACTION, "Regenerate"), (UP_ACTION, "👍"), (DOWN_ACTION, "👎")]
-            if self._finished
+            if self._finished or self._finishing  # the final text's request swaps the buttons too
             else [(STOP_ACTION, "Stop")]
         )
         buttons = [
@@ -318,17 +321,25 @@ class SlackSurface:
         ]
         return [{"type": "actions", "block_id": "chatbot_controls", "elements": buttons}]
 
+    @staticmethod
+    def _shows_finished(controls: list[dict[str, Any]]) -> bool:
+        return any(e["action_id"] == REGENERATE_ACTION for block in controls for e in block["elements"])
+
     def finishing(self) -> None:
-        """The final text comes next (core.surface.Finishing): it ends a native stream in the same call."""
+        """The final text comes next (core.surface.Finishing): it ends a native stream in the same call,
+        and an edit of the first message carries Regenerate, 👍 and 👎 instead of Stop."""
         self._finishing = True
 
     async def finished(self) -> None:
-        """The reply is done (answered, failed or stopped): its Stop button becomes Regenerate. A native
+        """The reply is done (answered, failed or stopped): its Stop button becomes Regenerate, with the
+        final text's edit when that touched the first message, else with one edit of its own. A native
         stream's Stop is a block inside the stream, so the stream ends first and the message is replaced."""
         self._finished = True
         if not self.controls or not self._posted:
             return
         await self.close()
+        if self._controls_done:
+            return
         ts = self._posted[0]
         text, sources = self._latest.get(ts, ("", ()))
         if text:
@@ -353,7 +364,7 @@ class SlackSurface:
         if not self.channel_id.startswith("D"):
             # Outside a DM (an assistant thread) Slack needs to know whom the stream is for.
             args.update(recipient_team_id=self.team_id, recipient_user_id=self.user_id)
-        stop = self._control_blocks() if not self._posted else []
+        stop = self._control_blocks() if not self._posted and not self._finishing else []
         if stop:
             # The Stop button streams first, as a blocks chunk; the text goes in chunks too, after it
             # (markdown_text is not combined with chunks).

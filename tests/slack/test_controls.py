@@ -25,8 +25,11 @@ def buttons(message: FakeMessage) -> list[dict[str, Any]]:
     return [e for b in message.blocks if b.get("type") == "actions" for e in b["elements"]]
 
 
-async def click(h: Harness, action_id: str, message: FakeMessage, user: str, action_ts: str = "") -> None:
-    value = next(b["value"] for b in buttons(message) if b["action_id"] == action_id)
+async def click(
+    h: Harness, action_id: str, message: FakeMessage, user: str, action_ts: str = "", *, value: str = ""
+) -> None:
+    """Press a button the message shows (or, with `value`, one it showed: a delivery Slack repeats)."""
+    value = value or next(b["value"] for b in buttons(message) if b["action_id"] == action_id)
     body = block_actions_body(action_id, value, user_id=user, message=message, action_ts=action_ts)
     reply = await h.post(body, signed_headers(body, content_type="application/x-www-form-urlencoded"))
     assert reply.status == 200, reply.text
@@ -65,15 +68,20 @@ async def test_stop_ends_a_streaming_reply_marked_stopped(harness: Harness, fake
     assert any("Only the person who asked" in e["text"] for e in h.slack.ephemerals)
     assert h.bot.in_flight >= 1  # still streaming
 
+    stop = next(b["value"] for b in buttons(reply) if b["action_id"] == "chatbot_stop")
     clicked = time.monotonic()
     await click(h, "chatbot_stop", reply, user="U1", action_ts="1.1")
-    await click(h, "chatbot_stop", reply, user="U1", action_ts="1.1")  # delivered twice: one stop
+    await click(h, "chatbot_stop", reply, user="U1", action_ts="1.1", value=stop)  # delivered twice: one stop
     await stopped_within(h, reply, clicked, "chat.update")
     await h.settle()
     shown = h.slack.shown_text(h.slack.replies_in("C1")[0])
     assert shown.endswith("_(stopped)_")
     assert len(shown) < len(LONG)
     assert [b["action_id"] for b in buttons(h.slack.replies_in("C1")[0])] == FINISHED
+    # The stopped text and the button swap land in ONE chat.update, not a second one behind it in the budget.
+    last = h.slack.calls_to("chat.update")[-1].args
+    assert last["ts"] == reply.ts and "_(stopped)_" in json.dumps(last["blocks"])
+    assert "chatbot_regenerate" in json.dumps(last["blocks"])
     assert not h.bot.errors, list(h.bot.errors)
 
 
