@@ -1,6 +1,7 @@
 """The loopback platforms of bench/streaming.py, in a process of their own (so the bot's CPU and RSS
 are its own): tests/fakes' Discord (REST + gateway) and one loopback Slack per workspace, enforcing
-the limits of bots/<platform>/limits.py, plus the people who ask the questions.
+the limits of bots/<platform>/limits.py, the loopback Anthropic API streaming each question's answer
+in its model's rhythm, plus the people who ask the questions.
 
 It speaks JSON lines with its parent: a config line in, the servers' addresses out; then the
 questions in (it delivers each at its time: a Discord MESSAGE_CREATE over the gateway, a signed
@@ -25,6 +26,7 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 
+from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
 from tests.fakes.discord import GUILD_ID, FakeDiscord  # noqa: E402
 from tests.fakes.slack import FakeSlack, event_body, signed_headers  # noqa: E402
 
@@ -50,7 +52,16 @@ async def main() -> None:
     discord = FakeDiscord(latency_s=config["latency_s"])
     discord.guilds[GUILD_ID].extend(config["discord_channels"])
     slacks = [FakeSlack(team_id=team) for team in config["slack_teams"]]
+    model = FakeAnthropic()
+    texts: dict[str, str] = {}  # answer -> question id, to tell the answers' timelines apart
+    for qid, answer in config["answers"].items():
+        text = "".join(answer["pieces"])
+        texts[text] = qid
+        model.script_for(
+            qid, text, pieces=tuple(answer["pieces"]), gaps=tuple(answer["gaps"]), stall_s=answer["think_s"]
+        )
     async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(model)
         await stack.enter_async_context(discord)
         for slack in slacks:
             await stack.enter_async_context(slack)
@@ -62,6 +73,7 @@ async def main() -> None:
                 "discord_gateway": discord.gateway_url,
                 "discord_token": discord.token,
                 "slack_api": [s.api_url for s in slacks],
+                "anthropic": model.url,
             }
         )
         plan = await read_line(reader)
@@ -88,7 +100,13 @@ async def main() -> None:
                 await asyncio.wait(pending)
             say({"sent": len(sent)})
             report = await read_line(reader)
-        await asyncio.to_thread(Path(report["path"]).write_text, json.dumps(snapshot(discord, slacks, sent)))
+        seen = snapshot(discord, slacks, sent)
+        # When the model sent each piece of each answer: (time, characters so far).
+        seen["model"] = produced = {qid: [] for qid in config["answers"]}
+        for at, text, count in model.sent_log:
+            if text in texts:
+                produced[texts[text]].append([at, count])
+        await asyncio.to_thread(Path(report["path"]).write_text, json.dumps(seen))
         say({"written": report["path"]})
 
 

@@ -8,15 +8,18 @@ This process runs the product's adapters: the discord.py client over the loopbac
 (ChatbotClient, DiscordSurface, its budgets) and, per Slack workspace, the Bolt app behind its
 Events API endpoint with slack_sdk's AsyncWebClient (SlackBot, SlackSurface: chat.update in
 channel threads, native streaming in DM threads), all sharing one EditScheduler per platform as one
-process would. The platforms are tests/fakes, in a process of their own (bench/platforms.py), with
-the limits of bots/<platform>/limits.py enforced and 100 ms per request; they also play the people
-who ask. A model stands in for the pipeline behind `ChatCore.answer`: it streams each answer
-(~2,400 characters at ~50 tokens/s, jittered) into the real ReplyStreamer, which is what the
-pipeline does with the model's deltas; retrieval and storage are not part of this benchmark.
+process would. Behind them runs the product's core as core/app.py wires it (`build_core`: the
+pipeline over the embedded SQLite store, hybrid retrieval over each workspace's ingested README, the
+Anthropic SDK), so storage, retrieval and the SDK's stream parsing are measured too. The platforms
+are tests/fakes, in a process of their own (bench/platforms.py), with the limits of
+bots/<platform>/limits.py enforced and 100 ms per request; the same process runs the loopback
+Anthropic API, which streams each question's answer in a model's rhythm (~2,400 characters at ~50
+tokens/s, jittered, after 0.3-1.0 s of thinking), and plays the people who ask.
 
 Figures, measured from what the platform servers stored and when:
   staleness   sampled every 10 ms from a reply's first token until its whole text is shown: the
-              age of the oldest token the model has sent that the platform does not show yet
+              age of the oldest token the model has sent (as the loopback API logged it) that the
+              platform does not show yet
   ttfv        first token -> first visible text
   final lag   last token -> the whole text visible
   attached    every part of a reply replies to the part before it (the first to the question), or
@@ -31,10 +34,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import contextlib
-import heapq
 import json
 import random
+import re
 import sys
 import tempfile
 import time
@@ -56,11 +58,12 @@ from bots.discord import limits as discord_limits  # noqa: E402
 from bots.discord.client import ChatbotClient  # noqa: E402
 from bots.slack import limits as slack_limits  # noqa: E402
 from bots.slack.app import EVENTS_PATH, SlackBot  # noqa: E402
-from core.messages import IncomingMessage, ReplyStatus  # noqa: E402
-from core.pacing import EditScheduler  # noqa: E402
-from core.stores.base import WorkspaceSettings  # noqa: E402
-from core.streaming import ReplyStreamer  # noqa: E402
-from core.surface import Surface  # noqa: E402
+from core.app import ChatCore, build_core  # noqa: E402
+from core.config import Settings  # noqa: E402
+from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef  # noqa: E402
+from core.pipeline import Outcome  # noqa: E402
+from core.surface import Placed, Surface  # noqa: E402
+from tests.fakes.discord import GUILD_ID as DISCORD_GUILD_ID  # noqa: E402
 from tests.fakes.loopback import serve  # noqa: E402
 from tests.fakes.slack import BOT_TOKEN, SIGNING_SECRET  # noqa: E402
 
@@ -69,6 +72,7 @@ WORDS = (
     *("cites", "them", "so", "people", "can", "check", "the", "source", "before", "acting", "on", "it"),
     *("while", "the", "reply", "keeps", "growing", "in", "place", "as", "tokens", "arrive", "`code`"),
 )
+KNOWLEDGE = ("README.md",)  # ingested into every workspace before its questions
 DISCORD_BASE_CHANNEL = 310000000000000000
 DISCORD_MEMBER_BASE = 710000000000000000
 
@@ -190,97 +194,44 @@ def slack_q(questions: list[Question], team: int, channel: str, user: str, kind:
     questions.append(Question(f"q{n}", "slack", at, channel, user, team, kind, ts, thread_ts))
 
 
-# -- the stand-in for the pipeline: the model streaming into the real ReplyStreamer -------------------
+# -- the product's core, measured ------------------------------------------------------------------
 
 
-@dataclass
-class Outcome:
-    status: str
-    reason: str = ""
+class MeasuredCore:
+    """The product's ChatCore (core/app.py: the pipeline over the embedded SQLite store, retrieval and
+    the Anthropic SDK against the loopback model), noting when each answer starts and ends and which
+    messages show it. Everything else is the core's own."""
 
-
-class BenchStore:
-    async def settings(self, ws: Any) -> WorkspaceSettings:
-        return WorkspaceSettings()  # threads "auto": busy Discord channels move to threads on their own
-
-    async def find_thread(self, *args: Any) -> None:
-        return None
-
-
-class ModelDriver:
-    """One task plays every answer's token timeline (a heap of due events), as a model would stream."""
-
-    def __init__(self, answers: dict[str, Answer]) -> None:
+    def __init__(self, core: ChatCore, answers: dict[str, Answer]) -> None:
+        self.core = core
         self.answers = answers
-        self.store = BenchStore()
         self.finished = 0
         self.all_done = asyncio.Event()
-        self._heap: list[tuple[float, int, str]] = []
-        self._streamers: dict[str, ReplyStreamer] = {}
-        self._next: dict[str, int] = {}
-        self._done: dict[str, asyncio.Future[None]] = {}
-        self._wake = asyncio.Event()
-        self._order = 0
 
-    async def answer(
-        self, message: IncomingMessage, surface: Surface, scheduler: EditScheduler, *context: Any
-    ) -> Outcome:
-        """As `ChatCore.answer` (the thread's history and attachments, if given, are not used here)."""
-        qid = message.text.split()[0]
-        answer = self.answers[qid]
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.core, name)
+
+    async def answer(self, message: IncomingMessage, surface: Surface, *args: Any, **kwargs: Any) -> Outcome:
+        found = re.search(r"\bq\d+\b", message.text)
+        answer = self.answers.get(found.group(0)) if found else None
+        if answer is None:
+            return await self.core.answer(message, surface, *args, **kwargs)
         answer.native = bool(getattr(surface, "native_streaming", False))
-        try:
-            await surface.thinking()
-        except Exception as exc:  # best effort, as in the pipeline
-            answer.error = f"thinking: {exc!r}"
-        streamer = ReplyStreamer(surface, scheduler)
-        await streamer.start()
         answer.started = time.monotonic()
-        self._streamers[qid] = streamer
-        self._next[qid] = 0
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._done[qid] = done
-        self._push(answer.started + answer.think_s, qid)
-        await done
         try:
-            await streamer.finish(ReplyStatus.COMPLETE)
+            outcome = await self.core.answer(message, surface, *args, **kwargs)
+            if outcome.status != "answered":
+                answer.error = f"{outcome.status}: {outcome.reason}"
+            return outcome
         except Exception as exc:
             answer.error = repr(exc)
-        answer.message_ids = list(streamer.message_ids)
-        answer.ended = time.monotonic()
-        self.finished += 1
-        if self.finished == len(self.answers):
-            self.all_done.set()
-        return Outcome("answered")
-
-    def scheduler(self) -> EditScheduler:
-        """One platform's budgets, as `ChatCore.scheduler` hands them to an adapter (not leased: one process)."""
-        return EditScheduler()
-
-    def _push(self, due: float, qid: str) -> None:
-        self._order += 1
-        heapq.heappush(self._heap, (due, self._order, qid))
-        self._wake.set()
-
-    async def run(self) -> None:
-        while True:
-            now = time.monotonic()
-            while self._heap and self._heap[0][0] <= now:
-                _, _, qid = heapq.heappop(self._heap)
-                answer, streamer = self.answers[qid], self._streamers[qid]
-                index = self._next[qid]
-                chunk = answer.chunks[index]
-                streamer.feed(chunk)
-                answer.produced.append((now, (answer.produced[-1][1] if answer.produced else 0) + len(chunk)))
-                self._next[qid] = index + 1
-                if index + 1 < len(answer.chunks):
-                    self._push(now + answer.gaps[index + 1], qid)
-                else:
-                    self._done[qid].set_result(None)
-            self._wake.clear()
-            timeout = max(0.0, self._heap[0][0] - time.monotonic()) if self._heap else None
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            raise
+        finally:
+            answer.ended = time.monotonic()
+            answer.message_ids = list(surface.place()["ids"]) if isinstance(surface, Placed) else []
+            self.finished += 1
+            if self.finished == len(self.answers):
+                self.all_done.set()
 
 
 # -- one scenario -------------------------------------------------------------------------------------
@@ -326,11 +277,26 @@ async def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
         q.id: make_answer(rng, rng.randint(args.min_tokens, args.max_tokens), args.token_rate) for q in questions
     }
     team_ids = [f"T{i:02d}BENCH" for i in range(teams)]
+    model = {qid: {"pieces": a.chunks, "gaps": a.gaps, "think_s": a.think_s} for qid, a in answers.items()}
     platforms, urls = await Platforms.start(
-        {"latency_s": args.latency, "discord_channels": channels, "slack_teams": team_ids}
+        {"latency_s": args.latency, "discord_channels": channels, "slack_teams": team_ids, "answers": model}
     )
-    driver = ModelDriver(answers)
-    driver_task = asyncio.create_task(driver.run())
+    data = tempfile.TemporaryDirectory()  # the core's SQLite store and knowledge
+    settings = Settings(
+        CHATBOT_DATA_DIR=Path(data.name),
+        ANTHROPIC_API_KEY="bench",
+        ANTHROPIC_BASE_URL=urls["anthropic"],
+        CHATBOT_RETRIEVAL=args.retrieval,
+    )
+    core = await build_core(settings)
+    # Each workspace's own documents, so every question is answered from a real search.
+    curator = Actor("bench-curator", PlatformFacts(is_admin=True))
+    places = [WorkspaceRef(Platform.SLACK, t) for t in team_ids]
+    if channels:
+        places.append(WorkspaceRef(Platform.DISCORD, DISCORD_GUILD_ID))
+    for ws in places:
+        await core.ingest(ws, curator, [str(ROOT / doc) for doc in KNOWLEDGE])
+    measured = MeasuredCore(core, answers)
     proc = psutil.Process()
     rss_before = proc.memory_info().rss
     cpu0 = time.process_time()
@@ -344,14 +310,14 @@ async def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
         if any(q.platform == "discord" for q in questions):
             discord.http.Route.BASE = urls["discord_api"].rstrip("/")
             discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(urls["discord_gateway"])
-            client = ChatbotClient(driver)  # type: ignore[arg-type]
+            client = ChatbotClient(measured)  # type: ignore[arg-type]
             runner_task = asyncio.create_task(client.start(urls["discord_token"]))
             await asyncio.wait_for(client.wait_until_ready(), 30)
-        slack_scheduler = EditScheduler()
+        slack_scheduler = core.scheduler()  # one Slack budget for every workspace's bot, as in one process
         slack_urls: list[str] = []
         for api in urls["slack_api"]:
             bot = SlackBot(
-                driver, token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=api, scheduler=slack_scheduler
+                measured, token=BOT_TOKEN, signing_secret=SIGNING_SECRET, api_url=api, scheduler=slack_scheduler
             )  # type: ignore[arg-type]
             runner, url = await serve(bot.web_app())
             bots.append(bot)
@@ -371,7 +337,7 @@ async def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
         sampler = asyncio.create_task(sample())
         sent = await platforms.ask({"questions": plan, "slack_urls": slack_urls})
-        await asyncio.wait_for(driver.all_done.wait(), args.timeout)
+        await asyncio.wait_for(measured.all_done.wait(), args.timeout)
         for bot in bots:
             await bot.drain(timeout_s=60)
         if client is not None:
@@ -383,8 +349,9 @@ async def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
             path = Path(folder) / "platforms.json"
             await platforms.ask({"path": str(path)})
             seen = json.loads(path.read_text())
+        for qid, produced in seen["model"].items():
+            answers[qid].produced = [(at, count) for at, count in produced]
     finally:
-        driver_task.cancel()
         for bot in bots:
             await bot.close()
         for runner in runners:
@@ -393,6 +360,8 @@ async def run_scenario(name: str, args: argparse.Namespace) -> dict[str, Any]:
             await client.close()
         if runner_task is not None:
             runner_task.cancel()
+        await core.close()
+        data.cleanup()
         await platforms.stop()
     result = analyze(name, questions, answers, seen, team_ids, sent.get("sent", 0))
     result.update(
@@ -703,6 +672,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1, help="seconds per platform request (0.1)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds a scenario may take (900)")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--retrieval", choices=("hybrid", "keyword"), default="hybrid", help="the core retrieval (hybrid)"
+    )
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))  # errors only
     import logging

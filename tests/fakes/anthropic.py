@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ class ScriptedAnswer:
     stall_s: float = 0.0  # a silence once `stall_after_chars` have been sent (0: before the first delta)
     stall_after_chars: int = 0
     http_status: int = 200  # non-200: answer with an API error before streaming
+    # A model's own rhythm: these pieces (joined, `text`), each after its gap (gaps[0] is unused).
+    pieces: tuple[str, ...] = ()
+    gaps: tuple[float, ...] = ()
 
 
 class FakeAnthropic:
@@ -46,6 +50,7 @@ class FakeAnthropic:
         self._rewrites: deque[ScriptedAnswer] = deque()
         self.headers: list[dict[str, str]] = []
         self._queue: deque[ScriptedAnswer] = deque()
+        self._for_word: dict[str, ScriptedAnswer] = {}  # answers to questions naming a word, every time
         self.default_chunk_chars = 6
         self.default_delay_s = 0.0
         self.unknown_models: set[str] = set()  # GET /v1/models/{id} answers 404 for these
@@ -58,6 +63,12 @@ class FakeAnthropic:
     def script(self, text: str, **options: Any) -> ScriptedAnswer:
         answer = ScriptedAnswer(text=text, **options)
         self._queue.append(answer)
+        return answer
+
+    def script_for(self, word: str, text: str, **options: Any) -> ScriptedAnswer:
+        """The answer to every question containing `word` (a whole word), before the queue's."""
+        answer = ScriptedAnswer(text=text, **options)
+        self._for_word[word] = answer
         return answer
 
     def script_rewrite(self, text: str, **options: Any) -> ScriptedAnswer:
@@ -107,6 +118,13 @@ class FakeAnthropic:
             delay_s=self.default_delay_s,
         )
 
+    def _answer_for(self, body: dict[str, Any]) -> ScriptedAnswer:
+        if self._for_word:
+            for word in re.findall(r"\w+", _last_user_text(body)):
+                if word in self._for_word:
+                    return self._for_word[word]
+        return self._queue.popleft() if self._queue else self._default_answer(body)
+
     def _cache_usage(self, body: dict[str, Any]) -> dict[str, int]:
         """Prompt caching as the API documents it: each system block marked `cache_control` ends a prefix;
         a prefix seen before is read from the cache, a new one written to it (counted in words here)."""
@@ -152,7 +170,7 @@ class FakeAnthropic:
             question = _last_user_text(body).rsplit("Latest question:", 1)[-1].strip()
             answer = self._rewrites.popleft() if self._rewrites else ScriptedAnswer(text=question)
         else:
-            answer = self._queue.popleft() if self._queue else self._default_answer(body)
+            answer = self._answer_for(body)
         if answer.http_status != 200:
             kind = {429: "rate_limit_error", 529: "overloaded_error"}.get(answer.http_status, "api_error")
             return _api_error(answer.http_status, kind, f"scripted {answer.http_status}")
@@ -194,11 +212,18 @@ class FakeAnthropic:
         sent = 0
         text = answer.text
         stalled = False
+        pieces = 0
         while sent < len(text):
             if answer.stall_s and not stalled and sent >= answer.stall_after_chars:
                 stalled = True
                 await asyncio.sleep(answer.stall_s)
-            piece = text[sent : sent + answer.chunk_chars]
+            if answer.pieces:
+                if pieces and pieces < len(answer.gaps):
+                    await asyncio.sleep(answer.gaps[pieces])
+                piece = answer.pieces[pieces]
+                pieces += 1
+            else:
+                piece = text[sent : sent + answer.chunk_chars]
             if answer.fail_after_chars is not None and sent >= answer.fail_after_chars:
                 if answer.fail_mode == "disconnect":
                     # Cut the TCP connection mid-stream: the SDK sees a transport error.
