@@ -19,12 +19,13 @@ Figures (measured at the fakes: what users saw):
   requests_over_limit  requests beyond a platform limit in any of its windows (Discord global and per
                    channel, Slack per method and workspace), counted from the fakes' call logs
   taken_over       replies of the killed process finished by another one with the interrupted marker;
-                   takeover_s: the longest time from the kill to a live process taking one over (its
-                   log); interrupted_shown_s: to the marker being shown (it waits its turn in the
-                   platform's budget like any final edit)
+                   takeover_s: the longest time from the kill to a live process taking one of its
+                   replies or questions over (its log); interrupted_shown_s: to the marker being shown
+                   (it waits its turn in the platform's budget like any final edit)
   staleness_p99_s  for every chunk the model sent: the time until the platform showed it (p99)
   questions_taken_over  questions the killed process had claimed but not answered yet, answered by
                    another process (their logs)
+  leased_tokens_wasted  tokens the processes leased and let expire unused (their shutdown logs)
   lease_rtt_p50_s / lease_rtt_p99_s  the round trip of one budget lease write to the Convex server
                    during the run, probed from this process every 0.25 s (the store's latency under
                    the load of all processes)
@@ -422,7 +423,8 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
         ]
         takeover_s = max((at - run.killed_at for at in marked), default=0.0)
     # When the live processes took the dead one's replies over (their logs), and finished them there.
-    taken_at = [t - run.killed_wall for t in _log_times(run.logs, "ownership.taken_over")] if run.killed_at else []
+    events = ("ownership.taken_over", "handover.questions_taken_over")
+    taken_at = [t - run.killed_wall for e in events for t in _log_times(run.logs, e)] if run.killed_at else []
     samples = sorted(staleness(run))
     questions_taken = sum(int(r.get("taken", 0)) for r in _log_lines(run.logs, "handover.questions_taken_over"))
     r429 = sum(1 for c in run.slack.calls if c.status == 429) + len(run.discord.rate_limited)
@@ -443,6 +445,7 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
         "staleness_p50_s": round(samples[len(samples) // 2], 3) if samples else None,
         "staleness_p99_s": round(samples[int(len(samples) * 0.99)], 3) if samples else None,
         "staleness_p99_by_platform": {p: quantile(staleness(run, p), 0.99) for p in ("slack", "discord")},
+        "leased_tokens_wasted": sum(int(r.get("wasted", 0)) for r in _log_lines(run.logs, "budgets.leases")),
         "lease_rtt_p50_s": quantile(run.lease_rtts, 0.5),
         "lease_rtt_p99_s": quantile(run.lease_rtts, 0.99),
         "lost_by_platform": dict(lost_by),

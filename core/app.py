@@ -138,7 +138,8 @@ class ChatCore:
                 self.recovery,
                 heartbeat_s=settings.owner_stale_s / 3,
                 stale_s=settings.owner_stale_s,
-                sweep_s=settings.recovery_interval_s,
+                # As often as heartbeats: a dead owner's replies are taken soon after they go stale.
+                sweep_s=min(settings.recovery_interval_s, settings.owner_stale_s / 3),
             )
             if leases is not None
             else None

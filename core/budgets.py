@@ -278,7 +278,8 @@ class BudgetLessor:
         }
 
     async def close(self) -> None:
-        log.info("budgets.leases", **self.stats())
+        # Said at shutdown; a warning when leased tokens went unused (budget the other processes lacked).
+        (log.warning if self.wasted else log.info)("budgets.leases", **self.stats())
         self._closed = True
         if self._task is not None and not self._task.done():
             self._task.cancel()

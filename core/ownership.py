@@ -88,9 +88,11 @@ class ReplyOwnership:
         # go stale and another process takes them too; finished side by side, each waits its own budget.
         self._taking.update(reply.reply_id for reply in taken)
         self.taken_over += len(taken)
+        if not taken:
+            return 0
+        log.warning("ownership.taken_over", owner=self.owner, taken=len(taken))
         done = sum(await asyncio.gather(*(self._finish(reply) for reply in taken)))
-        if taken:
-            log.warning("ownership.taken_over", owner=self.owner, taken=len(taken), finished=done)
+        log.warning("ownership.finished", owner=self.owner, taken=len(taken), finished=done)
         self.finished += done
         return done
 

@@ -541,6 +541,11 @@ class EditScheduler:
         return bucket.rate
 
 
+# `since` for a request that goes before every other final: the end of a reply whose process died,
+# which has waited longest of all (and is watched for: taken over and marked within 30 s).
+STALEST = float("-inf")
+
+
 async def within_budget(
     scheduler: EditScheduler,
     scopes: Sequence[RateScope],
@@ -549,13 +554,14 @@ async def within_budget(
     final: bool = True,
     urgent: bool | None = None,
     deadline_s: float = 120.0,
+    since: float | None = None,
 ) -> T:
     """Run one platform request that is not a reply edit (typing, a stream stop, a notice) inside
     its budget: wait for a grant, and after a 429 wait as the platform says and try again.
-    (`final` and `urgent` as for `EditScheduler.acquire`.)"""
+    (`final`, `urgent` and `since` as for `EditScheduler.acquire`.)"""
     started = scheduler.clock.now()
     while True:
-        await scheduler.acquire(scopes, final=final, urgent=urgent)
+        await scheduler.acquire(scopes, final=final, urgent=urgent, since=since)
         try:
             return await call()
         except RateLimited as exc:

@@ -23,7 +23,7 @@ from bots.discord import limits
 from bots.discord.render import tables_to_code
 from bots.discord.surface import MAX_CONTENT, DiscordSurface
 from core.markdown import split_markdown
-from core.pacing import EditScheduler, within_budget
+from core.pacing import STALEST, EditScheduler, within_budget
 from core.recovery import INTERRUPTED_MARKER, Reopened
 
 log = structlog.get_logger(__name__)
@@ -85,13 +85,15 @@ class DiscordReplies:
         surface = self.surface_at(place, parts=True)
         if not ids:  # nothing was posted yet: the reply appears now, already finished
             content = last_part(text, 1)
-            await within_budget(self.scheduler, surface.scopes("post"), lambda: surface.post(content))
+            await within_budget(self.scheduler, surface.scopes("post"), lambda: surface.post(content), since=STALEST)
             return
         last = self._channel(place).get_partial_message(int(ids[-1]))
         try:
-            shown = await within_budget(self.scheduler, limits.history_scopes(surface.channel_id), last.fetch)
+            scopes = limits.history_scopes(surface.channel_id)
+            shown = await within_budget(self.scheduler, scopes, last.fetch, since=STALEST)
             content = last_part(text, len(ids), shown.content)
-            await within_budget(self.scheduler, surface.scopes("edit"), lambda: surface.replace(ids[-1], content))
+            edit = surface.scopes("edit")
+            await within_budget(self.scheduler, edit, lambda: surface.replace(ids[-1], content), since=STALEST)
         except discord.NotFound:
             log.info("discord.recovery_part_gone", message=ids[-1])  # deleted: nothing left to finish there
 

@@ -21,7 +21,7 @@ from bots.slack import limits
 from bots.slack.oauth import team_token
 from bots.slack.surface import STREAM_EXPIRED, SlackSurface, StreamRefusals, call_slack
 from core.markdown import split_markdown
-from core.pacing import EditScheduler, within_budget
+from core.pacing import STALEST, EditScheduler, within_budget
 from core.recovery import Reopened
 
 log = structlog.get_logger(__name__)
@@ -79,9 +79,11 @@ class SlackReplies:
         for index, part in enumerate(split_markdown(text, surface.max_chars)):
             if index < len(ids):
                 ts = ids[index]
-                await within_budget(self.scheduler, surface.scopes("edit"), partial(surface.edit, ts, part))
+                await within_budget(
+                    self.scheduler, surface.scopes("edit"), partial(surface.edit, ts, part), since=STALEST
+                )
             else:
-                await within_budget(self.scheduler, surface.scopes("post"), partial(surface.post, part))
+                await within_budget(self.scheduler, surface.scopes("post"), partial(surface.post, part), since=STALEST)
 
     async def _stop_stream(self, surface: SlackSurface, ts: str) -> None:
         scope = limits.scope("chat.stopStream", surface.team_id, surface.channel_id)
@@ -90,6 +92,7 @@ class SlackReplies:
                 self.scheduler,
                 (scope,),
                 lambda: call_slack(self.client, "chat_stopStream", scope.key, channel=surface.channel_id, ts=ts),
+                since=STALEST,
             )
         except SlackApiError as exc:
             # Most often Slack ended the abandoned stream itself; the edit below shows the text either way.
