@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from core.messages import IncomingMessage, decode_message, encode_message
+from core.periodic import Periodic
 from core.recovery import ReplyPlatform
 from core.stores.questions import HeldQuestion, QuestionHolds
 
@@ -59,7 +60,7 @@ class QuestionHandover:
         self.held: dict[str, tuple[str, str]] = {}  # event key -> (workspace key, claimant), held here
         self.taken_over = 0
         self.resumed = 0  # taken-over questions answered here
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = Periodic("handover.step_failed")
         pipeline.questions = self
 
     def serves(self, message: IncomingMessage) -> bool:
@@ -137,22 +138,9 @@ class QuestionHandover:
         return True
 
     def start(self) -> None:
-        if not self._tasks:
-            self._tasks = [
-                asyncio.create_task(self._every(self.heartbeat_s, self.heartbeat), name="question-heartbeat"),
-                asyncio.create_task(self._every(self.sweep_s, self.sweep), name="question-takeover"),
-            ]
-
-    async def _every(self, interval: float, step: Callable[[], Awaitable[object]]) -> None:
-        while True:
-            try:
-                await step()
-            except Exception as exc:  # the store is down: try again next time
-                log.warning("handover.step_failed", error=repr(exc))
-            await asyncio.sleep(interval)
+        self._loops.start(
+            ("question-heartbeat", self.heartbeat_s, self.heartbeat), ("question-takeover", self.sweep_s, self.sweep)
+        )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await self._loops.stop()

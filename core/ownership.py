@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import structlog
 
 from core.messages import WorkspaceRef
+from core.periodic import Periodic
 from core.stores.leases import StreamLeases, TakenReply
 
 log = structlog.get_logger(__name__)
@@ -61,7 +62,7 @@ class ReplyOwnership:
         self.stale_s = stale_s
         self.sweep_s = sweep_s
         self._taking: set[str] = set()  # replies this process took over and is finishing
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = Periodic("ownership.step_failed")
         self.taken_over = 0
         self.finished = 0
 
@@ -108,22 +109,9 @@ class ReplyOwnership:
             self._taking.discard(reply.reply_id)
 
     def start(self) -> None:
-        if not self._tasks:
-            self._tasks = [
-                asyncio.create_task(self._every(self.heartbeat_s, self.heartbeat), name="reply-heartbeat"),
-                asyncio.create_task(self._every(self.sweep_s, self.sweep), name="reply-takeover"),
-            ]
-
-    async def _every(self, interval: float, step: Callable[[], Awaitable[object]]) -> None:
-        while True:
-            try:
-                await step()
-            except Exception as exc:  # the store is down: try again next time
-                log.warning("ownership.step_failed", error=repr(exc))
-            await asyncio.sleep(interval)
+        self._loops.start(
+            ("reply-heartbeat", self.heartbeat_s, self.heartbeat), ("reply-takeover", self.sweep_s, self.sweep)
+        )
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await self._loops.stop()

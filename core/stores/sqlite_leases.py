@@ -10,17 +10,12 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Sequence
 
 from core.policy import count_error, text_error, whole_error
-from core.sqlite_worker import SqliteUnavailable, SqliteWorker
-from core.stores.base import StoreError, StoreUnavailable
+from core.stores.base import StoreError
 from core.stores.leases import BudgetGrant, BudgetRequest, TakenReply, gcra
-
-T = TypeVar("T")
-
+from core.stores.sqlite_side import OwnConnection, message_id
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budget_buckets (key TEXT PRIMARY KEY, tat REAL NOT NULL, seq INTEGER NOT NULL);
@@ -51,34 +46,11 @@ def _number(value: float, name: str, high: float, *, least: float = 0.0) -> floa
     return float(value)
 
 
-def _reply(value: str) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-class SqliteLeases:
+class SqliteLeases(OwnConnection):
     """`BudgetLeases` and `StreamLeases` on the store's file; `await SqliteLeases.open(path)`."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._worker = SqliteWorker(path, SCHEMA, name="sqlite-leases")
-
-    @classmethod
-    async def open(cls, path: Path) -> SqliteLeases:
-        leases = cls(path)
-        await leases._worker.open()
-        return leases
-
-    async def close(self) -> None:
-        await self._worker.close()
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return await self._worker.transaction(fn)
-        except SqliteUnavailable as exc:
-            raise StoreUnavailable(f"the SQLite store {exc}") from exc
+    schema = SCHEMA
+    name = "sqlite-leases"
 
     # -- BudgetLeases ---------------------------------------------------------------------------
     async def lease(self, requests: Sequence[BudgetRequest]) -> Sequence[BudgetGrant]:
@@ -107,7 +79,7 @@ class SqliteLeases:
                 grants.append(BudgetGrant(r.key, tuple(slots), tuple(undo), seq, retry, now))
             return grants
 
-        return await self._write(lease)
+        return await self._run(lease)
 
     async def give_back(self, key: str, seq: int, undo: float) -> bool:
         _text(key, "budget key", "key")
@@ -119,7 +91,7 @@ class SqliteLeases:
             db.execute("UPDATE budget_buckets SET tat = ?, seq = ? WHERE key = ?", (undo, seq + 1, key))
             return True
 
-        return await self._write(give)
+        return await self._run(give)
 
     # -- StreamLeases ---------------------------------------------------------------------------
     async def heartbeat(self, owner: str, reply_ids: Sequence[str]) -> Sequence[str]:
@@ -130,7 +102,7 @@ class SqliteLeases:
             now = time.time()
             lost: list[str] = []
             for reply in reply_ids:
-                mid = _reply(reply)
+                mid = message_id(reply)
                 status = db.execute("SELECT status FROM messages WHERE id = ?", (mid,)).fetchone()
                 if mid is None or status is None:
                     lost.append(reply)
@@ -146,7 +118,7 @@ class SqliteLeases:
                     lost.append(reply)
             return lost
 
-        return await self._write(beat)
+        return await self._run(beat)
 
     async def take_over(
         self, owner: str, stale_s: float, limit: int = 50, platforms: Sequence[str] = ()
@@ -180,11 +152,11 @@ class SqliteLeases:
             )
             return [TakenReply(str(r[0]), r[1]) for r in rows]
 
-        return await self._write(take)
+        return await self._run(take)
 
     async def release(self, owner: str, reply_id: str) -> bool:
         _text(owner, "owner", "id")
-        mid = _reply(reply_id)
+        mid = message_id(reply_id)
         if mid is None:
             raise StoreError("invalid", f"message id {reply_id!r} is not an id of this store")
 
@@ -192,4 +164,4 @@ class SqliteLeases:
             cur = db.execute("DELETE FROM reply_leases WHERE message_id = ? AND owner = ?", (mid, owner))
             return cur.rowcount == 1
 
-        return await self._write(release)
+        return await self._run(release)

@@ -5,17 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Sequence
 
 from core.policy import text_error, whole_error
-from core.sqlite_worker import SqliteUnavailable, SqliteWorker
-from core.stores.base import StoreError, StoreUnavailable
+from core.stores.base import StoreError
 from core.stores.places import ReplyPlace
 from core.stores.sqlite_questions import SCHEMA as HOLDS_SCHEMA
-
-T = TypeVar("T")
+from core.stores.sqlite_side import OwnConnection, message_id
 
 COLUMNS = "message_id, workspace, platform, place, updated_at"
 
@@ -34,35 +30,11 @@ def _text(value: str, name: str, kind: str) -> str:
     return value
 
 
-def _id(reply_id: str) -> int | None:
-    """The store's message id (an integer); anything else is no reply of this store."""
-    try:
-        return int(reply_id)
-    except ValueError:
-        return None
-
-
-class SqlitePlaces:
+class SqlitePlaces(OwnConnection):
     """`ReplyPlaces` on the store's file; `await SqlitePlaces.open(path)`."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._worker = SqliteWorker(path, SCHEMA + HOLDS_SCHEMA, name="sqlite-places")  # a place ends a hold
-
-    @classmethod
-    async def open(cls, path: Path) -> SqlitePlaces:
-        places = cls(path)
-        await places._worker.open()
-        return places
-
-    async def close(self) -> None:
-        await self._worker.close()
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
-        try:
-            return await (self._worker.transaction(fn) if write else self._worker.read(fn))
-        except SqliteUnavailable as exc:
-            raise StoreUnavailable(f"the SQLite store {exc}") from exc
+    schema = SCHEMA + HOLDS_SCHEMA  # a place ends a hold
+    name = "sqlite-places"
 
     async def put_place(self, reply_id: str, workspace: str, platform: str, place: str, *, answers: str = "") -> None:
         row = (
@@ -79,7 +51,8 @@ class SqlitePlaces:
         def put(db: sqlite3.Connection) -> None:
             # Only a reply of this workspace gets a place (no caller can plant one for another's reply).
             owner = db.execute(
-                "SELECT t.ws FROM messages m JOIN threads t ON t.id = m.thread_id WHERE m.id = ?", (_id(reply_id),)
+                "SELECT t.ws FROM messages m JOIN threads t ON t.id = m.thread_id WHERE m.id = ?",
+                (message_id(reply_id),),
             ).fetchone()
             if owner is None or owner[0] != workspace:
                 raise StoreError("not_found", f"no reply {reply_id} in this workspace")

@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import TypeVar
+from collections.abc import Sequence
 
 from core.policy import count_error, whole_error
-from core.sqlite_worker import SqliteUnavailable, SqliteWorker
-from core.stores.base import StoreUnavailable
 from core.stores.questions import HeldQuestion
 from core.stores.sqlite_leases import _number, _refuse, _text  # the same checks as the leases
-
-T = TypeVar("T")
+from core.stores.sqlite_side import OwnConnection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS held_questions (
@@ -29,27 +24,11 @@ CREATE INDEX IF NOT EXISTS held_questions_by_heartbeat ON held_questions (heartb
 """
 
 
-class SqliteQuestions:
+class SqliteQuestions(OwnConnection):
     """`QuestionHolds` on the store's file (opened after the store: its claims table is the store's)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._worker = SqliteWorker(path, SCHEMA, name="sqlite-questions")
-
-    @classmethod
-    async def open(cls, path: Path) -> SqliteQuestions:
-        questions = cls(path)
-        await questions._worker.open()
-        return questions
-
-    async def close(self) -> None:
-        await self._worker.close()
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        try:
-            return await self._worker.transaction(fn)
-        except SqliteUnavailable as exc:
-            raise StoreUnavailable(f"the SQLite store {exc}") from exc
+    schema = SCHEMA
+    name = "sqlite-questions"
 
     async def hold(self, owner: str, claimant: str, question: HeldQuestion) -> bool:
         _text(owner, "owner", "id")
@@ -81,7 +60,7 @@ class SqliteQuestions:
             )
             return cur.rowcount == 1
 
-        return await self._write(hold)
+        return await self._run(hold)
 
     async def heartbeat(self, owner: str, keys: Sequence[str]) -> Sequence[str]:
         _text(owner, "owner", "id")
@@ -92,7 +71,7 @@ class SqliteQuestions:
             sql = "UPDATE held_questions SET heartbeat_at = ? WHERE key = ? AND owner = ?"
             return [k for k in keys if db.execute(sql, (now, k, owner)).rowcount == 0]
 
-        return await self._write(beat)
+        return await self._run(beat)
 
     async def take_over(
         self, owner: str, claimant: str, stale_s: float, limit: int = 50, platforms: Sequence[str] = ()
@@ -117,11 +96,11 @@ class SqliteQuestions:
             )
             return [HeldQuestion(*r) for r in rows]
 
-        return await self._write(take)
+        return await self._run(take)
 
     async def release(self, owner: str, workspace: str, key: str) -> bool:
         args = (_text(key, "event key", "key"), _text(owner, "owner", "id"), _text(workspace, "workspace", "workspace"))
-        return await self._write(
+        return await self._run(
             lambda db: (
                 db.execute("DELETE FROM held_questions WHERE key = ? AND owner = ? AND workspace = ?", args).rowcount
                 == 1

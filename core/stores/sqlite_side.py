@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Self, TypeVar
+
+from core.sqlite_worker import SqliteUnavailable, SqliteWorker
+from core.stores.base import StoreUnavailable
 from core.stores.sqlite import SqliteStore
+
+T = TypeVar("T")
 
 
 class SideTable:
@@ -18,3 +27,39 @@ class SideTable:
         if not self._ready:
             await self.store._tx(lambda db: db.execute(self.schema))
             self._ready = True
+
+
+class OwnConnection:
+    """A port kept in the store's file through a connection (and worker thread) of its own, so several
+    processes share it as they share the file: `await Port.open(path)`. A port names its `schema`."""
+
+    schema = ""
+    name = "sqlite-side"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._worker = SqliteWorker(path, self.schema, name=self.name)
+
+    @classmethod
+    async def open(cls, path: Path) -> Self:
+        port = cls(path)
+        await port._worker.open()
+        return port
+
+    async def close(self) -> None:
+        await self._worker.close()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T], *, write: bool = True) -> T:
+        """One write transaction (or, with `write=False`, a read); an unreachable file is StoreUnavailable."""
+        try:
+            return await (self._worker.transaction(fn) if write else self._worker.read(fn))
+        except SqliteUnavailable as exc:
+            raise StoreUnavailable(f"the SQLite store {exc}") from exc
+
+
+def message_id(value: str) -> int | None:
+    """The store's message id (an integer); anything else is no message of this store."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

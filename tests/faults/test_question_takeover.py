@@ -18,12 +18,10 @@ import aiohttp
 import pytest
 
 from core.messages import MessageRole, Platform, ReplyStatus, WorkspaceRef
-from core.stores.base import Store
-from core.stores.convex import ConvexStore
-from core.stores.sqlite import SqliteStore
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.slack import TEAM_ID, FakeSlack, event_body, signed_headers
-from tests.faults.test_crash_recovery import EVENTS, bot_env, free_port, start_bot, stop_all, until
+from tests.faults.test_crash_recovery import EVENTS, free_port, start_bot, stop_all, until
+from tests.faults.test_takeover import scale_out_env, shared_store
 
 ANSWER = "Deploys go out from the release branch after the staging checks pass, every weekday morning."
 
@@ -34,18 +32,7 @@ async def test_a_live_process_answers_the_question_a_killed_process_claimed_but_
 ) -> None:
     for _ in range(2):  # the killed process's call and the live one's
         fake_anthropic.script(ANSWER, chunk_chars=20, delay_s=0.02)
-    shared = {
-        "SLACK_NATIVE_STREAMING": "false",
-        "CHATBOT_SCALE_OUT": "true",
-        "CHATBOT_OWNER_STALE_S": "2",  # 10 s by default
-        "CHATBOT_RECOVERY_INTERVAL_S": "0.5",
-        "CHATBOT_ORPHAN_AFTER_S": "25",  # the one-process sweep must play no part here
-    }
-    if kind == "convex":
-        server = request.getfixturevalue("convex_server")
-        server.reset()
-        shared |= {"CONVEX_URL": server.url, "CONVEX_SERVICE_SECRET": server.secret}
-    env = bot_env(data_dir, slack, fake_anthropic, **shared)
+    env = scale_out_env(request, data_dir, slack, fake_anthropic, kind)
     ports = [free_port(), free_port()]
     owner, other = await asyncio.gather(start_bot(env, ports[0]), start_bot(env, ports[1]))
     event = EVENTS[False]
@@ -78,11 +65,7 @@ async def test_a_live_process_answers_the_question_a_killed_process_claimed_but_
     finally:
         await stop_all(owner, other)
 
-    store: Store
-    if kind == "convex":
-        store = ConvexStore(server.url, server.secret)
-    else:
-        store = await SqliteStore.open(data_dir / "chatbot.sqlite")
+    store = await shared_store(request, data_dir, kind)
     try:
         ws = WorkspaceRef(Platform.SLACK, TEAM_ID)
         thread = await store.find_thread(ws, channel, str(event["ts"]))

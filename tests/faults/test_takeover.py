@@ -35,11 +35,11 @@ from tests.faults.test_crash_recovery import (
 )
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "convex"])
-async def test_a_live_process_takes_over_and_finishes_a_killed_processs_reply(
+def scale_out_env(
     request: pytest.FixtureRequest, data_dir: Path, slack: FakeSlack, fake_anthropic: FakeAnthropic, kind: str
-) -> None:
-    fake_anthropic.script(ANSWER, chunk_chars=8, delay_s=0.05)  # ~6 s of streaming
+) -> dict[str, str]:
+    """The environment of bot processes sharing one store (`kind`: the data folder's SQLite file, or the
+    Convex test server), whose owners go stale after 2 s."""
     shared = {
         "SLACK_NATIVE_STREAMING": "false",
         "CHATBOT_SCALE_OUT": "true",
@@ -51,7 +51,23 @@ async def test_a_live_process_takes_over_and_finishes_a_killed_processs_reply(
         server = request.getfixturevalue("convex_server")
         server.reset()
         shared |= {"CONVEX_URL": server.url, "CONVEX_SERVICE_SECRET": server.secret}
-    env = bot_env(data_dir, slack, fake_anthropic, **shared)
+    return bot_env(data_dir, slack, fake_anthropic, **shared)
+
+
+async def shared_store(request: pytest.FixtureRequest, data_dir: Path, kind: str) -> Store:
+    """The store those processes shared, to read what they left in it."""
+    if kind == "convex":
+        server = request.getfixturevalue("convex_server")
+        return ConvexStore(server.url, server.secret)
+    return await SqliteStore.open(data_dir / "chatbot.sqlite")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "convex"])
+async def test_a_live_process_takes_over_and_finishes_a_killed_processs_reply(
+    request: pytest.FixtureRequest, data_dir: Path, slack: FakeSlack, fake_anthropic: FakeAnthropic, kind: str
+) -> None:
+    fake_anthropic.script(ANSWER, chunk_chars=8, delay_s=0.05)  # ~6 s of streaming
+    env = scale_out_env(request, data_dir, slack, fake_anthropic, kind)
     ports = [free_port(), free_port()]
     owner = await start_bot(env, ports[0])
     other = await start_bot(env, ports[1])
@@ -79,11 +95,7 @@ async def test_a_live_process_takes_over_and_finishes_a_killed_processs_reply(
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(proc.wait(), 30)
 
-    store: Store
-    if kind == "convex":
-        store = ConvexStore(server.url, server.secret)
-    else:
-        store = await SqliteStore.open(data_dir / "chatbot.sqlite")
+    store = await shared_store(request, data_dir, kind)
     try:
         stored = await stored_reply(store, WorkspaceRef(Platform.SLACK, TEAM_ID), channel, str(EVENTS[False]["ts"]))
         assert stored.status is ReplyStatus.FAILED and stored.text.endswith(INTERRUPTED_MARKER)
