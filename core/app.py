@@ -120,6 +120,7 @@ class ChatCore:
             model=settings.model,
             max_answer_tokens=settings.max_answer_tokens,
             context_tokens=settings.context_token_budget,
+            file_tokens=settings.file_token_budget,
             recovery=self.recovery,
             rewriter=rewriter,
             outbox=outbox,

@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.tokens import FILE_TOKENS
+
 DEFAULT_MODEL = "claude-sonnet-5-5"
 DEFAULT_REWRITE_MODEL = "claude-haiku-4-5"
 
@@ -73,6 +75,7 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_PRICES), alias="CHATBOT_MODEL_PRICES"
     )
     context_token_budget: int = Field(default=6000, alias="CHATBOT_CONTEXT_TOKENS")
+    file_token_budget: int = Field(default=FILE_TOKENS, ge=0, alias="CHATBOT_FILE_TOKENS")
 
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")

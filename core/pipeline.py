@@ -31,6 +31,7 @@ from core.stores.personas import ChannelPersona
 from core.stores.usage import BudgetState, Charge
 from core.streaming import ReplyStreamer
 from core.surface import Placed, Surface
+from core.tokens import FILE_TOKENS
 from core.usage_report import budget_notice, budget_refusal
 
 log = structlog.get_logger(__name__)
@@ -124,6 +125,7 @@ class Pipeline:
         model: str = "",
         max_answer_tokens: int = 1024,
         context_tokens: int = 6000,
+        file_tokens: int = FILE_TOKENS,
         retrieve_k: int = 5,
         rewriter: QueryRewriter | None = None,
         store_retry_s: tuple[float, ...] = (2, 5, 15, 30, 60, 120, 300),
@@ -141,6 +143,7 @@ class Pipeline:
         self.model = model
         self.max_answer_tokens = max_answer_tokens
         self.context_tokens = context_tokens
+        self.file_tokens = file_tokens
         self.retrieve_k = retrieve_k
         self.rewriter = rewriter
         self.store_retry_s = store_retry_s
@@ -343,6 +346,7 @@ class Pipeline:
             workspace_prompt=settings.system_prompt,
             channel_prompt=persona.system_prompt if persona else "",
             budget_tokens=self.context_tokens,
+            file_budget_tokens=self.file_tokens,
             model=model,
             max_tokens=self.max_answer_tokens,
         )

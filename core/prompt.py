@@ -12,7 +12,7 @@ from core.context import ThreadMessage
 from core.llm.base import Prompt, Turn
 from core.messages import MessageRole, ReplyStatus, Source, StoredMessage
 from core.retrieval.base import Hit
-from core.tokens import estimate_tokens
+from core.tokens import FILE_TOKENS, estimate_tokens
 
 BASE_SYSTEM = (
     "You are the team's assistant in a chat workspace. Answer the latest question helpfully and concisely, "
@@ -71,12 +71,14 @@ def build_prompt(
     max_tokens: int = 1024,
     thread: Sequence[ThreadMessage] | None = None,
     files: Sequence[FileBlock] = (),
+    file_budget_tokens: int = FILE_TOKENS,
 ) -> Prompt:
     """Fit the question, then context, then as much recent history as the budget allows.
 
     `history` is newest first (as the store pages it). Context passages that do not fit are
     dropped whole, lowest-ranked first, so citations stay numbered 1..n without gaps. `files` are
-    counted by their estimated tokens and sent while they fit, ahead of the context. `thread`
+    counted by their estimated tokens against their own budget (`file_budget_tokens`) and sent while
+    they fit, so a document asked about does not crowd out the thread and the knowledge. `thread`
     (the platform's thread, oldest first) replaces the stored history when the adapter read it:
     it holds the bot's replies and everyone else's messages too.
     """
@@ -90,12 +92,13 @@ def build_prompt(
     # Files come next (the question's own first, then the thread's newest), each whole while it fits;
     # the caller names those left out (what the returned prompt does not carry).
     sent: list[FileBlock] = []
+    left_for_files = file_budget_tokens
     for file in files:
-        if file.tokens > remaining and file.kind == "text" and remaining >= MIN_TEXT_FILE_TOKENS:
-            file = cut_text_file(file, remaining)  # the start of a long log beats none of it
-        if file.tokens <= remaining:
+        if file.tokens > left_for_files and file.kind == "text" and left_for_files >= MIN_TEXT_FILE_TOKENS:
+            file = cut_text_file(file, left_for_files)  # the start of a long log beats none of it
+        if file.tokens <= left_for_files:
             sent.append(file)
-            remaining -= file.tokens
+            left_for_files -= file.tokens
     files = sent
 
     kept_sources: list[Source] = []

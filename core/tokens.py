@@ -18,6 +18,9 @@ IMAGE_MAX_PIXELS = 1_150_000
 IMAGE_MAX_TOKENS = math.ceil(IMAGE_MAX_PIXELS / IMAGE_PIXELS_PER_TOKEN)  # also an image whose size is unknown
 PDF_PAGE_TOKENS = 3_000
 PDF_MAX_PAGES = 100
+# What the files of one prompt may cost, apart from the context budget (thread, history, passages): a
+# PDF of about ten pages, or a dozen large images, read whole while thread and knowledge still fit.
+FILE_TOKENS = 32_000
 
 
 def estimate_tokens(text: str) -> int:

@@ -30,7 +30,7 @@ async def test_a_pdf_and_an_image_reach_the_model_as_blocks_and_the_rest_is_name
     assert "Not used: tool.exe (a file type I can't read)" in reply["content"]
 
 
-async def test_files_and_a_long_thread_share_the_budget_and_what_is_left_out_is_named(harness: Harness) -> None:  # noqa: F811
+async def test_files_have_their_own_budget_beside_a_long_thread_and_the_rest_is_named(harness: Harness) -> None:  # noqa: F811
     from tests.discord.test_thread_context import ANA, BEN, settle_in
     from tests.slack.test_attachments import request_tokens
     from tests.unit.test_attachments import pdf_of, png_of
@@ -44,7 +44,7 @@ async def test_files_and_a_long_thread_share_the_budget_and_what_is_left_out_is_
     files = [
         h.fake.attach("summary.pdf", pdf_of(1), "application/pdf"),
         h.fake.attach("chart.png", png_of(1200, 900), "image/png"),
-        h.fake.attach("appendix.pdf", pdf_of(2), "application/pdf"),
+        h.fake.attach("appendix.pdf", pdf_of(10), "application/pdf"),  # more than the files' budget left
     ]
     h.llm.script("The summary and the chart agree.")
     await h.fake.send_message(ANA, "what do these say?", channel_id=thread_id, attachments=files)
@@ -56,6 +56,8 @@ async def test_files_and_a_long_thread_share_the_budget_and_what_is_left_out_is_
     assert [b["type"] for b in blocks].count("image") == 1
     text = json.dumps(request["messages"])
     assert "message 299:" in text and "message 0:" not in text and "left out to fit" in text
-    assert request_tokens(request) <= h.core.settings.context_token_budget
+    text_tokens, file_tokens = request_tokens(request)
+    assert text_tokens <= h.core.settings.context_token_budget
+    assert file_tokens <= h.core.settings.file_token_budget
     [reply] = h.fake.bot_messages(thread_id)
-    assert "Not used: appendix.pdf (too large for what I can read at once (about 6,000 tokens))" in reply["content"]
+    assert "Not used: appendix.pdf (too large for what I can read at once (about 30,000 tokens))" in reply["content"]

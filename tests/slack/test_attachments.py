@@ -78,25 +78,26 @@ async def test_a_file_slack_will_not_serve_is_named_and_the_question_answered(
     assert isinstance(fake_anthropic.last_request["messages"][-1]["content"], str)
 
 
-def request_tokens(request: dict[str, Any]) -> int:
-    """What a Messages request costs by the prompt's own estimates: its text, and its files' tokens."""
+def request_tokens(request: dict[str, Any]) -> tuple[int, int]:
+    """What a Messages request costs by the prompt's own estimates: its text, and its files apart."""
     system = request["system"]
-    used = sum(estimate_tokens(b["text"]) for b in system) if isinstance(system, list) else estimate_tokens(system)
+    text = sum(estimate_tokens(b["text"]) for b in system) if isinstance(system, list) else estimate_tokens(system)
+    files = 0
     for turn in request["messages"]:
         parts = turn["content"] if isinstance(turn["content"], list) else [{"type": "text", "text": turn["content"]}]
         for part in parts:
             if part["type"] == "text":
-                used += estimate_tokens(part["text"])
+                text += estimate_tokens(part["text"])
             elif part["type"] == "image":
-                used += image_tokens(*image_size(base64.b64decode(part["source"]["data"])))
+                files += image_tokens(*image_size(base64.b64decode(part["source"]["data"])))
             elif part["source"]["type"] == "text":
-                used += estimate_tokens(part["source"]["data"])
+                files += estimate_tokens(part["source"]["data"])
             else:
-                used += pdf_tokens(pdf_pages(base64.b64decode(part["source"]["data"])))
-    return used
+                files += pdf_tokens(pdf_pages(base64.b64decode(part["source"]["data"])))
+    return text, files
 
 
-async def test_files_and_a_long_thread_share_the_budget_and_what_is_left_out_is_named(
+async def test_files_have_their_own_budget_beside_a_long_thread_and_the_rest_is_named(
     harness: Harness, fake_anthropic: FakeAnthropic
 ) -> None:
     from tests.slack.test_thread_context import human_thread
@@ -107,7 +108,7 @@ async def test_files_and_a_long_thread_share_the_budget_and_what_is_left_out_is_
     files = [
         h.slack.upload("summary.pdf", pdf_of(1), "application/pdf"),
         h.slack.upload("chart.png", png_of(1200, 900), "image/png"),  # 1,440 tokens
-        h.slack.upload("appendix.pdf", pdf_of(2), "application/pdf"),  # 6,000 tokens: more than the budget left
+        h.slack.upload("appendix.pdf", pdf_of(10), "application/pdf"),  # 30,000 tokens: over the files' budget
     ]
     fake_anthropic.script("The summary and the chart agree.")
     await answered(h, mention("what do these say?", subtype="file_share", files=files, thread_ts=parent_ts))
@@ -118,6 +119,8 @@ async def test_files_and_a_long_thread_share_the_budget_and_what_is_left_out_is_
     assert [b["type"] for b in blocks].count("image") == 1
     text = json.dumps(request["messages"])
     assert "message 299:" in text and "message 0:" not in text and "left out to fit" in text  # newest first
-    assert request_tokens(request) <= h.bot.core.settings.context_token_budget
+    text_tokens, file_tokens = request_tokens(request)
+    assert text_tokens <= h.bot.core.settings.context_token_budget
+    assert file_tokens <= h.bot.core.settings.file_token_budget
     shown = h.slack.shown_text(h.slack.replies_in("C1", parent_ts)[0])
-    assert "Not used: appendix.pdf (too large for what I can read at once (about 6,000 tokens))" in shown
+    assert "Not used: appendix.pdf (too large for what I can read at once (about 30,000 tokens))" in shown

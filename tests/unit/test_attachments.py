@@ -20,7 +20,7 @@ from core.attachments import (
 )
 from core.messages import Attachment
 from core.prompt import build_prompt
-from core.tokens import IMAGE_MAX_TOKENS, PDF_MAX_PAGES, PDF_PAGE_TOKENS, estimate_tokens, image_tokens
+from core.tokens import IMAGE_MAX_TOKENS, PDF_MAX_PAGES, PDF_PAGE_TOKENS, image_tokens
 
 
 class Files:
@@ -114,13 +114,35 @@ async def test_what_does_not_fit_the_prompt_budget_is_named_in_the_note() -> Non
     question = [file(n, m) for n, m in [("one.pdf", PDF), ("two.pdf", PDF), ("shot.png", "image/png")]]
     prepared = await prepare(files, question, [file("build.log", "text/plain")])
     prompt = build_prompt(
-        question="what do these say?", history=[], sources=[], files=prepared.blocks, budget_tokens=6000
+        question="what do these say?",
+        history=[],
+        sources=[],
+        files=prepared.blocks,
+        budget_tokens=6000,
+        file_budget_tokens=6000,
     )
     sent = [f for t in prompt.turns for f in t.files]
     assert [f.name for f in sent] == ["one.pdf", "shot.png", "build.log"]  # two.pdf (6,000 tokens) would not fit
-    system = estimate_tokens(prompt.system) + sum(estimate_tokens(t.content) for t in prompt.turns)
-    assert system + sum(f.tokens for f in sent) <= 6000
+    assert sum(f.tokens for f in sent) <= 6000
     note = prepared.fitted(sent).note
     assert "two.pdf (too large for what I can read at once (about 6,000 tokens))" in note
     assert "build.log (only its first" in note and "characters fit)" in note
     assert "one.pdf" not in note and "shot.png" not in note
+
+
+async def test_files_do_not_crowd_out_the_knowledge() -> None:
+    """A document asked about is counted against the files' budget, so the passages still fit beside it."""
+    from core.messages import Source
+
+    prepared = await prepare(Files({"spec.pdf": pdf_of(5)}), [file("spec.pdf", PDF)])
+    sources = [Source(i + 1, f"page {i}", f"kb://{i}", "a passage of the handbook " * 20) for i in range(3)]
+    prompt = build_prompt(
+        question="is this spec in line with our handbook?",
+        history=[],
+        sources=sources,
+        files=prepared.blocks,
+        budget_tokens=6000,
+        file_budget_tokens=20_000,
+    )
+    assert [f.name for t in prompt.turns for f in t.files] == ["spec.pdf"]  # 15,000 tokens, more than 6,000
+    assert [s.uri for s in prompt.sources] == ["kb://0", "kb://1", "kb://2"]
