@@ -497,7 +497,7 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
             "CONVEX_SERVICE_SECRET": convex.secret,
             "ANTHROPIC_API_KEY": "bench",
             "ANTHROPIC_BASE_URL": llm.url,
-            "CHATBOT_LOG_LEVEL": "WARNING",
+            "CHATBOT_LOG_LEVEL": args.log_level,
             "CHATBOT_SCALE_OUT": "1",
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -649,6 +649,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--skip-single", action="store_true", help="no single-process run")
     parser.add_argument("--keep-logs", default="", help="copy the processes' logs into this folder")
+    parser.add_argument("--log-level", default="WARNING", help="of the bot processes (--keep-logs keeps them)")
     parser.add_argument("--json", action="store_true", help="only the JSON line")
     parser.add_argument("--dump", default="", help="write every conversation's replies to this JSON file")
     args = parser.parse_args()

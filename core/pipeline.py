@@ -281,6 +281,7 @@ class Pipeline:
             won = await questions.claim(message, surface.place(), attempt.claimant)
         else:
             won = await self.store.claim_event(message.event_key)
+        attempt.held = attempt.held and won  # a duplicate holds nothing (and must not release the holder's)
         if not won:
             if not ours:
                 attempt.claimed = False

@@ -44,16 +44,19 @@ async def test_every_delivery_of_one_message_to_one_process_gets_one_reply(
     event = mention("where are the design docs?")
     body = event_body(event)
     retry = signed_headers(body, content_type="application/json", timestamp=int(time.time()) - 2, retry_num=1)
-    scaled.slack.storm("chat.postMessage", times=3, retry_after=0.3)  # the answer's first post waits
+    scaled.slack.storm("chat.postMessage", times=6, retry_after=0.3)  # the answer's first post waits
     await scaled.event(event)
     for _ in range(200):  # until the first delivery holds the claim and tries to post
         if scaled.slack.calls_to("chat.postMessage", ok_only=False):
             break
         await asyncio.sleep(0.02)
     handover = scaled.bot.core.handover
-    assert handover is not None and list(handover.held) == [f"slack:{scaled.slack.team_id}:C1:{event['ts']}"]
+    key = f"slack:{scaled.slack.team_id}:C1:{event['ts']}"
+    assert handover is not None and list(handover.held) == [key]
     # Delivered again while the first is held here: the pair's message event, then Slack's retry.
     await asyncio.gather(scaled.event(channel_message(event["text"], ts=event["ts"])), scaled.post(body, retry))
+    await asyncio.sleep(0.5)  # both handled as duplicates: the first delivery still holds the question
+    assert list(handover.held) == [key]
     await scaled.settle()
     assert len(scaled.slack.replies_in("C1")) == 1
     assert len(fake_anthropic.requests) == 1
