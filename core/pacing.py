@@ -393,10 +393,9 @@ class EditScheduler:
         reserve of both is for finals only)."""
         return max(bucket.ready_at(now, ticket), bucket.window.free_at(now, final=ticket.final))
 
-    def try_acquire(self, scopes: Sequence[RateScope], *, spare: float = 1.0) -> bool:
-        """Spend one unit from each scope now, only if the budget has slack: nothing waits on it and
-        a shared burst keeps `spare` tokens after it. For optional requests (typing, a placeholder),
-        which are dropped rather than queued, so they never delay a reply's text."""
+    def has_slack(self, scopes: Sequence[RateScope], *, spare: float = 1.0) -> bool:
+        """Whether an optional request could go on these scopes now: nothing waits on them and a
+        shared burst keeps `spare` tokens after it (nothing is spent)."""
         buckets = [self.bucket(s) for s in scopes]  # first: a new bucket starts at the clock's now
         now = self.clock.now()
         # The lowest priority there is: any request waiting on these scopes or reserving them wins.
@@ -406,7 +405,17 @@ class EditScheduler:
                 return False
             if bucket.burst >= spare + 2 and bucket.tokens < spare + 1:
                 return False
-        for bucket in ticket.buckets:
+        return True
+
+    def try_acquire(self, scopes: Sequence[RateScope], *, spare: float = 1.0) -> bool:
+        """Spend one unit from each scope now, only if the budget has slack (`has_slack`). For optional
+        requests (typing, a placeholder), which are dropped rather than queued, so they never delay a
+        reply's text."""
+        if not self.has_slack(scopes, spare=spare):
+            return False
+        now = self.clock.now()
+        for scope in scopes:
+            bucket = self.bucket(scope)
             bucket.take(now)
             bucket.window.sent(now)
         self.granted += 1

@@ -144,8 +144,11 @@ class ReplyStreamer:
                         continue  # re-plan: more text has arrived
                 if not self.text and step[0] == "post":
                     # A placeholder before the first words is optional: sent only while the budget
-                    # has slack, else the first words make the first post.
-                    if not self.scheduler.try_acquire(scopes):
+                    # has slack, and the edit's too where edits spend another budget (Slack's Tier 3:
+                    # a placeholder there could wait minutes for its first words), else the first
+                    # words make the first post.
+                    edits = self.surface.scopes("edit")
+                    if not (self.scheduler.has_slack(edits) and self.scheduler.try_acquire(scopes)):
                         break
                 else:
                     await self.scheduler.acquire(scopes, since=since)

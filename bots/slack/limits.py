@@ -58,7 +58,8 @@ METHODS: dict[str, Method] = {
     "conversations.replies:unlisted": Method(Budget(1, 60.0, 1 / 61, 1.0, "1 per minute, unlisted apps")),
     "conversations.history": Method(tier(50)),  # /chatbot summarize without a thread
     "conversations.history:unlisted": Method(Budget(1, 60.0, 1 / 61, 1.0, "1 per minute, unlisted apps")),
-    "users.info": Method(tier(100)),
+    # Tier 4: many people asking at once need their facts at once (a burst of 20, then 1.3/s).
+    "users.info": Method(tier(100, burst=20.0)),
     "auth.test": Method(tier(100)),
 }
 
