@@ -37,9 +37,10 @@ if str(ROOT) not in sys.path:
 import structlog  # noqa: E402
 
 from bench.knowledge import DATA, WS, weaviate_endpoint  # noqa: E402
+from bench.models import MODELS, model  # noqa: E402
 from core.ingest import chunk_id  # noqa: E402
 from core.retrieval.base import Chunk, Retriever  # noqa: E402
-from core.retrieval.embedders import LocalEmbedder  # noqa: E402
+from core.retrieval.embedders import DEFAULT_LOCAL_MODEL, LocalEmbedder, LocalModel  # noqa: E402
 from core.retrieval.fts import FtsRetriever  # noqa: E402
 from core.retrieval.fusion import embedding_text  # noqa: E402
 from core.retrieval.hybrid import HybridRetriever  # noqa: E402
@@ -82,6 +83,9 @@ class PrecomputedEmbedder:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return [self.vectors[t] for t in texts]
 
+    async def embed_query(self, query: str) -> list[float]:
+        raise NotImplementedError("ingest only")
+
 
 async def timed_ingest(retriever: Retriever, documents: list[tuple[str, list[Chunk]]]) -> float:
     started = time.perf_counter()
@@ -90,10 +94,12 @@ async def timed_ingest(retriever: Retriever, documents: list[tuple[str, list[Chu
     return time.perf_counter() - started
 
 
-async def run(total_chunks: int, with_weaviate: bool = True) -> dict[str, Any]:
+async def run(
+    total_chunks: int, with_weaviate: bool = True, local_model: LocalModel = DEFAULT_LOCAL_MODEL
+) -> dict[str, Any]:
     documents = make_documents(total_chunks)
     n = sum(len(chunks) for _, chunks in documents)
-    embedder = LocalEmbedder()
+    embedder = LocalEmbedder(local_model)
     await embedder.embed(["warm up: load the model before timing"])
     rows: list[dict[str, Any]] = []
 
@@ -134,7 +140,7 @@ async def run(total_chunks: int, with_weaviate: bool = True) -> dict[str, Any]:
     ratio = hybrid_s / raw_s
 
     if not with_weaviate:
-        return _report(n, documents, rows, ratio)
+        return _report(n, documents, rows, ratio, local_model)
     with weaviate_endpoint() as endpoint:
         for name, chosen in (
             ("weaviate (embedding + insert)", embedder),
@@ -155,18 +161,18 @@ async def run(total_chunks: int, with_weaviate: bool = True) -> dict[str, Any]:
                 await weaviate.drop_collection()
                 await weaviate.close()
 
-    return _report(n, documents, rows, ratio)
+    return _report(n, documents, rows, ratio, local_model)
 
 
 def _report(
-    n: int, documents: list[tuple[str, list[Chunk]]], rows: list[dict[str, Any]], ratio: float
+    n: int, documents: list[tuple[str, list[Chunk]]], rows: list[dict[str, Any]], ratio: float, model: LocalModel
 ) -> dict[str, Any]:
     return {
         "chunks": n,
         "documents": len(documents),
         "words_per_chunk": WORDS_PER_CHUNK,
-        "embedder": LocalEmbedder.name,
-        "embedder_max_tokens": LocalEmbedder.MAX_TOKENS,
+        "embedder": model.name,
+        "embedder_max_tokens": model.max_tokens,
         "hybrid_vs_raw_embedder": ratio,  # how many times slower the embedded default ingests than the model runs
         "rows": rows,
     }
@@ -187,10 +193,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--chunks", type=int, default=120, help="how many chunks to ingest (default 120)")
     parser.add_argument("--no-weaviate", action="store_true", help="skip the Weaviate rows")
+    parser.add_argument(
+        "--model", choices=sorted(MODELS), default="minilm", help="the local embedding model (bench/models.py)"
+    )
     parser.add_argument("--json", action="store_true", help="print only the JSON")
     args = parser.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
-    report = asyncio.run(run(args.chunks, not args.no_weaviate))
+    report = asyncio.run(run(args.chunks, not args.no_weaviate, model(args.model)))
     if not args.json:
         print(table(report))
         print()

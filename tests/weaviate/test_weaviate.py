@@ -68,6 +68,35 @@ async def test_unknown_workspace_has_no_hits(retriever: WeaviateRetriever) -> No
     assert await retriever.search(WorkspaceRef(Platform.DISCORD, "never-ingested"), "anything") == []
 
 
+class Renamed(LocalEmbedder):
+    """The same weights under another name: to the collection, another model of the same dimension."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = "another-model"
+
+
+async def test_a_collection_of_another_models_vectors_is_refused_not_mixed(weaviate_server: WeaviateServer) -> None:
+    collection = f"Wv_{uuid.uuid4().hex}"
+    made = WeaviateRetriever(
+        url=weaviate_server.url, grpc_port=weaviate_server.grpc_port, embedder=LocalEmbedder(), collection=collection
+    )
+    other = WeaviateRetriever(
+        url=weaviate_server.url, grpc_port=weaviate_server.grpc_port, embedder=Renamed(), collection=collection
+    )
+    try:
+        await made.replace_document(WS, "u://a", [chunk("u://a", "the garage opens at seven")])
+        with pytest.raises(RetrieverUnavailable, match=r"made by .+384 dimensions.+not by another-model"):
+            await other.search(WS, "garage")
+        with pytest.raises(RetrieverUnavailable, match="delete the collection and ingest the documents again"):
+            await other.replace_document(WS, "u://b", [chunk("u://b", "lunch at noon")])
+        assert [h.chunk.document_uri for h in await made.search(WS, "garage")] == ["u://a"]
+    finally:
+        await made.drop_collection()
+        await made.close()
+        await other.close()
+
+
 async def test_bm25_finds_a_just_written_chunk_by_its_rare_words_among_many_matches(
     weaviate_server: WeaviateServer,
 ) -> None:
