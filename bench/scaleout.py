@@ -60,6 +60,7 @@ from aiohttp import web  # noqa: E402
 
 from bots.discord import limits as discord_limits  # noqa: E402
 from bots.slack import limits as slack_limits  # noqa: E402
+from core.messages import Platform, WorkspaceRef  # noqa: E402
 from core.stores.convex import ConvexStore  # noqa: E402
 from core.stores.convex_leases import ConvexLeases  # noqa: E402
 from core.stores.leases import BudgetRequest  # noqa: E402
@@ -566,6 +567,7 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
             await proxy.close()
         result = summarize(run, label)
         result["slack_processes"], result["discord_processes"] = n_slack, n_discord
+        result["lost_in_store"] = await lost_in_store(run, convex)
         if args.dump:
             finals = replies(run)
             rows = [
@@ -582,6 +584,29 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
                 Path(args.dump).with_suffix(f".{label}.json").write_text, json.dumps(rows, indent=1)
             )
         return result
+
+
+async def lost_in_store(run: Run, convex: Any) -> dict[str, list[str]]:
+    """What the store kept of each lost conversation: its messages as role:status (none: never claimed
+    or claimed and dropped before anything was stored)."""
+    finals = replies(run)
+    store = ConvexStore(convex.url, convex.secret)
+    out: dict[str, list[str]] = {}
+    try:
+        for conv in run.conversations:
+            if finals.get(conv.id):
+                continue
+            if conv.platform == "slack":
+                ws = WorkspaceRef(Platform.SLACK, run.slack.team_id)
+                thread = await store.find_thread(ws, conv.channel, conv.message_id)
+            else:
+                ws = WorkspaceRef(Platform.DISCORD, GUILD_ID if conv.channel.startswith("31") else OTHER_GUILD)
+                thread = await store.find_thread(ws, conv.channel, conv.message_id)
+            items = (await store.messages(ws, thread)).items if thread else []
+            out[str(conv.id)] = [f"{m.role.value}:{m.status.value}" for m in items]
+    finally:
+        await store.close()
+    return out
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

@@ -43,6 +43,8 @@ HORIZON_S = 1.0  # lease no token further ahead than this (or one interval, for 
 MAX_WANT = 20
 MAX_SCOPES_PER_LEASE = COUNTS["lease_buckets"]
 COALESCE_S = 0.02  # at most one lease write per this long per process
+LEAD_SAMPLES = 20  # lease round trips the lead is the median of
+LEAD_MAX_S = 1.0
 
 
 def shared_bucket(scope: RateScope) -> tuple[float, float, float]:
@@ -199,7 +201,7 @@ class BudgetLessor:
             self._pending -= keys
             self._wake.clear()
             scopes = [self._scopes[k] for k in sorted(keys)]
-            requests = [_sized(s) for s in scopes]
+            requests = [_sized(s, self._lead()) for s in scopes]
             sent = self.clock()
             try:
                 grants = await self.leases.lease(requests)
@@ -262,6 +264,12 @@ class BudgetLessor:
             except Exception as exc:
                 log.warning("budgets.give_back_failed", key=shared.key, error=repr(exc))
         return returned
+
+    def _lead(self) -> float:
+        """Slots no earlier than the recent median round trip after the store's now: a slot at its very
+        now would pass before the answer arrives whenever the store is slower than `late_s`."""
+        recent = sorted(list(self.round_trips)[-LEAD_SAMPLES:])
+        return min(LEAD_MAX_S, recent[len(recent) // 2]) if recent else 0.0
 
     def stats(self) -> dict[str, float]:
         """Lease writes, their round trip (p50/p99 of the latest) and the leased tokens that expired unused."""
@@ -371,6 +379,6 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _sized(shared: SharedScope) -> BudgetRequest:
+def _sized(shared: SharedScope, lead_s: float) -> BudgetRequest:
     r = shared.request
-    return BudgetRequest(r.key, r.per_second, r.burst, shared.want(), r.horizon_s)
+    return BudgetRequest(r.key, r.per_second, r.burst, shared.want(), r.horizon_s, lead_s)

@@ -18,24 +18,33 @@ function positive(value: number, max: number, name: string): number {
 }
 
 /** GCRA for one bucket: the offsets (seconds from now) of the granted tokens, and the state to undo the last one. */
-export function grant(tat: number, at: number, perSecond: number, burst: number, want: number, horizonS: number) {
+export function grant(tat: number, at: number, perSecond: number, burst: number, want: number, horizonS: number, leadS = 0) {
   const interval = 1 / perSecond;
   const tolerance = (burst - 1) * interval;
   const slots: number[] = [];
   const undo: number[] = [];
   let next = tat;
   while (slots.length < want) {
-    const slot = Math.max(at, next - tolerance);
-    if (slot - at > horizonS) break;
+    const slot = Math.max(at + leadS, next - tolerance);
+    if (slot - at > horizonS + leadS) break;
     undo.push(next);
     slots.push(slot - at);
     next = Math.max(next, slot) + interval;
   }
-  const retryAfterS = slots.length === 0 ? Math.max(0, next - tolerance - at - horizonS) : 0;
+  const retryAfterS = slots.length === 0 ? Math.max(0, next - tolerance - at - horizonS - leadS) : 0;
   return { slots, undo, tat: next, retryAfterS };
 }
 
-const budgetItem = v.object({ key: v.string(), perSecond: v.number(), burst: v.number(), want: v.number(), horizonS: v.number() });
+// `leadS`: no slot earlier than this after the store's now (the caller's round trip: a token whose
+// moment passed before the answer arrived could not be spent).
+const budgetItem = v.object({
+  key: v.string(),
+  perSecond: v.number(),
+  burst: v.number(),
+  want: v.number(),
+  horizonS: v.number(),
+  leadS: v.optional(v.number()),
+});
 
 /** Lease tokens from many buckets in one short mutation; `at` is the deployment's clock (the slots' origin). */
 export const take = serviceMutation({
@@ -52,11 +61,13 @@ export const take = serviceMutation({
       if (item.burst < 1) fail("invalid", "burst must be at least 1");
       boundedInt(item.want, "lease_want", "want");
       positive(item.horizonS, 600, "horizonS");
+      const lead = item.leadS ?? 0;
+      if (!Number.isFinite(lead) || lead < 0 || lead > 5) fail("invalid", "leadS must be a number from 0 to 5");
       const row = await ctx.db
         .query("budgetBuckets")
         .withIndex("by_key", (q) => q.eq("key", item.key))
         .unique();
-      const result = grant(row?.tat ?? at, at, item.perSecond, item.burst, item.want, item.horizonS);
+      const result = grant(row?.tat ?? at, at, item.perSecond, item.burst, item.want, item.horizonS, lead);
       let seq = row?.seq ?? 0;
       if (result.slots.length > 0) {
         seq += 1;

@@ -22,6 +22,7 @@ class ConvexLeases:
             return []
         items = [
             {"key": r.key, "perSecond": r.per_second, "burst": r.burst, "want": r.want, "horizonS": r.horizon_s}
+            | ({"leadS": r.lead_s} if r.lead_s else {})
             for r in requests
         ]
         rows = await self._store._mutation("leases:take", once=False, items=items)

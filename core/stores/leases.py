@@ -24,7 +24,8 @@ class BudgetRequest:
     per_second: float
     burst: float
     want: int  # tokens wanted (1-100)
-    horizon_s: float  # grant no token that may only be spent later than this
+    horizon_s: float  # grant no token that may only be spent later than this (after the lead)
+    lead_s: float = 0.0  # grant no token earlier than this after the store's now (the round trip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,7 @@ class StreamLeases(Protocol):
 
 
 def gcra(
-    tat: float, now: float, per_second: float, burst: float, want: int, horizon_s: float
+    tat: float, now: float, per_second: float, burst: float, want: int, horizon_s: float, lead_s: float = 0.0
 ) -> tuple[list[float], list[float], float, float]:
     """The generic cell rate algorithm for one lease: (slots, undo, new tat, retry after).
 
@@ -85,11 +86,11 @@ def gcra(
     undo: list[float] = []
     nxt = tat
     while len(slots) < want:
-        slot = max(now, nxt - tolerance)
-        if slot - now > horizon_s:
+        slot = max(now + lead_s, nxt - tolerance)
+        if slot - now > horizon_s + lead_s:
             break
         undo.append(nxt)
         slots.append(slot - now)
         nxt = max(nxt, slot) + interval
-    retry = max(0.0, nxt - tolerance - now - horizon_s) if not slots else 0.0
+    retry = max(0.0, nxt - tolerance - now - horizon_s - lead_s) if not slots else 0.0
     return slots, undo, nxt, retry

@@ -60,6 +60,8 @@ class SqliteLeases(OwnConnection):
             _number(r.per_second, "per_second", 10_000)
             _number(r.burst, "burst", 10_000, least=1.0)
             _number(r.horizon_s, "horizon_s", 600)
+            if not (isinstance(r.lead_s, (int, float)) and 0 <= r.lead_s <= 5):
+                _refuse("lead_s must be a number from 0 to 5")
             _refuse(whole_error("lease_want", r.want, "want"))
 
         def lease(db: sqlite3.Connection) -> list[BudgetGrant]:
@@ -68,7 +70,7 @@ class SqliteLeases(OwnConnection):
             for r in requests:
                 row = db.execute("SELECT tat, seq FROM budget_buckets WHERE key = ?", (r.key,)).fetchone()
                 tat, seq = (row[0], row[1]) if row else (now, 0)
-                slots, undo, new_tat, retry = gcra(tat, now, r.per_second, r.burst, r.want, r.horizon_s)
+                slots, undo, new_tat, retry = gcra(tat, now, r.per_second, r.burst, r.want, r.horizon_s, r.lead_s)
                 if slots:
                     seq += 1
                     db.execute(

@@ -79,6 +79,12 @@ async def test_a_lease_grants_the_burst_now_then_one_token_per_interval(clients:
     assert gaps == pytest.approx([0.1, 0.1, 0.1], abs=1e-6)
 
 
+async def test_a_lead_grants_no_slot_sooner_than_the_callers_round_trip(clients: tuple[Client, Client]) -> None:
+    a, _ = clients
+    (grant,) = await a.leases.lease([BudgetRequest("k", 10.0, 2.0, 3, 1.0, lead_s=0.3)])
+    assert grant.slots == pytest.approx((0.3, 0.3, 0.4), abs=0.05)  # the burst, at the lead, then the rate
+
+
 async def test_two_clients_get_successive_tokens_never_the_same(clients: tuple[Client, Client]) -> None:
     a, b = clients
     (first,) = await a.leases.lease([bucket(want=4)])
