@@ -500,6 +500,7 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
             "ANTHROPIC_BASE_URL": llm.url,
             "CHATBOT_LOG_LEVEL": args.log_level,
             "CHATBOT_SCALE_OUT": "1",
+            "PYTHONUNBUFFERED": "1",  # the killed process's log up to its end
             "SLACK_BOT_TOKEN": BOT_TOKEN,
             "SLACK_SIGNING_SECRET": SIGNING_SECRET,
             "SLACK_API_URL": slack.api_url,
