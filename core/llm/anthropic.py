@@ -65,28 +65,43 @@ class AnthropicLLM:
             for t in prompt.turns
         ]
         try:
-            async with self._client.messages.stream(
+            # The raw events, not the SDK's MessageStream helper: that one rebuilds a typed snapshot of the
+            # whole message on every delta, which made it most of a busy process's CPU (bench/README.md).
+            events = await self._client.messages.create(
                 model=prompt.model or self.model,
                 max_tokens=prompt.max_tokens,
                 system=_system(prompt),
                 messages=messages,
-            ) as stream:
-                texts = stream.text_stream.__aiter__()
+                stream=True,
+            )
+            usage = Usage(0, 0)
+            async with events:
+                iterator = events.__aiter__()
                 while True:
                     try:
                         async with asyncio.timeout(self.idle_timeout_s):
-                            text = await anext(texts)
+                            event = await anext(iterator)
                     except StopAsyncIteration:
                         break
-                    yield text  # outside the timeout: the consumer's time does not count as idle
-                final = await stream.get_final_message()
-            usage = final.usage
-            yield Usage(
-                usage.input_tokens,
-                usage.output_tokens,
-                cache_read_tokens=usage.cache_read_input_tokens or 0,
-                cache_write_tokens=usage.cache_creation_input_tokens or 0,
-            )
+                    if event.type == "content_block_delta":
+                        if event.delta.type == "text_delta" and event.delta.text:
+                            yield event.delta.text  # outside the timeout: the consumer's time is not idle
+                    elif event.type == "message_start":
+                        started = event.message.usage
+                        usage = Usage(
+                            started.input_tokens,
+                            started.output_tokens,
+                            cache_read_tokens=started.cache_read_input_tokens or 0,
+                            cache_write_tokens=started.cache_creation_input_tokens or 0,
+                        )
+                    elif event.type == "message_delta":  # the counts so far, the output's final at the end
+                        usage = Usage(
+                            event.usage.input_tokens or usage.input_tokens,
+                            event.usage.output_tokens,
+                            cache_read_tokens=event.usage.cache_read_input_tokens or usage.cache_read_tokens,
+                            cache_write_tokens=event.usage.cache_creation_input_tokens or usage.cache_write_tokens,
+                        )
+            yield usage
         except TimeoutError as exc:
             log.warning("llm.idle_timeout", idle_s=self.idle_timeout_s, base_url=self.base_url)
             raise LLMTimeout(f"the model went silent for {self.idle_timeout_s:g} s (timed out)") from exc
