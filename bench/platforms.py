@@ -102,7 +102,8 @@ async def main() -> None:
             report = await read_line(reader)
         seen = snapshot(discord, slacks, sent)
         # When the model sent each piece of each answer: (time, characters so far).
-        seen["model"] = produced = {qid: [] for qid in config["answers"]}
+        produced: dict[str, list[list[float]]] = {qid: [] for qid in config["answers"]}
+        seen["model"] = produced
         for at, text, count in model.sent_log:
             if text in texts:
                 produced[texts[text]].append([at, count])

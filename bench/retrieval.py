@@ -142,7 +142,7 @@ async def measure_set(
         try:
             await ingest(base, labelled)
             for fusion in [VECTOR_ONLY, *fusions]:
-                variant = await HybridRetriever.open(path, embedder, fusion=fusion)
+                variant: Retriever = await HybridRetriever.open(path, embedder, fusion=fusion)
                 try:
                     await measure(f"embedded {fusion_name(fusion)}", variant, default=fusion == DEFAULT_FUSION)
                 finally:

@@ -316,18 +316,18 @@ def replies(run: Run) -> dict[int, list[str]]:
         if message.user == BOT_USER_ID and conv is not None:
             out[conv.id].append(run.slack.shown_text(message))
     first_parts: dict[str, Conversation] = {}  # a reply's message id -> its conversation (later parts reply to it)
-    for message in sorted(run.discord.messages.values(), key=lambda m: int(m["id"])):
-        if message["author"]["id"] != DISCORD_BOT_ID:
+    for posted in sorted(run.discord.messages.values(), key=lambda m: int(m["id"])):
+        if posted["author"]["id"] != DISCORD_BOT_ID:
             continue
-        reference = str((message.get("message_reference") or {}).get("message_id"))
+        reference = str((posted.get("message_reference") or {}).get("message_id"))
         # A reply answers its question, or continues a part, or sits in the thread opened from the
         # question (busy channels move new answers into threads).
-        conv = by_question.get(reference) or by_question.get(str(message["channel_id"]))
+        conv = by_question.get(reference) or by_question.get(str(posted["channel_id"]))
         if conv is None and reference in first_parts:
             continue  # a continuation part of a reply already counted
         if conv is not None:
-            first_parts[str(message["id"])] = conv
-            out[conv.id].append(str(message.get("content") or ""))
+            first_parts[str(posted["id"])] = conv
+            out[conv.id].append(str(posted.get("content") or ""))
     return out
 
 
@@ -354,10 +354,10 @@ def over_limit(run: Run) -> int:
     budget = discord_limits.CHANNEL_MESSAGES
     over += sum(most_over(ts, budget.limit, budget.window_s) for ts in per_channel.values())
     per_scope: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for c in run.slack.calls:
-        spec = slack_limits.METHODS.get(c.method)
-        if c.status != 429 and spec is not None:
-            per_scope[(c.method, str(c.args.get("channel", "")) if spec.per_channel else "")].append(c.at)
+    for call in run.slack.calls:
+        spec = slack_limits.METHODS.get(call.method)
+        if call.status != 429 and spec is not None:
+            per_scope[(call.method, str(call.args.get("channel", "")) if spec.per_channel else "")].append(call.at)
     for (method, _), times in per_scope.items():
         budget = slack_limits.METHODS[method].budget
         over += most_over(times, budget.limit, budget.window_s)
