@@ -146,6 +146,13 @@ def _count(items: Sequence[object], name: str, kind: str) -> None:
         raise StoreError("invalid", error)
 
 
+def _source_uris(uris: Sequence[str]) -> None:
+    """The sources a kept answer cites, by their URIs: bounded in number and each in length."""
+    _count(uris, "sources", "sources")
+    for uri in uris:
+        _check(uri, "source uri", "uri")
+
+
 def _role(value: object) -> Role | None:
     if value is None:
         return None

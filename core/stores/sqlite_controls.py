@@ -8,10 +8,9 @@ import time
 from typing import get_args
 
 from core.messages import WorkspaceRef
-from core.policy import COUNTS
 from core.stores.base import StoreError
 from core.stores.controls import ReplyControl, ReplyEnd
-from core.stores.sqlite import _check, _ws
+from core.stores.sqlite import _check, _source_uris, _ws
 from core.stores.sqlite_side import SideTable
 
 SCHEMA = """
@@ -33,10 +32,7 @@ def check_control(control: ReplyControl) -> None:
         raise StoreError("invalid", "a reply ends complete, failed or cancelled")
     _check(c.answer, "answer", "text", allow_empty=True)
     _check(c.model, "model", "model", allow_empty=True)
-    if len(c.sources) > COUNTS["sources"]:
-        raise StoreError("invalid", f"at most {COUNTS['sources']} sources")
-    for uri in c.sources:
-        _check(uri, "source uri", "uri")
+    _source_uris(c.sources)
 
 
 class SqliteControls(SideTable):

@@ -12,7 +12,7 @@ from core.policy import COUNTS
 from core.roles import Permission
 from core.stores.base import StoreError
 from core.stores.feedback import Feedback, Rating
-from core.stores.sqlite import _check, _ws
+from core.stores.sqlite import _check, _source_uris, _ws
 from core.stores.sqlite_side import SideTable
 
 SCHEMA = """
@@ -33,10 +33,7 @@ def check_feedback(feedback: Feedback) -> None:
     _check(feedback.answer, "answer", "text", allow_empty=True)
     _check(feedback.model, "model", "model", allow_empty=True)
     _check(feedback.reason, "reason", "detail", allow_empty=True)
-    if len(feedback.sources) > COUNTS["sources"]:
-        raise StoreError("invalid", f"at most {COUNTS['sources']} sources")
-    for uri in feedback.sources:
-        _check(uri, "source uri", "uri")
+    _source_uris(feedback.sources)
 
 
 class SqliteFeedback(SideTable):
