@@ -3,7 +3,7 @@
 // workspace: a ref is found only in the workspace it was kept in.
 import { v } from "convex/values";
 import type { MutationCtx, QueryCtx } from "./_generated/server";
-import { bounded, boundedCount, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
+import { bounded, boundedSourceUris, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
 import { replyControlFields } from "./schema";
 
 function controlOf(ctx: QueryCtx | MutationCtx, workspace: string, ref: string) {
@@ -24,8 +24,7 @@ export const put = serviceMutation({
     bounded(args.context, "place", "context");
     bounded(args.answer, "text", "answer", { allowEmpty: true });
     bounded(args.model, "model", "model", { allowEmpty: true });
-    boundedCount(args.sources, "sources", "sources");
-    for (const uri of args.sources) bounded(uri, "uri", "source uri");
+    boundedSourceUris(args.sources);
     const row = await controlOf(ctx, args.workspace, args.ref);
     const updatedAt = Date.now() / 1000;
     if (row) await ctx.db.replace(row._id, { ...args, updatedAt });

@@ -1,7 +1,7 @@
 // Feedback: 👍/👎 on a reply with what it answered; one rating per person per reply (the latest wins).
 // Reading needs manage_knowledge (curators and above), checked here where the data lives.
 import { v } from "convex/values";
-import { acting, actorValidator, bounded, boundedCount, fail, requirePermission, serviceMutation, workspaceKey } from "./lib/security";
+import { acting, actorValidator, bounded, boundedSourceUris, fail, requirePermission, serviceMutation, workspaceKey } from "./lib/security";
 import { RULES } from "./lib/rules";
 import { feedbackFields } from "./schema";
 
@@ -16,8 +16,7 @@ export const add = serviceMutation({
     bounded(args.question, "text", "question", { allowEmpty: true });
     bounded(args.answer, "text", "answer", { allowEmpty: true });
     bounded(args.model, "model", "model", { allowEmpty: true });
-    boundedCount(args.sources, "sources", "sources");
-    for (const uri of args.sources) bounded(uri, "uri", "source uri");
+    boundedSourceUris(args.sources);
     const existing = await ctx.db
       .query("feedback")
       .withIndex("by_workspace_reply_user", (q) =>

@@ -129,6 +129,12 @@ export function boundedCount(items: readonly unknown[], kind: CountKind, name: s
   if (items.length > max) fail("invalid", `at most ${max.toLocaleString("en")} ${name} per call`);
 }
 
+/** The sources a kept answer cites, by their URIs: bounded in number and each in length. */
+export function boundedSourceUris(uris: readonly string[]) {
+  boundedCount(uris, "sources", "sources");
+  for (const uri of uris) bounded(uri, "uri", "source uri");
+}
+
 /** Every function's workspace argument: bounded, and shaped like `platform:id`. */
 export function workspaceKey(workspace: string): string {
   bounded(workspace, "workspace", "workspace");
