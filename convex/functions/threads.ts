@@ -48,6 +48,19 @@ async function threadIn(ctx: QueryCtx, workspace: string, id: string): Promise<D
   return row;
 }
 
+/** The thread kept for a platform thread (or channel) of the workspace, if there is one. */
+async function platformThread(ctx: QueryCtx, workspace: string, channel: string, externalThread: string) {
+  workspaceKey(workspace);
+  bounded(channel, "id", "channel id");
+  bounded(externalThread, "id", "thread id");
+  return await ctx.db
+    .query("threads")
+    .withIndex("by_workspace_channel_thread", (q) =>
+      q.eq("workspace", workspace).eq("channel", channel).eq("externalThread", externalThread),
+    )
+    .unique();
+}
+
 /** The message, if it exists and its thread belongs to the workspace. */
 export async function messageIn(ctx: QueryCtx, workspace: string, id: string): Promise<Doc<"messages"> | null> {
   workspaceKey(workspace);
@@ -61,35 +74,16 @@ export async function messageIn(ctx: QueryCtx, workspace: string, id: string): P
 
 export const findThread = serviceQuery({
   args: { workspace: v.string(), channel: v.string(), externalThread: v.string() },
-  handler: async (ctx, { workspace, channel, externalThread }) => {
-    workspaceKey(workspace);
-    bounded(channel, "id", "channel id");
-    bounded(externalThread, "id", "thread id");
-    const row = await ctx.db
-      .query("threads")
-      .withIndex("by_workspace_channel_thread", (q) =>
-        q.eq("workspace", workspace).eq("channel", channel).eq("externalThread", externalThread),
-      )
-      .unique();
-    return row?._id ?? null;
-  },
+  handler: async (ctx, { workspace, channel, externalThread }) =>
+    (await platformThread(ctx, workspace, channel, externalThread))?._id ?? null,
 });
 
 export const threadFor = serviceMutation({
   name: "threads:threadFor",
   args: { workspace: v.string(), channel: v.string(), externalThread: v.string() },
-  handler: async (ctx, { workspace, channel, externalThread }) => {
-    workspaceKey(workspace);
-    bounded(channel, "id", "channel id");
-    bounded(externalThread, "id", "thread id");
-    const row = await ctx.db
-      .query("threads")
-      .withIndex("by_workspace_channel_thread", (q) =>
-        q.eq("workspace", workspace).eq("channel", channel).eq("externalThread", externalThread),
-      )
-      .unique();
-    return row?._id ?? (await ctx.db.insert("threads", { workspace, channel, externalThread }));
-  },
+  handler: async (ctx, { workspace, channel, externalThread }) =>
+    (await platformThread(ctx, workspace, channel, externalThread))?._id ??
+    (await ctx.db.insert("threads", { workspace, channel, externalThread })),
 });
 
 export const addMessage = serviceMutation({
