@@ -31,7 +31,7 @@ log = structlog.get_logger(__name__)
 
 
 class OrphanFinisher(Protocol):
-    live: set[str]  # the replies this process streams now
+    live: dict[str, str]  # the replies this process streams now -> their workspace keys
     lost: set[str]  # the replies another process took over from this one
 
     @property
@@ -61,7 +61,7 @@ class ReplyOwnership:
         self.heartbeat_s = heartbeat_s
         self.stale_s = stale_s
         self.sweep_s = sweep_s
-        self._taking: set[str] = set()  # replies this process took over and is finishing
+        self._taking: dict[str, str] = {}  # replies this process took over and is finishing -> workspaces
         self._loops = Periodic("ownership.step_failed")
         self.taken_over = 0
         self.finished = 0
@@ -69,13 +69,14 @@ class ReplyOwnership:
     async def heartbeat(self) -> Sequence[str]:
         """Keep owning the live replies; returns those another process took over (now in `lost`)."""
         live = self.finisher.live
-        replies = sorted(live | self._taking)
+        replies = self._taking | live
         if not replies:
             return []
         lost = [r for r in await self.leases.heartbeat(self.owner, replies) if r in live]
         if lost:
             self.finisher.lost.update(lost)
-            live.difference_update(lost)
+            for reply in lost:
+                live.pop(reply, None)
             log.warning("ownership.replies_lost", owner=self.owner, replies=lost)
         return lost
 
@@ -87,7 +88,7 @@ class ReplyOwnership:
         taken = await self.leases.take_over(self.owner, self.stale_s, platforms=platforms)
         # All heartbeated from now on (not only the one being finished), or a slow finish lets the others
         # go stale and another process takes them too; finished side by side, each waits its own budget.
-        self._taking.update(reply.reply_id for reply in taken)
+        self._taking.update((reply.reply_id, reply.workspace) for reply in taken)
         self.taken_over += len(taken)
         if not taken:
             return 0
@@ -100,13 +101,13 @@ class ReplyOwnership:
     async def _finish(self, reply: TakenReply) -> bool:
         try:
             finished = await self.finisher.finish_orphan(reply.reply_id, WorkspaceRef.from_key(reply.workspace))
-            await self.leases.release(self.owner, reply.reply_id)
+            await self.leases.release(self.owner, reply.workspace, reply.reply_id)
             return finished
         except Exception as exc:  # kept: another sweep takes it again once it is stale
             log.warning("ownership.finish_failed", reply=reply.reply_id, error=repr(exc))
             return False
         finally:
-            self._taking.discard(reply.reply_id)
+            self._taking.pop(reply.reply_id, None)
 
     def start(self) -> None:
         self._loops.start(

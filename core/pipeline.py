@@ -429,7 +429,7 @@ class Pipeline:
             if self.recovery is not None
             else surface
         )
-        with self._live(reply_id):
+        with self._live(ws, reply_id):
             streamer = ReplyStreamer(placed, scheduler)
             await streamer.start()
             status, reason, usage = ReplyStatus.COMPLETE, "", Usage()
@@ -478,15 +478,15 @@ class Pipeline:
         return outcome
 
     @contextmanager
-    def _live(self, reply_id: str) -> Iterator[None]:
+    def _live(self, ws: WorkspaceRef, reply_id: str) -> Iterator[None]:
         if self.recovery is None:
             yield
             return
-        self.recovery.live.add(reply_id)
+        self.recovery.live[reply_id] = ws.key
         try:
             yield
         finally:
-            self.recovery.live.discard(reply_id)
+            self.recovery.live.pop(reply_id, None)
             self.recovery.lost.discard(reply_id)  # (a heartbeat may call a reply that just ended "lost")
 
     async def _finish(

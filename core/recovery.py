@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -73,7 +72,7 @@ class Recovery:
         self.orphan_after_s = orphan_after_s
         self.interval_s = interval_s
         self.platforms: dict[str, ReplyPlatform] = {}
-        self.live: set[str] = set()
+        self.live: dict[str, str] = {}  # reply id -> its workspace key
         # Replies another process took over from this one (core.ownership): the pipeline leaves them alone.
         self.lost: set[str] = set()
         self._task: asyncio.Task[None] | None = None
@@ -128,10 +127,9 @@ class Recovery:
         # Silent for `age` in the store (deltas keep a live reply fresh), oldest first.
         candidates = {m.id: (m.workspace, True) for m in await self.store.stale_streaming(age)}
         if self.places is not None:
-            cutoff = time.time() - age
-            for record in await self.places.places():
-                if record.updated_at < cutoff:  # only if it ended in the store
-                    candidates.setdefault(record.reply_id, (record.workspace, False))
+            # Places kept that long, of the platforms served here: replies that ended in the store only.
+            for record in await self.places.stale_places(age, sorted(self.platforms)):
+                candidates.setdefault(record.reply_id, (record.workspace, False))
         done = 0
         for reply_id, (workspace, streaming) in candidates.items():
             try:

@@ -8,7 +8,8 @@
 import { v } from "convex/values";
 import type { Doc } from "./_generated/dataModel";
 import type { MutationCtx } from "./_generated/server";
-import { bounded, boundedCount, boundedInt, fail, serviceMutation } from "./lib/security";
+import { bounded, boundedCount, boundedInt, fail, serviceMutation, workspaceKey } from "./lib/security";
+import { messageIn } from "./threads";
 
 const now = () => Date.now() / 1000;
 
@@ -105,29 +106,36 @@ async function leaseOf(ctx: MutationCtx, message: Doc<"messages">["_id"]) {
     .unique();
 }
 
+/** The reply, if `reply` is a message of a thread of `workspace` (else null: not reachable through it). */
+async function replyIn(ctx: MutationCtx, workspace: string, reply: string) {
+  return ctx.db.normalizeId("messages", reply) === null ? null : await messageIn(ctx, workspace, reply);
+}
+
 /**
- * The owner says it is alive for each of its live replies (and owns the new ones). Returns the ids it
- * no longer owns: taken over by another process, or no longer streaming. It must stop showing those.
+ * The owner says it is alive for each of its live replies (and owns the new ones), each named with its
+ * workspace. Returns the ids it no longer owns: taken over by another process, no longer streaming, or
+ * no reply of the workspace named with it (never owned or kept through another workspace). It must
+ * stop showing those.
  */
 export const heartbeat = serviceMutation({
   name: "leases:heartbeat",
-  args: { owner: v.string(), replies: v.array(v.string()) },
+  args: { owner: v.string(), replies: v.array(v.object({ workspace: v.string(), reply: v.string() })) },
   handler: async (ctx, { owner, replies }) => {
     bounded(owner, "id", "owner");
     boundedCount(replies, "heartbeat_replies", "replies");
     const at = now();
     const lost: string[] = [];
-    for (const reply of replies) {
-      const id = ctx.db.normalizeId("messages", reply);
-      const message = id === null ? null : await ctx.db.get(id);
-      if (id === null || message === null) {
+    for (const { workspace, reply } of replies) {
+      workspaceKey(workspace);
+      const message = await replyIn(ctx, workspace, reply);
+      if (message === null) {
         lost.push(reply);
         continue;
       }
-      const lease = await leaseOf(ctx, id);
+      const lease = await leaseOf(ctx, message._id);
       if (lease && lease.owner !== owner) lost.push(reply);
       else if (lease) await ctx.db.patch(lease._id, { heartbeatAt: at });
-      else if (message.status === "streaming") await ctx.db.insert("replyLeases", { message: id, owner, heartbeatAt: at });
+      else if (message.status === "streaming") await ctx.db.insert("replyLeases", { message: message._id, owner, heartbeatAt: at });
       else lost.push(reply);
     }
     return lost;
@@ -137,6 +145,8 @@ export const heartbeat = serviceMutation({
 /**
  * Take over streaming replies whose owner stopped heartbeating `staleS` ago (or that never had an owner
  * and stopped growing as long ago). Serializable: of several processes sweeping at once, one wins each.
+ * The one reply-lease call across workspaces (a process serves every workspace of its platforms): it
+ * returns only each reply's id and workspace, and the finisher then works within that workspace.
  */
 export const takeOver = serviceMutation({
   name: "leases:takeOver",
@@ -187,15 +197,15 @@ export const takeOver = serviceMutation({
   },
 });
 
-/** The owner is done with a reply (it finished it): true if it still owned it. */
+/** The owner is done with a reply of this workspace (it finished it): true if it still owned it. */
 export const release = serviceMutation({
   name: "leases:release",
-  args: { owner: v.string(), reply: v.string() },
-  handler: async (ctx, { owner, reply }) => {
+  args: { owner: v.string(), workspace: v.string(), reply: v.string() },
+  handler: async (ctx, { owner, workspace, reply }) => {
     bounded(owner, "id", "owner");
-    const id = ctx.db.normalizeId("messages", reply);
-    if (id === null) fail("invalid", `${reply} is not a message id`);
-    const lease = await leaseOf(ctx, id);
+    const message = await messageIn(ctx, workspace, reply); // an id that is none fails "invalid"
+    if (message === null) return false; // another workspace's reply: not released through this one
+    const lease = await leaseOf(ctx, message._id);
     if (!lease || lease.owner !== owner) return false;
     await ctx.db.delete(lease._id);
     return true;

@@ -4,7 +4,7 @@
 // forgotten only through it (another workspace's place reads as absent and cannot be dropped).
 import { v } from "convex/values";
 import type { MutationCtx, QueryCtx } from "./_generated/server";
-import { bounded, boundedInt, fail, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
+import { bounded, boundedCount, boundedInt, fail, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
 import { holdOf } from "./questions";
 import { messageIn } from "./threads";
 
@@ -60,12 +60,25 @@ export const forget = serviceMutation({
   },
 });
 
-/** Places still kept, oldest first: the deployment-wide recovery sweep (each then handled in its workspace). */
-export const list = serviceQuery({
-  args: { limit: v.number() },
-  handler: async (ctx, { limit }) => {
+/**
+ * Places kept for `olderThanS` (their reply ended in the store but perhaps not on the platform), of these
+ * platforms, oldest first: the one-process recovery sweep, the only call across workspaces. It returns
+ * only which reply of which workspace, never a place: each is then read and finished within its own
+ * workspace (places:get, threads), so the sweep exposes no platform ids of any workspace.
+ */
+export const stale = serviceQuery({
+  args: { olderThanS: v.number(), platforms: v.array(v.string()), limit: v.number() },
+  handler: async (ctx, { olderThanS, platforms, limit }) => {
     boundedInt(limit, "places_page", "limit");
-    const rows = await ctx.db.query("replyPlaces").withIndex("by_updatedAt").take(limit);
-    return rows.map(present);
+    boundedCount(platforms, "platforms", "platforms");
+    if (!Number.isFinite(olderThanS) || olderThanS < 0 || olderThanS > 86_400) fail("invalid", "olderThanS must be from 0 to 86400");
+    if (platforms.length === 0) return [];
+    const cutoff = now() - olderThanS;
+    const rows = await ctx.db
+      .query("replyPlaces")
+      .withIndex("by_updatedAt", (q) => q.lt("updatedAt", cutoff))
+      .filter((q) => q.or(...platforms.map((p) => q.eq(q.field("platform"), p))))
+      .take(limit);
+    return rows.map((row) => ({ reply: row.reply, workspace: row.workspace, updatedAt: row.updatedAt }));
   },
 });

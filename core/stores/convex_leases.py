@@ -7,7 +7,7 @@ carry a request id so a retry gets the first answer back instead of losing what 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from core.stores.convex import ConvexStore
 from core.stores.leases import BudgetGrant, BudgetRequest, TakenReply
@@ -41,10 +41,11 @@ class ConvexLeases:
     async def give_back(self, key: str, seq: int, undo: float) -> bool:
         return bool(await self._store._mutation("leases:giveBack", once=False, key=key, seq=seq, tat=undo))
 
-    async def heartbeat(self, owner: str, reply_ids: Sequence[str]) -> Sequence[str]:
-        if not reply_ids:
+    async def heartbeat(self, owner: str, replies: Mapping[str, str]) -> Sequence[str]:
+        if not replies:
             return []
-        lost = await self._store._mutation("leases:heartbeat", once=False, owner=owner, replies=list(reply_ids))
+        items = [{"workspace": workspace, "reply": reply} for reply, workspace in replies.items()]
+        lost = await self._store._mutation("leases:heartbeat", once=False, owner=owner, replies=items)
         return [str(r) for r in lost]
 
     async def take_over(
@@ -55,8 +56,8 @@ class ConvexLeases:
         )
         return [TakenReply(str(r["reply"]), str(r["workspace"])) for r in taken]
 
-    async def release(self, owner: str, reply_id: str) -> bool:
-        return bool(await self._store._mutation("leases:release", owner=owner, reply=reply_id))
+    async def release(self, owner: str, workspace: str, reply_id: str) -> bool:
+        return bool(await self._store._mutation("leases:release", owner=owner, workspace=workspace, reply=reply_id))
 
     async def close(self) -> None:
         """The store owns the client and closes it."""

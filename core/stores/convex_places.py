@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from core.stores.convex import ConvexStore
-from core.stores.places import ReplyPlace
+from core.stores.places import ReplyPlace, StalePlace
 
 
 def _place(row: dict[str, Any]) -> ReplyPlace:
@@ -32,8 +32,11 @@ class ConvexPlaces:
     async def forget_place(self, workspace: str, reply_id: str) -> None:
         await self._store._mutation("places:forget", once=False, workspace=workspace, reply=reply_id)
 
-    async def places(self, *, limit: int = 100) -> Sequence[ReplyPlace]:
-        return [_place(r) for r in await self._store._query("places:list", limit=limit)]
+    async def stale_places(
+        self, older_than_s: float, platforms: Sequence[str], *, limit: int = 100
+    ) -> Sequence[StalePlace]:
+        rows = await self._store._query("places:stale", olderThanS=older_than_s, platforms=list(platforms), limit=limit)
+        return [StalePlace(r["reply"], r["workspace"], float(r["updatedAt"])) for r in rows]
 
     async def close(self) -> None:
         """The store owns the client and closes it."""

@@ -6,14 +6,16 @@ from which it may be spent, so the tokens of all processes together keep the buc
 (at most burst + rate*W in any window W). The unused tail of a lease can be given back.
 
 `StreamLeases`: a streaming reply has an owner and a heartbeat; a live process takes over replies
-whose owner stopped heartbeating, and exactly one process wins each.
+whose owner stopped heartbeating, and exactly one process wins each. Heartbeats and releases name
+each reply's workspace and touch only a reply of that workspace; the take-over sweep is the one call
+across workspaces (see `take_over`).
 
 SQLite (one machine, one file) and Convex (any number of machines) implement both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -55,8 +57,9 @@ class BudgetLeases(Protocol):
 
 
 class StreamLeases(Protocol):
-    async def heartbeat(self, owner: str, reply_ids: Sequence[str]) -> Sequence[str]:
-        """Own (or keep owning) these streaming replies; returns those this owner no longer holds."""
+    async def heartbeat(self, owner: str, replies: Mapping[str, str]) -> Sequence[str]:
+        """Own (or keep owning) these streaming replies (reply id -> its workspace key); returns those
+        this owner no longer holds (or that are no reply of the workspace named with them)."""
         ...
 
     async def take_over(
@@ -64,11 +67,13 @@ class StreamLeases(Protocol):
     ) -> Sequence[TakenReply]:
         """Claim replies whose owner stopped heartbeating `stale_s` ago (or that never had one and
         stopped growing as long ago), of these platforms' workspaces (all if none are named); each is
-        won by one caller only."""
+        won by one caller only. The one sweep across workspaces (a process serves all of its platform's):
+        it returns only what finishing needs, each reply's id and workspace, and the finisher then reads
+        and writes the reply within that workspace."""
         ...
 
-    async def release(self, owner: str, reply_id: str) -> bool:
-        """The owner finished the reply; True if it still held it."""
+    async def release(self, owner: str, workspace: str, reply_id: str) -> bool:
+        """The owner finished the reply of `workspace`; True if it still held it."""
         ...
 
 

@@ -6,7 +6,9 @@ still present for a reply that no live process is streaming is how a later run (
 leases, another process) finds the message to finish on the platform (core.recovery).
 
 Every call names the workspace (its key): a place is kept only for a reply of that workspace, and
-another workspace's place reads as absent and cannot be forgotten through this one.
+another workspace's place reads as absent and cannot be forgotten through this one. The one call
+across workspaces, the recovery sweep's `stale_places`, says only which reply of which workspace has
+a place kept for long; the place itself is then read within that workspace.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ class ReplyPlace:
     updated_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class StalePlace:
+    """A reply whose place was kept for long: which reply of which workspace, not where it is."""
+
+    reply_id: str
+    workspace: str
+    updated_at: float
+
+
 class ReplyPlaces(Protocol):
     async def put_place(self, reply_id: str, workspace: str, platform: str, place: str, *, answers: str = "") -> None:
         """Create or replace the place of a reply of `workspace` (StoreError "not_found" if it is none).
@@ -38,7 +49,9 @@ class ReplyPlaces(Protocol):
         """The reply ended on the platform (normally or finished by recovery): nothing left to find."""
         ...
 
-    async def places(self, *, limit: int = 100) -> Sequence[ReplyPlace]:
-        """Places still kept in any workspace, oldest first: the recovery sweep's candidates (each then
-        handled within its own workspace)."""
+    async def stale_places(
+        self, older_than_s: float, platforms: Sequence[str], *, limit: int = 100
+    ) -> Sequence[StalePlace]:
+        """Replies of these platforms (in any workspace) whose place was kept for `older_than_s`, oldest
+        first: the recovery sweep's candidates, each then read and finished within its own workspace."""
         ...

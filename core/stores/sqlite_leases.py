@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from core.policy import count_error, text_error, whole_error
 from core.stores.base import StoreError
@@ -96,17 +96,19 @@ class SqliteLeases(OwnConnection):
         return await self._run(give)
 
     # -- StreamLeases ---------------------------------------------------------------------------
-    async def heartbeat(self, owner: str, reply_ids: Sequence[str]) -> Sequence[str]:
+    async def heartbeat(self, owner: str, replies: Mapping[str, str]) -> Sequence[str]:
         _text(owner, "owner", "id")
-        _refuse(count_error("heartbeat_replies", len(reply_ids), "replies"))
+        _refuse(count_error("heartbeat_replies", len(replies), "replies"))
+        for workspace in set(replies.values()):
+            _text(workspace, "workspace", "workspace")
 
         def beat(db: sqlite3.Connection) -> list[str]:
             now = time.time()
             lost: list[str] = []
-            for reply in reply_ids:
+            for reply, workspace in replies.items():
                 mid = message_id(reply)
-                status = db.execute("SELECT status FROM messages WHERE id = ?", (mid,)).fetchone()
-                if mid is None or status is None:
+                status = _status_in(db, workspace, mid)
+                if mid is None or status is None:  # no reply of this workspace: never owned through it
                     lost.append(reply)
                     continue
                 lease = db.execute("SELECT owner FROM reply_leases WHERE message_id = ?", (mid,)).fetchone()
@@ -114,7 +116,7 @@ class SqliteLeases(OwnConnection):
                     lost.append(reply)
                 elif lease is not None:
                     db.execute("UPDATE reply_leases SET heartbeat_at = ? WHERE message_id = ?", (now, mid))
-                elif status[0] == "streaming":
+                elif status == "streaming":
                     db.execute("INSERT INTO reply_leases VALUES (?, ?, ?)", (mid, owner, now))
                 else:
                     lost.append(reply)
@@ -156,14 +158,26 @@ class SqliteLeases(OwnConnection):
 
         return await self._run(take)
 
-    async def release(self, owner: str, reply_id: str) -> bool:
+    async def release(self, owner: str, workspace: str, reply_id: str) -> bool:
         _text(owner, "owner", "id")
+        _text(workspace, "workspace", "workspace")
         mid = message_id(reply_id)
         if mid is None:
             raise StoreError("invalid", f"message id {reply_id!r} is not an id of this store")
 
         def release(db: sqlite3.Connection) -> bool:
+            if _status_in(db, workspace, mid) is None:
+                return False  # another workspace's reply: not released through this one
             cur = db.execute("DELETE FROM reply_leases WHERE message_id = ? AND owner = ?", (mid, owner))
             return cur.rowcount == 1
 
         return await self._run(release)
+
+
+def _status_in(db: sqlite3.Connection, workspace: str, mid: int | None) -> str | None:
+    """The status of message `mid` if it is a reply of `workspace` (else None)."""
+    row = db.execute(
+        "SELECT m.status FROM messages m JOIN threads t ON t.id = m.thread_id WHERE m.id = ? AND t.ws = ?",
+        (mid, workspace),
+    ).fetchone()
+    return None if row is None else str(row[0])

@@ -7,9 +7,9 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from core.policy import text_error, whole_error
+from core.policy import count_error, text_error, whole_error
 from core.stores.base import StoreError
-from core.stores.places import ReplyPlace
+from core.stores.places import ReplyPlace, StalePlace
 from core.stores.sqlite_questions import SCHEMA as HOLDS_SCHEMA
 from core.stores.sqlite_side import OwnConnection, message_id
 
@@ -81,16 +81,26 @@ class SqlitePlaces(OwnConnection):
         args = (_text(reply_id, "reply id", "id"), _text(workspace, "workspace", "workspace"))
         await self._run(lambda db: db.execute("DELETE FROM reply_places WHERE message_id = ? AND workspace = ?", args))
 
-    async def places(self, *, limit: int = 100) -> Sequence[ReplyPlace]:
-        error = whole_error("places_page", limit, "limit")
-        if error is not None:
-            raise StoreError("invalid", error)
+    async def stale_places(
+        self, older_than_s: float, platforms: Sequence[str], *, limit: int = 100
+    ) -> Sequence[StalePlace]:
+        for error in (
+            whole_error("places_page", limit, "limit"),
+            count_error("platforms", len(platforms), "platforms"),
+            None if 0 <= older_than_s <= 86_400 else "older_than_s must be from 0 to 86400",
+        ):
+            if error is not None:
+                raise StoreError("invalid", error)
+        if not platforms:
+            return []
+        marks = ", ".join("?" for _ in platforms)
 
-        def read(db: sqlite3.Connection) -> list[ReplyPlace]:
+        def read(db: sqlite3.Connection) -> list[StalePlace]:
             rows = db.execute(
-                f"SELECT {COLUMNS} FROM reply_places ORDER BY updated_at LIMIT ?",
-                (limit,),
+                f"SELECT message_id, workspace, updated_at FROM reply_places WHERE updated_at < ? "
+                f"AND platform IN ({marks}) ORDER BY updated_at LIMIT ?",
+                (time.time() - older_than_s, *platforms, limit),
             ).fetchall()
-            return [ReplyPlace(*r) for r in rows]
+            return [StalePlace(*r) for r in rows]
 
         return await self._run(read, write=False)

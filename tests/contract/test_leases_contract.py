@@ -23,6 +23,7 @@ from core.stores.sqlite import SqliteStore
 from core.stores.sqlite_leases import SqliteLeases
 
 WS = WorkspaceRef(Platform.SLACK, "T1")
+OTHER = WorkspaceRef(Platform.SLACK, "T2")
 
 
 class Leases(BudgetLeases, StreamLeases):
@@ -137,10 +138,10 @@ async def test_bad_lease_requests_are_refused(clients: tuple[Client, Client], re
 async def test_a_heartbeating_reply_is_never_taken_over(clients: tuple[Client, Client]) -> None:
     a, b = clients
     reply = await streaming_reply(a.store)
-    assert await a.leases.heartbeat("proc-a", [reply]) == []
+    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == []
     for _ in range(3):
         await asyncio.sleep(0.25)
-        assert await a.leases.heartbeat("proc-a", [reply]) == []
+        assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == []
         assert await b.leases.take_over("proc-b", stale_s=0.4) == []
 
 
@@ -149,15 +150,15 @@ async def test_a_dead_owners_reply_is_taken_over_by_one_process_and_the_owner_le
 ) -> None:
     a, b = clients
     reply = await streaming_reply(a.store)
-    await a.leases.heartbeat("proc-a", [reply])
+    await a.leases.heartbeat("proc-a", {reply: WS.key})
     await asyncio.sleep(0.5)
     won = await asyncio.gather(b.leases.take_over("proc-b", stale_s=0.3), a.leases.take_over("proc-c", stale_s=0.3))
     assert sorted(len(w) for w in won) == [0, 1] and [TakenReply(reply, WS.key)] in won
     winner = "proc-b" if won[0] else "proc-c"
-    assert await a.leases.heartbeat("proc-a", [reply]) == [reply]  # the old owner must stop
-    assert await a.leases.heartbeat(winner, [reply]) == []
-    assert not await a.leases.release("proc-a", reply)
-    assert await b.leases.release(winner, reply)
+    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == [reply]  # the old owner must stop
+    assert await a.leases.heartbeat(winner, {reply: WS.key}) == []
+    assert not await a.leases.release("proc-a", WS.key, reply)
+    assert await b.leases.release(winner, WS.key, reply)
 
 
 async def test_a_reply_nobody_owned_is_taken_once_it_stopped_growing(clients: tuple[Client, Client]) -> None:
@@ -172,11 +173,11 @@ async def test_a_reply_nobody_owned_is_taken_once_it_stopped_growing(clients: tu
 async def test_finished_replies_are_not_taken_over_and_not_owned(clients: tuple[Client, Client]) -> None:
     a, b = clients
     reply = await streaming_reply(a.store)
-    await a.leases.heartbeat("proc-a", [reply])
+    await a.leases.heartbeat("proc-a", {reply: WS.key})
     await a.store.complete_message(WS, reply, text="done", status=ReplyStatus.COMPLETE)
     await asyncio.sleep(0.45)
     assert await b.leases.take_over("proc-b", stale_s=0.3) == []
-    assert await a.leases.heartbeat("proc-a", [reply]) == [reply]  # nothing to own any more
+    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == [reply]  # nothing to own any more
 
 
 async def test_a_process_takes_over_only_replies_of_the_platforms_it_serves(clients: tuple[Client, Client]) -> None:
@@ -186,3 +187,20 @@ async def test_a_process_takes_over_only_replies_of_the_platforms_it_serves(clie
     assert await b.leases.take_over("discord-proc", stale_s=0.3, platforms=["discord"]) == []
     taken = await b.leases.take_over("slack-proc", stale_s=0.3, platforms=["slack", "discord"])
     assert taken == [TakenReply(reply, WS.key)]
+
+
+async def test_another_workspace_can_neither_own_keep_nor_release_a_reply(clients: tuple[Client, Client]) -> None:
+    """An attack through a process of another workspace: T1's reply's lease stays its owner's."""
+    a, b = clients
+    reply = await streaming_reply(a.store)
+    other = OTHER.key
+    # Named with another workspace, the reply is none of its: not owned, not kept alive.
+    assert await b.leases.heartbeat("thief", {reply: other}) == [reply]
+    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == []  # so its real owner gets it
+    await asyncio.sleep(0.45)
+    assert await b.leases.heartbeat("proc-a", {reply: other}) == [reply]  # the owner's name does not help
+    assert not await b.leases.release("proc-a", other, reply)  # nor releasing it through another workspace
+    taken = await b.leases.take_over("proc-b", stale_s=0.3)  # the stale lease is still there: it is taken
+    assert taken == [TakenReply(reply, WS.key)]
+    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == [reply]
+    assert await b.leases.release("proc-b", WS.key, reply)

@@ -76,12 +76,16 @@ async def test_a_place_one_process_stores_is_found_by_another_until_forgotten(tw
         "slack",
         '{"channel": "C1", "ids": ["1.0"]}',
     )
-    assert [p.reply_id for p in await b.places()] == [r1, r2]  # oldest first
+    both = ("slack", "discord")
+    assert [p.reply_id for p in await b.stale_places(0, both)] == [r1, r2]  # oldest first
+    assert [p.reply_id for p in await b.stale_places(0, ["discord"])] == [r2]  # only the platforms named
+    assert await b.stale_places(0, []) == []
+    assert await b.stale_places(60, both) == []  # none kept that long
     await a.put_place(r1, SLACK.key, "slack", '{"channel": "C1", "ids": ["1.0", "2.0"]}')  # a second part
-    assert [p.reply_id for p in await b.places()] == [r2, r1]
+    assert [p.reply_id for p in await b.stale_places(0, both)] == [r2, r1]
     await b.forget_place(SLACK.key, r1)
     assert await a.place(SLACK.key, r1) is None
-    assert [p.reply_id for p in await a.places(limit=10)] == [r2]
+    assert [p.reply_id for p in await a.stale_places(0, both, limit=10)] == [r2]
 
 
 async def test_another_workspaces_place_cannot_be_read_forgotten_or_planted(two: Two) -> None:
@@ -102,4 +106,6 @@ async def test_another_workspaces_place_cannot_be_read_forgotten_or_planted(two:
         await b.put_place(theirs, SLACK.key, "discord", place)
     found = await a.place(SLACK.key, theirs)
     assert found is not None and (found.workspace, found.place) == (SLACK.key, place)
-    assert [(p.reply_id, p.workspace) for p in await b.places()] == [(theirs, SLACK.key)]
+    # The sweep across workspaces says which reply of which workspace, never where it is.
+    stale = await b.stale_places(0, ["slack"])
+    assert [(p.reply_id, p.workspace) for p in stale] == [(theirs, SLACK.key)] and not hasattr(stale[0], "place")

@@ -20,7 +20,7 @@ class MarkFailed:
     def __init__(self, store: SqliteStore, platforms: tuple[str, ...]) -> None:
         self.store = store
         self.platforms = dict.fromkeys(platforms, object())
-        self.live: set[str] = set()
+        self.live: dict[str, str] = {}
         self.lost: set[str] = set()
         self.finished: list[str] = []
 
@@ -48,7 +48,7 @@ async def test_a_live_process_takes_over_a_dead_owners_reply_once(tmp_path: Path
     a = ReplyOwnership(a_leases, here, **timing)
     b = ReplyOwnership(b_leases, there, **timing)
     c = ReplyOwnership(b_leases, slack_only, **timing)
-    here.live.add(reply)
+    here.live[reply] = WS.key
     for part in (a, b, c):
         part.start()
     await asyncio.sleep(1.0)
