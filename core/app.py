@@ -40,6 +40,7 @@ from core.stores.leases import BudgetLeases, StreamLeases
 from core.stores.personas import ChannelPersonas
 from core.stores.places import ReplyPlaces
 from core.stores.questions import QuestionHolds
+from core.stores.stops import ReplyStops
 from core.stores.usage import UsageLedger
 from core.surface import Surface
 
@@ -141,10 +142,13 @@ class ChatCore:
                 stale_s=settings.owner_stale_s,
                 # As often as heartbeats: a dead owner's replies are taken soon after they go stale.
                 sweep_s=min(settings.recovery_interval_s, settings.owner_stale_s / 3),
+                on_stop=self.pipeline.controls.stop_streaming,  # a Stop clicked on another process
             )
             if leases is not None
             else None
         )
+        if leases is not None:  # a Stop landing on a process that does not stream the reply
+            self.pipeline.controls.stops = stops_for(store)
         # Scale-out: a question claimed here and not yet answered is answered by a live process if this one dies.
         self.holds = holds
         self.handover = (
@@ -329,6 +333,15 @@ def controls_for(store: Store) -> ReplyControlsStore:
     from core.stores.sqlite_controls import SqliteControls
 
     return ConvexControls(store) if isinstance(store, ConvexStore) else SqliteControls(_sqlite(store))
+
+
+def stops_for(store: Store) -> ReplyStops:
+    """Stops for replies streamed by another process, judged in the store's own database."""
+    from core.stores.convex import ConvexStore
+    from core.stores.convex_stops import ConvexStops
+    from core.stores.sqlite_stops import SqliteStops
+
+    return ConvexStops(store) if isinstance(store, ConvexStore) else SqliteStops(_sqlite(store))
 
 
 def _sqlite(store: Store) -> SqliteStore:

@@ -3,8 +3,11 @@
 A reply's buttons carry its `ref` (`reply_ref` of the question's event key). Clicks are authorized
 like questions are answered for: the person who asked, or a curator or above. Each click is claimed
 once (platforms redeliver interactions too), so a double click or a retried delivery stops or
-regenerates once. A reply is stoppable while its stream runs in this process; Stop cancels the task
-that streams it, which ends the model stream and finishes the reply marked as stopped.
+regenerates once. A reply is stoppable while its stream runs; Stop cancels the task that streams it,
+which ends the model stream and finishes the reply marked as stopped. With several processes
+(`stops`: core.stores.stops), a Stop landing on a process that does not stream the reply is recorded
+in the store, which judges it by the same rule; the streaming process learns of it at its next reply
+heartbeat (core.ownership) and calls `stop_streaming`, the same cancel as a local Stop.
 
 When a reply ends, what its buttons need (who asked, the question, the answer, its sources and model,
 how it ended) is kept in the store (core.stores.controls), so Regenerate and feedback work after a
@@ -15,23 +18,25 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol, cast
 
 import structlog
 
 from core.messages import Actor, IncomingMessage, ReplyStatus, WorkspaceRef, decode_message, encode_message
-from core.roles import Role
+from core.roles import Permission, Role, allows
 from core.stores.controls import ReplyControl, ReplyControlsStore, ReplyEnd
 from core.stores.feedback import Feedback, FeedbackStore, Rating
+from core.stores.stops import ReplyStops
 
 log = structlog.get_logger(__name__)
 
 STOP = "stop"
 REGENERATE = "regenerate"
-ControlResult = Literal["done", "duplicate", "not_allowed", "gone", "ended"]
+# stopping: the reply streams on another process, which was asked to stop it (core.stores.stops).
+ControlResult = Literal["done", "duplicate", "not_allowed", "gone", "ended", "stopping"]
 
 
 def reply_ref(event_key: str) -> str:
@@ -51,6 +56,7 @@ class Claims(Protocol):
 class _Running:
     task: asyncio.Task[object]
     asker_id: str
+    reply_id: str
     stopped: bool = False
 
 
@@ -68,24 +74,50 @@ class ReplyControls:
         *,
         feedback: FeedbackStore | None = None,
         kept: ReplyControlsStore | None = None,
+        stops: ReplyStops | None = None,
     ) -> None:
         self.roles = roles
         self.claims = claims
         self.feedback = feedback
         self.kept = kept
+        self.stops = stops  # with several processes: Stops for replies streamed elsewhere
         self._running: dict[str, _Running] = {}  # ref -> the task streaming its reply
+        self._noting: set[asyncio.Task[None]] = set()
 
-    @contextmanager
-    def streaming(self, message: IncomingMessage) -> Iterator[None]:
-        """While the reply to `message` streams (in the current task), Stop can cancel it."""
+    @asynccontextmanager
+    async def streaming(self, message: IncomingMessage, reply_id: str) -> AsyncIterator[None]:
+        """While reply `reply_id` to `message` streams (in the current task), Stop can cancel it."""
         task = asyncio.current_task()
         assert task is not None
         ref = reply_ref(message.event_key)
-        self._running[ref] = _Running(task, message.author.user_id)
+        self._running[ref] = _Running(task, message.author.user_id, reply_id)
+        if self.stops is not None:  # beside the stream, not before it: the first text is not delayed
+            noting = asyncio.create_task(self._note(message.workspace, ref, reply_id, message.author.user_id))
+            self._noting.add(noting)
+            noting.add_done_callback(self._noting.discard)
         try:
             yield
         finally:
             self._running.pop(ref, None)
+
+    async def _note(self, ws: WorkspaceRef, ref: str, reply_id: str, asker: str) -> None:
+        assert self.stops is not None
+        try:
+            await self.stops.streaming(ws, ref, reply_id, asker)
+        except Exception as exc:  # the reply goes on; a Stop from another process then finds it ended
+            log.warning("controls.note_streaming_failed", reply=reply_id, error=repr(exc))
+
+    def stop_streaming(self, reply_ids: Iterable[str]) -> int:
+        """A Stop was recorded on another process for these replies streaming here: stop each once."""
+        wanted = set(reply_ids)
+        stopped = 0
+        for running in self._running.values():
+            if running.reply_id in wanted and not running.stopped:
+                running.stopped = True
+                running.task.cancel()
+                stopped += 1
+                log.info("controls.stopped_from_elsewhere", reply=running.reply_id)
+        return stopped
 
     async def ended(
         self, message: IncomingMessage, status: ReplyStatus, answer: str, sources: tuple[str, ...], model: str
@@ -117,15 +149,18 @@ class ReplyControls:
         return "done"
 
     async def may_control(self, ws: WorkspaceRef, actor: Actor, asker_id: str) -> bool:
+        """The one rule (the stores apply the same, core/policy/rules.json): the asker, or a role that
+        may control others' replies."""
         if actor.user_id == asker_id:
             return True
-        role = await self.roles.role_of(ws, actor)
-        return role is not None and role >= Role.CURATOR
+        return allows(await self.roles.role_of(ws, actor), Permission.CONTROL_OTHERS_REPLIES)
 
     async def stop(self, ws: WorkspaceRef, actor: Actor, ref: str, click_id: str) -> ControlResult:
         running = self._running.get(ref)
-        if running is None:  # it ended (perhaps before a restart: the button may still say Stop)
-            return "ended"
+        if running is None:
+            # Not streaming here. With several processes, perhaps on another one: the store judges the
+            # click and that process stops it; otherwise it ended (perhaps before a restart).
+            return await self.stops.request_stop(ws, actor, ref) if self.stops is not None else "ended"
         if not await self.may_control(ws, actor, running.asker_id):
             return "not_allowed"
         if not await self.claims.claim_event(f"{ws.key}:{STOP}:{click_id}"):
@@ -163,6 +198,7 @@ REFUSALS: dict[ControlResult, str] = {
     "not_allowed": "Only the person who asked, or a curator or admin, can do that.",
     "gone": "That reply can't be changed any more.",
     "ended": "That reply is no longer streaming, so there is nothing to stop.",
+    "stopping": "Stopping… that reply is being written by another of the bot's processes; it stops in a few seconds.",
     "duplicate": "",
     "done": "",
 }

@@ -12,13 +12,17 @@ replies are taken within about 15 s and finished soon after, well inside 30 s.
 A process that was only paused (not dead) learns at its next heartbeat that it lost a reply: the
 reply moves from the finisher's `live` set to its `lost` set, and the pipeline leaves it alone (no
 final edit, no store write), so no reply is finished twice.
+
+The heartbeat also says which of its replies a Stop was clicked for on another process
+(core.stores.stops); `on_stop` stops them here as a local Stop does. So a Stop from another process
+takes effect within one heartbeat interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import structlog
@@ -54,9 +58,11 @@ class ReplyOwnership:
         heartbeat_s: float = 3.0,
         stale_s: float = 10.0,
         sweep_s: float = 5.0,
+        on_stop: Callable[[Iterable[str]], object] | None = None,
     ) -> None:
         self.leases = leases
         self.finisher = finisher
+        self.on_stop = on_stop  # stops live replies a Stop was recorded for elsewhere
         self.owner = owner or f"proc-{uuid.uuid4().hex[:12]}"
         self.heartbeat_s = heartbeat_s
         self.stale_s = stale_s
@@ -72,12 +78,16 @@ class ReplyOwnership:
         replies = self._taking | live
         if not replies:
             return []
-        lost = [r for r in await self.leases.heartbeat(self.owner, replies) if r in live]
+        beat = await self.leases.heartbeat(self.owner, replies)
+        lost = [r for r in beat.lost if r in live]
         if lost:
             self.finisher.lost.update(lost)
             for reply in lost:
                 live.pop(reply, None)
             log.warning("ownership.replies_lost", owner=self.owner, replies=lost)
+        stop = [r for r in beat.stop if r in live]  # not the ones taken over: those end as interrupted
+        if stop and self.on_stop is not None:
+            self.on_stop(stop)
         return lost
 
     async def sweep(self) -> int:

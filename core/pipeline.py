@@ -367,7 +367,7 @@ class Pipeline:
             await self.controls.ended(message, status, text, tuple(s.uri for s in cited), answered_by)
             return ()
 
-        with self.controls.streaming(message):  # Stop may cancel it from here on
+        async with self.controls.streaming(message, reply_id):  # Stop may cancel it from here on
             outcome = await self._stream(
                 ws,
                 reply_id,

@@ -49,6 +49,7 @@ class Permission(StrEnum):
     MANAGE_SETTINGS = "manage_settings"
     MANAGE_ROLES = "manage_roles"
     VIEW_AUDIT = "view_audit"
+    CONTROL_OTHERS_REPLIES = "control_others_replies"  # Stop or Regenerate a reply to another's question
 
 
 # The enum gives Python names and types; the rule book gives the order. They must agree.

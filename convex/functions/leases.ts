@@ -9,6 +9,7 @@ import { v } from "convex/values";
 import type { Doc } from "./_generated/dataModel";
 import type { MutationCtx } from "./_generated/server";
 import { bounded, boundedCount, boundedInt, fail, serviceMutation, workspaceKey } from "./lib/security";
+import { stopRequested } from "./stops";
 import { messageIn } from "./threads";
 
 const now = () => Date.now() / 1000;
@@ -115,7 +116,7 @@ async function replyIn(ctx: MutationCtx, workspace: string, reply: string) {
  * The owner says it is alive for each of its live replies (and owns the new ones), each named with its
  * workspace. Returns the ids it no longer owns: taken over by another process, no longer streaming, or
  * no reply of the workspace named with it (never owned or kept through another workspace). It must
- * stop showing those.
+ * stop showing those. `stop`: its own replies a Stop was asked for on another process (stops.ts).
  */
 export const heartbeat = serviceMutation({
   name: "leases:heartbeat",
@@ -125,20 +126,20 @@ export const heartbeat = serviceMutation({
     boundedCount(replies, "heartbeat_replies", "replies");
     const at = now();
     const lost: string[] = [];
+    const stop: string[] = [];
     for (const { workspace, reply } of replies) {
       workspaceKey(workspace);
       const message = await replyIn(ctx, workspace, reply);
-      if (message === null) {
+      const lease = message === null ? null : await leaseOf(ctx, message._id);
+      if (message === null || (lease && lease.owner !== owner) || (!lease && message.status !== "streaming")) {
         lost.push(reply);
         continue;
       }
-      const lease = await leaseOf(ctx, message._id);
-      if (lease && lease.owner !== owner) lost.push(reply);
-      else if (lease) await ctx.db.patch(lease._id, { heartbeatAt: at });
-      else if (message.status === "streaming") await ctx.db.insert("replyLeases", { message: message._id, owner, heartbeatAt: at });
-      else lost.push(reply);
+      if (lease) await ctx.db.patch(lease._id, { heartbeatAt: at });
+      else await ctx.db.insert("replyLeases", { message: message._id, owner, heartbeatAt: at });
+      if (await stopRequested(ctx, workspace, message._id)) stop.push(reply);
     }
-    return lost;
+    return { lost, stop };
   },
 });
 

@@ -200,6 +200,18 @@ export default defineSchema({
   })
     .index("by_key", ["key"])
     .index("by_heartbeat", ["heartbeatAt"]),
+  // A streaming reply's ref (its buttons) and who asked; `stopBy` once a Stop was asked for (stops.ts).
+  replyStops: defineTable({
+    workspace: v.string(),
+    ref: v.string(),
+    reply: v.id("messages"),
+    asker: v.string(),
+    stopBy: v.string(),
+    at: v.number(),
+  })
+    .index("by_workspace_ref", ["workspace", "ref"])
+    .index("by_reply", ["reply"])
+    .index("by_at", ["at"]),
   // Who is streaming a reply, and when it last said it is alive (leases.ts).
   replyLeases: defineTable({ message: v.id("messages"), owner: v.string(), heartbeatAt: v.number() })
     .index("by_message", ["message"])

@@ -67,13 +67,13 @@ describe("reply leases", () => {
     vi.useFakeTimers();
     const t = await backend();
     const reply = await streamingReply(t);
-    expect(await t.mutation(api.leases.heartbeat, { secret: SECRET, owner: "a", replies: [{ workspace: WS, reply }] })).toEqual([]);
+    expect(await t.mutation(api.leases.heartbeat, { secret: SECRET, owner: "a", replies: [{ workspace: WS, reply }] })).toEqual({ lost: [], stop: [] });
     // Fresh: nobody may take it.
     expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] }))).toEqual([]);
     vi.advanceTimersByTime(11_000);
     expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "b", staleS: 10, limit: 10, platforms: [] }))).toEqual([reply]);
     expect(replies(await t.mutation(api.leases.takeOver, { secret: SECRET, owner: "c", staleS: 10, limit: 10, platforms: [] }))).toEqual([]);
-    expect(await t.mutation(api.leases.heartbeat, { secret: SECRET, owner: "a", replies: [{ workspace: WS, reply }] })).toEqual([reply]);
+    expect(await t.mutation(api.leases.heartbeat, { secret: SECRET, owner: "a", replies: [{ workspace: WS, reply }] })).toEqual({ lost: [reply], stop: [] });
     expect(await t.mutation(api.leases.release, { secret: SECRET, owner: "a", workspace: WS, reply })).toBe(false);
     expect(await t.mutation(api.leases.release, { secret: SECRET, owner: "b", workspace: WS, reply })).toBe(true);
     vi.useRealTimers();
@@ -108,10 +108,10 @@ describe("reply leases", () => {
     const reply = await streamingReply(t);
     const through = (workspace: string, owner: string) => ({ secret: SECRET, owner, replies: [{ workspace, reply }] });
     // Named with slack:B, T1's reply is no reply there: not owned (so not kept alive) through it.
-    expect(await t.mutation(api.leases.heartbeat, through("slack:B", "thief"))).toEqual([reply]);
-    expect(await t.mutation(api.leases.heartbeat, through(WS, "a"))).toEqual([]);
+    expect(await t.mutation(api.leases.heartbeat, through("slack:B", "thief"))).toEqual({ lost: [reply], stop: [] });
+    expect(await t.mutation(api.leases.heartbeat, through(WS, "a"))).toEqual({ lost: [], stop: [] });
     vi.advanceTimersByTime(8_000);
-    expect(await t.mutation(api.leases.heartbeat, through("slack:B", "a"))).toEqual([reply]); // the owner's name does not help
+    expect(await t.mutation(api.leases.heartbeat, through("slack:B", "a"))).toEqual({ lost: [reply], stop: [] }); // the owner's name does not help
     expect(await t.mutation(api.leases.release, { secret: SECRET, owner: "a", workspace: "slack:B", reply })).toBe(false);
     vi.advanceTimersByTime(3_000);
     // So the lease went stale as its owner stopped: the sweep takes it, and says only which reply of which workspace.

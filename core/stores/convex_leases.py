@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from core.stores.convex import ConvexStore
-from core.stores.leases import BudgetGrant, BudgetRequest, TakenReply
+from core.stores.leases import Beat, BudgetGrant, BudgetRequest, TakenReply
 
 
 class ConvexLeases:
@@ -41,12 +41,12 @@ class ConvexLeases:
     async def give_back(self, key: str, seq: int, undo: float) -> bool:
         return bool(await self._store._mutation("leases:giveBack", once=False, key=key, seq=seq, tat=undo))
 
-    async def heartbeat(self, owner: str, replies: Mapping[str, str]) -> Sequence[str]:
+    async def heartbeat(self, owner: str, replies: Mapping[str, str]) -> Beat:
         if not replies:
-            return []
+            return Beat()
         items = [{"workspace": workspace, "reply": reply} for reply, workspace in replies.items()]
-        lost = await self._store._mutation("leases:heartbeat", once=False, owner=owner, replies=items)
-        return [str(r) for r in lost]
+        beat = await self._store._mutation("leases:heartbeat", once=False, owner=owner, replies=items)
+        return Beat(tuple(str(r) for r in beat["lost"]), tuple(str(r) for r in beat["stop"]))
 
     async def take_over(
         self, owner: str, stale_s: float, limit: int = 50, platforms: Sequence[str] = ()

@@ -41,6 +41,14 @@ class BudgetGrant:
 
 
 @dataclass(frozen=True, slots=True)
+class Beat:
+    """What a heartbeat answers about the replies it named."""
+
+    lost: tuple[str, ...] = ()  # no longer this owner's: it must leave them alone
+    stop: tuple[str, ...] = ()  # still its own, and someone asked to stop them (core.stores.stops)
+
+
+@dataclass(frozen=True, slots=True)
 class TakenReply:
     reply_id: str
     workspace: str  # the workspace key (WorkspaceRef.key) the reply belongs to
@@ -57,9 +65,10 @@ class BudgetLeases(Protocol):
 
 
 class StreamLeases(Protocol):
-    async def heartbeat(self, owner: str, replies: Mapping[str, str]) -> Sequence[str]:
-        """Own (or keep owning) these streaming replies (reply id -> its workspace key); returns those
-        this owner no longer holds (or that are no reply of the workspace named with them)."""
+    async def heartbeat(self, owner: str, replies: Mapping[str, str]) -> Beat:
+        """Own (or keep owning) these streaming replies (reply id -> its workspace key); says which
+        this owner no longer holds (or are no reply of the workspace named with them), and which of
+        the others a Stop was requested for on another process."""
         ...
 
     async def take_over(

@@ -14,8 +14,10 @@ from collections.abc import Mapping, Sequence
 
 from core.policy import count_error, text_error, whole_error
 from core.stores.base import StoreError
-from core.stores.leases import BudgetGrant, BudgetRequest, TakenReply, gcra
-from core.stores.sqlite_side import OwnConnection, message_id
+from core.stores.leases import Beat, BudgetGrant, BudgetRequest, TakenReply, gcra
+from core.stores.sqlite_side import OwnConnection, message_id, reply_status
+from core.stores.sqlite_stops import SCHEMA as STOPS_SCHEMA
+from core.stores.sqlite_stops import stop_requested
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budget_buckets (key TEXT PRIMARY KEY, tat REAL NOT NULL, seq INTEGER NOT NULL);
@@ -49,7 +51,7 @@ def _number(value: float, name: str, high: float, *, least: float = 0.0) -> floa
 class SqliteLeases(OwnConnection):
     """`BudgetLeases` and `StreamLeases` on the store's file; `await SqliteLeases.open(path)`."""
 
-    schema = SCHEMA
+    schema = SCHEMA + STOPS_SCHEMA  # a heartbeat says which replies a Stop was asked for
     name = "sqlite-leases"
 
     # -- BudgetLeases ---------------------------------------------------------------------------
@@ -96,31 +98,33 @@ class SqliteLeases(OwnConnection):
         return await self._run(give)
 
     # -- StreamLeases ---------------------------------------------------------------------------
-    async def heartbeat(self, owner: str, replies: Mapping[str, str]) -> Sequence[str]:
+    async def heartbeat(self, owner: str, replies: Mapping[str, str]) -> Beat:
         _text(owner, "owner", "id")
         _refuse(count_error("heartbeat_replies", len(replies), "replies"))
         for workspace in set(replies.values()):
             _text(workspace, "workspace", "workspace")
 
-        def beat(db: sqlite3.Connection) -> list[str]:
+        def beat(db: sqlite3.Connection) -> Beat:
             now = time.time()
             lost: list[str] = []
+            stop: list[str] = []
             for reply, workspace in replies.items():
                 mid = message_id(reply)
-                status = _status_in(db, workspace, mid)
+                status = reply_status(db, workspace, mid)
                 if mid is None or status is None:  # no reply of this workspace: never owned through it
                     lost.append(reply)
                     continue
                 lease = db.execute("SELECT owner FROM reply_leases WHERE message_id = ?", (mid,)).fetchone()
-                if lease is not None and lease[0] != owner:
+                if (lease is not None and lease[0] != owner) or (lease is None and status != "streaming"):
                     lost.append(reply)
-                elif lease is not None:
+                    continue
+                if lease is not None:
                     db.execute("UPDATE reply_leases SET heartbeat_at = ? WHERE message_id = ?", (now, mid))
-                elif status == "streaming":
-                    db.execute("INSERT INTO reply_leases VALUES (?, ?, ?)", (mid, owner, now))
                 else:
-                    lost.append(reply)
-            return lost
+                    db.execute("INSERT INTO reply_leases VALUES (?, ?, ?)", (mid, owner, now))
+                if stop_requested(db, workspace, mid):
+                    stop.append(reply)
+            return Beat(tuple(lost), tuple(stop))
 
         return await self._run(beat)
 
@@ -166,18 +170,9 @@ class SqliteLeases(OwnConnection):
             raise StoreError("invalid", f"message id {reply_id!r} is not an id of this store")
 
         def release(db: sqlite3.Connection) -> bool:
-            if _status_in(db, workspace, mid) is None:
+            if reply_status(db, workspace, mid) is None:
                 return False  # another workspace's reply: not released through this one
             cur = db.execute("DELETE FROM reply_leases WHERE message_id = ? AND owner = ?", (mid, owner))
             return cur.rowcount == 1
 
         return await self._run(release)
-
-
-def _status_in(db: sqlite3.Connection, workspace: str, mid: int | None) -> str | None:
-    """The status of message `mid` if it is a reply of `workspace` (else None)."""
-    row = db.execute(
-        "SELECT m.status FROM messages m JOIN threads t ON t.id = m.thread_id WHERE m.id = ? AND t.ws = ?",
-        (mid, workspace),
-    ).fetchone()
-    return None if row is None else str(row[0])

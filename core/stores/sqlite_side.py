@@ -63,3 +63,12 @@ def message_id(value: str) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def reply_status(db: sqlite3.Connection, workspace: str, mid: int | None) -> str | None:
+    """The status of message `mid` if it is a message of a thread of `workspace` (else None)."""
+    row = db.execute(
+        "SELECT m.status FROM messages m JOIN threads t ON t.id = m.thread_id WHERE m.id = ? AND t.ws = ?",
+        (mid, workspace),
+    ).fetchone()
+    return None if row is None else str(row[0])

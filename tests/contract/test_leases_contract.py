@@ -18,7 +18,7 @@ from core.messages import MessageRole, Platform, ReplyStatus, WorkspaceRef
 from core.stores.base import Store, StoreError
 from core.stores.convex import ConvexStore
 from core.stores.convex_leases import ConvexLeases
-from core.stores.leases import BudgetLeases, BudgetRequest, StreamLeases, TakenReply
+from core.stores.leases import Beat, BudgetLeases, BudgetRequest, StreamLeases, TakenReply
 from core.stores.sqlite import SqliteStore
 from core.stores.sqlite_leases import SqliteLeases
 
@@ -138,10 +138,10 @@ async def test_bad_lease_requests_are_refused(clients: tuple[Client, Client], re
 async def test_a_heartbeating_reply_is_never_taken_over(clients: tuple[Client, Client]) -> None:
     a, b = clients
     reply = await streaming_reply(a.store)
-    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == []
+    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == Beat()
     for _ in range(3):
         await asyncio.sleep(0.25)
-        assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == []
+        assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == Beat()
         assert await b.leases.take_over("proc-b", stale_s=0.4) == []
 
 
@@ -155,8 +155,8 @@ async def test_a_dead_owners_reply_is_taken_over_by_one_process_and_the_owner_le
     won = await asyncio.gather(b.leases.take_over("proc-b", stale_s=0.3), a.leases.take_over("proc-c", stale_s=0.3))
     assert sorted(len(w) for w in won) == [0, 1] and [TakenReply(reply, WS.key)] in won
     winner = "proc-b" if won[0] else "proc-c"
-    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == [reply]  # the old owner must stop
-    assert await a.leases.heartbeat(winner, {reply: WS.key}) == []
+    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == Beat(lost=(reply,))  # the old owner must stop
+    assert await a.leases.heartbeat(winner, {reply: WS.key}) == Beat()
     assert not await a.leases.release("proc-a", WS.key, reply)
     assert await b.leases.release(winner, WS.key, reply)
 
@@ -177,7 +177,7 @@ async def test_finished_replies_are_not_taken_over_and_not_owned(clients: tuple[
     await a.store.complete_message(WS, reply, text="done", status=ReplyStatus.COMPLETE)
     await asyncio.sleep(0.45)
     assert await b.leases.take_over("proc-b", stale_s=0.3) == []
-    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == [reply]  # nothing to own any more
+    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == Beat(lost=(reply,))  # nothing to own any more
 
 
 async def test_a_process_takes_over_only_replies_of_the_platforms_it_serves(clients: tuple[Client, Client]) -> None:
@@ -195,12 +195,12 @@ async def test_another_workspace_can_neither_own_keep_nor_release_a_reply(client
     reply = await streaming_reply(a.store)
     other = OTHER.key
     # Named with another workspace, the reply is none of its: not owned, not kept alive.
-    assert await b.leases.heartbeat("thief", {reply: other}) == [reply]
-    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == []  # so its real owner gets it
+    assert await b.leases.heartbeat("thief", {reply: other}) == Beat(lost=(reply,))
+    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == Beat()  # so its real owner gets it
     await asyncio.sleep(0.45)
-    assert await b.leases.heartbeat("proc-a", {reply: other}) == [reply]  # the owner's name does not help
+    assert await b.leases.heartbeat("proc-a", {reply: other}) == Beat(lost=(reply,))  # the owner's name does not help
     assert not await b.leases.release("proc-a", other, reply)  # nor releasing it through another workspace
     taken = await b.leases.take_over("proc-b", stale_s=0.3)  # the stale lease is still there: it is taken
     assert taken == [TakenReply(reply, WS.key)]
-    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == [reply]
+    assert await a.leases.heartbeat("proc-a", {reply: WS.key}) == Beat(lost=(reply,))
     assert await b.leases.release("proc-b", WS.key, reply)

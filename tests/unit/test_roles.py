@@ -35,6 +35,7 @@ EXPECTED = {  # permission -> the roles that have it
     Permission.MANAGE_SETTINGS: {Role.ADMIN, Role.OWNER},
     Permission.MANAGE_ROLES: {Role.ADMIN, Role.OWNER},
     Permission.VIEW_AUDIT: {Role.ADMIN, Role.OWNER},
+    Permission.CONTROL_OTHERS_REPLIES: {Role.CURATOR, Role.ADMIN, Role.OWNER},
 }
 
 MAPPINGS = {"r-cur": Role.CURATOR, "r-own": Role.OWNER, "r-guest": Role.GUEST}

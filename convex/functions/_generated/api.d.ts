@@ -20,6 +20,7 @@ import type * as lib_usage from "../lib/usage.js";
 import type * as personas from "../personas.js";
 import type * as places from "../places.js";
 import type * as questions from "../questions.js";
+import type * as stops from "../stops.js";
 import type * as threads from "../threads.js";
 import type * as usage from "../usage.js";
 import type * as version from "../version.js";
@@ -44,6 +45,7 @@ declare const fullApi: ApiFromModules<{
   "personas": typeof personas;
   "places": typeof places;
   "questions": typeof questions;
+  "stops": typeof stops;
   "threads": typeof threads;
   "usage": typeof usage;
   "version": typeof version;

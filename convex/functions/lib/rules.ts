@@ -15,7 +15,8 @@ export const RULES = {
     "manage_knowledge": "curator",
     "manage_settings": "admin",
     "manage_roles": "admin",
-    "view_audit": "admin"
+    "view_audit": "admin",
+    "control_others_replies": "curator"
   },
   "guests_may_ask": {
     "permission": "ask_in_channels",
