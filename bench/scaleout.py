@@ -129,6 +129,8 @@ class Proxy:
     backends: list[str]
     url: str = ""
     failovers: int = 0
+    # Every delivery forwarded: (when, event ts, event type, retry number, backend index, status).
+    deliveries: list[tuple[float, str, str, str, int, int]] = field(default_factory=list)
     _next: int = 0
     _runner: web.AppRunner | None = None
     _session: aiohttp.ClientSession | None = None
@@ -147,12 +149,18 @@ class Proxy:
         assert self._session is not None
         body = await request.read()
         headers = {k: v for k, v in request.headers.items() if k.lower().startswith(("x-slack", "content-type"))}
+        event = json.loads(body).get("event") or {}
+        retry = request.headers.get("X-Slack-Retry-Num", "")
         for _ in range(len(self.backends)):
-            backend = self.backends[self._next % len(self.backends)]
+            index = self._next % len(self.backends)
             self._next += 1
             try:
-                async with self._session.post(backend, data=body, headers=headers) as response:
-                    return web.Response(status=response.status, body=await response.read())
+                async with self._session.post(self.backends[index], data=body, headers=headers) as response:
+                    answer = await response.read()
+                    self.deliveries.append(
+                        (time.monotonic(), str(event.get("ts")), str(event.get("type")), retry, index, response.status)
+                    )
+                    return web.Response(status=response.status, body=answer)
             except (aiohttp.ClientConnectionError, TimeoutError):
                 self.failovers += 1
         return web.Response(status=503)
@@ -175,6 +183,7 @@ class Run:
     logs: list[Path] = field(default_factory=list)
     processes: int = 0
     failovers: int = 0
+    deliveries: list[tuple[float, str, str, str, int, int]] = field(default_factory=list)
     events_sent: int = 0
     deliveries_failed: int = 0  # Slack deliveries not answered 200 within 3 s (each retried, as Slack does)
     lease_rtts: list[float] = field(default_factory=list)
@@ -564,11 +573,12 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
                 await asyncio.gather(probe, return_exceptions=True)
             for proc in procs:
                 await proc.stop()
-            run.failovers = proxy.failovers
+            run.failovers, run.deliveries = proxy.failovers, proxy.deliveries
             await proxy.close()
         result = summarize(run, label)
         result["slack_processes"], result["discord_processes"] = n_slack, n_discord
         result["lost_in_store"] = await lost_in_store(run, convex)
+        result["lost_trace"] = lost_trace(run, args.trace)
         if args.dump:
             finals = replies(run)
             rows = [
@@ -607,6 +617,34 @@ async def lost_in_store(run: Run, convex: Any) -> dict[str, list[str]]:
             out[str(conv.id)] = [f"{m.role.value}:{m.status.value}" for m in items]
     finally:
         await store.close()
+    return out
+
+
+def lost_trace(run: Run, also: list[int]) -> dict[str, list[str]]:
+    """For each lost Slack conversation (and those in `also`), what reached the processes and the calls
+    made for it, in seconds after the kill (before it: negative): "delivery <type> retry=<n> -> slack<i>
+    <status>", "users.info <status>", and the posts in its thread."""
+    finals = replies(run)
+    origin = run.killed_at if run.killed_at is not None else 0.0
+    out: dict[str, list[str]] = {}
+    for conv in run.conversations:
+        if conv.platform != "slack" or (finals.get(conv.id) and conv.id not in also):
+            continue
+        user = f"U{conv.id:05d}"
+        seen = [
+            (at, f"delivery {kind} retry={retry or 0} -> slack{index} {status}")
+            for at, ts, kind, retry, index, status in run.deliveries
+            if ts == conv.message_id
+        ]
+        seen += [
+            (c.at, f"users.info {c.status}")
+            for c in run.slack.calls
+            if c.method == "users.info" and c.args.get("user") == user
+        ]
+        seen += [
+            (c.at, f"{c.method} {c.status}") for c in run.slack.calls if c.args.get("thread_ts") == conv.message_id
+        ]
+        out[str(conv.id)] = [f"{at - origin:+.2f} s {what}" for at, what in sorted(seen)]
     return out
 
 
@@ -676,6 +714,7 @@ def main() -> None:
     parser.add_argument("--skip-single", action="store_true", help="no single-process run")
     parser.add_argument("--keep-logs", default="", help="copy the processes' logs into this folder")
     parser.add_argument("--log-level", default="WARNING", help="of the bot processes (--keep-logs keeps them)")
+    parser.add_argument("--trace", type=int, action="append", default=[], help="a Slack conversation to trace")
     parser.add_argument("--json", action="store_true", help="only the JSON line")
     parser.add_argument("--dump", default="", help="write every conversation's replies to this JSON file")
     args = parser.parse_args()

@@ -166,6 +166,8 @@ class ChatCore:
         )
         self.ingestor = Ingestor(store, retriever)
         self.controls = self.pipeline.controls  # Stop and Regenerate, for the adapters
+        # Adapters whose events lack the author's facts register their lookup here (core.authors).
+        self.authors = self.pipeline.authors
         self.admin = AdminCommands(
             store,
             ingestor=_UrlIngestor(self.ingestor),

@@ -13,6 +13,7 @@ import structlog
 
 from core.access import RoleService
 from core.attachments import AttachmentFetcher, prepare
+from core.authors import Authors, unresolved
 from core.context import HistoryUnavailable, ThreadHistory, ThreadMessage
 from core.controls import ReplyControls
 from core.errors import Invalid, Unavailable
@@ -152,6 +153,9 @@ class Pipeline:
         self.outbox = outbox  # questions kept while the store is unreachable (answered by core.intake)
         self.on_kept: Callable[[], None] | None = None  # told when a question was kept
         self.questions: QuestionClaims | None = None  # with several processes: claims held until answered
+        # Per platform, the adapter's lookup of an author's facts, made once the question is held
+        # (core.authors); a platform without one puts the event's own facts on the message.
+        self.authors: dict[str, Authors] = {}
         self._pending: set[asyncio.Task[Outcome]] = set()
 
     async def answer(
@@ -291,6 +295,13 @@ class Pipeline:
         if attempt.kept and not ours and self.outbox is not None:
             await self.outbox.mark_claimed(message.event_key)  # before anything else can fail
 
+        # Only now, with the question held, what the platform says about its author (each attempt
+        # asks again: a held or kept question's facts are not trusted).
+        resolved = await self._author(message)
+        if resolved is None:
+            log.info("pipeline.ignored", key=message.event_key, reason="not_a_person")
+            return Outcome("ignored", reason="not_a_person")
+        message = resolved
         settings = await self.store.settings(ws)
         decision = await self.roles.authorize_question(message, settings, in_known_thread=known_thread is not None)
         if not decision.allowed:
@@ -382,6 +393,19 @@ class Pipeline:
                 answers=message.event_key if attempt.held else "",
             )
         return outcome
+
+    async def _author(self, message: IncomingMessage) -> IncomingMessage | None:
+        """The message with its author's platform facts (None: the author is a bot user)."""
+        authors = self.authors.get(message.workspace.platform.value)
+        if authors is None:
+            return message
+        user_id = message.author.user_id
+        try:
+            actor = await authors.author(message.workspace, user_id)
+        except Exception as exc:  # unknown facts are the most restricted ones, never a member's
+            log.warning("pipeline.author_unresolved", key=message.event_key, error=repr(exc))
+            actor = unresolved(user_id)
+        return None if actor is None else replace(message, author=actor)
 
     async def _persona(self, message: IncomingMessage) -> ChannelPersona | None:
         """The channel's persona; a thread inherits its channel's (Discord threads are channels of their own)."""

@@ -43,6 +43,7 @@ from bots.slack.surface import (
     call_slack,
 )
 from bots.slack.users import UserDirectory
+from core.authors import unresolved
 from core.context import ThreadHistory
 from core.controls import REFUSALS, asked_message_id, reply_ref
 from core.messages import IncomingMessage, Platform, WorkspaceRef
@@ -154,6 +155,12 @@ class SlackBot:
     def attach_recovery(self) -> None:
         """Let the core reopen Slack replies for kept questions and finish replies an earlier run left."""
         self.core.recovery.platforms[Platform.SLACK.value] = self.replies
+        self._attach_authors()  # a question taken over from a dead process has its author looked up here
+
+    def _attach_authors(self) -> None:
+        # users.info is asked once a question is held, not before (core.authors): an acknowledged event
+        # is never delivered again, so nothing slow may come between the ack and the hold.
+        self.core.authors[Platform.SLACK.value] = self.users
 
     def web_app(self) -> web.Application:
         """The aiohttp application serving the Events API at /slack/events, and /healthz, /readyz."""
@@ -293,7 +300,6 @@ class SlackBot:
         except ValueError as exc:
             await respond(text=f"Sorry, I can't summarize that: {exc}.", response_type="ephemeral")
             return
-        user = await self.users.get(team_id, str(command["user_id"]))
         ws = WorkspaceRef(Platform.SLACK, team_id)
         trigger = str(command.get("trigger_id") or time.time())
         message = IncomingMessage(
@@ -301,7 +307,7 @@ class SlackBot:
             channel_id=target.channel,
             thread_id=target.thread_ts or f"summary:{trigger}",
             message_id=f"command:{trigger}",
-            author=user.actor(),
+            author=unresolved(str(command["user_id"])),  # looked up once the question is held
             text=SUMMARIZE_THREAD if target.thread_ts else SUMMARIZE_CHANNEL,
             is_dm=target.channel.startswith("D"),
             mentioned=True,
@@ -355,16 +361,13 @@ class SlackBot:
             reply_thread, conversation = thread_ts, thread_ts or channel
         else:
             reply_thread = conversation = thread_ts or ts
-        user = await self.users.get(team_id, str(event["user"]))
-        if user.is_bot:
-            return
         ws = WorkspaceRef(Platform.SLACK, team_id)
         message = IncomingMessage(
             workspace=ws,
             channel_id=channel,
             thread_id=str(conversation),
             message_id=ts,
-            author=user.actor(),
+            author=unresolved(str(event["user"])),  # users.info once the question is held (a bot: ignored)
             text=text,
             is_dm=is_dm,
             mentioned=mentioned,
@@ -379,6 +382,7 @@ class SlackBot:
     async def _reply(
         self, message: IncomingMessage, surface: SlackSurface, history: ThreadHistory | None, *, via: str
     ) -> None:
+        self._attach_authors()
         try:
             outcome = await self.core.answer(message, surface, self.scheduler, history, self.files)
             log.info("slack.answered", via=via, key=message.event_key, status=outcome.status, reason=outcome.reason)
@@ -490,24 +494,33 @@ class SlackBot:
         return self.history.for_question(team_id, channel, question.thread_id, asked, bot_user_id)
 
     async def _title_new_assistant_thread(self, ws: WorkspaceRef, channel: str, thread_ts: str, text: str) -> None:
-        """Name an assistant thread after its first question (best effort)."""
+        """Name an assistant thread after its first question (best effort). The title waits in its
+        budget in the background: the question is not held yet, so nothing slow may come first."""
         try:
-            if text and await self.core.store.find_thread(ws, channel, thread_ts) is None:
-                title = text if len(text) <= 60 else text[:59] + "…"
-                scope = limits.scope("assistant.threads.setTitle", ws.external_id, channel)
-                await within_budget(
-                    self.scheduler,
-                    (scope,),
-                    lambda: call_slack(
-                        self.client,
-                        "assistant_threads_setTitle",
-                        scope.key,
-                        channel_id=channel,
-                        thread_ts=thread_ts,
-                        title=title,
-                    ),
-                    final=False,
-                )
+            if not text or await self.core.store.find_thread(ws, channel, thread_ts) is not None:
+                return
+        except Exception as exc:
+            log.warning("slack.set_title_failed", error=repr(exc))
+            return
+        title = text if len(text) <= 60 else text[:59] + "…"
+        self.spawn(self._set_title(ws.external_id, channel, thread_ts, title), name="slack-assistant-title")
+
+    async def _set_title(self, team_id: str, channel: str, thread_ts: str, title: str) -> None:
+        scope = limits.scope("assistant.threads.setTitle", team_id, channel)
+        try:
+            await within_budget(
+                self.scheduler,
+                (scope,),
+                lambda: call_slack(
+                    self.client,
+                    "assistant_threads_setTitle",
+                    scope.key,
+                    channel_id=channel,
+                    thread_ts=thread_ts,
+                    title=title,
+                ),
+                final=False,
+            )
         except Exception as exc:
             log.warning("slack.set_title_failed", error=repr(exc))
 

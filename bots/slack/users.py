@@ -2,8 +2,10 @@
 
 Every question and admin command needs them, and users.info is rate limited (Tier 4), so
 facts are kept for `ttl_s`; concurrent lookups of one user share a single request, which waits for
-its grant in the method's budget (bots/slack/limits.py) like every other call. A failed
-lookup gives no privileges (a plain member) and is retried after a short while, never cached long.
+its grant in the method's budget (bots/slack/limits.py) like every other call. A question's author
+is looked up only once the question is held (core.authors). A failed lookup gives the most
+restricted facts (a guest's, core.authors.UNRESOLVED) and is retried after a short while, never
+cached long.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack import limits
 from bots.slack.surface import call_slack
+from core.authors import UNRESOLVED
 from core.messages import Actor, PlatformFacts, WorkspaceRef
 from core.pacing import EditScheduler, within_budget
 
@@ -83,6 +86,11 @@ class UserDirectory:
     async def actor(self, team_id: str, user_id: str) -> Actor:
         return (await self.get(team_id, user_id)).actor()
 
+    async def author(self, ws: WorkspaceRef, user_id: str) -> Actor | None:
+        """A held question's author (core.authors.Authors): None for a bot user."""
+        user = await self.get(ws.external_id, user_id)
+        return None if user.is_bot else user.actor()
+
     async def facts(self, ws: WorkspaceRef, user_id: str) -> PlatformFacts:
         """The target lookup of admin commands (core.admin.UserFacts): a role change's target's facts."""
         return (await self.get(ws.external_id, user_id)).facts
@@ -104,10 +112,10 @@ class UserDirectory:
             )
         except SlackApiError as exc:
             log.warning("slack.users_info_failed", user=user_id, error=str(exc.response.get("error", exc)))
-            return SlackUser(user_id, PlatformFacts()), self.failure_ttl_s
-        except Exception as exc:  # transport trouble: answer as a plain member rather than not at all
+            return SlackUser(user_id, UNRESOLVED, is_guest=True), self.failure_ttl_s
+        except Exception as exc:  # transport trouble: answer as a guest rather than not at all
             log.warning("slack.users_info_failed", user=user_id, error=repr(exc))
-            return SlackUser(user_id, PlatformFacts()), self.failure_ttl_s
+            return SlackUser(user_id, UNRESOLVED, is_guest=True), self.failure_ttl_s
         data = response.get("user") or {}
         profile = data.get("profile") or {}
         is_guest = bool(data.get("is_restricted") or data.get("is_ultra_restricted"))

@@ -77,3 +77,49 @@ async def test_a_live_process_answers_the_question_a_killed_process_claimed_but_
         assert answers[0].platform_message_id == reply.ts
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "convex"])
+async def test_a_question_acknowledged_while_its_authors_lookup_waits_is_held_and_answered_by_a_live_process(
+    request: pytest.FixtureRequest, data_dir: Path, slack: FakeSlack, fake_anthropic: FakeAnthropic, kind: str
+) -> None:
+    """Slack never delivers an acknowledged event again: the first process holds the question before it
+    asks users.info (which waits in its budget here), so when it dies waiting, the live process takes the
+    question over, looks the author up itself and answers it, once."""
+    fake_anthropic.script(ANSWER, chunk_chars=20, delay_s=0.02)
+    env = scale_out_env(request, data_dir, slack, fake_anthropic, kind)
+    ports = [free_port(), free_port()]
+    owner, other = await asyncio.gather(start_bot(env, ports[0]), start_bot(env, ports[1]))
+    event = EVENTS[False]
+    channel, user = str(event["channel"]), str(event["user"])
+
+    def lookups(status: int) -> int:
+        return sum(
+            1 for c in slack.calls if c.method == "users.info" and c.args.get("user") == user and c.status == status
+        )
+
+    try:
+        slack.storm("users.info", times=10_000, retry_after=0.5)  # the author's facts never come
+        body = event_body(event)
+        async with aiohttp.ClientSession() as http:
+            url = f"http://127.0.0.1:{ports[0]}/slack/events"
+            async with http.post(url, data=body, headers=signed_headers(body, content_type="application/json")) as r:
+                assert r.status == 200  # acknowledged: Slack will not deliver it again
+
+        await until(lambda: lookups(429) > 0, 20, "the first process asked for the author's facts")
+        owner.send_signal(signal.SIGKILL)
+        await owner.wait()
+        slack.faults["users.info"].clear()
+        assert slack.replies_in(channel) == [] and not fake_anthropic.requests
+
+        def answered() -> bool:
+            replies = slack.replies_in(channel)
+            return len(replies) == 1 and slack.shown_text(replies[0]).startswith(ANSWER[:60])
+
+        await until(answered, 30, "the live process answered the question")
+        assert lookups(200) >= 1  # the live process looked the author up itself
+        await asyncio.sleep(2.5)  # more heartbeats and sweeps: it is not answered twice
+        [reply] = slack.replies_in(channel)
+        assert ANSWER in slack.shown_text(reply) and len(fake_anthropic.requests) == 1
+    finally:
+        await stop_all(owner, other)

@@ -61,3 +61,29 @@ async def test_every_delivery_of_one_message_to_one_process_gets_one_reply(
     assert len(scaled.slack.replies_in("C1")) == 1
     assert len(fake_anthropic.requests) == 1
     assert handover.held == {}  # the answer's first post ended the hold
+
+
+async def test_a_guests_question_is_held_before_their_facts_are_known_and_still_gets_a_guests_answer(
+    scaled: Harness, fake_anthropic: FakeAnthropic
+) -> None:
+    """The question is held at once (users.info waits in its budget), with facts that give no more than a
+    guest's rights; once users.info says the author is a guest, the guest is refused as a guest."""
+    scaled.slack.add_user("UG", is_restricted=True)
+    scaled.slack.storm("users.info", times=10_000, retry_after=0.3)
+    event = mention("what is the on-call rota?", user="UG")
+    await scaled.event(event)
+    handover = scaled.bot.core.handover
+    key = f"slack:{scaled.slack.team_id}:C1:{event['ts']}"
+    assert handover is not None
+    for _ in range(200):  # held while the author's facts are still unknown
+        if key in handover.held and scaled.slack.calls_to("users.info", ok_only=False):
+            break
+        await asyncio.sleep(0.02)
+    assert key in handover.held and not scaled.slack.calls_to("users.info")
+    assert not fake_anthropic.requests and not scaled.slack.ephemerals
+    scaled.slack.faults["users.info"].clear()  # now Slack says who asked: a guest
+    await scaled.settle()
+    [notice] = scaled.slack.ephemerals
+    assert notice["user"] == "UG" and "as a guest" in notice["text"]
+    assert not scaled.slack.replies_in("C1") and not fake_anthropic.requests
+    assert handover.held == {}  # the refusal settled the question: its hold was released
