@@ -4,7 +4,7 @@
 // forgotten only through it (another workspace's place reads as absent and cannot be dropped).
 import { v } from "convex/values";
 import type { MutationCtx, QueryCtx } from "./_generated/server";
-import { bounded, boundedCount, boundedInt, fail, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
+import { bounded, boundedCount, boundedInt, boundedNumber, fail, serviceMutation, serviceQuery, workspaceKey } from "./lib/security";
 import { holdOf } from "./questions";
 import { messageIn } from "./threads";
 
@@ -71,7 +71,7 @@ export const stale = serviceQuery({
   handler: async (ctx, { olderThanS, platforms, limit }) => {
     boundedInt(limit, "places_page", "limit");
     boundedCount(platforms, "platforms", "platforms");
-    if (!Number.isFinite(olderThanS) || olderThanS < 0 || olderThanS > 86_400) fail("invalid", "olderThanS must be from 0 to 86400");
+    boundedNumber(olderThanS, "age_s", "olderThanS");
     if (platforms.length === 0) return [];
     const cutoff = now() - olderThanS;
     const rows = await ctx.db

@@ -80,10 +80,9 @@ export default defineSchema({
   feedback: defineTable({ ...feedbackFields, at: v.number() })
     .index("by_workspace_reply_user", ["workspace", "replyKey", "user"])
     .index("by_workspace_rating_at", ["workspace", "rating", "at"]),
-  replyControls: defineTable({ ...replyControlFields, updatedAt: v.number() }).index("by_workspace_ref", [
-    "workspace",
-    "ref",
-  ]),
+  replyControls: defineTable({ ...replyControlFields, updatedAt: v.number() })
+    .index("by_workspace_ref", ["workspace", "ref"])
+    .index("by_updatedAt", ["updatedAt"]),
   channelPersonas: defineTable({
     workspace: v.string(),
     channel: v.string(),

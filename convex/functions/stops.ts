@@ -7,11 +7,9 @@ import { v } from "convex/values";
 import type { Id } from "./_generated/dataModel";
 import type { MutationCtx } from "./_generated/server";
 import { allows } from "./lib/roles";
+import { RULES } from "./lib/rules";
 import { actorValidator, bounded, effectiveRole, fail, serviceMutation, workspaceKey } from "./lib/security";
 import { messageIn } from "./threads";
-
-const KEEP_S = 86_400; // rows only need to outlive their reply (core/stores/stops.py KEEP_S)
-const PRUNE_BATCH = 8; // pruned per `streaming` call: more than are added, so the table stays small
 
 function stopOf(ctx: MutationCtx, workspace: string, ref: string) {
   return ctx.db
@@ -40,8 +38,8 @@ export const streaming = serviceMutation({
     const at = Date.now() / 1000;
     const old = await ctx.db
       .query("replyStops")
-      .withIndex("by_at", (q) => q.lt("at", at - KEEP_S))
-      .take(PRUNE_BATCH);
+      .withIndex("by_at", (q) => q.lt("at", at - RULES.retention.reply_stops_s))
+      .take(RULES.retention.prune_batch); // more than a write adds: the table stays small
     for (const row of old) await ctx.db.delete(row._id);
     const row = await stopOf(ctx, workspace, ref);
     const record = { workspace, ref, reply: message._id, asker, stopBy: "", at };

@@ -1,5 +1,6 @@
-import { describe, expect, test } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import { api } from "../functions/_generated/api";
+import { RULES } from "../functions/lib/rules";
 import { SECRET, WS, backend, code } from "./setup";
 
 const record = {
@@ -36,5 +37,21 @@ describe("reply controls", () => {
     expect(await code(put({ answer: "x".repeat(100_000) }))).toBe("invalid");
     expect(await code(put({ workspace: "no-platform" }))).toBe("invalid");
     expect(await code(put({ ref: "" }))).toBe("invalid");
+  });
+
+  test("are pruned once their reply ended longer ago than the rule book keeps them", async () => {
+    vi.useFakeTimers();
+    const t = await backend();
+    const get = (ref: string) => t.query(api.controls.get, { secret: SECRET, workspace: WS, ref });
+    await t.mutation(api.controls.put, { ...record, ref: "old", secret: SECRET });
+    vi.advanceTimersByTime((RULES.retention.reply_controls_s - 60) * 1000);
+    await t.mutation(api.controls.put, { ...record, ref: "newer", secret: SECRET });
+    expect(await get("old")).not.toBeNull(); // within the retention: kept
+    vi.advanceTimersByTime(120_000);
+    await t.mutation(api.controls.put, { ...record, ref: "newest", secret: SECRET });
+    expect(await get("old")).toBeNull(); // pruned by a later put
+    expect((await get("newer"))?.ref).toBe("newer");
+    expect((await get("newest"))?.ref).toBe("newest");
+    vi.useRealTimers();
   });
 });

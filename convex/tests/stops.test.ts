@@ -1,5 +1,6 @@
-import { describe, expect, test } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import { api } from "../functions/_generated/api";
+import { RULES } from "../functions/lib/rules";
 import { type Backend, ROLE, SECRET, WS, admin, backend, code, member, owner } from "./setup";
 
 const asker = { userId: "U-asker" };
@@ -63,5 +64,20 @@ describe("a Stop for a reply another process streams", () => {
     // And only the bot can ask at all.
     expect(await code(t.mutation(api.stops.request, { secret: "wrong", workspace: WS, actor: asker, ref: "ref1" }))).toBe("unauthorized");
     expect(await code(t.mutation(api.stops.request, { secret: SECRET, workspace: WS, actor: asker, ref: "x".repeat(601) }))).toBe("invalid");
+  });
+
+  test("rows are pruned a day after their reply streamed, by later replies' notes", async () => {
+    vi.useFakeTimers();
+    const t = await backend();
+    await streamingReply(t);
+    const rows = () => t.run(async (ctx) => (await ctx.db.query("replyStops").collect()).map((r) => r.ref));
+    vi.advanceTimersByTime((RULES.retention.reply_stops_s + 1) * 1000);
+    const thread = await t.mutation(api.threads.threadFor, { secret: SECRET, workspace: WS, channel: "C", externalThread: "y" });
+    const reply = await t.mutation(api.threads.addMessage, {
+      secret: SECRET, workspace: WS, thread, role: "assistant", text: "", authorId: "", status: "streaming", idempotencyKey: "",
+    });
+    await t.mutation(api.stops.streaming, { secret: SECRET, workspace: WS, ref: "ref2", reply, asker: asker.userId });
+    expect(await rows()).toEqual(["ref2"]);
+    vi.useRealTimers();
   });
 });

@@ -19,6 +19,8 @@ RULES: Mapping[str, Any] = json.loads((Path(__file__).with_name("rules.json")).r
 TEXT: Mapping[str, int] = RULES["text"]  # kind -> most characters
 COUNTS: Mapping[str, int] = RULES["counts"]  # kind -> most items
 NUMBERS: Mapping[str, tuple[int, int]] = {k: (v[0], v[1]) for k, v in RULES["numbers"].items()}
+# How long rows that only serve a reply are kept, and how many older ones a write prunes.
+RETENTION: Mapping[str, int] = {k: v for k, v in RULES["retention"].items() if not k.startswith("$")}
 SETTING_TEXT: Mapping[str, str] = RULES["settings"]  # text setting -> its kind in TEXT
 # setting -> the values it may take
 SETTING_CHOICES: Mapping[str, tuple[str, ...]] = {

@@ -1,4 +1,5 @@
-"""Reply controls in the embedded store's SQLite file (through the store's own worker and checks)."""
+"""Reply controls in the embedded store's SQLite file (through the store's own worker and checks), kept
+for the rule book's `retention.reply_controls_s` after the reply ended (each put prunes a few older)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ import time
 from typing import get_args
 
 from core.messages import WorkspaceRef
+from core.policy import RETENTION
 from core.stores.base import StoreError
 from core.stores.controls import ReplyControl, ReplyEnd
 from core.stores.sqlite import _check, _source_uris, _ws
-from core.stores.sqlite_side import SideTable
+from core.stores.sqlite_side import SideTable, prune
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reply_controls (
     ws TEXT NOT NULL, ref TEXT NOT NULL, asker TEXT NOT NULL, question TEXT NOT NULL, context TEXT NOT NULL,
     state TEXT NOT NULL, answer TEXT NOT NULL, sources TEXT NOT NULL, model TEXT NOT NULL, updated_at REAL NOT NULL,
-    PRIMARY KEY (ws, ref))
+    PRIMARY KEY (ws, ref));
+CREATE INDEX IF NOT EXISTS reply_controls_by_age ON reply_controls (updated_at);
 """
 
 
@@ -46,11 +49,13 @@ class SqliteControls(SideTable):
         row = (key, c.ref, c.asker, c.question, c.context, c.state, c.answer, json.dumps(list(c.sources)), c.model)
 
         def put(db: sqlite3.Connection) -> None:
+            now = time.time()
+            prune(db, "reply_controls", "updated_at", now - RETENTION["reply_controls_s"])
             db.execute(
                 "INSERT OR REPLACE INTO reply_controls "
                 "(ws, ref, asker, question, context, state, answer, sources, model, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*row, time.time()),
+                (*row, now),
             )
 
         await self.store._tx(put)

@@ -7,7 +7,7 @@ import sqlite3
 import time
 from collections.abc import Sequence
 
-from core.policy import count_error, text_error, whole_error
+from core.policy import count_error, number_error, text_error, whole_error
 from core.stores.base import StoreError
 from core.stores.places import ReplyPlace, StalePlace
 from core.stores.sqlite_questions import SCHEMA as HOLDS_SCHEMA
@@ -87,7 +87,7 @@ class SqlitePlaces(OwnConnection):
         for error in (
             whole_error("places_page", limit, "limit"),
             count_error("platforms", len(platforms), "platforms"),
-            None if 0 <= older_than_s <= 86_400 else "older_than_s must be from 0 to 86400",
+            number_error("age_s", older_than_s, "older_than_s"),
         ):
             if error is not None:
                 raise StoreError("invalid", error)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Self, TypeVar
 
+from core.policy import RETENTION
 from core.sqlite_worker import SqliteUnavailable, SqliteWorker
 from core.stores.base import StoreUnavailable
 from core.stores.sqlite import SqliteStore
@@ -15,7 +16,7 @@ T = TypeVar("T")
 
 
 class SideTable:
-    """Creates the port's table (one CREATE TABLE IF NOT EXISTS) on first use."""
+    """Creates the port's table (its CREATE TABLE and CREATE INDEX IF NOT EXISTS statements) on first use."""
 
     schema = ""
 
@@ -25,7 +26,13 @@ class SideTable:
 
     async def _schema(self) -> None:
         if not self._ready:
-            await self.store._tx(lambda db: db.execute(self.schema))
+
+            def create(db: sqlite3.Connection) -> None:
+                for statement in self.schema.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+
+            await self.store._tx(create)
             self._ready = True
 
 
@@ -63,6 +70,15 @@ def message_id(value: str) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def prune(db: sqlite3.Connection, table: str, column: str, older_than: float) -> None:
+    """Delete a few rows of `table` whose `column` (a time, indexed) is before `older_than`: more than a
+    write adds, so a table of rows that only serve a reply stays small (the rule book's retention)."""
+    db.execute(
+        f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {column} < ? LIMIT ?)",
+        (older_than, RETENTION["prune_batch"]),
+    )
 
 
 def reply_status(db: sqlite3.Connection, workspace: str, mid: int | None) -> str | None:

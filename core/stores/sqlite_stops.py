@@ -7,20 +7,20 @@ import sqlite3
 import time
 
 from core.messages import Actor, WorkspaceRef
+from core.policy import RETENTION
 from core.roles import Permission, allows
 from core.stores.base import StoreError
 from core.stores.sqlite import _check, _ws
-from core.stores.sqlite_side import SideTable, message_id, reply_status
-from core.stores.stops import KEEP_S, PRUNE_BATCH, StopAnswer
+from core.stores.sqlite_side import SideTable, message_id, prune, reply_status
+from core.stores.stops import StopAnswer
 
-TABLE = """CREATE TABLE IF NOT EXISTS reply_stops (
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS reply_stops (
     ws TEXT NOT NULL, ref TEXT NOT NULL, message_id INTEGER NOT NULL, asker TEXT NOT NULL,
-    stop_by TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (ws, ref))"""
-INDEXES = (
-    "CREATE INDEX IF NOT EXISTS reply_stops_by_message ON reply_stops (message_id)",
-    "CREATE INDEX IF NOT EXISTS reply_stops_by_at ON reply_stops (at)",
-)
-SCHEMA = ";\n".join((TABLE, *INDEXES)) + ";\n"
+    stop_by TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY (ws, ref));
+CREATE INDEX IF NOT EXISTS reply_stops_by_message ON reply_stops (message_id);
+CREATE INDEX IF NOT EXISTS reply_stops_by_at ON reply_stops (at);
+"""
 
 
 def stop_requested(db: sqlite3.Connection, workspace: str, mid: int) -> bool:
@@ -30,17 +30,7 @@ def stop_requested(db: sqlite3.Connection, workspace: str, mid: int) -> bool:
 
 
 class SqliteStops(SideTable):
-    schema = TABLE
-
-    async def _schema(self) -> None:
-        if not self._ready:
-
-            def create(db: sqlite3.Connection) -> None:
-                for statement in (TABLE, *INDEXES):
-                    db.execute(statement)
-
-            await self.store._tx(create)
-            self._ready = True
+    schema = SCHEMA
 
     async def streaming(self, ws: WorkspaceRef, ref: str, reply_id: str, asker: str) -> None:
         key = _ws(ws)
@@ -53,10 +43,7 @@ class SqliteStops(SideTable):
             if reply_status(db, key, mid) is None:
                 raise StoreError("not_found", f"no reply {reply_id} in this workspace")
             now = time.time()
-            db.execute(
-                "DELETE FROM reply_stops WHERE rowid IN (SELECT rowid FROM reply_stops WHERE at < ? LIMIT ?)",
-                (now - KEEP_S, PRUNE_BATCH),
-            )
+            prune(db, "reply_stops", "at", now - RETENTION["reply_stops_s"])
             db.execute(
                 "INSERT OR REPLACE INTO reply_stops (ws, ref, message_id, asker, stop_by, at) "
                 "VALUES (?, ?, ?, ?, '', ?)",

@@ -8,7 +8,8 @@ or hold `control_others_replies` (core/policy/rules.json, the rule the same-proc
 The streaming process learns of the request through its next reply heartbeat
 (core.stores.leases.Beat.stop) and stops the reply exactly as a local Stop does.
 
-Rows only need to outlive their reply: each `streaming` call prunes a few older than `KEEP_S`.
+Rows only need to outlive their reply: each `streaming` call prunes a few older than the rule book's
+`retention.reply_stops_s` (a day: far longer than any reply streams).
 """
 
 from __future__ import annotations
@@ -20,9 +21,6 @@ from core.messages import Actor, WorkspaceRef
 # stopping: recorded, the streaming process stops it at its next heartbeat; duplicate: a Stop was
 # recorded already; not_allowed: not the asker, and below the rule's role; ended: not streaming (any more).
 StopAnswer = Literal["stopping", "duplicate", "not_allowed", "ended"]
-
-KEEP_S = 86_400.0  # a day: far longer than any reply streams
-PRUNE_BATCH = 8  # rows pruned per `streaming` call: more than are added, so the table stays small
 
 
 class ReplyStops(Protocol):

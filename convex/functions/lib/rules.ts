@@ -103,7 +103,17 @@ export const RULES = {
     "token_budget": [
       1,
       1000000000000
+    ],
+    "age_s": [
+      0,
+      86400
     ]
+  },
+  "retention": {
+    "$comment": "rows that only serve a reply are kept this long (seconds); each write that adds one prunes up to prune_batch older ones",
+    "reply_stops_s": 86400,
+    "reply_controls_s": 2592000,
+    "prune_batch": 8
   },
   "settings": {
     "system_prompt": "prompt",
