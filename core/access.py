@@ -73,17 +73,20 @@ class RoleService:
                 "not_permitted",
                 f"Sorry, as {role.with_article} you can't ask me questions in {where}. An admin can change your role.",
             )
-        limit = settings.quotas.get(role.label)
-        if limit is not None:
-            window = time.strftime("%Y%m%d%H", time.gmtime())
-            if not await self.store.consume_quota(ws, actor.user_id, window, limit):
-                return Decision(
-                    False,
-                    role,
-                    "quota",
-                    f"You've reached your limit of {limit} questions an hour. Please try again later.",
-                )
         return Decision(True, role)
+
+    async def take_quota(self, message: IncomingMessage, settings: WorkspaceSettings, role: Role) -> Decision:
+        """One question of the author's hourly quota, taken last: a question refused for any other
+        reason (its role, the channel, the token budget) must not use up a slot."""
+        limit = settings.quotas.get(role.label)
+        if limit is None:
+            return Decision(True, role)
+        window = time.strftime("%Y%m%d%H", time.gmtime())
+        if await self.store.consume_quota(message.workspace, message.author.user_id, window, limit):
+            return Decision(True, role)
+        return Decision(
+            False, role, "quota", f"You've reached your limit of {limit} questions an hour. Please try again later."
+        )
 
 
 def _needs(permission: Permission, role: Role | None) -> str:

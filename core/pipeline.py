@@ -304,23 +304,20 @@ class Pipeline:
         message = resolved
         settings = await self.store.settings(ws)
         decision = await self.roles.authorize_question(message, settings, in_known_thread=known_thread is not None)
+        if decision.silent:
+            return Outcome("ignored", reason=decision.code)
         if not decision.allowed:
-            if decision.silent:
-                return Outcome("ignored", reason=decision.code)
-            await self.store.audit(ws, message.author.user_id, "refused", f"{decision.code}: {message.channel_id}")
-            await _quietly(surface.notice(decision.reason))
-            log.info("pipeline.refused", key=message.event_key, code=decision.code)
-            return Outcome("refused", reason=decision.code)
+            return await self._refuse(message, surface, decision.code, decision.reason)
         assert decision.role is not None  # an allowed question has a role
         role = decision.role.label
         if self.budgets is not None:
             # The store's own rule on the totals its usage writes keep (core/stores/usage.py).
             over = await self.budgets.budget_exhausted(ws, message.author.user_id, role)
             if over is not None:
-                await self.store.audit(ws, message.author.user_id, "refused", f"budget: {over.scope}")
-                await _quietly(surface.notice(budget_refusal(over)))
-                log.info("pipeline.refused", key=message.event_key, code="budget", scope=over.scope)
-                return Outcome("refused", reason="budget")
+                return await self._refuse(message, surface, "budget", budget_refusal(over), detail=over.scope)
+        quota = await self.roles.take_quota(message, settings, decision.role)
+        if not quota.allowed:
+            return await self._refuse(message, surface, quota.code, quota.reason)
 
         thread_id = await self.store.thread_for(ws, message.channel_id, message.thread_id)
         page = await self.store.messages(ws, thread_id, limit=HISTORY_PAGE)
@@ -556,6 +553,16 @@ class Pipeline:
         if shown and self.recovery is not None:
             await self.recovery.ended(ws, reply_id)  # a failed final edit keeps the place for recovery
         return final, crossed
+
+    async def _refuse(
+        self, message: IncomingMessage, surface: Surface, code: str, reason: str, *, detail: str = ""
+    ) -> Outcome:
+        """A polite refusal shown to the author alone, and audited."""
+        detail = detail or message.channel_id
+        await self.store.audit(message.workspace, message.author.user_id, "refused", f"{code}: {detail}")
+        await _quietly(surface.notice(reason))
+        log.info("pipeline.refused", key=message.event_key, code=code)
+        return Outcome("refused", reason=code)
 
     async def _persist(self, write: Callable[[], Awaitable[Sequence[BudgetState]]]) -> Sequence[BudgetState]:
         """Write now, or keep retrying in the background: a dead store must not lose the reply.

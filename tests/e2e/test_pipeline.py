@@ -136,6 +136,18 @@ async def test_quota_stops_a_user_for_the_hour(core: ChatCore) -> None:
     assert "limit of 2 questions" in results[2][1].err.getvalue()
 
 
+async def test_a_question_refused_for_the_budget_uses_no_quota_slot(core: ChatCore) -> None:
+    await core.admin.update_settings(WS, ADMIN, "quota.member", "2")
+    assert (await ask(core, question("q0")))[0] == "answered"  # slot 1 of 2, and some tokens used
+    assert "now 1 token" in await core.admin.run(WS, ADMIN, "budget month 1")
+    refused = [await ask(core, question(f"over budget {i}")) for i in range(3)]
+    assert all(status == "refused" and "token budget" in s.err.getvalue() for status, s in refused)
+    await core.admin.run(WS, ADMIN, "budget month 10m")
+    results = [await ask(core, question(f"q{i}")) for i in (1, 2)]
+    assert [status for status, _ in results] == ["answered", "refused"]  # slot 2 was still free
+    assert "limit of 2 questions" in results[1][1].err.getvalue()
+
+
 async def test_failed_stream_is_saved_with_a_marker(core: ChatCore, fake_anthropic: FakeAnthropic) -> None:
     fake_anthropic.fail_after(20, "Half of this answer arrives and then the stream breaks.")
     status, screen = await ask(core, question("tell me", thread="T-F"))
