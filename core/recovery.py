@@ -125,7 +125,7 @@ class Recovery:
         """Finish every reply left `streaming` (or failed only in the store) by an earlier run."""
         age = self.orphan_after_s if older_than_s is None else older_than_s
         # Silent for `age` in the store (deltas keep a live reply fresh), oldest first.
-        candidates = {m.id: (m.workspace, True) for m in await self.store.stale_streaming(age)}
+        candidates = {m.reply_id: (m.workspace, True) for m in await self.store.stale_streaming(age)}
         if self.places is not None:
             # Places kept that long, of the platforms served here: replies that ended in the store only.
             for record in await self.places.stale_places(age, sorted(self.platforms)):

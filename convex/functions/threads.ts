@@ -269,13 +269,16 @@ async function stale(ctx: QueryCtx, olderThanS: number) {
     .take(200);
 }
 
-/** The crash sweep across workspaces (a recovering process finishes every reply it finds), with each reply's workspace. */
+/**
+ * The crash sweep across workspaces (a recovering process finishes every reply it finds): only which
+ * reply of which workspace, never its text; the reply is then read and finished within its workspace.
+ */
 export const staleStreaming = serviceQuery({
   args: { olderThanS: v.number() },
   handler: async (ctx, { olderThanS }) => {
     boundedNumber(olderThanS, "score", "olderThanS");
     return Promise.all(
-      (await stale(ctx, olderThanS)).map(async (m) => ({ ...(await present(ctx, m)), workspace: (await ctx.db.get(m.thread))?.workspace ?? "" })),
+      (await stale(ctx, olderThanS)).map(async (m) => ({ id: m._id as string, workspace: (await ctx.db.get(m.thread))?.workspace ?? "" })),
     );
   },
 });

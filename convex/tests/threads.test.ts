@@ -78,7 +78,7 @@ describe("messages", () => {
     expect(await t.mutation(internal.threads.sweepStale, { olderThanS: 3600 })).toBe(0);
     await new Promise((resolve) => setTimeout(resolve, 20));
     const stale = await t.query(api.threads.staleStreaming, { secret: SECRET, olderThanS: 0.001 });
-    expect(stale.map((m: { id: string }) => m.id)).toEqual([id]);
+    expect(stale).toEqual([{ id, workspace: WS }]); // which reply of which workspace, never its text
     expect(await t.mutation(internal.threads.sweepStale, { olderThanS: 0.001 })).toBe(1);
     const swept = await t.query(api.threads.message, { secret: SECRET, workspace: WS, id });
     expect(swept?.status).toBe("failed");

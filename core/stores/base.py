@@ -127,6 +127,15 @@ class Delta:
     workspace: str  # the key of the reply's workspace: a delta lands only in a reply of that workspace
 
 
+@dataclass(frozen=True, slots=True)
+class StaleReply:
+    """A reply left streaming, found by the sweep across workspaces: which reply of which workspace
+    (its text and everything else are read within that workspace)."""
+
+    reply_id: str
+    workspace: str  # the workspace key
+
+
 class EventClaims(Protocol):
     async def claim_event(self, key: str) -> bool:
         """Atomically claim `key`; True for the first caller only, across processes."""
@@ -242,9 +251,10 @@ class ThreadStore(Protocol):
         returns the budget thresholds it crossed first (core/stores/usage.py)."""
         ...
 
-    async def stale_streaming(self, older_than_s: float) -> Sequence[StoredMessage]:
+    async def stale_streaming(self, older_than_s: float) -> Sequence[StaleReply]:
         """Replies still `streaming` with no delta for `older_than_s` (crashed mid-stream), in every
-        workspace: each carries its workspace key, for `complete_message`."""
+        workspace: the one-process recovery sweep, the only thread call across workspaces. It says only
+        which reply of which workspace; the reply is then read and finished within its workspace."""
         ...
 
 

@@ -30,6 +30,7 @@ from core.stores.base import (
     DocumentRecord,
     Page,
     PermissionDenied,
+    StaleReply,
     StoreError,
     StoreUnavailable,
     WorkspaceSettings,
@@ -431,8 +432,9 @@ class ConvexStore:
         )
         return [_budget_state(b) for b in crossed or ()]
 
-    async def stale_streaming(self, older_than_s: float) -> Sequence[StoredMessage]:
-        return [_message(m) for m in await self._query("threads:staleStreaming", olderThanS=older_than_s)]
+    async def stale_streaming(self, older_than_s: float) -> Sequence[StaleReply]:
+        rows = await self._query("threads:staleStreaming", olderThanS=older_than_s)
+        return [StaleReply(str(r["id"]), str(r["workspace"])) for r in rows]
 
     # -- DocumentStore --------------------------------------------------------------------------
     async def document(self, ws: WorkspaceRef, source_uri: str) -> DocumentRecord | None:

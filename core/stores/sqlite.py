@@ -62,6 +62,7 @@ from core.stores.base import (
     DocumentRecord,
     Page,
     PermissionDenied,
+    StaleReply,
     StoreError,
     StoreUnavailable,
     WorkspaceSettings,
@@ -768,17 +769,18 @@ class SqliteStore:
 
         return await self._tx(complete)
 
-    async def stale_streaming(self, older_than_s: float) -> Sequence[StoredMessage]:
+    async def stale_streaming(self, older_than_s: float) -> Sequence[StaleReply]:
         if not isinstance(older_than_s, (int, float)) or older_than_s < 0:
             raise StoreError("invalid", "older_than_s must be a non-negative number of seconds")
         cutoff = time.time() - older_than_s
 
-        def read(db: sqlite3.Connection) -> list[StoredMessage]:
+        def read(db: sqlite3.Connection) -> list[StaleReply]:
             rows = db.execute(
-                f"SELECT {self._COLUMNS} FROM messages WHERE status = 'streaming' AND updated_at < ? ORDER BY id",
+                "SELECT m.id, t.ws FROM messages m JOIN threads t ON t.id = m.thread_id "
+                "WHERE m.status = 'streaming' AND m.updated_at < ? ORDER BY m.id",
                 (cutoff,),
             ).fetchall()
-            return [self._message_row(db, r) for r in rows]
+            return [StaleReply(str(r[0]), r[1]) for r in rows]
 
         return await self._read(read)
 

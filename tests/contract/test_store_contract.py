@@ -194,10 +194,13 @@ async def test_stale_streaming_replies_are_found(store: Store) -> None:
     thread = await store.thread_for(WS, "C1", "crash")
     reply = await store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
     await store.append_deltas([Delta(reply, 0, "partial", WS.key)])
-    assert [m.id for m in await store.stale_streaming(3600)] == []
+    assert [m.reply_id for m in await store.stale_streaming(3600)] == []
     await asyncio.sleep(0.05)
     stale = await store.stale_streaming(0.01)
-    assert [m.id for m in stale] == [reply] and stale[0].text == "partial"
+    # The sweep across workspaces says which reply of which workspace, not what it says.
+    assert [(m.reply_id, m.workspace) for m in stale] == [(reply, WS.key)] and not hasattr(stale[0], "text")
+    found = await store.message(WS, reply)  # read within its workspace
+    assert found is not None and found.text == "partial"
     await store.complete_message(WS, reply, text="partial", status=ReplyStatus.FAILED)
     assert list(await store.stale_streaming(0.0)) == []
 
