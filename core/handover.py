@@ -97,7 +97,8 @@ class QuestionHandover:
         if not self.held:
             return
         # (A hold that ended meanwhile, by its answer's first place, reads as lost too: not counted.)
-        lost = [k for k in await self.holds.heartbeat(self.owner, sorted(self.held)) if k in self.held]
+        named = {key: workspace for key, (workspace, _) in self.held.items()}
+        lost = [k for k in await self.holds.heartbeat(self.owner, named) if k in self.held]
         for key in lost:
             self.held.pop(key, None)
         if lost:

@@ -50,19 +50,23 @@ export const hold = serviceMutation({
   },
 });
 
-/** The owner still holds these questions; returns the keys it no longer holds. */
+/**
+ * The owner still holds these questions, each named with its workspace; returns the keys it no longer
+ * holds (or that are no hold of the workspace named with them: never kept alive through another).
+ */
 export const heartbeat = serviceMutation({
   name: "questions:heartbeat",
-  args: { owner: v.string(), keys: v.array(v.string()) },
-  handler: async (ctx, { owner, keys }) => {
+  args: { owner: v.string(), holds: v.array(v.object({ workspace: v.string(), key: v.string() })) },
+  handler: async (ctx, { owner, holds }) => {
     bounded(owner, "id", "owner");
-    boundedCount(keys, "heartbeat_replies", "questions");
+    boundedCount(holds, "heartbeat_replies", "questions");
     const at = now();
     const lost: string[] = [];
-    for (const key of keys) {
+    for (const { workspace, key } of holds) {
+      workspaceKey(workspace);
       bounded(key, "key", "event key");
       const held = await holdOf(ctx, key);
-      if (held === null || held.owner !== owner) lost.push(key);
+      if (held === null || held.owner !== owner || held.workspace !== workspace) lost.push(key);
       else await ctx.db.patch(held._id, { heartbeatAt: at });
     }
     return lost;

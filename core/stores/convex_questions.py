@@ -7,7 +7,7 @@ so a retry gets the first answer back instead of losing what was won.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from core.stores.convex import ConvexStore
 from core.stores.questions import HeldQuestion
@@ -32,10 +32,11 @@ class ConvexQuestions:
             )
         )
 
-    async def heartbeat(self, owner: str, keys: Sequence[str]) -> Sequence[str]:
+    async def heartbeat(self, owner: str, keys: Mapping[str, str]) -> Sequence[str]:
         if not keys:
             return []
-        lost = await self._store._mutation("questions:heartbeat", once=False, owner=owner, keys=list(keys))
+        holds = [{"workspace": workspace, "key": key} for key, workspace in keys.items()]
+        lost = await self._store._mutation("questions:heartbeat", once=False, owner=owner, holds=holds)
         return [str(k) for k in lost]
 
     async def take_over(

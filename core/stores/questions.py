@@ -13,7 +13,7 @@ SQLite (one machine, one file) and Convex (any number of machines) implement it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,8 +33,9 @@ class QuestionHolds(Protocol):
         it over); False for anyone else (a duplicate delivery, even to the same process)."""
         ...
 
-    async def heartbeat(self, owner: str, keys: Sequence[str]) -> Sequence[str]:
-        """Keep holding these questions; returns the keys this owner no longer holds."""
+    async def heartbeat(self, owner: str, keys: Mapping[str, str]) -> Sequence[str]:
+        """Keep holding these questions (event key -> its workspace key); returns the keys this owner no
+        longer holds (or that are no hold of the workspace named with them)."""
         ...
 
     async def take_over(

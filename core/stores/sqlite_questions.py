@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from core.policy import count_error, whole_error
 from core.stores.questions import HeldQuestion
@@ -62,14 +62,16 @@ class SqliteQuestions(OwnConnection):
 
         return await self._run(hold)
 
-    async def heartbeat(self, owner: str, keys: Sequence[str]) -> Sequence[str]:
+    async def heartbeat(self, owner: str, keys: Mapping[str, str]) -> Sequence[str]:
         _text(owner, "owner", "id")
         _refuse(count_error("heartbeat_replies", len(keys), "questions"))
+        for workspace in set(keys.values()):
+            _text(workspace, "workspace", "workspace")
 
         def beat(db: sqlite3.Connection) -> list[str]:
             now = time.time()
-            sql = "UPDATE held_questions SET heartbeat_at = ? WHERE key = ? AND owner = ?"
-            return [k for k in keys if db.execute(sql, (now, k, owner)).rowcount == 0]
+            sql = "UPDATE held_questions SET heartbeat_at = ? WHERE key = ? AND owner = ? AND workspace = ?"
+            return [k for k, ws in keys.items() if db.execute(sql, (now, k, owner, ws)).rowcount == 0]
 
         return await self._run(beat)
 

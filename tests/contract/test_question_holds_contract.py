@@ -73,20 +73,22 @@ async def test_one_attempt_holds_a_question_and_a_stale_hold_is_taken_over_once(
     assert await a.hold("proc-a", "try-1", QUESTION)  # its own retry
     assert not await a.hold("proc-a", "twin", QUESTION)  # the event delivered again to the same process
     assert not await b.hold("proc-b", "try-9", QUESTION)  # ... or to another one
-    assert await a.heartbeat("proc-a", [KEY]) == []
-    assert await b.heartbeat("proc-b", [KEY]) == [KEY]  # not b's
+    assert await a.heartbeat("proc-a", {KEY: WS.key}) == []
+    assert await b.heartbeat("proc-b", {KEY: WS.key}) == [KEY]  # not b's
     assert await b.take_over("proc-b", "proc-b-taken", 0.3) == []  # a is alive
 
     await asyncio.sleep(0.4)  # a stops heartbeating
+    # Named with another workspace (even with its owner's name), the hold is none of its: not kept alive.
+    assert await b.heartbeat("proc-a", {KEY: OTHER.key}) == [KEY]
     taken = await asyncio.gather(a.take_over("proc-c", "proc-c-taken", 0.3), b.take_over("proc-b", "proc-b-taken", 0.3))
     assert sorted(len(t) for t in taken) == [0, 1]  # one winner
     [won] = [t for t in taken if t]
     assert won[0] == QUESTION  # the question and where to answer it come with the hold
     winner, claimant = ("proc-c", "proc-c-taken") if taken[0] else ("proc-b", "proc-b-taken")
-    assert await a.heartbeat("proc-a", [KEY]) == [KEY]  # the paused owner learns it lost the question
+    assert await a.heartbeat("proc-a", {KEY: WS.key}) == [KEY]  # the paused owner learns it lost the question
     assert not await a.hold("proc-a", "try-1", QUESTION)  # and its retry no longer wins
     assert await b.hold(winner, claimant, QUESTION)  # the winner's answer does
-    assert await a.heartbeat(winner, [KEY]) == []
+    assert await a.heartbeat(winner, {KEY: WS.key}) == []
 
 
 async def test_the_answers_first_place_ends_the_hold_and_release_is_scoped(two: Processes) -> None:
@@ -95,7 +97,7 @@ async def test_the_answers_first_place_ends_the_hold_and_release_is_scoped(two: 
     thread = await two.store.thread_for(WS, "C1", "1700000000.000100")
     reply = await two.store.add_message(WS, thread, MessageRole.ASSISTANT, "", status=ReplyStatus.STREAMING)
     await two.places.put_place(reply, WS.key, "slack", '{"channel": "C1", "ids": ["1.0"]}', answers=KEY)
-    assert await a.heartbeat("proc-a", [KEY]) == [KEY]  # the hold ended with the first place
+    assert await a.heartbeat("proc-a", {KEY: WS.key}) == [KEY]  # the hold ended with the first place
     await asyncio.sleep(0.3)
     assert await b.take_over("proc-b", "proc-b-taken", 0.2) == []  # nothing to answer again
 
@@ -103,9 +105,9 @@ async def test_the_answers_first_place_ends_the_hold_and_release_is_scoped(two: 
     assert await a.hold("proc-a", "try-2", second)
     assert not await b.release("proc-b", WS.key, second.key)  # not b's hold
     assert not await a.release("proc-a", OTHER.key, second.key)  # not through another workspace
-    assert await a.heartbeat("proc-a", [second.key]) == []
+    assert await a.heartbeat("proc-a", {second.key: WS.key}) == []
     assert await a.release("proc-a", WS.key, second.key)
-    assert await a.heartbeat("proc-a", [second.key]) == [second.key]
+    assert await a.heartbeat("proc-a", {second.key: WS.key}) == [second.key]
 
 
 async def test_a_hold_is_only_for_an_event_of_its_workspace(two: Processes) -> None:
