@@ -34,6 +34,8 @@ PDF_SUFFIXES = {".pdf"}
 SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | PDF_SUFFIXES
 MAX_DOCUMENT_BYTES = 20 * 1024 * 1024
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_HTML_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_HTML_BLOCKS = ("p", "li", "dt", "pre", "td", "blockquote")  # the text-bearing blocks kept from a page
 
 
 class IngestError(Exception):
@@ -97,17 +99,25 @@ def html_to_text(html: str) -> tuple[str, str]:
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     lines: list[str] = []
     body = soup.body or soup
-    for node in body.find_all(["h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "td", "blockquote"]):
+    for node in body.find_all([*_HTML_HEADINGS, *_HTML_BLOCKS]):
+        if node.name in _HTML_BLOCKS and node.find_parent(_HTML_BLOCKS) is not None:
+            continue  # already in the enclosing block's text (a list item's paragraph, say): not twice
+        if node.name == "pre":
+            # Fenced with its line breaks kept, so a preformatted "# a comment" line is not a heading.
+            code = "\n".join(line.rstrip() for line in node.get_text().strip("\n").splitlines())
+            if code.strip():
+                lines.append("```\n" + code.replace("```", "'''") + "\n```")
+            continue
         text = node.get_text(" ", strip=True)
         if not text:
             continue
-        if node.name and node.name[0] == "h" and node.name[1:].isdigit():
+        if node.name in _HTML_HEADINGS:
             lines.append(f"{'#' * int(node.name[1:])} {text}")
             title = title or text
         elif node.name == "li":
             lines.append(f"- {text}")
         else:
-            lines.append(text)
+            lines.append(text)  # a definition list's term (an option's name) too, before its description
     return title, "\n\n".join(lines)
 
 

@@ -82,6 +82,27 @@ def test_html_drops_noise_and_keeps_headings() -> None:
     assert "menu" not in text and "x()" not in text
 
 
+def test_html_keeps_terms_and_code_and_says_nothing_twice() -> None:
+    # As Asciidoc renders a manual page: options as a definition list, paragraphs inside list items,
+    # and an example whose first line is a shell comment.
+    title, text = html_to_text(
+        "<html><body><h1>git-config(1)</h1><h2>OPTIONS</h2>"
+        "<dl><dt>--no-ff</dt><dd><p>Create a merge commit in all cases.</p></dd></dl>"
+        "<ul><li><p>Stage the edits.</p></li></ul>"
+        "<h2>EXAMPLES</h2><pre># Core variables\n[core]\n\tfilemode = false</pre><p>After the example.</p>"
+        "</body></html>"
+    )
+    assert title == "git-config(1)"
+    assert "--no-ff" in text and text.count("Stage the edits.") == 1
+    found = sections(text)
+    assert [s.heading_path for s in found] == [
+        ("git-config(1)", "OPTIONS"),
+        ("git-config(1)", "EXAMPLES"),
+    ]
+    assert "# Core variables\n[core]\n\tfilemode = false" in found[1].text
+    assert "After the example." in found[1].text
+
+
 def _pdf_with_text(text: str) -> bytes:
     """A minimal one-page PDF whose content stream draws `text` (what pypdf extracts)."""
     stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
