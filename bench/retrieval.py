@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -43,7 +43,7 @@ if str(ROOT) not in sys.path:
 import structlog  # noqa: E402
 
 from bench.knowledge import WS, CachedEmbedder, LabelledSet, git_manual_set, handbook_set, weaviate_endpoint  # noqa: E402
-from bench.models import MODELS, model  # noqa: E402
+from bench.models import EnsembleEmbedder, ensemble_names, model  # noqa: E402
 from core.retrieval.base import Hit, Retriever  # noqa: E402
 from core.retrieval.embedders import LocalEmbedder  # noqa: E402
 from core.retrieval.fts import FtsRetriever  # noqa: E402
@@ -53,6 +53,7 @@ from core.retrieval.weaviate import WeaviateRetriever  # noqa: E402
 from core.rewrite import QueryRewriter, search_rewritten  # noqa: E402
 
 Search = Callable[[str], Awaitable[Sequence[Hit]]]
+BenchEmbedder: TypeAlias = "CachedEmbedder | CachedEnsemble"
 DEPTH = 10
 KEYWORD_ONLY = Fusion(keyword_weight=1.0, vector_weight=0.0)
 VECTOR_ONLY = Fusion(keyword_weight=0.0, vector_weight=1.0)
@@ -107,7 +108,7 @@ def fusion_name(fusion: Fusion) -> str:
 
 async def measure_set(
     labelled: LabelledSet,
-    embedder: CachedEmbedder,
+    embedder: BenchEmbedder,
     fusions: Sequence[Fusion],
     rewriter: QueryRewriter | None,
     weaviate: tuple[str, int] | None,
@@ -170,7 +171,7 @@ async def measure_set(
     return rows
 
 
-async def measure_scale(labelled: LabelledSet, embedder: CachedEmbedder, total: int) -> dict[str, Any]:
+async def measure_scale(labelled: LabelledSet, embedder: BenchEmbedder, total: int) -> dict[str, Any]:
     """The embedded default filled to `total` chunks (the set's chunks, repeated under other URIs, their
     vectors from the cache); each question then costs its real embedding plus the fused search."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,7 +213,7 @@ async def measure_scale(labelled: LabelledSet, embedder: CachedEmbedder, total: 
 REWRITE_SCENARIOS = {"typical small model (first token 350 ms)": 0.35, "slow model (first token 2 s)": 2.0}
 
 
-async def measure_rewrite_latency(labelled: LabelledSet, embedder: CachedEmbedder, n: int = 20) -> list[dict[str, Any]]:
+async def measure_rewrite_latency(labelled: LabelledSet, embedder: BenchEmbedder, n: int = 20) -> list[dict[str, Any]]:
     """What rewriting adds before the answer can start: the time to the fused hits with rewriting
     minus without, on the embedded default, against the loopback Anthropic server (tests/fakes)."""
     from core.config import DEFAULT_REWRITE_MODEL
@@ -267,8 +268,24 @@ def build_rewriter() -> QueryRewriter | None:
     return QueryRewriter(llm, model=DEFAULT_REWRITE_MODEL)
 
 
+class CachedEnsemble(EnsembleEmbedder):
+    """Models fused, each one's chunk vectors from the cache; `inner` is the same ensemble uncached."""
+
+    def __init__(self, parts: Sequence[CachedEmbedder], weights: Sequence[float]) -> None:
+        super().__init__(parts, weights)
+        self.inner = EnsembleEmbedder([part.inner for part in parts], weights)
+
+
+def local_embedder(spec: str) -> CachedEmbedder | CachedEnsemble:
+    """One model, or several fused ("minilm+bge-small-en-v1.5-q")."""
+    parts = ensemble_names(spec)
+    if len(parts) == 1:
+        return CachedEmbedder(LocalEmbedder(model(parts[0][0])))
+    return CachedEnsemble([CachedEmbedder(LocalEmbedder(model(name))) for name, _ in parts], [w for _, w in parts])
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    embedder = CachedEmbedder(LocalEmbedder(model(args.model)))
+    embedder = local_embedder(args.model)
     fusions = [DEFAULT_FUSION, *(Fusion(keyword_weight=1 - w, vector_weight=w) for w in args.vector_weight or [])]
     if args.rrf:
         fusions.append(Fusion(keyword_weight=1.0, vector_weight=2.0, method="rrf"))
@@ -345,7 +362,9 @@ def main() -> None:
     )
     parser.add_argument("--rrf", action="store_true", help="also measure reciprocal-rank fusion (weights 1/2)")
     parser.add_argument(
-        "--model", choices=sorted(MODELS), default="minilm", help="the local embedding model (bench/models.py)"
+        "--model",
+        default="minilm",
+        help="the local embedding model (bench/models.py), or models fused: a+b, a:0.6+b:0.4",
     )
     parser.add_argument("--no-weaviate", action="store_true", help="measure the embedded retrievers only")
     parser.add_argument("--scale", type=int, default=10_000, help="chunks for the latency figure (0: skip)")
