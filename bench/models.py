@@ -9,6 +9,9 @@ two files are kept, under ~/.cache/chatbot/models (or CHATBOT_MODELS_DIR), each 
 pinned sha256; a folder already holding the right files is left alone, so reruns fetch nothing.
 Each model is used as its card says: bge with CLS pooling and its query instruction for short
 queries searching passages; e5 with mean pooling and the "query: " / "passage: " prefixes.
+The same three models also come unquantized (fp32; LangChain4j's jars without "-q"), to measure what
+the int8 quantization costs; `--model a+b` fuses models' vectors (EnsembleEmbedder). What each
+scored: bench/README.md, "The model".
 """
 
 from __future__ import annotations
