@@ -22,7 +22,8 @@ Figures (measured at the fakes: what users saw):
                    takeover_s: the longest time from the kill to a live process taking one of its
                    replies or questions over (its log); interrupted_shown_s: to the marker being shown
                    (it waits its turn in the platform's budget like any final edit)
-  staleness_p99_s  for every chunk the model sent: the time until the platform showed it (p99)
+  staleness_p99_s  for every chunk the model sent: the time until the platform showed it (p99);
+                   staleness_p99_uninterrupted_s: the same without the replies the kill interrupted
   questions_taken_over  questions the killed process had claimed but not answered yet, answered by
                    another process (their logs)
   leased_tokens_wasted  tokens the processes leased and let expire unused (their shutdown logs)
@@ -295,12 +296,13 @@ def discord_views(discord: FakeDiscord) -> dict[int, list[tuple[float, str]]]:
     return views
 
 
-def staleness(run: Run, platform: str = "") -> list[float]:
-    """For every chunk the model sent (of one platform's conversations, if named): when the platform
-    first showed at least that much of the answer."""
+def staleness(run: Run, platform: str = "", *, without: frozenset[int] = frozenset()) -> list[float]:
+    """For every chunk the model sent (of one platform's conversations, if named; none of the
+    conversations `without`): when the platform first showed at least that much of the answer."""
     views = {**slack_views(run.slack), **discord_views(run.discord)}
     if platform:
         views = {c.id: views.get(c.id, []) for c in run.conversations if c.platform == platform}
+    views = {conv: seen for conv, seen in views.items() if conv not in without}
     samples: list[float] = []
     for at, answer, sent in run.llm.sent_log:
         found = CONV.search(answer)
@@ -420,6 +422,7 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
     finals = replies(run)
     expected = {c.id: f"Here is what I found about: {c.question}" for c in run.conversations}
     answered_once = duplicates = lost = taken = 0
+    interrupted: set[int] = set()  # conversations whose reply ended with the interrupted marker
     lost_by: dict[str, int] = defaultdict(int)
     for conv in run.conversations:
         texts = finals.get(conv.id, [])
@@ -432,7 +435,10 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
         if not ended:
             lost += 1
             lost_by[conv.platform] += 1
-        taken += sum(1 for t in ended if any(m in t for m in MARKERS))
+        marked_here = sum(1 for t in ended if any(m in t for m in MARKERS))
+        taken += marked_here
+        if marked_here:
+            interrupted.add(conv.id)
     takeover_s = 0.0
     if run.killed_at is not None:
         marked = [
@@ -466,6 +472,8 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
         "staleness_p50_s": round(samples[len(samples) // 2], 3) if samples else None,
         "staleness_p99_s": round(samples[int(len(samples) * 0.99)], 3) if samples else None,
         "staleness_p99_by_platform": {p: quantile(staleness(run, p), 0.99) for p in ("slack", "discord")},
+        # The same without the replies the kill interrupted (their wait is takeover_s, above).
+        "staleness_p99_uninterrupted_s": quantile(staleness(run, without=frozenset(interrupted)), 0.99),
         "leased_tokens_wasted": sum(int(r.get("wasted", 0)) for r in _log_lines(run.logs, "budgets.leases")),
         "lease_rtt_p50_s": quantile(run.lease_rtts, 0.5),
         "lease_rtt_p99_s": quantile(run.lease_rtts, 0.99),
@@ -664,12 +672,13 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "interrupted_shown_s",
         "staleness_p50_s",
         "staleness_p99_s",
+        "staleness_p99_uninterrupted_s",
         "lease_rtt_p50_s",
         "lease_rtt_p99_s",
     ]
-    print(f"{'':22}" + "".join(f"{r['run']:>12}" for r in rows))
+    print(f"{'':30}" + "".join(f"{r['run']:>12}" for r in rows))
     for key in keys:
-        print(f"{key:22}" + "".join(f"{r.get(key)!s:>12}" for r in rows))
+        print(f"{key:30}" + "".join(f"{r.get(key)!s:>12}" for r in rows))
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
