@@ -20,7 +20,7 @@ from bots.discord.members import GuildMembers, member_facts
 from bots.discord.replies import DiscordReplies
 from bots.discord.summarize import summarize_menu
 from bots.discord.surface import DiscordSurface
-from bots.discord.threads import BusyChannels
+from bots.discord.threads import BusyChannels, ThreadPlan
 from core.app import ChatCore
 from core.controls import asked_message_id, reply_ref
 from core.messages import Actor, IncomingMessage, Platform, PlatformFacts, WorkspaceRef
@@ -76,7 +76,7 @@ class ChatbotClient(discord.AutoShardedClient):
         self.files = DiscordFiles()
         self.busy = BusyChannels(scheduler)
         # Reopens kept questions' replies and finishes replies an earlier run left (attach_recovery).
-        self.replies = DiscordReplies(self, scheduler)
+        self.replies = DiscordReplies(self, scheduler, self._open_thread)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(admin_commands(self))
         self.tree.add_command(summarize_menu(self))
@@ -192,7 +192,7 @@ class ChatbotClient(discord.AutoShardedClient):
             text=SUMMARIZE_THREAD,
             is_dm=False,
             mentioned=True,
-            parent_channel_id=_parent_of(channel, None),
+            parent_channel_id=_parent_of(channel),
         )
         surface = DiscordSurface(
             channel,
@@ -232,56 +232,51 @@ class ChatbotClient(discord.AutoShardedClient):
                 return str(root or resolved.id), True
         return str(message.id), self.user in message.mentions or message.guild is None
 
-    async def _place(self, message: discord.Message, text: str) -> tuple[discord.Thread | None, bool]:
-        """A thread of its own for a question, as the server's `threads` setting says: always, never,
-        or while the channel is busy (bots/discord/threads.py); whether the reply counts in its channel."""
-        if message.guild is None or isinstance(message.channel, discord.Thread):
-            return None, False
-        settings = await self.core.store.settings(workspace_of(message.guild, message.author))
-        return await self.busy.place(message, text, mode=settings.threads)
+    async def _open_thread(self, plan: ThreadPlan) -> discord.abc.Messageable | None:
+        """The thread a question's reply goes in (None: its channel), opened when the reply is first
+        posted: by then the question is held, so a process that dies here loses nothing."""
+        settings = await self.core.store.settings(WorkspaceRef(Platform.DISCORD, str(plan.guild)))
+        return await self.busy.open(plan, settings.threads, self)
 
     async def _handle(self, message: discord.Message) -> None:
         assert self.user is not None
         thread_id, addressed = await self._conversation(message)
         text = re.sub(rf"<@!?{self.user.id}>", "", message.content).strip()
-        channel: discord.abc.Messageable = message.channel
-        reply_to: discord.Message | None = message
-        thread, counted = await self._place(message, text) if addressed and text else (None, False)
-        if thread is not None:
-            channel, reply_to, thread_id = thread, None, str(thread.id)
+        # Nothing is awaited between here and the held claim: the thread (if any) comes with the first post.
+        plan, counted = self.busy.plan(message, text) if addressed and text else (None, False)
         incoming = IncomingMessage(
             workspace=workspace_of(message.guild, message.author),
-            channel_id=str(thread.id) if thread is not None else str(message.channel.id),
+            # The event key names the channel asked in, whether or not the reply moves into a thread.
+            channel_id=str(message.channel.id),
             thread_id=thread_id,
             message_id=str(message.id),
             author=actor_of(message.author, message.guild),
             text=text,
             is_dm=message.guild is None,
             mentioned=addressed,
-            parent_channel_id=_parent_of(message.channel, thread),
+            parent_channel_id=_parent_of(message.channel),
             attachments=attachments_of(message),
         )
         surface = DiscordSurface(
-            channel,
-            channel_id=int(incoming.channel_id),
+            message.channel,
+            channel_id=message.channel.id,
             scheduler=self.scheduler,
-            reply_to=reply_to,
+            reply_to=message,
             on_posted=lambda posted: self._remember(posted, thread_id),
             controls=reply_ref(incoming.event_key),
+            thread_plan=plan,
+            open_thread=self._open_thread,
         )
         try:
-            # The reply chain or thread the question continues (a thread opened for it has nothing yet).
-            history = self.history.for_question(message) if thread is None else None
-            await self._reply(incoming, surface, history)
+            # The reply chain or thread the question continues.
+            await self._reply(incoming, surface, self.history.for_question(message))
         finally:
             if counted:
                 self.busy.done(message.channel.id)
 
 
-def _parent_of(channel: object, opened: discord.Thread | None) -> str:
+def _parent_of(channel: object) -> str:
     """The channel a thread is in (its persona applies to the thread), or "" outside threads."""
-    if opened is not None:
-        return str(opened.parent_id)
     if isinstance(channel, discord.Thread):
         return str(channel.parent_id)
     return ""

@@ -14,6 +14,7 @@ Each call waits for its grant in the channel's budgets (bots/discord/limits.py),
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
@@ -22,6 +23,7 @@ import structlog
 from bots.discord import limits
 from bots.discord.render import tables_to_code
 from bots.discord.surface import MAX_CONTENT, DiscordSurface
+from bots.discord.threads import ThreadPlan
 from core.markdown import split_markdown
 from core.pacing import STALEST, EditScheduler, within_budget
 from core.recovery import INTERRUPTED_MARKER, Reopened
@@ -55,20 +57,29 @@ def last_part(text: str, parts: int, shown: str = "") -> str:
 
 
 class DiscordReplies:
-    def __init__(self, client: discord.Client, scheduler: EditScheduler) -> None:
+    def __init__(
+        self,
+        client: discord.Client,
+        scheduler: EditScheduler,
+        open_thread: Callable[[ThreadPlan], Awaitable[discord.abc.Messageable | None]] | None = None,
+    ) -> None:
         self.client = client  # logged in: its HTTP session makes the calls
         self.scheduler = scheduler
+        self.open_thread = open_thread  # a held question's thread, opened by whoever answers it
 
     def surface_at(self, place: dict[str, Any], *, parts: bool = False) -> DiscordSurface:
         """A surface in the reply's channel or thread, answering its question (with its parts, if `parts`)."""
         channel = self._channel(place)
         question = place.get("reply_to")
+        plan = place.get("open")
         return DiscordSurface(
             channel,
             channel_id=channel.id,
             scheduler=self.scheduler,
             reply_to=channel.get_partial_message(int(question)) if question else None,
             posted=[channel.get_partial_message(int(i)) for i in place.get("ids") or []] if parts else (),
+            thread_plan=ThreadPlan.from_place(channel.id, plan) if plan and not place.get("thread") else None,
+            open_thread=self.open_thread,
         )
 
     def _channel(self, place: dict[str, Any]) -> discord.PartialMessageable:

@@ -10,17 +10,21 @@ grants, typing and notices through `within_budget`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
+import structlog
 
 from bots.discord import limits
 from bots.discord.controls import control_view
 from bots.discord.render import sources_text, tables_to_code
+from bots.discord.threads import ThreadPlan
 from core.messages import Source
 from core.pacing import EditScheduler, within_budget
 from core.surface import Operation, RateLimited, RateScope
+
+log = structlog.get_logger(__name__)
 
 MAX_CONTENT = 2000
 
@@ -40,6 +44,8 @@ class DiscordSurface:
         controls: str = "",
         in_place: discord.Message | None = None,
         posted: Sequence[discord.PartialMessage] = (),
+        thread_plan: ThreadPlan | None = None,
+        open_thread: Callable[[ThreadPlan], Awaitable[discord.abc.Messageable | None]] | None = None,
     ) -> None:
         self.controls = controls  # the token of the reply's buttons (Stop, then Regenerate)
         self.in_place = in_place  # a finished reply to answer again in (Regenerate)
@@ -55,6 +61,10 @@ class DiscordSurface:
         self._last = posted[-1] if posted else None  # the latest part: the next one replies to it
         self._finishing = False  # the final text is being landed: it carries the finished buttons
         self._controls_done = False  # the first message already shows Regenerate
+        # A thread of its own, opened (or not, bots/discord/threads.py) just before the first post.
+        self._plan = thread_plan if open_thread is not None and not posted else None
+        self._open_thread = open_thread
+        self._parent: int | None = None  # the channel of the thread opened here
 
     def scopes(self, operation: Operation) -> Sequence[RateScope]:
         return self._scopes
@@ -63,8 +73,25 @@ class DiscordSurface:
     def _embed(sources: Sequence[Source]) -> discord.Embed | None:
         return discord.Embed(title="Sources", description=sources_text(sources)) if sources else None
 
+    async def _move(self, plan: ThreadPlan) -> None:
+        """Into the question's thread, if it gets one; a failure to open it answers in the channel."""
+        assert self._open_thread is not None
+        try:
+            thread = await self._open_thread(plan)
+        except Exception as exc:
+            log.warning("discord.thread_open_failed", error=repr(exc))
+            thread = None
+        self._plan = None
+        if thread is None:
+            return
+        self.channel, self.reply_to, self._parent = thread, None, plan.channel
+        self.channel_id = thread.id  # type: ignore[attr-defined]  # a thread or a partial one: both have ids
+        self._scopes = limits.message_scopes(self.channel_id)
+
     async def post(self, text: str, *, sources: Sequence[Source] = ()) -> str:
         first = not self._messages
+        if first and self._plan is not None and self.in_place is None:
+            await self._move(self._plan)
         extra = self._view() if first else {}
         try:
             if first and self.in_place is not None:  # Regenerate: the first part replaces the earlier answer
@@ -94,12 +121,16 @@ class DiscordSurface:
         """Where this reply is (core.surface.Placed): the channel, the thread it is in (if any), the
         question it answers, and every part posted so far, in order."""
         thread = self.channel if isinstance(self.channel, discord.Thread) else None
-        return {
-            "channel": str(thread.parent_id) if thread is not None else str(self.channel_id),
-            "thread": str(thread.id) if thread is not None else None,
+        parent = self._parent or (thread.parent_id if thread is not None else None)
+        place: dict[str, Any] = {
+            "channel": str(parent or self.channel_id),
+            "thread": str(self.channel_id) if parent else None,
             "reply_to": str(self.reply_to.id) if self.reply_to is not None else None,
             "ids": list(self._messages),
         }
+        if self._plan is not None:  # not posted yet: whoever posts first opens the thread
+            place["open"] = self._plan.place()
+        return place
 
     async def edit(self, message_id: str, text: str, *, sources: Sequence[Source] = ()) -> None:
         await self.replace(message_id, tables_to_code(text)[:MAX_CONTENT], self._embed(sources))

@@ -4,7 +4,9 @@ One channel's message bucket serves one write a second (bots/discord/limits.py).
 in flight in a channel than that serves smoothly, every reply there goes stale for longer; a thread
 has buckets of its own. So, as the server's `threads` setting says, every question gets a thread
 (always), none does (never: the replies wait their turn in the channel), or a question gets one
-only while its channel is busy (auto, the default). The channel hears
+only while its channel is busy (auto, the default). The thread is opened when the reply is first
+posted, not when the question comes: the question is held first (core.handover), so a process taking
+it over opens the thread (or finds it) itself. The channel hears
 about it in one short line, at most once per busy spell, and follow-ups in the bot's thread need no
 mention (the client treats a thread the bot owns as addressed to it).
 """
@@ -14,6 +16,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import discord
 import structlog
@@ -26,6 +30,26 @@ log = structlog.get_logger(__name__)
 
 BUSY_NOTICE = "It's busy in here, so I'm answering new questions in threads."
 NOTICE_EVERY_S = 600.0  # one line per busy spell, not one per question
+THREAD_EXISTS = 160004  # Discord's error code: a thread has already been created for this message
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadPlan:
+    """A question that may get a thread of its own, opened when its reply is first posted."""
+
+    guild: int
+    channel: int  # the channel the question was asked in
+    message: int  # the question (the thread's starter message: the thread gets its id)
+    name: str
+    moved: bool  # its channel was busy when it came (the `auto` setting moves it)
+
+    def place(self) -> dict[str, Any]:
+        """Kept in the reply's place, so a process taking the question over opens the same thread."""
+        return {"guild": str(self.guild), "message": str(self.message), "name": self.name, "moved": self.moved}
+
+    @classmethod
+    def from_place(cls, channel: int, data: dict[str, Any]) -> ThreadPlan:
+        return cls(int(data["guild"]), channel, int(data["message"]), str(data["name"]), bool(data["moved"]))
 
 
 class BusyChannels:
@@ -55,37 +79,50 @@ class BusyChannels:
         if self._live[channel_id] <= 0:
             del self._live[channel_id]
 
-    async def place(self, message: discord.Message, name: str, *, mode: str) -> tuple[discord.Thread | None, bool]:
-        """(a thread from the question, or None to answer in place; whether the reply was counted as
-        in flight in its channel, in which case the caller calls `done` when it ends).
+    def plan(self, message: discord.Message, name: str) -> tuple[ThreadPlan | None, bool]:
+        """(the question's thread plan, or None: it is answered in place; whether the reply was counted
+        as in flight in its channel, in which case the caller calls `done` when it ends).
 
-        The decision and the count happen together, before any await, so a burst of questions in one
-        channel sees the replies ahead of it."""
+        Nothing is awaited here: the question is claimed and held first (core.handover), and its thread
+        is opened only when its reply is first posted (`open`). The busy decision and the count happen
+        together, so a burst of questions in one channel sees the replies ahead of it."""
         if message.guild is None or isinstance(message.channel, discord.Thread):
             return None, False
         channel_id = message.channel.id
-        always = mode == "always"
-        moved_for_load = mode == "auto" and self.busy(channel_id)
-        if not always and not moved_for_load:
+        moved = self.busy(channel_id)
+        if not moved:
             self._live[channel_id] += 1
-            return None, True
+        plan = ThreadPlan(message.guild.id, channel_id, message.id, (name or "Question")[:90], moved)
+        return plan, not moved
 
-        async def create() -> discord.Thread:
+    async def open(self, plan: ThreadPlan, mode: str, client: discord.Client) -> discord.abc.Messageable | None:
+        """The thread the question's reply goes in, as the `threads` setting (`mode`) says: always, never,
+        or if its channel was busy when it came (auto); None to answer in the channel. A thread started
+        from a message has that message's id, and Discord starts one per message only: when another
+        process (or this question's earlier owner) started it already, the reply goes there too.
+        By ids alone (REST): a process taking the question over may not have the guild in its cache."""
+        if mode == "never" or (mode != "always" and not plan.moved):
+            return None
+        scopes = limits.thread_scopes(plan.channel)
+
+        async def create() -> object:
             try:
-                return await message.create_thread(name=(name or "Question")[:90], auto_archive_duration=1440)
+                return await client.http.start_thread_with_message(
+                    plan.channel, plan.message, name=plan.name, auto_archive_duration=1440
+                )
             except discord.RateLimited as exc:
-                raise RateLimited(exc.retry_after, limits.thread_scopes(channel_id)[0].key) from exc
+                raise RateLimited(exc.retry_after, scopes[0].key) from exc
 
         try:
-            thread = await within_budget(self.scheduler, limits.thread_scopes(channel_id), create)
-        except discord.HTTPException as exc:  # no permission to create threads: answer in the channel
-            log.warning("discord.thread_failed", error=str(exc))
-            self._live[channel_id] += 1
-            return None, True
-        if moved_for_load:
+            await within_budget(self.scheduler, scopes, create)
+        except discord.HTTPException as exc:
+            if exc.code != THREAD_EXISTS:
+                log.warning("discord.thread_failed", error=str(exc))  # no permission: answer in the channel
+                return None
+        if plan.moved and mode != "always":
             self.moved += 1
-            await self._say_once(message.channel, channel_id)
-        return thread, False
+            await self._say_once(client.get_partial_messageable(plan.channel, guild_id=plan.guild), plan.channel)
+        return client.get_partial_messageable(plan.message, guild_id=plan.guild)  # the thread has its id
 
     async def _say_once(self, channel: discord.abc.Messageable, channel_id: int) -> None:
         now = self.clock()

@@ -79,6 +79,8 @@ class FakeDiscord:
     versions: list[tuple[float, str, str, str]] = field(default_factory=list)
     storm: int = 0  # answer this many next message create/edit requests with 429
     storm_retry_after: float = 0.3
+    thread_storm: int = 0  # answer this many next thread creations with 429 (storm_retry_after)
+    thread_delay_s: float = 0.0  # thread creations answer this late (a slow or hung Discord)
     token: str = "test-token"
     url: str = ""
     identifies: int = 0
@@ -546,9 +548,16 @@ class FakeDiscord:
             limited, headers = self._route_limit(f"typing:{parts[1]}", limits.TYPING)
             return limited or web.Response(status=204, headers=headers)
         if parts[0] == "channels" and len(parts) == 5 and parts[2] == "messages" and parts[4] == "threads":
+            if self.thread_delay_s:
+                await asyncio.sleep(self.thread_delay_s)
+            if self.thread_storm > 0:
+                self.thread_storm -= 1
+                return self._too_many(f"threads:{parts[1]}", limits.THREADS.limit, self.storm_retry_after)
             limited, headers = self._route_limit(f"threads:{parts[1]}", limits.THREADS)
             if limited is not None:
                 return limited
+            if any(t["id"] == parts[3] for t in self.threads):  # Discord: one thread per message
+                return _json({"message": "A thread has already been created for this message", "code": 160004}, 400)
             # A thread started from a message has that message's id (its starter message).
             thread = self._thread(parts[1], body["name"], BOT_ID, body.get("auto_archive_duration", 1440), parts[3])
             await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})

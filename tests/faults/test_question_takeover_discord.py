@@ -1,0 +1,70 @@
+"""Discord: a question whose thread cannot be opened yet is held before the thread is asked for, so when
+its process dies waiting, a live process takes the question over, opens the thread itself and answers
+there, once.
+
+Two real `chatbot discord` shard processes on one SQLite store, the loopback Discord (which answers
+thread creation with 429 until the first process is killed) and the loopback Anthropic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from core.messages import Actor, Platform, PlatformFacts, WorkspaceRef
+from core.stores.sqlite import SqliteStore
+from tests.fakes.anthropic import FakeAnthropic
+from tests.fakes.discord import CHANNEL_ID, GUILD_ID, FakeDiscord
+from tests.faults.test_crash_recovery import start_chatbot, stop_all, until
+from tests.faults.test_crash_recovery_discord import MEMBER, READY, bot_env
+
+ANSWER = "Deploys go out from the release branch after the staging checks pass, every weekday morning."
+OWNER = Actor("700000000000000099", PlatformFacts(is_owner=True))
+
+
+async def test_a_question_whose_thread_waits_is_held_and_a_live_process_opens_the_thread_and_answers(
+    data_dir: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    for _ in range(2):  # the killed process's call and the live one's
+        fake_anthropic.script(ANSWER, chunk_chars=20, delay_s=0.02)
+    store = await SqliteStore.open(data_dir / "chatbot.sqlite")
+    try:  # every question gets a thread of its own
+        await store.update_settings(WorkspaceRef(Platform.DISCORD, GUILD_ID), OWNER, {"threads": "always"})
+    finally:
+        await store.close()
+    async with FakeDiscord() as fake:
+        env = bot_env(data_dir, fake, fake_anthropic) | {
+            "CHATBOT_SCALE_OUT": "true",
+            "CHATBOT_OWNER_STALE_S": "2",
+            "CHATBOT_RECOVERY_INTERVAL_S": "0.5",
+            "CHATBOT_ORPHAN_AFTER_S": "25",  # the one-process sweep plays no part here
+        }
+        # The guild's events reach shard 0 only; the process running shard 1 is the live one.
+        owner = await start_chatbot(env, "discord", "--shard-ids", "0", "--shard-count", "2", ready=READY)
+        other = await start_chatbot(env, "discord", "--shard-ids", "1", "--shard-count", "2", ready=READY)
+        try:
+            fake.thread_storm = 10_000  # the thread is never opened for the first process
+
+            def thread_asks(status: int) -> int:
+                return sum(1 for c in fake.calls if c.path.endswith("/threads") and c.status == status)
+
+            question = await fake.send_message(MEMBER, "how do we deploy?")
+            await until(lambda: thread_asks(429) > 0, 20, "the first process asked for the question's thread")
+            owner.send_signal(signal.SIGKILL)
+            await owner.wait()
+            fake.thread_storm = 0
+            assert fake.threads == [] and fake.bot_messages(CHANNEL_ID) == []
+
+            def answered() -> bool:
+                return any(ANSWER in m["content"] for m in fake.bot_messages(str(question["id"])))
+
+            await until(answered, 30, "the live process answered in the question's thread")
+            await asyncio.sleep(2.5)  # more heartbeats and sweeps: it is not answered twice
+            assert [t["id"] for t in fake.threads] == [question["id"]]  # the thread started from the question
+            [reply] = fake.bot_messages(str(question["id"]))
+            assert ANSWER in reply["content"] and "Interrupted" not in reply["content"]
+            assert fake.bot_messages(CHANNEL_ID) == []  # nothing in the channel itself
+            assert thread_asks(201) == 1
+        finally:
+            await stop_all(owner, other)
