@@ -12,6 +12,7 @@ import structlog
 
 from core.admin import AdminCommands
 from core.attachments import AttachmentFetcher
+from core.authors import Authors
 from core.budgets import BudgetLessor
 from core.config import MissingSetting, Settings, secret
 from core.context import ThreadHistory
@@ -186,6 +187,7 @@ class ChatCore:
         scheduler: EditScheduler,
         history: ThreadHistory | None = None,
         files: AttachmentFetcher | None = None,
+        authors: Authors | None = None,
     ) -> Outcome:
         if scheduler.observer is None:
             scheduler.observer = self._scheduler_metrics  # the adapter's budgets count into our metrics
@@ -196,7 +198,7 @@ class ChatCore:
         outcome_status = "error"
         try:
             with bind_reply(message.event_key):  # every record of this reply carries its key
-                outcome = await self.pipeline.answer(message, surface, scheduler, history, files)
+                outcome = await self.pipeline.answer(message, surface, scheduler, history, files, authors)
             outcome_status = outcome.status
             record_outcome(self.metrics, message.workspace.key, platform, started, outcome)
             return outcome

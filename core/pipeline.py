@@ -154,7 +154,8 @@ class Pipeline:
         self.on_kept: Callable[[], None] | None = None  # told when a question was kept
         self.questions: QuestionClaims | None = None  # with several processes: claims held until answered
         # Per platform, the adapter's lookup of an author's facts, made once the question is held
-        # (core.authors); a platform without one puts the event's own facts on the message.
+        # (core.authors), for questions it did not bring itself (taken over, kept); a platform without
+        # one puts the event's own facts on the message.
         self.authors: dict[str, Authors] = {}
         self._pending: set[asyncio.Task[Outcome]] = set()
 
@@ -165,9 +166,11 @@ class Pipeline:
         scheduler: EditScheduler,
         history: ThreadHistory | None = None,
         files: AttachmentFetcher | None = None,
+        authors: Authors | None = None,
     ) -> Outcome:
         """Answer one message. `history` reads the platform thread the message is in (if it is in one);
-        `files` downloads attachments (the message's and the thread's) through the platform."""
+        `files` downloads attachments (the message's and the thread's) through the platform; `authors`
+        looks up the author's facts once the question is held (default: the platform's in `self.authors`)."""
         question = message.text.strip() or (FILES_ONLY_QUESTION if message.attachments else "")
         if not question:
             if message.mentioned or message.is_dm:
@@ -181,7 +184,7 @@ class Pipeline:
             return Outcome("refused", reason="too_long")
         attempt = Attempt()
         try:
-            outcome = await self._answer(message, question, surface, scheduler, history, files, attempt)
+            outcome = await self._answer(message, question, surface, scheduler, history, files, attempt, authors)
             await self._settled(message, attempt)
             return outcome
         except StoreUnavailable as exc:
@@ -191,7 +194,7 @@ class Pipeline:
                 return Outcome("ignored", reason="store_unavailable")
             # On disk first (answered by core.intake, after a restart too), and only then the promise.
             if not await self._keep(message, surface, attempt):
-                self._retry_later(message, question, surface, scheduler, history, files, attempt)
+                self._retry_later(message, question, surface, scheduler, history, files, attempt, authors)
             await _quietly(surface.notice(STORE_DOWN_NOTICE))
             return Outcome("queued", reason="store_unavailable")
         except Invalid as exc:
@@ -258,6 +261,7 @@ class Pipeline:
         history: ThreadHistory | None = None,
         files: AttachmentFetcher | None = None,
         attempt: Attempt | None = None,
+        authors: Authors | None = None,
     ) -> Outcome:
         attempt = attempt or Attempt()
         ws = message.workspace
@@ -297,7 +301,7 @@ class Pipeline:
 
         # Only now, with the question held, what the platform says about its author (each attempt
         # asks again: a held or kept question's facts are not trusted).
-        resolved = await self._author(message)
+        resolved = await self._author(message, authors or self.authors.get(ws.platform.value))
         if resolved is None:
             log.info("pipeline.ignored", key=message.event_key, reason="not_a_person")
             return Outcome("ignored", reason="not_a_person")
@@ -391,9 +395,8 @@ class Pipeline:
             )
         return outcome
 
-    async def _author(self, message: IncomingMessage) -> IncomingMessage | None:
+    async def _author(self, message: IncomingMessage, authors: Authors | None) -> IncomingMessage | None:
         """The message with its author's platform facts (None: the author is a bot user)."""
-        authors = self.authors.get(message.workspace.platform.value)
         if authors is None:
             return message
         user_id = message.author.user_id
@@ -595,6 +598,7 @@ class Pipeline:
         history: ThreadHistory | None,
         files: AttachmentFetcher | None,
         attempt: Attempt,
+        authors: Authors | None,
     ) -> None:
         """Without an outbox (or a platform that can reopen the reply): retry in memory on the same surface."""
 
@@ -602,7 +606,7 @@ class Pipeline:
             for delay in self.store_retry_s:
                 await asyncio.sleep(delay)
                 try:
-                    return await self._answer(message, question, surface, scheduler, history, files, attempt)
+                    return await self._answer(message, question, surface, scheduler, history, files, attempt, authors)
                 except StoreUnavailable:
                     continue
             await _quietly(surface.notice("Sorry, I still can't reach my memory. Please ask again later."))

@@ -155,11 +155,9 @@ class SlackBot:
     def attach_recovery(self) -> None:
         """Let the core reopen Slack replies for kept questions and finish replies an earlier run left."""
         self.core.recovery.platforms[Platform.SLACK.value] = self.replies
-        self._attach_authors()  # a question taken over from a dead process has its author looked up here
-
-    def _attach_authors(self) -> None:
         # users.info is asked once a question is held, not before (core.authors): an acknowledged event
-        # is never delivered again, so nothing slow may come between the ack and the hold.
+        # is never delivered again, so nothing slow may come between the ack and the hold. Questions
+        # this bot receives bring its directory along (_reply); this one is for those taken over.
         self.core.authors[Platform.SLACK.value] = self.users
 
     def web_app(self) -> web.Application:
@@ -382,9 +380,8 @@ class SlackBot:
     async def _reply(
         self, message: IncomingMessage, surface: SlackSurface, history: ThreadHistory | None, *, via: str
     ) -> None:
-        self._attach_authors()
         try:
-            outcome = await self.core.answer(message, surface, self.scheduler, history, self.files)
+            outcome = await self.core.answer(message, surface, self.scheduler, history, self.files, self.users)
             log.info("slack.answered", via=via, key=message.event_key, status=outcome.status, reason=outcome.reason)
         finally:
             try:
