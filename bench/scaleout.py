@@ -59,6 +59,7 @@ if str(ROOT) not in sys.path:
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from bench.columns import print_columns  # noqa: E402
 from bots.discord import limits as discord_limits  # noqa: E402
 from bots.slack import limits as slack_limits  # noqa: E402
 from core.messages import Platform, WorkspaceRef  # noqa: E402
@@ -676,9 +677,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         "lease_rtt_p50_s",
         "lease_rtt_p99_s",
     ]
-    print(f"{'':30}" + "".join(f"{r['run']:>12}" for r in rows))
-    for key in keys:
-        print(f"{key:30}" + "".join(f"{r.get(key)!s:>12}" for r in rows))
+    print_columns(rows, "run", keys)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
 
 import aiohttp  # noqa: E402
 
+from bench.columns import print_columns  # noqa: E402
 from tests.fakes.anthropic import FakeAnthropic  # noqa: E402
 from tests.fakes.slack import (  # noqa: E402
     BOT_USER_ID,
@@ -166,9 +167,7 @@ def main() -> None:
             "stopping_answers",
             "stopped_once",
         ]
-        print(f"{'':24}" + "".join(f"{r['store']:>22}" for r in rows))
-        for key in keys:
-            print(f"{key:24}" + "".join(f"{r[key]!s:>22}" for r in rows))
+        print_columns(rows, "store", keys, width=22)
     print(json.dumps({"bench": "stop_elsewhere", "runs": rows}))
 
 
