@@ -148,8 +148,9 @@ class ChatCore:
             if leases is not None
             else None
         )
-        if leases is not None:  # a Stop landing on a process that does not stream the reply
+        if self.ownership is not None:  # a Stop landing on a process that does not stream the reply
             self.pipeline.controls.stops = stops_for(store)
+            self.pipeline.controls.on_stopping = self.ownership.sweep_soon  # its owner may be dead
         # Scale-out: a question claimed here and not yet answered is answered by a live process if this one dies.
         self.holds = holds
         self.handover = (

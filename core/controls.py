@@ -7,7 +7,9 @@ regenerates once. A reply is stoppable while its stream runs; Stop cancels the t
 which ends the model stream and finishes the reply marked as stopped. With several processes
 (`stops`: core.stores.stops), a Stop landing on a process that does not stream the reply is recorded
 in the store, which judges it by the same rule; the streaming process learns of it at its next reply
-heartbeat (core.ownership) and calls `stop_streaming`, the same cancel as a local Stop.
+heartbeat (core.ownership) and calls `stop_streaming`, the same cancel as a local Stop. If that
+process is dead, the one taking its reply over ends it as stopped; the clicked process is told
+(`on_stopping`) so it can take the reply over at once when the owner's heartbeat is stale already.
 
 When a reply ends, what its buttons need (who asked, the question, the answer, its sources and model,
 how it ended) is kept in the store (core.stores.controls), so Regenerate and feedback work after a
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Literal, Protocol, cast
@@ -81,6 +83,7 @@ class ReplyControls:
         self.feedback = feedback
         self.kept = kept
         self.stops = stops  # with several processes: Stops for replies streamed elsewhere
+        self.on_stopping: Callable[[], object] | None = None  # a Stop was recorded for a reply streamed elsewhere
         self._running: dict[str, _Running] = {}  # ref -> the task streaming its reply
         self._noting: set[asyncio.Task[None]] = set()
 
@@ -160,7 +163,12 @@ class ReplyControls:
         if running is None:
             # Not streaming here. With several processes, perhaps on another one: the store judges the
             # click and that process stops it; otherwise it ended (perhaps before a restart).
-            return await self.stops.request_stop(ws, actor, ref) if self.stops is not None else "ended"
+            if self.stops is None:
+                return "ended"
+            answer = await self.stops.request_stop(ws, actor, ref)
+            if answer in ("stopping", "duplicate") and self.on_stopping is not None:
+                self.on_stopping()  # a second click too: by now the owner may have gone stale
+            return answer
         if not await self.may_control(ws, actor, running.asker_id):
             return "not_allowed"
         if not await self.claims.claim_event(f"{ws.key}:{STOP}:{click_id}"):

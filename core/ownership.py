@@ -15,7 +15,11 @@ final edit, no store write), so no reply is finished twice.
 
 The heartbeat also says which of its replies a Stop was clicked for on another process
 (core.stores.stops); `on_stop` stops them here as a local Stop does. So a Stop from another process
-takes effect within one heartbeat interval.
+takes effect within one heartbeat interval. A Stop for a reply whose owner died is heard by the
+process that takes the reply over (its first heartbeat of the taken replies), which then ends it as
+stopped rather than interrupted. The process the Stop was clicked on sweeps at once (`sweep_soon`):
+if the owner's heartbeat is stale already, that process takes the reply over and stops it now, not
+at the next periodic sweep (the store still gives each reply to one taker only).
 """
 
 from __future__ import annotations
@@ -43,8 +47,11 @@ class OrphanFinisher(Protocol):
         """The platforms whose replies this process can finish."""
         ...
 
-    async def finish_orphan(self, reply_id: str, ws: WorkspaceRef, *, streaming: bool = True) -> bool:
-        """Finish a reply nobody streams any more, on its platform and in the store; True if it did."""
+    async def finish_orphan(
+        self, reply_id: str, ws: WorkspaceRef, *, streaming: bool = True, stopped: bool = False
+    ) -> bool:
+        """Finish a reply nobody streams any more, on its platform and in the store (as stopped if
+        `stopped`, else interrupted); True if it did."""
         ...
 
 
@@ -69,6 +76,7 @@ class ReplyOwnership:
         self.sweep_s = sweep_s
         self._taking: dict[str, str] = {}  # replies this process took over and is finishing -> workspaces
         self._loops = Periodic("ownership.step_failed")
+        self._soon: asyncio.Task[None] | None = None  # a sweep asked for now (sweep_soon)
         self.taken_over = 0
         self.finished = 0
 
@@ -103,14 +111,25 @@ class ReplyOwnership:
         if not taken:
             return 0
         log.warning("ownership.taken_over", owner=self.owner, taken=len(taken))
-        done = sum(await asyncio.gather(*(self._finish(reply) for reply in taken)))
+        stop = await self._stops_asked(taken)
+        done = sum(await asyncio.gather(*(self._finish(reply, reply.reply_id in stop) for reply in taken)))
         log.warning("ownership.finished", owner=self.owner, taken=len(taken), finished=done)
         self.finished += done
         return done
 
-    async def _finish(self, reply: TakenReply) -> bool:
+    async def _stops_asked(self, taken: Sequence[TakenReply]) -> set[str]:
+        """Which taken replies someone asked to stop: the heartbeat that now names them says so."""
         try:
-            finished = await self.finisher.finish_orphan(reply.reply_id, WorkspaceRef.from_key(reply.workspace))
+            beat = await self.leases.heartbeat(self.owner, {reply.reply_id: reply.workspace for reply in taken})
+        except Exception as exc:  # not known: they end as interrupted, as before Stops reached the store
+            log.warning("ownership.stops_unknown", owner=self.owner, error=repr(exc))
+            return set()
+        return set(beat.stop)
+
+    async def _finish(self, reply: TakenReply, stopped: bool = False) -> bool:
+        try:
+            ws = WorkspaceRef.from_key(reply.workspace)
+            finished = await self.finisher.finish_orphan(reply.reply_id, ws, stopped=stopped)
             await self.leases.release(self.owner, reply.workspace, reply.reply_id)
             return finished
         except Exception as exc:  # kept: another sweep takes it again once it is stale
@@ -119,6 +138,18 @@ class ReplyOwnership:
         finally:
             self._taking.pop(reply.reply_id, None)
 
+    def sweep_soon(self) -> None:
+        """Sweep now, beside the periodic sweeps (once at a time): a Stop was asked for a reply streamed
+        elsewhere, whose owner may be dead already."""
+        if self._soon is None or self._soon.done():
+            self._soon = asyncio.create_task(self._sweep_now(), name="reply-takeover-now")
+
+    async def _sweep_now(self) -> None:
+        try:
+            await self.sweep()
+        except Exception as exc:  # the periodic sweep tries again
+            log.warning("ownership.step_failed", error=repr(exc))
+
     def start(self) -> None:
         self._loops.start(
             ("reply-heartbeat", self.heartbeat_s, self.heartbeat), ("reply-takeover", self.sweep_s, self.sweep)
@@ -126,3 +157,7 @@ class ReplyOwnership:
 
     async def stop(self) -> None:
         await self._loops.stop()
+        if self._soon is not None:
+            self._soon.cancel()
+            await asyncio.gather(self._soon, return_exceptions=True)
+            self._soon = None

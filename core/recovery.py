@@ -6,6 +6,8 @@ the platform. `Recovery.finish_orphan(reply_id)` is the one path that ends such 
 adapter's `ReplyPlatform` shows the text so far with a visible "interrupted" marker (stopping any
 native stream), then the store marks the reply failed with that text and forgets its place. It is
 idempotent: a reply no longer streaming is left alone, so it never happens twice for one reply.
+A reply someone asked to stop before its owner died (core.stores.stops) ends as a local Stop ends
+it instead: the stopped marker (core.streaming.final_text) and the status cancelled.
 
 Who may call it for which reply is ownership: with one process, `sweep()` takes every reply left
 `streaming` by an earlier run (not live here and silent for `orphan_after_s`), at start-up and then
@@ -27,6 +29,7 @@ from core.messages import ReplyStatus, Source, WorkspaceRef
 from core.pacing import EditScheduler
 from core.stores.base import ThreadStore
 from core.stores.places import ReplyPlaces
+from core.streaming import final_text
 from core.surface import Operation, Placed, RateScope, Surface
 
 log = structlog.get_logger(__name__)
@@ -79,12 +82,15 @@ class Recovery:
         self.finished = 0
 
     # -- the one reusable path ---------------------------------------------------------------------
-    async def finish_orphan(self, reply_id: str, ws: WorkspaceRef, *, streaming: bool = True) -> bool:
+    async def finish_orphan(
+        self, reply_id: str, ws: WorkspaceRef, *, streaming: bool = True, stopped: bool = False
+    ) -> bool:
         """Finish one reply of `ws` nobody streams any more, on its platform and in the store. True if it did.
 
         Leaves it alone if it is live here, ended already, or belongs to a platform this process does not
         serve. A platform refusal leaves it `streaming` for a later try. `streaming=False` only finishes a
-        reply that ended in the store but not on the platform (its place is still kept)."""
+        reply that ended in the store but not on the platform (its place is still kept). `stopped`: a Stop
+        was asked for it, so it ends as stopped, not interrupted."""
         if reply_id in self.live:
             return False
         record = await self.places.place(ws.key, reply_id) if self.places is not None else None
@@ -98,7 +104,10 @@ class Recovery:
         if message.status is ReplyStatus.FAILED and record is None:
             return False  # failed and shown as failed: nothing left to do
         # Failed with a place kept: marked in the store only (e.g. by a store-side sweep), not on the platform.
-        text = message.text + INTERRUPTED_MARKER if message.status is ReplyStatus.STREAMING else message.text
+        status = ReplyStatus.CANCELLED if stopped else ReplyStatus.FAILED
+        text = message.text
+        if message.status is ReplyStatus.STREAMING:
+            text = final_text(text, status) if stopped else text + INTERRUPTED_MARKER
         place: dict[str, Any] = json.loads(record.place) if record is not None else {}
         if record is not None:
             platform = self.platforms.get(record.platform)
@@ -112,12 +121,12 @@ class Recovery:
         if message.status is ReplyStatus.STREAMING:
             ids = place.get("ids") or [message.platform_message_id]
             await self.store.complete_message(
-                ws, reply_id, text=text, status=ReplyStatus.FAILED, platform_message_id=str(ids[0] or "")
+                ws, reply_id, text=text, status=status, platform_message_id=str(ids[0] or "")
             )
         if record is not None and self.places is not None:
             await self.places.forget_place(ws.key, reply_id)
         self.finished += 1
-        log.warning("recovery.reply_finished", reply=reply_id, on_platform=record is not None)
+        log.warning("recovery.reply_finished", reply=reply_id, on_platform=record is not None, stopped=stopped)
         return True
 
     # -- one process's view of "orphaned" ------------------------------------------------------------

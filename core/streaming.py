@@ -33,6 +33,16 @@ FIRST_TEXT_BOOST_S = 10.0
 FINAL_BOOST_S = 1.0
 
 
+def final_text(text: str, status: ReplyStatus, reason: str = "") -> str:
+    """A finished reply's text: `text` with the marker of how it ended. The one rule, for the streamer
+    and for a reply another process ends for a dead owner (core.recovery)."""
+    if status is ReplyStatus.FAILED:
+        return text + FAILURE_MARKER.format(reason=reason or "the answer could not be completed")
+    if status is ReplyStatus.CANCELLED:
+        return text + CANCELLED_MARKER
+    return text
+
+
 class ReplyStreamer:
     """One reply: keeps the full text and edits the platform with coalesced, paced updates.
 
@@ -274,7 +284,7 @@ class ReplyStreamer:
         Raises the last error if the platform refused the final text `retries` times.
         """
         if self._finished:
-            return self._final_text(status, reason)
+            return final_text(self.text, status, reason)
         self._finishing = True
         self._wake.set()
         worker = self._worker
@@ -284,21 +294,13 @@ class ReplyStreamer:
             else:
                 worker.cancel()
                 await asyncio.wait([worker])
-        final = self._final_text(status, reason)
+        final = final_text(self.text, status, reason)
         if isinstance(self.surface, Finishing):
             self.surface.finishing()  # the final request carries the finished controls too
         try:
             await self._land(final.rstrip(), sources, urgent=status is not ReplyStatus.COMPLETE)
         finally:
             self._finished = True
-        return final
-
-    def _final_text(self, status: ReplyStatus, reason: str) -> str:
-        final = self.text
-        if status is ReplyStatus.FAILED:
-            final += FAILURE_MARKER.format(reason=reason or "the answer could not be completed")
-        elif status is ReplyStatus.CANCELLED:
-            final += CANCELLED_MARKER
         return final
 
     async def _land(self, text: str, sources: Sequence[Source], *, urgent: bool) -> None:

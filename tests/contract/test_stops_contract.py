@@ -1,9 +1,11 @@
 """ReplyStops with the reply heartbeat, on SQLite and on the real Convex functions: a Stop clicked on
 one process reaches the process streaming the reply, judged by the store (the asker, or curator and
-above; the rule book's `control_others_replies`), and never across workspaces."""
+above; the rule book's `control_others_replies`), and never across workspaces. If the streaming process
+is dead, the process that takes its reply over hears of the Stop and ends the reply as stopped."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -13,6 +15,7 @@ import pytest
 
 from core.app import stops_for
 from core.messages import Actor, MessageRole, ReplyStatus
+from core.ownership import ReplyOwnership
 from core.roles import Role
 from core.stores.base import Store, StoreError
 from core.stores.convex import ConvexStore
@@ -23,6 +26,7 @@ from core.stores.sqlite_leases import SqliteLeases
 from core.stores.stops import ReplyStops
 from tests.contract.conftest import STORES
 from tests.contract.test_store_contract import ADMIN, OTHER, OWNER, WS
+from tests.unit.test_ownership import MarkFailed
 
 ASKER = Actor("U-asker")
 BYSTANDER = Actor("U-bystander")
@@ -85,6 +89,29 @@ async def test_the_askers_stop_on_another_process_reaches_the_streaming_one_at_i
     await two.store.complete_message(WS, reply, text="half\n\n_stopped_", status=ReplyStatus.CANCELLED)
     assert await two.clicking.stops.request_stop(WS, ASKER, "ref-1") == "ended"  # really finished
     assert await two.clicking.stops.request_stop(WS, ASKER, "ref-unknown") == "ended"
+
+
+async def test_a_dead_owners_reply_asked_to_stop_is_taken_over_once_and_ends_stopped(two: Two) -> None:
+    asked, other = await streaming_reply(two, "ref-1"), await streaming_reply(two, "ref-2")
+    assert await two.streaming.leases.heartbeat("proc-a", {asked: WS.key, other: WS.key}) == Beat()  # then dies
+    assert await two.clicking.stops.request_stop(WS, ASKER, "ref-1") == "stopping"
+    finisher = MarkFailed(two.store, (WS.platform.value,))
+    taker = ReplyOwnership(two.clicking.leases, finisher, heartbeat_s=0.1, stale_s=0.5, sweep_s=0.2)
+    taker.start()
+    try:
+        for _ in range(10):  # sweeps asked for at once (Stop clicks), beside the periodic ones: one taker each
+            taker.sweep_soon()
+            await asyncio.sleep(0.1)
+        for _ in range(40):
+            if len(finisher.finished) == 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await taker.stop()
+    assert sorted(finisher.finished) == sorted([asked, other]) and finisher.stopped == [asked]
+    assert taker.taken_over == 2
+    assert (await two.store.message(WS, asked)).status is ReplyStatus.CANCELLED  # type: ignore[union-attr]
+    assert (await two.store.message(WS, other)).status is ReplyStatus.FAILED  # type: ignore[union-attr]
 
 
 async def test_only_the_asker_or_a_curator_and_above_may_stop_it(two: Two) -> None:

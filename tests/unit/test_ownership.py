@@ -1,5 +1,6 @@
 """Reply ownership between two processes on one store: a dead owner's reply is taken over once, and
-the old owner, if it was only paused, learns that it lost it."""
+the old owner, if it was only paused, learns that it lost it. (A Stop asked for a dead owner's reply, on
+both stores: tests/contract/test_stops_contract.py.)"""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from core.messages import MessageRole, Platform, ReplyStatus, WorkspaceRef
 from core.ownership import ReplyOwnership
+from core.stores.base import ThreadStore
 from core.stores.sqlite import SqliteStore
 from core.stores.sqlite_leases import SqliteLeases
 
@@ -17,20 +19,26 @@ WS = WorkspaceRef(Platform.DISCORD, "G1")
 class MarkFailed:
     """Finishes in the store only (finishing on the platform is core.recovery's, tested end to end)."""
 
-    def __init__(self, store: SqliteStore, platforms: tuple[str, ...]) -> None:
+    def __init__(self, store: ThreadStore, platforms: tuple[str, ...]) -> None:
         self.store = store
         self.platforms = dict.fromkeys(platforms, object())
         self.live: dict[str, str] = {}
         self.lost: set[str] = set()
         self.finished: list[str] = []
+        self.stopped: list[str] = []  # those finished as stopped
 
-    async def finish_orphan(self, reply_id: str, ws: WorkspaceRef, *, streaming: bool = True) -> bool:
+    async def finish_orphan(
+        self, reply_id: str, ws: WorkspaceRef, *, streaming: bool = True, stopped: bool = False
+    ) -> bool:
         assert ws is not None
         message = await self.store.message(ws, reply_id)
         if message is None or message.status is not ReplyStatus.STREAMING:
             return False
-        await self.store.complete_message(ws, reply_id, text=message.text + " [interrupted]", status=ReplyStatus.FAILED)
+        status = ReplyStatus.CANCELLED if stopped else ReplyStatus.FAILED
+        await self.store.complete_message(ws, reply_id, text=message.text + f" [{status}]", status=status)
         self.finished.append(reply_id)
+        if stopped:
+            self.stopped.append(reply_id)
         return True
 
 
