@@ -2,13 +2,17 @@
 
     uv run python bench/stop_elsewhere.py                    # 5 Stops, on SQLite and on Convex
     uv run python bench/stop_elsewhere.py --stores convex --stops 10 --json
+    uv run python bench/stop_elsewhere.py --dead-owner --stops 4   # A is SIGKILLed before each click
 
 Runs the product itself: two `chatbot slack --http` processes with CHATBOT_SCALE_OUT on one store (the
 embedded SQLite file in one data folder, or the loopback Convex server running the real functions),
 against the loopback Slack and Anthropic servers of tests/fakes. Each round asks process A (a mention
 in a channel of its own), waits until the reply streams with its Stop button, then clicks Stop on
 process B as the asker: B's store records the Stop, A hears of it at its next reply heartbeat (every
-CHATBOT_OWNER_STALE_S / 3) and stops the reply like a local Stop.
+CHATBOT_OWNER_STALE_S / 3) and stops the reply like a local Stop. With --dead-owner, A is killed
+(SIGKILL) before the click, at a point spread over 0 to 0.9 x CHATBOT_OWNER_STALE_S (later, B's sweep
+may have taken the reply over as interrupted before the click); B takes the reply over once A's
+heartbeat is stale and ends it as stopped; A is started again for the next round.
 
 Figures (measured at the fake Slack, `time.monotonic`):
   click_to_stopped_s   from the click's POST to B until the reply shows the stopped marker and
@@ -17,6 +21,7 @@ Figures (measured at the fake Slack, `time.monotonic`):
   stopping_answers     rounds whose clicker was told "Stopping…" (not "no longer streaming"; with
                        --same-process the reply stops at once and the clicker is told nothing)
   stopped_once         rounds whose reply got exactly one update with the stopped marker
+  kill_to_stopped_s    (--dead-owner) from the SIGKILL until the reply shows the stopped marker
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import signal
 import statistics
 import sys
 import tempfile
@@ -91,6 +97,7 @@ async def one_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             streaming = await start_bot(env, ports[0])
             clicked_on = await start_bot(env, ports[1])
             times: list[float] = []
+            after_kill: list[float] = []  # --dead-owner: kill -> stopped
             stopping = stopped_once = 0
             try:
                 for i in range(args.stops):
@@ -116,7 +123,14 @@ async def one_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     reply = slack.replies_in(channel)[0]
                     ref = stop_value(reply)
                     assert ref is not None
-                    await asyncio.sleep(args.phase_s * i % heartbeat_s)  # clicks at other points of the heartbeat cycle
+                    killed = 0.0
+                    if args.dead_owner:  # clicks spread from at once to after A's heartbeat went stale
+                        streaming.send_signal(signal.SIGKILL)
+                        await streaming.wait()
+                        killed = time.monotonic()
+                        await asyncio.sleep(0.9 * args.owner_stale_s * i / max(1, args.stops - 1))
+                    else:  # clicks at other points of the heartbeat cycle
+                        await asyncio.sleep(args.phase_s * i % heartbeat_s)
                     ephemerals = len(slack.ephemerals)
                     click = block_actions_body("chatbot_stop", ref, user_id="U1", message=reply, action_ts=f"9.{i}")
                     clicked = time.monotonic()
@@ -124,18 +138,23 @@ async def one_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     target = ports[0] if args.same_process else ports[1]
                     async with http.post(f"http://127.0.0.1:{target}/slack/events", data=click, headers=form) as r:
                         assert r.status == 200
-                    await until(lambda: not reply.streaming and slack.shown_text(reply).endswith(STOPPED), 30, "stop")  # noqa: B023
+                    await until(lambda: not reply.streaming and slack.shown_text(reply).endswith(STOPPED), 60, "stop")  # noqa: B023
                     times.append(time.monotonic() - clicked)
+                    if killed:
+                        after_kill.append(time.monotonic() - killed)
                     if not args.same_process:  # (a local Stop answers the clicker with the stopped reply only)
                         await until(lambda: len(slack.ephemerals) > ephemerals, 10, "answer to the clicker")  # noqa: B023
                         stopping += "Stopping" in slack.ephemerals[ephemerals]["text"]
                     await asyncio.sleep(args.settle_s)  # later heartbeats still say "stop": nothing twice
                     marked = [c for c in slack.calls if c.args.get("ts") == reply.ts and STOPPED in json.dumps(c.args)]
                     stopped_once += len(marked) == 1
+                    if args.dead_owner:
+                        streaming = await start_bot(env, ports[0])
             finally:
                 await stop_all(streaming, clicked_on)
+    mode = " (same process)" if args.same_process else " (dead owner)" if args.dead_owner else ""
     return {
-        "store": kind + (" (same process)" if args.same_process else ""),
+        "store": kind + mode,
         "stops": len(times),
         "click_to_stopped_p50_s": round(statistics.median(times), 3),
         "click_to_stopped_max_s": round(max(times), 3),
@@ -143,7 +162,11 @@ async def one_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "heartbeat_s": round(args.owner_stale_s / 3, 2),
         "stopping_answers": stopping,
         "stopped_once": stopped_once,
-    }
+    } | (
+        {"kill_to_stopped_s": [round(t, 3) for t in after_kill], "kill_to_stopped_max_s": round(max(after_kill), 3)}
+        if after_kill
+        else {}
+    )
 
 
 def main() -> None:
@@ -154,6 +177,7 @@ def main() -> None:
     parser.add_argument("--phase-s", type=float, default=0.7, help="spreads the clicks over the heartbeat cycle")
     parser.add_argument("--settle-s", type=float, default=4.0, help="after each Stop, before counting updates")
     parser.add_argument("--same-process", action="store_true", help="the baseline: click on the streaming process")
+    parser.add_argument("--dead-owner", action="store_true", help="SIGKILL the streaming process before each click")
     parser.add_argument("--json", action="store_true", help="only the JSON line")
     args = parser.parse_args()
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)  # a Stop cuts the fake model's stream
@@ -166,7 +190,7 @@ def main() -> None:
             "click_to_stopped_max_s",
             "stopping_answers",
             "stopped_once",
-        ]
+        ] + (["kill_to_stopped_max_s"] if args.dead_owner else [])
         print_columns(rows, "store", keys, width=22)
     print(json.dumps({"bench": "stop_elsewhere", "runs": rows}))
 
