@@ -27,6 +27,7 @@ Figures (measured at the fakes: what users saw):
   questions_taken_over  questions the killed process had claimed but not answered yet, answered by
                    another process (their logs)
   leased_tokens_wasted  tokens the processes leased and let expire unused (their shutdown logs)
+  cpu_s            CPU seconds the bot processes used (cpu_s_by_process: each, the killed one's lives together)
   lease_rtt_p50_s / lease_rtt_p99_s  the round trip of one budget lease write to the Convex server
                    during the run, probed from this process every 0.25 s (the store's latency under
                    the load of all processes)
@@ -102,6 +103,7 @@ class Proc:
     log: Path
     process: asyncio.subprocess.Process | None = None
     starts: int = 0
+    cpu_s: float = 0.0  # of its earlier lives (a killed process's, read just before the kill)
 
     async def start(self) -> None:
         self.starts += 1
@@ -110,8 +112,19 @@ class Proc:
             sys.executable, "-m", "bots.cli", *self.args, env=self.env, cwd=ROOT, stdout=out, stderr=out
         )
 
+    def used_cpu_s(self) -> float:
+        """CPU seconds of this process's lives so far (Linux /proc; 0 where there is none)."""
+        if self.process is None:
+            return self.cpu_s
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return self.cpu_s
+        return self.cpu_s + (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def kill(self) -> None:
         if self.process is not None and self.process.returncode is None:
+            self.cpu_s = self.used_cpu_s()
             self.process.send_signal(signal.SIGKILL)
 
     async def stop(self) -> None:
@@ -300,11 +313,44 @@ def discord_views(discord: FakeDiscord) -> dict[int, list[tuple[float, str]]]:
 def staleness(run: Run, platform: str = "", *, without: frozenset[int] = frozenset()) -> list[float]:
     """For every chunk the model sent (of one platform's conversations, if named; none of the
     conversations `without`): when the platform first showed at least that much of the answer."""
+    return [wait for _, _, wait in staleness_samples(run, platform, without=without)]
+
+
+def stalest(run: Run, n: int = 8) -> list[str]:
+    """The `n` chunks shown latest: "conversation (platform channel) sent at +T s: waited W s", T from
+    the model's first chunk (where a stall sits in the run, and whether the stale chunks share one)."""
+    samples = staleness_samples(run)
+    if not samples:
+        return []
+    first = min(at for _, at, _ in samples)
+    by_id = {c.id: c for c in run.conversations}
+    worst = sorted(samples, key=lambda s: -s[2])[:n]
+    lines = [
+        f"{conv} ({by_id[conv].platform} {by_id[conv].channel}) sent at +{at - first:.1f} s: waited {wait:.1f} s"
+        for conv, at, wait in worst
+    ]
+    conv = by_id[worst[0][0]]
+    if conv.platform == "discord":  # the stalest one's channel (and its thread's) calls, from its question on
+        places = {conv.channel, conv.message_id}
+        calls = [c for c in run.discord.calls if any(f"/channels/{p}/" in c.path for p in places)]
+        since = worst[0][1] - 2.0
+        lines += [
+            f"  {c.at - first:+.2f} s {c.method} {c.path} {c.status} {str(c.body.get('content') or '')[:50]!r}"
+            for c in calls
+            if c.at >= since
+        ][:120]
+    return lines
+
+
+def staleness_samples(
+    run: Run, platform: str = "", *, without: frozenset[int] = frozenset()
+) -> list[tuple[int, float, float]]:
+    """(conversation, when the model sent the chunk, how long until it was shown), as `staleness`."""
     views = {**slack_views(run.slack), **discord_views(run.discord)}
     if platform:
         views = {c.id: views.get(c.id, []) for c in run.conversations if c.platform == platform}
     views = {conv: seen for conv, seen in views.items() if conv not in without}
-    samples: list[float] = []
+    samples: list[tuple[int, float, float]] = []
     for at, answer, sent in run.llm.sent_log:
         found = CONV.search(answer)
         if not found:
@@ -315,7 +361,7 @@ def staleness(run: Run, platform: str = "", *, without: frozenset[int] = frozens
             continue
         shown = next((t for t, text in views[conv] if t >= at and prefix in text), None)
         if shown is not None:
-            samples.append(shown - at)
+            samples.append((conv, at, shown - at))
     return samples
 
 
@@ -475,6 +521,7 @@ def summarize(run: Run, label: str) -> dict[str, Any]:
         "staleness_p99_by_platform": {p: quantile(staleness(run, p), 0.99) for p in ("slack", "discord")},
         # The same without the replies the kill interrupted (their wait is takeover_s, above).
         "staleness_p99_uninterrupted_s": quantile(staleness(run, without=frozenset(interrupted)), 0.99),
+        "stalest": stalest(run),
         "leased_tokens_wasted": sum(int(r.get("wasted", 0)) for r in _log_lines(run.logs, "budgets.leases")),
         "lease_rtt_p50_s": quantile(run.lease_rtts, 0.5),
         "lease_rtt_p99_s": quantile(run.lease_rtts, 0.99),
@@ -580,12 +627,14 @@ async def one_run(args: argparse.Namespace, convex: Any, *, scaled: bool, workdi
             if probe is not None:
                 probe.cancel()
                 await asyncio.gather(probe, return_exceptions=True)
+            cpu = {proc.name: round(proc.used_cpu_s(), 1) for proc in procs}
             for proc in procs:
                 await proc.stop()
             run.failovers, run.deliveries = proxy.failovers, proxy.deliveries
             await proxy.close()
         result = summarize(run, label)
         result["slack_processes"], result["discord_processes"] = n_slack, n_discord
+        result["cpu_s"], result["cpu_s_by_process"] = round(sum(cpu.values()), 1), cpu
         result["lost_in_store"] = await lost_in_store(run, convex)
         result["lost_trace"] = lost_trace(run, args.trace)
         if args.dump:
@@ -689,7 +738,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             rows.append(await one_run(args, convex, scaled=False, workdir=workdir))
         if not args.json:
             print_table(rows)
-        result = {**scaled, "single_process_staleness_p99_s": rows[-1]["staleness_p99_s"] if len(rows) > 1 else None}
+        single = rows[1] if len(rows) > 1 else {}
+        result = {
+            **scaled,
+            "single_process_staleness_p99_s": single.get("staleness_p99_s"),
+            "single_process_staleness_p99_by_platform": single.get("staleness_p99_by_platform"),
+            "single_process_cpu_s": single.get("cpu_s"),
+            "single_process_stalest": single.get("stalest"),
+        }
         if args.keep_logs:
             await asyncio.to_thread(_copy_logs, workdir, Path(args.keep_logs))
         return result
