@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -94,7 +95,9 @@ class ChatCore:
         self.llm = llm
         # Scale-out: platform budgets leased from the store, shared with the other processes.
         self.leases = leases
-        self.lessor = BudgetLessor(leases) if leases is not None else None
+        # This process, as the store knows it: the owner of its replies and of its budget demands.
+        self.process_id = f"proc-{uuid.uuid4().hex[:12]}"
+        self.lessor = BudgetLessor(leases, owner=self.process_id) if leases is not None else None
         self.metrics: Metrics = metrics or PrometheusMetrics()
         self._scheduler_metrics = SchedulerMetrics(self.metrics)
         # The pipeline's parts are timed (the metrics' store, retriever and LLM latency).
@@ -139,6 +142,7 @@ class ChatCore:
             ReplyOwnership(
                 leases,
                 self.recovery,
+                owner=self.process_id,
                 heartbeat_s=settings.owner_stale_s / 3,
                 stale_s=settings.owner_stale_s,
                 # As often as heartbeats: a dead owner's replies are taken soon after they go stale.

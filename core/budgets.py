@@ -6,6 +6,12 @@ it leases more: one store write for every scope that needs tokens at that moment
 flight at a time, each asking for about what the scope used over the last horizon, so at steady
 state a lease round trip per scope is rare. Tokens left at shutdown are given back.
 
+A lease also says how long the process's requests waiting for the scope have waited (`waiting`, in
+the scheduler's order: finals count as older than any interim edit), so the store can give the
+scope's next tokens to the stalest request of all the processes (core.stores.leases.demand_share),
+as one process's scheduler gives its own: a process whose replies have lagged less than another's
+is refused for now and asks again when the store says.
+
 The window rule: a token may be spent up to `late_s` after its moment (timers and the lease round
 trip make exact timing impossible), which could add rate*late requests to a window. So the shared
 bucket is sized for the window W the scope states: with N = floor(burst + rate*W) (the most the
@@ -31,7 +37,7 @@ from dataclasses import dataclass
 import structlog
 
 from core.pacing import TokenBucket, _Ticket
-from core.policy import COUNTS
+from core.policy import COUNTS, NUMBERS
 from core.stores.leases import BudgetGrant, BudgetLeases, BudgetRequest
 from core.surface import RateScope
 
@@ -45,6 +51,8 @@ MAX_SCOPES_PER_LEASE = COUNTS["lease_buckets"]
 COALESCE_S = 0.02  # at most one lease write per this long per process
 LEAD_SAMPLES = 20  # lease round trips the lead is the median of
 LEAD_MAX_S = 1.0
+AGE_MAX_S = float(NUMBERS["age_s"][1])  # what a lease may say a request has waited
+FINAL_HEAD_S = 3600.0  # a waiting final counts as this much older than it is: finals go first everywhere
 
 
 def shared_bucket(scope: RateScope) -> tuple[float, float, float]:
@@ -74,12 +82,18 @@ class SharedScope:
     """The leased tokens of one scope in this process."""
 
     __slots__ = (
+        "acquiring",
+        "buckets",
+        "empty_grants",
+        "granted",
         "key",
         "late_s",
         "listeners",
         "listeners_keep",
         "per_second",
         "request",
+        "retry_armed",
+        "retry_at",
         "taken",
         "tokens",
     )
@@ -94,6 +108,12 @@ class SharedScope:
         self.taken: deque[float] = deque()  # when tokens were spent, over the last horizon (demand)
         self.listeners: list[Callable[[], None]] = []  # called once, at the next lease's arrival
         self.listeners_keep: list[Callable[[], None]] = []  # called at every arrival (scheduler buckets)
+        self.buckets: list[LeasedBucket] = []  # the schedulers' buckets of this scope (their waiting tickets)
+        self.acquiring: list[float] = []  # when each `BudgetLessor.acquire` waiting here began
+        self.retry_at = 0.0  # a refused lease: ask again no sooner than this
+        self.retry_armed = False
+        self.granted = 0  # tokens leased, and leases that granted none (for the logs)
+        self.empty_grants = 0
 
     def expire(self, now: float) -> int:
         dropped = 0
@@ -121,6 +141,16 @@ class SharedScope:
         if self.taken:
             self.taken.pop()
 
+    def waiting(self, now: float) -> tuple[float, ...]:
+        """How long the requests parked for this scope's tokens have waited, longest first (finals
+        first: FINAL_HEAD_S older), without the oldest ones the tokens held already go to, at most one
+        more than a lease may want (the rest is said later)."""
+        held = len(self.tokens)
+        keys = sorted(t.key for b in self.buckets for t in b.parked if not t.done and t.parked_at is b)
+        ages = [_age(urgent, since, now) for urgent, since, _ in keys[: held + MAX_WANT + 1]]
+        ages += [_age(1, since, now) for since in self.acquiring]
+        return tuple(sorted(ages, reverse=True)[held : held + MAX_WANT + 1])
+
     def want(self) -> int:
         """About what was spent over the last horizon, plus one: a token not spent soon after its moment
         is lost, so the number of waiting requests (which may still wait on other scopes) does not
@@ -135,10 +165,13 @@ class BudgetLessor:
         self,
         leases: BudgetLeases,
         *,
+        owner: str = "",
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.leases = leases
+        self.owner = owner  # the process, for the store's account of who waits (see the module docstring)
+        # The clock of the schedulers' tickets too (core.pacing.SystemClock): waiting ages are read from them.
         self.clock = clock
         self.wall = wall  # the clock the store's grants are stamped with (BudgetGrant.at)
         self._scopes: dict[str, SharedScope] = {}
@@ -163,16 +196,27 @@ class BudgetLessor:
         """An EditScheduler bucket spending this process's leased tokens of `scope` (SharedBudgets)."""
         bucket = LeasedBucket(scope, now, recovery_s, self.scope(scope), self)
         bucket.shared.listeners_keep.append(lambda: arrived(bucket))
+        bucket.shared.buckets.append(bucket)
         return bucket
 
     def need(self, shared: SharedScope) -> None:
         """Lease more tokens for this scope soon (coalesced with every other scope that needs some)."""
         if self._closed:
             return
+        wait = shared.retry_at - self.clock()
+        if wait > 0:  # refused a moment ago: ask again when the store said
+            if not shared.retry_armed:
+                shared.retry_armed = True
+                asyncio.get_running_loop().call_later(wait, self._retry, shared)
+            return
         self._pending.add(shared.key)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         self._wake.set()
+
+    def _retry(self, shared: SharedScope) -> None:
+        shared.retry_armed = False
+        self.need(shared)
 
     async def acquire(self, scope: RateScope) -> None:
         """Wait for one token of `scope` and spend it (for callers outside the EditScheduler)."""
@@ -188,8 +232,12 @@ class BudgetLessor:
             if at is None:
                 arrived = asyncio.get_running_loop().create_future()
                 shared.listeners.append(functools.partial(_wake, arrived))
+                shared.acquiring.append(now)
                 self.need(shared)
-                await arrived
+                try:
+                    await arrived
+                finally:
+                    shared.acquiring.remove(now)
             else:
                 await asyncio.sleep(at - now)
 
@@ -201,10 +249,10 @@ class BudgetLessor:
             self._pending -= keys
             self._wake.clear()
             scopes = [self._scopes[k] for k in sorted(keys)]
-            requests = [_sized(s, self._lead()) for s in scopes]
             sent = self.clock()
+            requests = [_sized(s, self._lead(), sent) for s in scopes]
             try:
-                grants = await self.leases.lease(requests)
+                grants = await self.leases.lease(requests, owner=self.owner)
             except Exception as exc:  # a store outage: keep asking, gently; requests wait meanwhile
                 self.failures += 1
                 log.warning("budgets.lease_failed", scopes=len(scopes), error=repr(exc))
@@ -218,13 +266,14 @@ class BudgetLessor:
             # Coalesce: the scopes that run low meanwhile go together in the next write.
             pause = asyncio.create_task(asyncio.sleep(COALESCE_S))
             self.lease_calls += 1
-            retry: list[tuple[float, SharedScope]] = []
             for shared, grant in zip(scopes, grants, strict=True):
+                shared.granted += len(grant.slots)
+                if not grant.slots:  # none within the horizon, or older demand elsewhere: ask again later
+                    shared.empty_grants += 1
+                    shared.retry_at = received + max(0.01, grant.retry_after_s)
                 self._add(shared, grant, sent, received, received - (received_wall - grant.at))
                 if not grant.slots:
-                    retry.append((grant.retry_after_s, shared))
-            for delay, shared in retry:
-                asyncio.get_running_loop().call_later(max(0.01, delay), self.need, shared)
+                    self.need(shared)  # arms the retry
             await pause
 
     def _add(self, shared: SharedScope, grant: BudgetGrant, sent: float, received: float, stamped: float) -> None:
@@ -288,6 +337,8 @@ class BudgetLessor:
     async def close(self) -> None:
         # Said at shutdown; a warning when leased tokens went unused (budget the other processes lacked).
         (log.warning if self.wasted else log.info)("budgets.leases", **self.stats())
+        busiest = sorted(self._scopes.values(), key=lambda s: s.granted, reverse=True)[:4]
+        log.info("budgets.scopes", scopes={s.key: {"granted": s.granted, "empty": s.empty_grants} for s in busiest})
         self._closed = True
         if self._task is not None and not self._task.done():
             self._task.cancel()
@@ -379,6 +430,12 @@ def _wake(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _sized(shared: SharedScope, lead_s: float) -> BudgetRequest:
+def _sized(shared: SharedScope, lead_s: float, now: float) -> BudgetRequest:
     r = shared.request
-    return BudgetRequest(r.key, r.per_second, r.burst, shared.want(), r.horizon_s, lead_s)
+    return BudgetRequest(r.key, r.per_second, r.burst, shared.want(), r.horizon_s, lead_s, shared.waiting(now))
+
+
+def _age(order: int, since: float, now: float) -> float:
+    """A waiting ticket's age as a lease says it (`order` 0: urgent, a final; since -inf: STALEST)."""
+    age = AGE_MAX_S if since == float("-inf") else max(0.0, now - since)
+    return min(AGE_MAX_S, age + (FINAL_HEAD_S if order == 0 else 0.0))

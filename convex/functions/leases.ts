@@ -5,10 +5,13 @@
 // a lease hands out up to `want` tokens, each with the moment from which it may be spent, never more
 // than `horizonS` ahead. N processes spending their tokens at (or shortly after) those moments send
 // together what one bucket of that rate and burst admits: at most burst + rate*W in any window W.
+// Who gets the next tokens: the stalest request of all the processes (demandShare, the rule book's
+// "leases"), as one process's scheduler gives its own.
 import { v } from "convex/values";
 import type { Doc } from "./_generated/dataModel";
 import type { MutationCtx } from "./_generated/server";
-import { bounded, boundedCount, boundedInt, fail, serviceMutation, workspaceKey } from "./lib/security";
+import { RULES } from "./lib/rules";
+import { bounded, boundedCount, boundedInt, boundedNumber, fail, serviceMutation, workspaceKey } from "./lib/security";
 import { stopRequested } from "./stops";
 import { messageIn } from "./threads";
 
@@ -37,8 +40,36 @@ export function grant(tat: number, at: number, perSecond: number, burst: number,
   return { slots, undo, tat: next, retryAfterS };
 }
 
+type Demand = { owner: string; since: number; at: number };
+
+/**
+ * How many tokens a lease of `owner` may take now, and the bucket's other live demands: while another
+ * owner's demand, said within demand_ttl_s, has waited longer than this lease's requests (by more than
+ * margin_s), only the requests at least that old are leased. core/stores/leases.py computes the same.
+ */
+export function demandShare(demands: Demand[], owner: string, waiting: number[], want: number, at: number) {
+  const others = demands.filter((d) => d.owner !== owner && d.at >= at - RULES.leases.demand_ttl_s);
+  if (others.length === 0) return { share: want, others };
+  const rival = Math.max(...others.map((d) => at - d.since));
+  const share = Math.min(want, waiting.filter((age) => age >= rival - RULES.leases.margin_s).length);
+  return { share, others };
+}
+
+/** The owner's requests left waiting after `granted` tokens are remembered by the oldest of them. */
+export function rememberDemand(others: Demand[], owner: string, waiting: number[], granted: number, at: number) {
+  const kept = owner && waiting.length > granted ? [...others, { owner, since: at - waiting[granted]!, at }] : [...others];
+  return kept.sort((a, b) => b.at - a.at).slice(0, RULES.leases.owners);
+}
+
+/** A lease refused for older demand elsewhere asks again about when the bucket's next token is due. */
+export function refusedRetryS(tat: number, at: number, perSecond: number, burst: number) {
+  const [least, most] = RULES.leases.retry_s;
+  return Math.min(most!, Math.max(least!, tat - (burst - 1) / perSecond - at));
+}
+
 // `leadS`: no slot earlier than this after the store's now (the caller's round trip: a token whose
-// moment passed before the answer arrived could not be spent).
+// moment passed before the answer arrived could not be spent). `waiting`: how long each of the
+// process's requests for the bucket has waited, longest first (empty: leasing ahead).
 const budgetItem = v.object({
   key: v.string(),
   perSecond: v.number(),
@@ -46,14 +77,19 @@ const budgetItem = v.object({
   want: v.number(),
   horizonS: v.number(),
   leadS: v.optional(v.number()),
+  waiting: v.optional(v.array(v.number())),
 });
 
-/** Lease tokens from many buckets in one short mutation; `at` is the deployment's clock (the slots' origin). */
+/**
+ * Lease tokens from many buckets in one short mutation; `at` is the deployment's clock (the slots'
+ * origin). `owner` (the process) is who the requests' waiting demand is remembered for.
+ */
 export const take = serviceMutation({
   name: "leases:take",
-  args: { items: v.array(budgetItem) },
-  handler: async (ctx, { items }) => {
+  args: { items: v.array(budgetItem), owner: v.optional(v.string()) },
+  handler: async (ctx, { items, owner = "" }) => {
     boundedCount(items, "lease_buckets", "buckets");
+    if (owner) bounded(owner, "id", "owner");
     const at = now();
     const grants = [];
     for (const item of items) {
@@ -65,17 +101,27 @@ export const take = serviceMutation({
       positive(item.horizonS, 600, "horizonS");
       const lead = item.leadS ?? 0;
       if (!Number.isFinite(lead) || lead < 0 || lead > 5) fail("invalid", "leadS must be a number from 0 to 5");
+      const waiting = item.waiting ?? [];
+      boundedCount(waiting, "lease_ages", "waiting");
+      for (const age of waiting) boundedNumber(age, "age_s", "waiting");
+      waiting.sort((a, b) => b - a);
       const row = await ctx.db
         .query("budgetBuckets")
         .withIndex("by_key", (q) => q.eq("key", item.key))
         .unique();
-      const result = grant(row?.tat ?? at, at, item.perSecond, item.burst, item.want, item.horizonS, lead);
+      const tat = row?.tat ?? at;
+      const { share, others } = demandShare(row?.demands ?? [], owner, waiting, item.want, at);
+      // Older demand elsewhere goes first: nothing now, ask again about when the next token is due.
+      const result =
+        share > 0
+          ? grant(tat, at, item.perSecond, item.burst, share, item.horizonS, lead)
+          : { slots: [], undo: [], tat, retryAfterS: refusedRetryS(tat, at, item.perSecond, item.burst) };
+      const demands = rememberDemand(others, owner, waiting, result.slots.length, at);
       let seq = row?.seq ?? 0;
-      if (result.slots.length > 0) {
-        seq += 1;
-        if (row) await ctx.db.patch(row._id, { tat: result.tat, seq });
-        else await ctx.db.insert("budgetBuckets", { key: item.key, tat: result.tat, seq });
-      }
+      if (result.slots.length > 0) seq += 1;
+      const changed = result.slots.length > 0 || JSON.stringify(demands) !== JSON.stringify(row?.demands ?? []);
+      if (row && changed) await ctx.db.patch(row._id, { tat: result.tat, seq, demands });
+      else if (!row && changed) await ctx.db.insert("budgetBuckets", { key: item.key, tat: result.tat, seq, demands });
       grants.push({ key: item.key, slots: result.slots, undo: result.undo, seq, retryAfterS: result.retryAfterS, at });
     }
     return grants;

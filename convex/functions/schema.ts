@@ -175,7 +175,13 @@ export default defineSchema({
     "scope",
   ]),
   // Platform budgets shared by every bot process (leases.ts): GCRA state per scope.
-  budgetBuckets: defineTable({ key: v.string(), tat: v.number(), seq: v.number() }).index("by_key", ["key"]),
+  // `demands`: the processes' requests still waiting for tokens (leases.ts demandShare).
+  budgetBuckets: defineTable({
+    key: v.string(),
+    tat: v.number(),
+    seq: v.number(),
+    demands: v.optional(v.array(v.object({ owner: v.string(), since: v.number(), at: v.number() }))),
+  }).index("by_key", ["key"]),
   // Where each reply is on its platform, while it has not ended there (places.ts).
   replyPlaces: defineTable({
     reply: v.string(),

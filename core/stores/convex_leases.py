@@ -17,15 +17,17 @@ class ConvexLeases:
     def __init__(self, store: ConvexStore) -> None:
         self._store = store
 
-    async def lease(self, requests: Sequence[BudgetRequest]) -> Sequence[BudgetGrant]:
+    async def lease(self, requests: Sequence[BudgetRequest], *, owner: str = "") -> Sequence[BudgetGrant]:
         if not requests:
             return []
         items = [
             {"key": r.key, "perSecond": r.per_second, "burst": r.burst, "want": r.want, "horizonS": r.horizon_s}
             | ({"leadS": r.lead_s} if r.lead_s else {})
+            | ({"waiting": list(r.waiting)} if r.waiting else {})
             for r in requests
         ]
-        rows = await self._store._mutation("leases:take", once=False, items=items)
+        named = {"owner": owner} if owner else {}
+        rows = await self._store._mutation("leases:take", once=False, items=items, **named)
         return [
             BudgetGrant(
                 row["key"],

@@ -12,15 +12,27 @@ import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 
-from core.policy import count_error, text_error, whole_error
+from core.policy import count_error, number_error, text_error, whole_error
 from core.stores.base import StoreError
-from core.stores.leases import Beat, BudgetGrant, BudgetRequest, TakenReply, gcra
+from core.stores.leases import (
+    Beat,
+    BudgetGrant,
+    BudgetRequest,
+    Demand,
+    TakenReply,
+    demand_share,
+    gcra,
+    refused_retry_s,
+    remember_demand,
+)
 from core.stores.sqlite_side import OwnConnection, message_id, reply_status
 from core.stores.sqlite_stops import SCHEMA as STOPS_SCHEMA
 from core.stores.sqlite_stops import stop_requested
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budget_buckets (key TEXT PRIMARY KEY, tat REAL NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS budget_demands (
+    key TEXT NOT NULL, owner TEXT NOT NULL, since REAL NOT NULL, at REAL NOT NULL, PRIMARY KEY (key, owner));
 CREATE TABLE IF NOT EXISTS reply_leases (
     message_id INTEGER PRIMARY KEY, owner TEXT NOT NULL, heartbeat_at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS reply_leases_by_heartbeat ON reply_leases (heartbeat_at);
@@ -55,8 +67,10 @@ class SqliteLeases(OwnConnection):
     name = "sqlite-leases"
 
     # -- BudgetLeases ---------------------------------------------------------------------------
-    async def lease(self, requests: Sequence[BudgetRequest]) -> Sequence[BudgetGrant]:
+    async def lease(self, requests: Sequence[BudgetRequest], *, owner: str = "") -> Sequence[BudgetGrant]:
         _refuse(count_error("lease_buckets", len(requests), "buckets"))
+        if owner:
+            _text(owner, "owner", "id")
         for r in requests:
             _text(r.key, "budget key", "key")
             _number(r.per_second, "per_second", 10_000)
@@ -65,6 +79,9 @@ class SqliteLeases(OwnConnection):
             if not (isinstance(r.lead_s, (int, float)) and 0 <= r.lead_s <= 5):
                 _refuse("lead_s must be a number from 0 to 5")
             _refuse(whole_error("lease_want", r.want, "want"))
+            _refuse(count_error("lease_ages", len(r.waiting), "waiting"))
+            for age in r.waiting:
+                _refuse(number_error("age_s", age, "waiting"))
 
         def lease(db: sqlite3.Connection) -> list[BudgetGrant]:
             now = time.time()
@@ -72,13 +89,26 @@ class SqliteLeases(OwnConnection):
             for r in requests:
                 row = db.execute("SELECT tat, seq FROM budget_buckets WHERE key = ?", (r.key,)).fetchone()
                 tat, seq = (row[0], row[1]) if row else (now, 0)
-                slots, undo, new_tat, retry = gcra(tat, now, r.per_second, r.burst, r.want, r.horizon_s, r.lead_s)
+                said = db.execute("SELECT owner, since, at FROM budget_demands WHERE key = ?", (r.key,)).fetchall()
+                waiting = sorted(r.waiting, reverse=True)
+                share, others = demand_share([Demand(*d) for d in said], owner, waiting, r.want, now)
+                if share:
+                    slots, undo, new_tat, retry = gcra(tat, now, r.per_second, r.burst, share, r.horizon_s, r.lead_s)
+                else:  # older demand elsewhere goes first
+                    slots, undo, new_tat, retry = [], [], tat, refused_retry_s(tat, now, r.per_second, r.burst)
                 if slots:
                     seq += 1
                     db.execute(
                         "INSERT INTO budget_buckets (key, tat, seq) VALUES (?, ?, ?) "
                         "ON CONFLICT (key) DO UPDATE SET tat = excluded.tat, seq = excluded.seq",
                         (r.key, new_tat, seq),
+                    )
+                kept = remember_demand(others, owner, waiting, len(slots), now)
+                if said or kept:
+                    db.execute("DELETE FROM budget_demands WHERE key = ?", (r.key,))
+                    db.executemany(
+                        "INSERT INTO budget_demands VALUES (?, ?, ?, ?)",
+                        [(r.key, d.owner, d.since, d.at) for d in kept],
                     )
                 grants.append(BudgetGrant(r.key, tuple(slots), tuple(undo), seq, retry, now))
             return grants

@@ -18,7 +18,7 @@ from core.messages import MessageRole, Platform, ReplyStatus, WorkspaceRef
 from core.stores.base import Store, StoreError
 from core.stores.convex import ConvexStore
 from core.stores.convex_leases import ConvexLeases
-from core.stores.leases import Beat, BudgetLeases, BudgetRequest, StreamLeases, TakenReply
+from core.stores.leases import DEMAND_TTL_S, RETRY_S, Beat, BudgetLeases, BudgetRequest, StreamLeases, TakenReply
 from core.stores.sqlite import SqliteStore
 from core.stores.sqlite_leases import SqliteLeases
 
@@ -114,9 +114,58 @@ async def test_giving_back_the_tail_returns_it_unless_another_lease_came_since(c
     assert not await a.leases.give_back(first.key, first.seq, first.undo[0])  # b leased since: too late
 
 
+def waiting(key: str, *ages: float, want: int = 1, horizon_s: float = 1.0) -> BudgetRequest:
+    """A lease of 2 tokens a second (burst 1) for requests that have waited `ages` seconds."""
+    return BudgetRequest(key, 2.0, 1.0, want, horizon_s, waiting=ages)
+
+
+async def test_the_next_tokens_go_to_the_process_whose_requests_waited_longest(clients: tuple[Client, Client]) -> None:
+    a, b = clients
+    (first,) = await a.leases.lease([waiting("d", 1.0)], owner="proc-a")
+    assert len(first.slots) == 1  # nobody else waits
+    # b's requests have waited 20 s and 19 s: it gets the next token (all it wanted); its 19 s one waits on.
+    (second,) = await b.leases.lease([waiting("d", 20.0, 19.0)], owner="proc-b")
+    assert len(second.slots) == 1
+    # a's newer request waits while b's older one is not leased yet; a asks again about when the next
+    # token is due (half a second ahead, within the rule book's retry bounds).
+    (third,) = await a.leases.lease([waiting("d", 2.0, want=2)], owner="proc-a")
+    assert third.slots == () and RETRY_S[0] <= third.retry_after_s <= RETRY_S[1]
+    # The refusal leased nothing: b's next lease gets the very next token.
+    (fourth,) = await b.leases.lease([waiting("d", 19.0, horizon_s=5.0)], owner="proc-b")
+    assert len(fourth.slots) == 1 and fourth.slots[0] == pytest.approx(second.slots[0] + 0.5, abs=0.1)
+    # b's demand is met: a's (2 s and counting) goes next, ahead of b's new, younger one.
+    (fifth,) = await a.leases.lease([waiting("d", 2.5, horizon_s=5.0)], owner="proc-a")
+    assert len(fifth.slots) == 1
+
+
+async def test_finals_and_demands_this_close_in_age_are_leased_as_they_come(clients: tuple[Client, Client]) -> None:
+    a, b = clients
+    await a.leases.lease([waiting("c", 9.0, 8.0, 7.9)], owner="proc-a")  # leaves 8.0 and 7.9 waiting
+    # b's 7.9 s is within the margin of a's 8 s: leased; so are all of b's requests at least that old.
+    (close,) = await b.leases.lease([waiting("c", 7.9, 7.8, 1.0, want=3, horizon_s=5.0)], owner="proc-b")
+    assert len(close.slots) == 2
+
+
+async def test_a_demand_not_said_again_holds_nobody_back_for_long(clients: tuple[Client, Client]) -> None:
+    a, b = clients
+    await b.leases.lease([waiting("e", 30.0, 29.0)], owner="proc-b")  # leaves 29 s waiting, then b goes quiet
+    (refused,) = await a.leases.lease([waiting("e", 1.0)], owner="proc-a")
+    assert refused.slots == ()
+    await asyncio.sleep(DEMAND_TTL_S + 0.1)
+    (later,) = await a.leases.lease([waiting("e", 1.0, horizon_s=5.0)], owner="proc-a")
+    assert len(later.slots) == 1
+    # A lease without an owner is remembered for nobody: it holds nobody back.
+    await b.leases.lease([waiting("f", 30.0, 29.0)])
+    (free,) = await a.leases.lease([waiting("f", 1.0, horizon_s=5.0)], owner="proc-a")
+    assert len(free.slots) == 1
+
+
 @pytest.mark.parametrize(
     "request_",
     [
+        BudgetRequest("k", 1, 1, 1, 1, waiting=(-1.0,)),
+        BudgetRequest("k", 1, 1, 1, 1, waiting=(86_401.0,)),
+        BudgetRequest("k", 1, 1, 1, 1, waiting=(1.0,) * 101),
         BudgetRequest("k", 0, 1, 1, 1),
         BudgetRequest("k", 1, 0.5, 1, 1),
         BudgetRequest("k", 1, 1, 0, 1),

@@ -59,6 +59,7 @@ export const RULES = {
     "audit_page": 500,
     "fact_users": 10,
     "lease_buckets": 64,
+    "lease_ages": 100,
     "heartbeat_replies": 4096,
     "platforms": 10,
     "usage_rows": 2000
@@ -133,6 +134,16 @@ export const RULES = {
   "platform_facts": {
     "ttl_s": 600,
     "$comment": "facts Convex verified with the platform are trusted this long"
+  },
+  "leases": {
+    "$comment": "who gets a shared platform budget's next tokens (core/stores/leases.py, convex/functions/leases.ts): a lease names how long its process's requests have waited; while another process's demand has waited longer (by more than margin_s) and was said within demand_ttl_s, only the requests at least that old are leased; a refused lease asks again within retry_s (min, max); a bucket remembers at most owners of them",
+    "demand_ttl_s": 1.5,
+    "margin_s": 0.25,
+    "retry_s": [
+      0.05,
+      0.5
+    ],
+    "owners": 32
   },
   "budgets": {
     "warn_at": 0.8,
