@@ -74,7 +74,7 @@ class ChatbotClient(discord.AutoShardedClient):
         self.scheduler = scheduler
         self.history = DiscordHistory(self, self.scheduler)
         self.files = DiscordFiles()
-        self.busy = BusyChannels(scheduler)
+        self.busy = BusyChannels(scheduler, self.spawn)  # its busy notices are drained with the replies
         # Reopens kept questions' replies and finishes replies an earlier run left (attach_recovery).
         self.replies = DiscordReplies(self, scheduler, self._open_thread)
         self.tree = app_commands.CommandTree(self)

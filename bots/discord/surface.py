@@ -5,7 +5,10 @@ first replies to the question), so in a busy channel every part shows which ques
 at no extra request. After each post the surface can say where the reply is (`place()`,
 core.surface.Placed), so a later run finds the parts again (bots/discord/replies.py). Every request
 spends from its budget (bots/discord/limits.py): the parts and edits through the streaming engine's
-grants, typing and notices through `within_budget`.
+grants, typing and notices through `within_budget`. A reply planned into a thread of its own
+(bots/discord/threads.py) waits for its first post in that thread's budget, before the thread exists;
+should the first post go elsewhere after all, it waits for its turn there too, so every request is
+paid in the budget of the channel it goes to.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from bots.discord.render import sources_text, tables_to_code
 from bots.discord.threads import ThreadPlan
 from core.messages import Source
 from core.pacing import EditScheduler, within_budget
+from core.streaming import FIRST_TEXT_BOOST_S
 from core.surface import Operation, RateLimited, RateScope
 
 log = structlog.get_logger(__name__)
@@ -65,9 +69,14 @@ class DiscordSurface:
         self._plan = thread_plan if open_thread is not None and not posted else None
         self._open_thread = open_thread
         self._parent: int | None = None  # the channel of the thread opened here
+        # Until then the first post waits where it is expected to go: a thread started from the
+        # question has the question's id, so its budget is known before it exists.
+        expected = self._plan is not None and self._plan.expected and in_place is None
+        self._planned = limits.message_scopes(self._plan.message) if self._plan and expected else self._scopes
+        self._created_at = scheduler.clock.now()  # about when the question came: its first post's priority
 
     def scopes(self, operation: Operation) -> Sequence[RateScope]:
-        return self._scopes
+        return self._planned if self._plan is not None else self._scopes
 
     @staticmethod
     def _embed(sources: Sequence[Source]) -> discord.Embed | None:
@@ -89,9 +98,32 @@ class DiscordSurface:
         self._scopes = limits.message_scopes(self.channel_id)
 
     async def post(self, text: str, *, sources: Sequence[Source] = ()) -> str:
-        first = not self._messages
-        if first and self._plan is not None and self.in_place is None:
+        """Post the next part, within the grant the caller holds for `scopes("post")`."""
+        if not self._messages and self._plan is not None and self.in_place is None:
+            paid = self.scopes("post")
             await self._move(self._plan)
+            if paid != self._scopes:
+                return await self._post_elsewhere(paid, text, sources)
+        return await self._send(text, sources)
+
+    async def _post_elsewhere(self, paid: Sequence[RateScope], text: str, sources: Sequence[Source]) -> str:
+        """The first post goes to another channel than the one it was paid in (the setting changed since
+        it was last read, or the thread could not be opened): it waits for its turn there as well. The
+        unused grant gives its token back; it stays counted in its window until the caller reports it
+        answered (a window errs only on the safe side). Scopes both share (the global one) are paid once."""
+        self.scheduler.release([s for s in paid if s not in self._scopes], reported=True)
+        owed = [s for s in self._scopes if s not in paid]
+        return await within_budget(
+            self.scheduler,
+            owed,
+            lambda: self._send(text, sources),
+            final=self._finishing,  # the reply's last text may spend the channel's reserve
+            urgent=False,
+            since=self._created_at - FIRST_TEXT_BOOST_S,  # first words, as the streamer ranks them
+        )
+
+    async def _send(self, text: str, sources: Sequence[Source]) -> str:
+        first = not self._messages
         extra = self._view() if first else {}
         try:
             if first and self.in_place is not None:  # Regenerate: the first part replaces the earlier answer
