@@ -9,8 +9,10 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
+import pytest
+
 from bots.discord.threads import BUSY_NOTICE
-from core.pacing import EditScheduler, SchedulerObserver
+from core.pacing import EditScheduler, SchedulerObserver, TokenBucket
 from core.surface import RateScope
 from tests.discord.test_busy_threads import wait_for
 from tests.discord.test_discord import MEMBER, Harness, _ws_and_owner, harness  # noqa: F401  (the fixture)
@@ -20,20 +22,21 @@ LONG = " ".join(f"word{i}" for i in range(90))  # streams for about 5 s at 3 cha
 
 
 class Paid:
-    """What the bot paid for, per budget scope: grants, and grants given back unused."""
+    """What the bot paid for, per budget scope: grants, less the tokens given back (a grant not used, or
+    granted to a wait cancelled meanwhile)."""
 
-    def __init__(self, scheduler: EditScheduler) -> None:
+    def __init__(self, scheduler: EditScheduler, monkeypatch: pytest.MonkeyPatch) -> None:
         self.granted_by: Counter[str] = Counter()
-        self.released_by: Counter[str] = Counter()
+        self.refunded_by: Counter[str] = Counter()
         self._inner: SchedulerObserver | None = scheduler.observer
         scheduler.observer = self
-        release = scheduler.release
+        refund = TokenBucket.refund
 
-        def released(scopes: Sequence[RateScope], *, reported: bool = False) -> None:
-            self.released_by.update(s.key for s in scopes)
-            release(scopes, reported=reported)
+        def refunded(bucket: TokenBucket, now: float) -> None:
+            self.refunded_by[bucket.key] += 1
+            refund(bucket, now)
 
-        scheduler.release = released  # type: ignore[method-assign]
+        monkeypatch.setattr(TokenBucket, "refund", refunded)
 
     def granted(self, scopes: Sequence[RateScope]) -> None:
         self.granted_by.update(s.key for s in scopes)
@@ -47,7 +50,7 @@ class Paid:
     def messages(self, channel_id: str) -> int:
         """Message writes (creates and edits) paid in a channel's (or thread's) budget."""
         key = f"discord:channel:{channel_id}"
-        return self.granted_by[key] - self.released_by[key]
+        return self.granted_by[key] - self.refunded_by[key]
 
 
 def writes(fake: FakeDiscord) -> Counter[str]:
@@ -68,9 +71,10 @@ def assert_each_write_paid_where_it_went(paid: Paid, fake: FakeDiscord) -> None:
 
 async def test_a_question_moved_out_of_a_busy_channel_is_answered_without_waiting_for_that_channel(
     harness: Harness,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake, client = harness.fake, harness.client
-    paid = Paid(client.scheduler)
+    paid = Paid(client.scheduler, monkeypatch)
     client.busy.smooth = 3  # three replies stream in the channel and keep its bucket (0.8 writes/s) busy
     harness.llm.script_for("streaming", LONG, chunk_chars=3, delay_s=0.02)
     harness.llm.script_for("moved", "Answered in a thread of its own.", chunk_chars=8, delay_s=0.02)
@@ -109,9 +113,10 @@ async def test_a_question_moved_out_of_a_busy_channel_is_answered_without_waitin
 
 async def test_a_question_expected_in_a_thread_is_answered_in_its_channel_in_the_channels_budget_with_threads_never(
     harness: Harness,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake, client = harness.fake, harness.client
-    paid = Paid(client.scheduler)
+    paid = Paid(client.scheduler, monkeypatch)
     harness.llm.script_for("streaming", LONG, chunk_chars=3, delay_s=0.02)
     first = await fake.send_message(MEMBER, "streaming question?")
     await wait_for(lambda: fake.bot_messages())  # posted: the setting (auto) has been read
@@ -133,9 +138,10 @@ async def test_a_question_expected_in_a_thread_is_answered_in_its_channel_in_the
 
 async def test_with_threads_always_the_first_question_is_paid_in_its_thread_though_the_setting_was_not_read_yet(
     harness: Harness,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake, client = harness.fake, harness.client
-    paid = Paid(client.scheduler)
+    paid = Paid(client.scheduler, monkeypatch)
     await harness.core.admin.run(*_ws_and_owner(), "settings set threads always")  # type: ignore[arg-type]
     questions = []
     for i in range(2):  # the first before the setting was read here, the second after
