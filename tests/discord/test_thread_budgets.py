@@ -53,6 +53,11 @@ class Paid:
         return self.granted_by[key] - self.refunded_by[key]
 
 
+@pytest.fixture
+def paid(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> Paid:  # noqa: F811
+    return Paid(harness.client.scheduler, monkeypatch)
+
+
 def writes(fake: FakeDiscord) -> Counter[str]:
     """Message creates and edits the loopback Discord received, per channel (or thread)."""
     sent: Counter[str] = Counter()
@@ -71,10 +76,9 @@ def assert_each_write_paid_where_it_went(paid: Paid, fake: FakeDiscord) -> None:
 
 async def test_a_question_moved_out_of_a_busy_channel_is_answered_without_waiting_for_that_channel(
     harness: Harness,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    paid: Paid,
 ) -> None:
     fake, client = harness.fake, harness.client
-    paid = Paid(client.scheduler, monkeypatch)
     client.busy.smooth = 3  # three replies stream in the channel and keep its bucket (0.8 writes/s) busy
     harness.llm.script_for("streaming", LONG, chunk_chars=3, delay_s=0.02)
     harness.llm.script_for("moved", "Answered in a thread of its own.", chunk_chars=8, delay_s=0.02)
@@ -113,10 +117,9 @@ async def test_a_question_moved_out_of_a_busy_channel_is_answered_without_waitin
 
 async def test_a_question_expected_in_a_thread_is_answered_in_its_channel_in_the_channels_budget_with_threads_never(
     harness: Harness,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    paid: Paid,
 ) -> None:
     fake, client = harness.fake, harness.client
-    paid = Paid(client.scheduler, monkeypatch)
     harness.llm.script_for("streaming", LONG, chunk_chars=3, delay_s=0.02)
     first = await fake.send_message(MEMBER, "streaming question?")
     await wait_for(lambda: fake.bot_messages())  # posted: the setting (auto) has been read
@@ -138,10 +141,9 @@ async def test_a_question_expected_in_a_thread_is_answered_in_its_channel_in_the
 
 async def test_with_threads_always_the_first_question_is_paid_in_its_thread_though_the_setting_was_not_read_yet(
     harness: Harness,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    paid: Paid,
 ) -> None:
     fake, client = harness.fake, harness.client
-    paid = Paid(client.scheduler, monkeypatch)
     await harness.core.admin.run(*_ws_and_owner(), "settings set threads always")  # type: ignore[arg-type]
     questions = []
     for i in range(2):  # the first before the setting was read here, the second after
