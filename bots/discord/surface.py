@@ -71,8 +71,8 @@ class DiscordSurface:
         self._parent: int | None = None  # the channel of the thread opened here
         # Until then the first post waits where it is expected to go: a thread started from the
         # question has the question's id, so its budget is known before it exists.
-        expected = self._plan is not None and self._plan.expected and in_place is None
-        self._planned = limits.message_scopes(self._plan.message) if self._plan and expected else self._scopes
+        plan = self._plan if in_place is None else None  # Regenerate answers in place
+        self._planned = limits.message_scopes(plan.message) if plan is not None and plan.expected else self._scopes
         self._created_at = scheduler.clock.now()  # about when the question came: its first post's priority
 
     def scopes(self, operation: Operation) -> Sequence[RateScope]:
