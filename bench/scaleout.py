@@ -316,21 +316,24 @@ def staleness(run: Run, platform: str = "", *, without: frozenset[int] = frozens
     return [wait for _, _, wait in staleness_samples(run, platform, without=without)]
 
 
-def stalest(run: Run, n: int = 8) -> list[str]:
-    """The `n` chunks shown latest: "conversation (platform channel) sent at +T s: waited W s", T from
-    the model's first chunk (where a stall sits in the run, and whether the stale chunks share one)."""
+def stalest(run: Run, n: int = 4) -> list[str]:
+    """Per platform, the `n` chunks shown latest: "conversation (platform channel) sent at +T s: waited
+    W s", T from the model's first chunk (where a stall sits in the run, and whether the stale chunks
+    share one); then the calls of the stalest Discord conversation's channel and thread."""
     samples = staleness_samples(run)
     if not samples:
         return []
     first = min(at for _, at, _ in samples)
     by_id = {c.id: c for c in run.conversations}
-    worst = sorted(samples, key=lambda s: -s[2])[:n]
-    lines = [
-        f"{conv} ({by_id[conv].platform} {by_id[conv].channel}) sent at +{at - first:.1f} s: waited {wait:.1f} s"
-        for conv, at, wait in worst
-    ]
-    conv = by_id[worst[0][0]]
-    if conv.platform == "discord":  # the stalest one's channel (and its thread's) calls, from its question on
+    lines: list[str] = []
+    for platform in ("slack", "discord"):
+        worst = sorted((s for s in samples if by_id[s[0]].platform == platform), key=lambda s: -s[2])[:n]
+        lines += [
+            f"{conv} ({platform} {by_id[conv].channel}) sent at +{at - first:.1f} s: waited {wait:.1f} s"
+            for conv, at, wait in worst
+        ]
+    if worst:  # the stalest Discord one's channel (and its thread's) calls, from its question on
+        conv = by_id[worst[0][0]]
         places = {conv.channel, conv.message_id}
         calls = [c for c in run.discord.calls if any(f"/channels/{p}/" in c.path for p in places)]
         since = worst[0][1] - 2.0
