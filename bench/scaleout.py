@@ -28,6 +28,8 @@ Figures (measured at the fakes: what users saw):
                    another process (their logs)
   leased_tokens_wasted  tokens the processes leased and let expire unused (their shutdown logs)
   cpu_s            CPU seconds the bot processes used (cpu_s_by_process: each, the killed one's lives together)
+  stalest          per platform the chunks shown latest (which conversation, when, how long), then the
+                   calls of the stalest Discord conversation's channel and thread: a stall or a slow budget
   lease_rtt_p50_s / lease_rtt_p99_s  the round trip of one budget lease write to the Convex server
                    during the run, probed from this process every 0.25 s (the store's latency under
                    the load of all processes)
