@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
 import math
 import time
 from collections import deque
@@ -146,8 +147,9 @@ class SharedScope:
         first: FINAL_HEAD_S older), without the oldest ones the tokens held already go to, at most one
         more than a lease may want (the rest is said later)."""
         held = len(self.tokens)
-        keys = sorted(t.key for b in self.buckets for t in b.parked if not t.done and t.parked_at is b)
-        ages = [_age(urgent, since, now) for urgent, since, _ in keys[: held + MAX_WANT + 1]]
+        parked = (t.key for b in self.buckets for t in b.parked if not t.done and t.parked_at is b)
+        keys = heapq.nsmallest(held + MAX_WANT + 1, parked)  # a lease goes often: not the whole heap sorted
+        ages = [_age(rank, since, now) for rank, since, _ in keys]
         ages += [_age(1, since, now) for since in self.acquiring]
         return tuple(sorted(ages, reverse=True)[held : held + MAX_WANT + 1])
 
@@ -435,7 +437,8 @@ def _sized(shared: SharedScope, lead_s: float, now: float) -> BudgetRequest:
     return BudgetRequest(r.key, r.per_second, r.burst, shared.want(), r.horizon_s, lead_s, shared.waiting(now))
 
 
-def _age(order: int, since: float, now: float) -> float:
-    """A waiting ticket's age as a lease says it (`order` 0: urgent, a final; since -inf: STALEST)."""
+def _age(rank: int, since: float, now: float) -> float:
+    """A waiting ticket's age as a lease says it, from its key (`rank` 0: urgent, a final; since -inf:
+    STALEST)."""
     age = AGE_MAX_S if since == float("-inf") else max(0.0, now - since)
-    return min(AGE_MAX_S, age + (FINAL_HEAD_S if order == 0 else 0.0))
+    return min(AGE_MAX_S, age + (FINAL_HEAD_S if rank == 0 else 0.0))
