@@ -327,18 +327,20 @@ def stalest(run: Run, n: int = 4) -> list[str]:
         return []
     first = min(at for _, at, _ in samples)
     by_id = {c.id: c for c in run.conversations}
-    lines: list[str] = []
-    for platform in ("slack", "discord"):
-        worst = sorted((s for s in samples if by_id[s[0]].platform == platform), key=lambda s: -s[2])[:n]
-        lines += [
-            f"{conv} ({platform} {by_id[conv].channel}) sent at +{at - first:.1f} s: waited {wait:.1f} s"
-            for conv, at, wait in worst
-        ]
-    if worst:  # the stalest Discord one's channel (and its thread's) calls, from its question on
-        conv = by_id[worst[0][0]]
+    worst = {
+        platform: sorted((s for s in samples if by_id[s[0]].platform == platform), key=lambda s: -s[2])[:n]
+        for platform in ("slack", "discord")
+    }
+    lines = [
+        f"{conv} ({platform} {by_id[conv].channel}) sent at +{at - first:.1f} s: waited {wait:.1f} s"
+        for platform, chunks in worst.items()
+        for conv, at, wait in chunks
+    ]
+    if worst["discord"]:  # the stalest Discord one's channel (and its thread's) calls, from its question on
+        conv = by_id[worst["discord"][0][0]]
         places = {conv.channel, conv.message_id}
         calls = [c for c in run.discord.calls if any(f"/channels/{p}/" in c.path for p in places)]
-        since = worst[0][1] - 2.0
+        since = worst["discord"][0][1] - 2.0
         lines += [
             f"  {c.at - first:+.2f} s {c.method} {c.path} {c.status} {str(c.body.get('content') or '')[:50]!r}"
             for c in calls
